@@ -1,0 +1,372 @@
+/* The CPU backend: OpenBLAS sgemm for the products, OpenMP loops for the
+ * rest. Every loop is split so that each output element is written by one
+ * thread, and every reduction runs in a fixed order whatever the number of
+ * threads, so results do not depend on the thread count. */
+#include "core/backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *cpu_alloc(size_t bytes)
+{
+    /* 64-byte alignment: one cache line, a full AVX-512 vector. */
+    size_t rounded = (bytes + 63) / 64 * 64;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+static void cpu_release(void *p) { free(p); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+static void cpu_sync(void) {}
+
+static void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta,
+                     float *c, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb,
+                beta, c, ldc);
+}
+
+static void cpu_nchw_to_cnhw(const float *src, int n, int c, int hw, float *dst)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            memcpy(dst + ((size_t)ch * n + i) * hw, src + ((size_t)i * c + ch) * hw,
+                   sizeof(float) * (size_t)hw);
+}
+
+static void cpu_cnhw_to_nchw(const float *src, int n, int c, int hw, float *dst)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            memcpy(dst + ((size_t)i * c + ch) * hw, src + ((size_t)ch * n + i) * hw,
+                   sizeof(float) * (size_t)hw);
+}
+
+static void cpu_im2col3x3(const float *x, int c, int n, int h, int w, int i0, int i1,
+                          float *col)
+{
+    const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int ch = 0; ch < c; ch++)
+        for (int tap = 0; tap < 9; tap++) {
+            const int ky = tap / 3 - 1, kx = tap % 3 - 1;
+            const int x0 = kx < 0 ? 1 : 0, x1 = kx > 0 ? w - 1 : w;
+            float *row = col + ((size_t)ch * 9 + tap) * cols;
+            for (int i = i0; i < i1; i++) {
+                const float *plane = x + ((size_t)ch * n + i) * hw;
+                float *dst = row + (size_t)(i - i0) * hw;
+                for (int y = 0; y < h; y++, dst += w) {
+                    const int sy = y + ky;
+                    if (sy < 0 || sy >= h) {
+                        memset(dst, 0, sizeof(float) * (size_t)w);
+                        continue;
+                    }
+                    const float *src = plane + (size_t)sy * w + kx;
+                    if (x0) dst[0] = 0.0f;
+                    if (x1 < w) dst[w - 1] = 0.0f;
+                    for (int xx = x0; xx < x1; xx++) dst[xx] = src[xx];
+                }
+            }
+        }
+}
+
+static void cpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, int i1,
+                          float *dx)
+{
+    const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw;
+    const int ni = i1 - i0;
+    /* Each thread owns whole (channel, image) planes of dx: no races. */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int ch = 0; ch < c; ch++)
+        for (int ii = 0; ii < ni; ii++) {
+            float *plane = dx + ((size_t)ch * n + i0 + ii) * hw;
+            for (int tap = 0; tap < 9; tap++) {
+                const int ky = tap / 3 - 1, kx = tap % 3 - 1;
+                const int x0 = kx < 0 ? 1 : 0, x1 = kx > 0 ? w - 1 : w;
+                const float *src = col + ((size_t)ch * 9 + tap) * cols + (size_t)ii * hw;
+                for (int y = 0; y < h; y++) {
+                    const int sy = y + ky;
+                    if (sy < 0 || sy >= h) continue;
+                    float *dst = plane + (size_t)sy * w + kx;
+                    const float *s = src + (size_t)y * w;
+                    for (int xx = x0; xx < x1; xx++) dst[xx] += s[xx];
+                }
+            }
+        }
+}
+
+/* The divisor of channel ch of image i: u * gamma_c / divisor is the
+ * normalised value (1 and no gamma without normalisation). */
+static inline float unit_divisor(const sr_unit *unit, const float *stats, int ch, int i)
+{
+    switch (unit->norm) {
+    case SR_NORM_LAYER: return stats[3 * i + 1];
+    case SR_NORM_BATCH: return unit->running_sd[ch];
+    default: return 1.0f;
+    }
+}
+
+static inline float unit_scale(const sr_unit *unit, const float *stats, int ch, int i)
+{
+    return unit->norm == SR_NORM_NONE ? 1.0f : unit->gamma[ch] / unit_divisor(unit, stats, ch, i);
+}
+
+static void cpu_unit_forward(const sr_unit *unit, float *u, float *a, float *stats)
+{
+    const int k = unit->k, n = unit->n;
+    const size_t hw = (size_t)unit->hw;
+    /* One image per iteration: its bias pass, its statistics (a fixed-order
+     * sum in double) and its scaled ReLU, with no sharing between threads. */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        double sum = 0.0, sumsq = 0.0;
+        for (int ch = 0; ch < k; ch++) {
+            float *up = u + ((size_t)ch * n + i) * hw;
+            const float b = unit->bias ? unit->bias[ch] : 0.0f;
+            for (size_t p = 0; p < hw; p++) {
+                const float v = up[p] + b;
+                up[p] = v;
+                sum += v;
+                sumsq += (double)v * v;
+            }
+        }
+        if (unit->norm == SR_NORM_LAYER) {
+            const double count = (double)k * (double)hw, mean = sum / count;
+            const double var = fmax(sumsq / count - mean * mean, 0.0);
+            stats[3 * i] = (float)mean;
+            stats[3 * i + 1] = (float)sqrt(var) + SR_NORM_EPS;
+        }
+        for (int ch = 0; ch < k; ch++) {
+            const float *up = u + ((size_t)ch * n + i) * hw;
+            float *ap = a + ((size_t)ch * n + i) * hw;
+            const float g = unit_scale(unit, stats, ch, i);
+            if (unit->relu)
+                for (size_t p = 0; p < hw; p++) ap[p] = fmaxf(up[p] * g, 0.0f);
+            else
+                for (size_t p = 0; p < hw; p++) ap[p] = up[p] * g;
+        }
+    }
+}
+
+static void cpu_unit_backward(const sr_unit *unit, const float *u, const float *a,
+                              float *stats, float *da, float *dgamma, float *dbias)
+{
+    const int k = unit->k, n = unit->n;
+    const size_t hw = (size_t)unit->hw;
+    const bool layer = unit->norm == SR_NORM_LAYER;
+    /* Per image: the ReLU mask, and for the layer norm the sum
+     * S_i = sum_c gamma_c sum_p dy u that the std's derivative needs, kept in
+     * the scratch third of the image's stats. */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        double s = 0.0;
+        for (int ch = 0; ch < k; ch++) {
+            const size_t off = ((size_t)ch * n + i) * hw;
+            float *dp = da + off;
+            const float *ap = a + off, *up = u + off;
+            double sc = 0.0;
+            for (size_t p = 0; p < hw; p++) {
+                if (unit->relu && ap[p] <= 0.0f) dp[p] = 0.0f;
+                sc += (double)dp[p] * up[p];
+            }
+            if (layer) s += sc * unit->gamma[ch];
+        }
+        if (layer) stats[3 * i + 2] = (float)s;
+    }
+    /* Per channel, images in order: dgamma, the gradient of u in place, dbias.
+     * d(std)/du_p = (u_p - mean) / (count * std); at std = 0 it is taken as 0. */
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < k; ch++) {
+        double dg = 0.0, db = 0.0;
+        for (int i = 0; i < n; i++) {
+            const size_t off = ((size_t)ch * n + i) * hw;
+            float *dp = da + off;
+            const float *up = u + off;
+            const float g = unit_scale(unit, stats, ch, i);
+            const float inv = 1.0f / unit_divisor(unit, stats, ch, i);
+            float coef = 0.0f, mean = 0.0f;
+            if (layer) {
+                const double d = stats[3 * i + 1], sd = d - SR_NORM_EPS;
+                const double count = (double)k * (double)hw;
+                coef = sd > 0.0 ? (float)(stats[3 * i + 2] / (d * d * count * sd)) : 0.0f;
+                mean = stats[3 * i];
+            }
+            for (size_t p = 0; p < hw; p++) {
+                const float dy = dp[p];
+                dg += (double)dy * up[p] * inv;
+                const float du = g * dy - coef * (up[p] - mean);
+                dp[p] = du;
+                db += du;
+            }
+        }
+        if (dgamma && unit->norm != SR_NORM_NONE) dgamma[ch] += (float)dg;
+        if (dbias) dbias[ch] += (float)db;
+    }
+}
+
+static void cpu_convt_scatter(const float *col, const float *bias, int k, int n, int h,
+                              int w, float *y)
+{
+    const size_t hw = (size_t)h * w, cols = (size_t)n * hw;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int kk = 0; kk < k; kk++)
+        for (int i = 0; i < n; i++) {
+            const float b = bias ? bias[kk] : 0.0f;
+            float *out = y + ((size_t)kk * n + i) * 4 * hw;
+            for (int q = 0; q < 4; q++) {
+                const int dy = q / 2, dx = q % 2;
+                const float *src = col + ((size_t)kk * 4 + q) * cols + (size_t)i * hw;
+                for (int yy = 0; yy < h; yy++)
+                    for (int xx = 0; xx < w; xx++)
+                        out[(size_t)(2 * yy + dy) * 2 * w + 2 * xx + dx] =
+                            src[(size_t)yy * w + xx] + b;
+            }
+        }
+}
+
+static void cpu_convt_gather(const float *dy, int k, int n, int h, int w, float *dcol,
+                             float *dbias)
+{
+    const size_t hw = (size_t)h * w, cols = (size_t)n * hw;
+#pragma omp parallel for schedule(static)
+    for (int kk = 0; kk < k; kk++) {
+        double db = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *g = dy + ((size_t)kk * n + i) * 4 * hw;
+            for (int q = 0; q < 4; q++) {
+                const int oy = q / 2, ox = q % 2;
+                float *dst = dcol + ((size_t)kk * 4 + q) * cols + (size_t)i * hw;
+                for (int yy = 0; yy < h; yy++)
+                    for (int xx = 0; xx < w; xx++) {
+                        const float v = g[(size_t)(2 * yy + oy) * 2 * w + 2 * xx + ox];
+                        dst[(size_t)yy * w + xx] = v;
+                        db += v;
+                    }
+            }
+        }
+        if (dbias) dbias[kk] += (float)db;
+    }
+}
+
+static void cpu_pool2x2(const float *x, int c, int n, int h, int w, float *y)
+{
+    const int oh = h / 2, ow = w / 2;
+#pragma omp parallel for schedule(static)
+    for (size_t plane = 0; plane < (size_t)c * n; plane++) {
+        const float *src = x + plane * h * w;
+        float *dst = y + plane * oh * ow;
+        for (int yy = 0; yy < oh; yy++)
+            for (int xx = 0; xx < ow; xx++) {
+                const float *s = src + (size_t)2 * yy * w + 2 * xx;
+                dst[yy * ow + xx] = 0.25f * (s[0] + s[1] + s[w] + s[w + 1]);
+            }
+    }
+}
+
+static void cpu_pool2x2_backward(const float *dy, int c, int n, int h, int w, float *dx)
+{
+    const int oh = h / 2, ow = w / 2;
+#pragma omp parallel for schedule(static)
+    for (size_t plane = 0; plane < (size_t)c * n; plane++) {
+        const float *src = dy + plane * oh * ow;
+        float *dst = dx + plane * h * w;
+        for (int yy = 0; yy < oh; yy++)
+            for (int xx = 0; xx < ow; xx++) {
+                const float g = 0.25f * src[yy * ow + xx];
+                float *d = dst + (size_t)2 * yy * w + 2 * xx;
+                d[0] += g;
+                d[1] += g;
+                d[w] += g;
+                d[w + 1] += g;
+            }
+    }
+}
+
+static void cpu_plane_means(const float *x, int c, int n, int hw, float *means)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < n; i++) {
+            const float *p = x + ((size_t)ch * n + i) * hw;
+            double s = 0.0;
+            for (int q = 0; q < hw; q++) s += p[q];
+            means[(size_t)i * c + ch] = (float)(s / hw);
+        }
+}
+
+static void cpu_plane_means_backward(const float *dmeans, int c, int n, int hw, float *dx)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < n; i++) {
+            float *p = dx + ((size_t)ch * n + i) * hw;
+            const float g = dmeans[(size_t)i * c + ch] / (float)hw;
+            for (int q = 0; q < hw; q++) p[q] += g;
+        }
+}
+
+static void cpu_axpby(size_t count, float alpha, const float *src, float beta, float *dst)
+{
+    if (beta == 0.0f) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++) dst[i] = alpha * src[i];
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++) dst[i] = alpha * src[i] + beta * dst[i];
+}
+
+static void cpu_adam(float *param, const float *grad, float *m, float *v, size_t count,
+                     float lr, float beta1, float beta2, float eps, long step)
+{
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++) {
+        const float g = grad[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+        param[i] -= step_size * m[i] / (sqrtf(v[i]) * inv_sqrt_bc2 + eps);
+    }
+}
+
+static const sr_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .gemm = cpu_gemm,
+    .nchw_to_cnhw = cpu_nchw_to_cnhw,
+    .cnhw_to_nchw = cpu_cnhw_to_nchw,
+    .im2col3x3 = cpu_im2col3x3,
+    .col2im3x3 = cpu_col2im3x3,
+    .unit_forward = cpu_unit_forward,
+    .unit_backward = cpu_unit_backward,
+    .convt_scatter = cpu_convt_scatter,
+    .convt_gather = cpu_convt_gather,
+    .pool2x2 = cpu_pool2x2,
+    .pool2x2_backward = cpu_pool2x2_backward,
+    .plane_means = cpu_plane_means,
+    .plane_means_backward = cpu_plane_means_backward,
+    .axpby = cpu_axpby,
+    .adam = cpu_adam,
+};
+
+const sr_backend *sr_backend_cpu(int threads)
+{
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    return &cpu_backend;
+}
