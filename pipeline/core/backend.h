@@ -38,6 +38,8 @@ typedef struct {
 
 typedef struct sr_backend {
     const char *name;
+    /* One line on what runs the products, e.g. the BLAS, its kernels, threads. */
+    void (*describe)(char *text, size_t len);
 
     /* Memory: alloc returns NULL on failure (the caller names what failed). */
     void *(*alloc)(size_t bytes);

@@ -7,8 +7,15 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void cpu_describe(char *text, size_t len)
+{
+    snprintf(text, len, "%s, %s kernels, %d threads", openblas_get_config(),
+             openblas_get_corename(), omp_get_max_threads());
+}
 
 static void *cpu_alloc(size_t bytes)
 {
@@ -339,6 +346,7 @@ static void cpu_adam(float *param, const float *grad, float *m, float *v, size_t
 
 static const sr_backend cpu_backend = {
     .name = "cpu",
+    .describe = cpu_describe,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .to_device = cpu_copy,

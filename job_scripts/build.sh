@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages semrep needs (only those missing) and builds it
+# into build/. Used by job_scripts/local.sh and tests/run.sh; on a cluster
+# whose nodes cannot install packages, build once with the same cmake lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake pkg-config
+          libopenmpi-dev openmpi-bin libopenblas-openmp-dev
+          libnetcdf-mpi-dev libpng-dev zlib1g-dev libconfig-dev librandom123-dev
+          libcunit1-dev dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "semrep: installing ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "semrep: error: packages missing and not root; install them: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs" >/dev/null

@@ -1,0 +1,60 @@
+#define _GNU_SOURCE /* sched_getaffinity */
+#include "comm/comm.h"
+
+#include <mpi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include "core/check.h"
+
+/* Every MPI call is checked; MPI's own text names what went wrong. */
+#define SR_MPI(call)                                                                   \
+    do {                                                                               \
+        const int rc_ = (call);                                                        \
+        if (rc_ != MPI_SUCCESS) {                                                      \
+            char text_[MPI_MAX_ERROR_STRING];                                          \
+            int len_ = 0;                                                              \
+            MPI_Error_string(rc_, text_, &len_);                                       \
+            SR_FAIL("MPI call %s failed: %s; check the MPI installation and the job's process layout", \
+                    #call, text_);                                                     \
+        }                                                                              \
+    } while (0)
+
+static void abort_all(int status) { MPI_Abort(MPI_COMM_WORLD, status); }
+
+void sr_comm_init(semrep_comm *comm, int *argc, char ***argv)
+{
+    SR_MPI(MPI_Init(argc, argv));
+    /* Errors come back as codes, which SR_MPI turns into one named line. */
+    SR_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    SR_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &comm->rank));
+    SR_MPI(MPI_Comm_size(MPI_COMM_WORLD, &comm->size));
+    MPI_Comm node;
+    SR_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, comm->rank, MPI_INFO_NULL, &node));
+    SR_MPI(MPI_Comm_rank(node, &comm->local_rank));
+    SR_MPI(MPI_Comm_size(node, &comm->local_size));
+    SR_MPI(MPI_Comm_free(&node));
+    if (comm->size > 1) sr_set_abort_hook(abort_all);
+}
+
+void sr_comm_finalize(void) { SR_MPI(MPI_Finalize()); }
+
+int sr_comm_default_threads(const semrep_comm *comm)
+{
+    cpu_set_t set;
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+    /* mpirun may bind each rank to one core: then the affinity already divides. */
+    const int share = cores >= (int)sysconf(_SC_NPROCESSORS_ONLN) ? cores / comm->local_size : cores;
+    return share > 0 ? share : 1;
+}
+
+static void reduce(const semrep_comm *comm, double *values, int count, MPI_Op op)
+{
+    if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, op, MPI_COMM_WORLD));
+}
+
+void sr_comm_sum(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_SUM); }
+void sr_comm_min(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MIN); }
+void sr_comm_max(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MAX); }
+void sr_comm_barrier(const semrep_comm *comm) { SR_MPI(MPI_Barrier(MPI_COMM_WORLD)); }

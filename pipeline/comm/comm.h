@@ -1,0 +1,28 @@
+/* Processes: rank, size, the ranks sharing a node, reductions. Stages talk to
+ * MPI only through here. A run of one process needs no mpirun (Open MPI
+ * starts as a singleton). */
+#ifndef SEMREP_COMM_COMM_H
+#define SEMREP_COMM_COMM_H
+
+#include <stddef.h>
+
+typedef struct semrep_comm {
+    int rank, size;             /* in the whole job */
+    int local_rank, local_size; /* among the ranks on this node */
+} semrep_comm;
+
+/* Starts MPI, installs an abort hook so that an error on one rank stops all. */
+void sr_comm_init(semrep_comm *comm, int *argc, char ***argv);
+void sr_comm_finalize(void);
+
+/* Threads a rank should use when the user did not say: the cores this process
+ * may run on, shared evenly by the ranks on its node. */
+int sr_comm_default_threads(const semrep_comm *comm);
+
+/* In-place reductions over all ranks. */
+void sr_comm_sum(const semrep_comm *comm, double *values, int count);
+void sr_comm_min(const semrep_comm *comm, double *values, int count);
+void sr_comm_max(const semrep_comm *comm, double *values, int count);
+void sr_comm_barrier(const semrep_comm *comm);
+
+#endif

@@ -1,0 +1,46 @@
+/* comm/ under mpirun -np 2: reductions against their closed forms, the node
+ * layout of a one-node job. */
+#include "comm/comm.h"
+#include "test_util.h"
+
+static semrep_comm comm;
+
+static void test_layout(void)
+{
+    CU_ASSERT_EQUAL(comm.size, 2);
+    CU_ASSERT(comm.rank >= 0 && comm.rank < comm.size);
+    CU_ASSERT_EQUAL(comm.local_size, comm.size); /* one node */
+    CU_ASSERT_EQUAL(comm.local_rank, comm.rank);
+    CU_ASSERT(sr_comm_default_threads(&comm) >= 1);
+}
+
+static void test_reductions(void)
+{
+    double v[3] = {comm.rank + 1.0, 10.0 * (comm.rank + 1), -(double)comm.rank};
+    double lo[3], hi[3];
+    for (int i = 0; i < 3; i++) lo[i] = hi[i] = v[i];
+    sr_comm_sum(&comm, v, 3);
+    sr_comm_min(&comm, lo, 3);
+    sr_comm_max(&comm, hi, 3);
+    const double n = comm.size;
+    CU_ASSERT_DOUBLE_EQUAL(v[0], n * (n + 1) / 2, 0);
+    CU_ASSERT_DOUBLE_EQUAL(v[1], 10 * n * (n + 1) / 2, 0);
+    CU_ASSERT_DOUBLE_EQUAL(v[2], -n * (n - 1) / 2, 0);
+    CU_ASSERT_DOUBLE_EQUAL(lo[0], 1, 0);
+    CU_ASSERT_DOUBLE_EQUAL(hi[0], n, 0);
+    CU_ASSERT_DOUBLE_EQUAL(lo[2], -(n - 1), 0);
+    CU_ASSERT_DOUBLE_EQUAL(hi[2], 0, 0);
+}
+
+int main(int argc, char **argv)
+{
+    sr_comm_init(&comm, &argc, &argv);
+    const sr_test tests[] = {
+        {"one-node layout of two ranks", test_layout},
+        {"sum, min and max over ranks", test_reductions},
+        {NULL, NULL},
+    };
+    const int failed = sr_test_run("mpi_comm", tests);
+    sr_comm_finalize();
+    return failed;
+}

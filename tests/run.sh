@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs every test with
+# CTest (CUnit suites, MPI tests under mpirun -np 2, command-line tests).
+# It also builds core/ and nn/ alone (SEMREP_WITH_MPI_IO=OFF), as a GPU
+# machine without MPI, NetCDF or libpng would, and runs their tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job_scripts/build.sh
+. job_scripts/env.sh
+
+cmake -S . -B build/core-only -DCMAKE_BUILD_TYPE=Release -DSEMREP_WITH_MPI_IO=OFF >/dev/null
+cmake --build build/core-only -j "$(nproc)" >/dev/null
+
+# One test at a time: each uses every core.
+ctest --test-dir build/core-only --output-on-failure
+ctest --test-dir build --output-on-failure
