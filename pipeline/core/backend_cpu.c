@@ -155,7 +155,10 @@ static void cpu_unit_forward(const sr_unit *unit, float *u, float *a, float *sta
             float *ap = a + ((size_t)ch * n + i) * hw;
             const float g = unit_scale(unit, stats, ch, i);
             if (unit->relu)
-                for (size_t p = 0; p < hw; p++) ap[p] = fmaxf(up[p] * g, 0.0f);
+                for (size_t p = 0; p < hw; p++) {
+                    const float v = up[p] * g;
+                    ap[p] = v < 0.0f ? 0.0f : v; /* keeps a NaN a NaN, vectorises */
+                }
             else
                 for (size_t p = 0; p < hw; p++) ap[p] = up[p] * g;
         }
