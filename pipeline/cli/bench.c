@@ -12,13 +12,9 @@
 #include "core/clock.h"
 #include "core/rng.h"
 #include "nn/adam.h"
+#include "io/checkpoint.h"
 #include "nn/unet.h"
-
-typedef struct {
-    const char *shape_name;
-    int batch, threads, size;
-    double seconds; /* least time per measurement */
-} bench_opts;
+#include "stages/model.h"
 
 typedef struct {
     sr_unet *net;
@@ -90,61 +86,55 @@ static void fill_uniform(const sr_backend *be, float *dev, size_t count, unsigne
     free(host);
 }
 
-void sr_cmd_bench_help(void)
-{
-    puts("usage: semrep bench [--shape default|paper] [--batch N] [--threads N] [--seconds S]\n"
-         "  --shape    SPEC.md's default (1x32x32) or paper (3x64x64) UNet   [default]\n"
-         "  --batch    images per pass                                        [64]\n"
-         "  --threads  threads per rank (0: the node's cores shared by its ranks) [0]\n"
-         "  --seconds  least time per measurement                             [2]");
-}
-
-static int parse(int argc, char **argv, bench_opts *o)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *key = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strcmp(key, "--help")) return 1;
-        if (!val) return fprintf(stderr, "semrep bench: error: %s needs a value\n", key), -1;
-        i++;
-        if (!strcmp(key, "--shape")) o->shape_name = val;
-        else if (!strcmp(key, "--batch")) o->batch = (int)strtol(val, &end, 10);
-        else if (!strcmp(key, "--threads")) o->threads = (int)strtol(val, &end, 10);
-        else if (!strcmp(key, "--seconds")) o->seconds = strtod(val, &end);
-        else return fprintf(stderr, "semrep bench: error: unknown option %s\n", key), -1;
-        if (end && *end) return fprintf(stderr, "semrep bench: error: %s %s is not a number\n", key, val), -1;
-    }
-    if (strcmp(o->shape_name, "default") && strcmp(o->shape_name, "paper"))
-        return fprintf(stderr, "semrep bench: error: --shape must be default or paper\n"), -1;
-    if (o->batch < 1 || o->batch > 4096 || o->threads < 0 || o->seconds <= 0)
-        return fprintf(stderr, "semrep bench: error: --batch 1..4096, --threads >= 0, --seconds > 0\n"), -1;
-    return 0;
-}
-
 int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
 {
-    bench_opts o = {.shape_name = "default", .batch = 64, .threads = 0, .seconds = 2.0};
-    const int parsed = parse(argc, argv, &o);
-    if (parsed) {
-        if (comm->rank == 0) sr_cmd_bench_help();
-        return parsed > 0 ? SR_EXIT_OK : SR_EXIT_USAGE;
+    static const char usage[] =
+        "usage: semrep bench [CONF] [--set KEY=VALUE]... [--batch N] [--threads N] [--seconds S]\n"
+        "  CONF       the model to measure (its shape and image size); none: the embedded default\n"
+        "  --batch    images per pass                                     [64]\n"
+        "  --threads  threads per rank (0: the node's cores shared by its ranks) [the conf's threads]\n"
+        "  --seconds  least time per measurement                          [2]\n";
+    static const char *const options[] = {"--batch", "--threads", "--seconds", NULL};
+    sr_args args;
+    int done, status = sr_cli_args(argc, argv, options, usage, comm, &args, &done);
+    if (status || done) return status;
+    if (args.npositional > 1) {
+        if (comm->rank == 0) fputs(usage, stderr);
+        return SR_EXIT_USAGE;
     }
-    const sr_unet_shape shape = strcmp(o.shape_name, "paper") ? sr_unet_shape_default() : sr_unet_shape_paper();
-    const int size = strcmp(o.shape_name, "paper") ? 32 : 64;
-    const int threads = o.threads ? o.threads : sr_comm_default_threads(comm);
-    const sr_backend *be = sr_backend_cpu(threads);
+    char err[1024];
+    int batch, threads;
+    double seconds;
+    if (sr_args_int(&args, "--batch", 64, &batch, err, sizeof err) ||
+        sr_args_int(&args, "--threads", -1, &threads, err, sizeof err) ||
+        sr_args_double(&args, "--seconds", 2.0, &seconds, err, sizeof err))
+        return sr_cli_error(comm, SR_EXIT_USAGE, "semrep bench: %s", err);
+    if (batch < 1 || batch > 65536 || threads < -1 || seconds <= 0)
+        return sr_cli_error(comm, SR_EXIT_USAGE, "semrep bench: --batch 1..65536, --threads >= 0, --seconds > 0");
+    semrep_conf conf;
+    if ((status = sr_cli_conf(args.npositional ? args.positional[0] : NULL, &args, comm, &conf))) return status;
+    if (threads < 0) threads = conf.threads;
+    if (threads == 0) threads = sr_comm_default_threads(comm);
+    const sr_backend *be = sr_backend_select(conf.backend, threads, err, sizeof err);
+    if (!be) return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+    const sr_unet_shape shape = sr_conf_shape(&conf);
+    const int size = conf.dataset.size;
+    const char *model_name = conf.source[0] ? conf.source : "the embedded default";
 
     sr_unet net;
-    char err[256];
-    if (sr_unet_plan(&net, &shape, err, sizeof err)) SR_FAIL("%s", err);
+    if (sr_model_plan(&conf, be, batch, true, &net, err, sizeof err)) {
+        sr_conf_free(&conf);
+        return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+    }
+    sr_conf_free(&conf);
     sr_unet_alloc(&net, be);
     sr_unet_init_weights(&net, 1);
     sr_unet_work wk;
-    sr_unet_work_init(&wk, &net, o.batch, size, size, true);
+    sr_unet_work_init(&wk, &net, batch, size, size, true);
     sr_adam adam;
     sr_adam_init(&adam, &net, 1e-3f);
     sr_arena scratch;
-    const size_t images = (size_t)o.batch * shape.in_channels * size * size;
+    const size_t images = (size_t)batch * shape.in_channels * size * size;
     const int gemm_n = 2048;
     const size_t gemm_floats = 3 * (size_t)gemm_n * gemm_n;
     sr_arena_init(&scratch, be, (net.param_floats + images + gemm_floats) * sizeof(float) + 256,
@@ -155,7 +145,7 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
     fill_uniform(be, (float *)gemm.base, gemm_floats, 1, -1.0f, 1.0f);
     fill_uniform(be, clean, images, 2, 0.0f, 1.0f);
     fill_uniform(be, wk.staging, images, 3, 0.0f, 1.0f);
-    be->nchw_to_cnhw(wk.staging, o.batch, shape.in_channels, size * size, sr_unet_input(&wk));
+    be->nchw_to_cnhw(wk.staging, batch, shape.in_channels, size * size, sr_unet_input(&wk));
     fill_uniform(be, wk.d_means, sr_unet_means_count(&wk), 4, -0.01f, 0.01f);
     bench_ctx ctx = {.net = &net, .wk = &wk, .adam = &adam, .grad = grad, .clean = clean,
                      .gemm = &gemm, .gemm_n = gemm_n};
@@ -179,8 +169,8 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
     /* per rank: [0] sgemm GFLOP/s, [1 + p] images/s of pass p */
     double mine[1 + NPASS], sum[1 + NPASS], slowest[1 + NPASS];
     const double gemm_flops = 2.0 * gemm_n * (double)gemm_n * gemm_n;
-    mine[0] = gemm_flops / time_pass(pass_sgemm, &ctx, o.seconds / 2) * 1e-9;
-    for (int p = 0; p < NPASS; p++) mine[1 + p] = o.batch / time_pass(passes[p].pass, &ctx, o.seconds);
+    mine[0] = gemm_flops / time_pass(pass_sgemm, &ctx, seconds / 2) * 1e-9;
+    for (int p = 0; p < NPASS; p++) mine[1 + p] = batch / time_pass(passes[p].pass, &ctx, seconds);
     memcpy(sum, mine, sizeof mine);
     memcpy(slowest, mine, sizeof mine);
     sr_comm_sum(comm, sum, 1 + NPASS);
@@ -190,8 +180,10 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
         char blas[256];
         be->describe(blas, sizeof blas);
         const char *coretype = getenv("OPENBLAS_CORETYPE");
-        printf("semrep bench: shape %s (%dx%dx%d, %zu parameters), batch %d\n", o.shape_name,
-               shape.in_channels, size, size, net.trainable_count, o.batch);
+        char kernels[128];
+        sr_format_ints(shape.kernels, shape.levels + 1, kernels, sizeof kernels);
+        printf("semrep bench: %s: %dx%dx%d images, kernels %s, %zu parameters, batch %d\n", model_name,
+               shape.in_channels, size, size, kernels, net.trainable_count, batch);
         printf("  %d rank(s) x %d thread(s); backend %s: %s; OPENBLAS_CORETYPE=%s\n", comm->size, threads,
                be->name, blas, coretype ? coretype : "(unset)");
         printf("  sgemm %d^3: %.1f GFLOP/s per rank (slowest rank %.1f)\n", gemm_n, sum[0] / comm->size, slowest[0]);

@@ -3,11 +3,26 @@
 #ifndef SEMREP_CLI_COMMANDS_H
 #define SEMREP_CLI_COMMANDS_H
 
+#include "cli/args.h"
 #include "comm/comm.h"
+#include "io/conf.h"
 
 enum { SR_EXIT_OK = 0, SR_EXIT_FAILED = 1, SR_EXIT_USAGE = 2 };
 
+/* Each command: argv[0] is the command word. */
+int sr_cmd_run(int argc, char **argv, semrep_comm *comm);
+int sr_cmd_stage(int argc, char **argv, semrep_comm *comm);
 int sr_cmd_bench(int argc, char **argv, semrep_comm *comm);
-void sr_cmd_bench_help(void);
+int sr_cmd_info(int argc, char **argv, semrep_comm *comm);
+
+/* Shared by the commands. */
+/* Prints "semrep: error: <err>" once (rank 0) and returns status. */
+int sr_cli_error(const semrep_comm *comm, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Parses the command's arguments; on --help prints usage and returns 0 with
+ * *done set; on a bad line prints the reason and usage and returns 2. */
+int sr_cli_args(int argc, char **argv, const char *const *options, const char *usage, const semrep_comm *comm,
+                sr_args *args, int *done);
+/* Loads the conf at path (NULL: defaults) with the --set overrides; 0 or 1. */
+int sr_cli_conf(const char *path, const sr_args *args, const semrep_comm *comm, semrep_conf *conf);
 
 #endif

@@ -1,4 +1,5 @@
 /* semrep: the command line. `semrep run | stage | bench | info`. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,70 +8,74 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: semrep COMMAND [ARGS]\n"
-          "  run CONF        run the stages the conf enables, in order\n"
-          "  stage NAME CONF run one stage (train, phi, stats, cluster, reconstruct, report)\n"
-          "  bench [OPTIONS] measure the engine's passes against the machine's sgemm\n"
-          "  info CONF|FILE  what a conf or a file of this project holds\n"
-          "semrep COMMAND --help for each command's options.\n",
+    fputs("usage: semrep COMMAND [ARGS] [--set KEY=VALUE]...\n"
+          "  run CONF          run the stages the conf enables, in order\n"
+          "  stage NAME CONF   run one stage (train, phi, stats, cluster, reconstruct, report)\n"
+          "  bench [CONF]      measure the engine's passes against the machine's sgemm\n"
+          "  info CONF|FILE    what a conf or a file of this project holds\n"
+          "--set KEY=VALUE overrides one conf key (docs/conf.md); semrep COMMAND --help for each command.\n"
+          "Exit status: 0 done, 1 failed, 2 bad command line.\n",
           out);
 }
 
-static const char *const stages[] = {"train", "phi", "stats", "cluster", "reconstruct", "report"};
-
-/* Until the stages and the configuration exist, `run` says so and runs the
- * one thing that does: the engine benchmark. */
-static int cmd_run(int argc, char **argv, semrep_comm *comm)
+int sr_cli_error(const semrep_comm *comm, int status, const char *fmt, ...)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
-        fputs("usage: semrep run CONF\n", argc < 2 ? stderr : stdout);
-        return argc < 2 ? SR_EXIT_USAGE : SR_EXIT_OK;
-    }
-    FILE *conf = fopen(argv[1], "r");
-    if (!conf) {
-        if (comm->rank == 0) fprintf(stderr, "semrep: error: cannot read the conf %s; check the path\n", argv[1]);
-        return SR_EXIT_FAILED;
-    }
-    fclose(conf);
-    if (comm->rank == 0) {
-        printf("semrep run %s: %d ranks\n", argv[1], comm->size);
-        printf("not built yet: reading the conf, and the stages");
-        for (size_t s = 0; s < sizeof stages / sizeof *stages; s++) printf(" %s", stages[s]);
-        printf(".\nrunning what exists: the engine benchmark on SPEC.md's default shape.\n\n");
-        fflush(stdout);
-    }
-    char *bench_argv[] = {"bench", NULL};
-    return sr_cmd_bench(1, bench_argv, comm);
+    if (comm->rank != 0) return status;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("semrep: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
 }
 
-static int not_built(const char *what, semrep_comm *comm)
+int sr_cli_args(int argc, char **argv, const char *const *options, const char *text, const semrep_comm *comm,
+                sr_args *args, int *done)
 {
-    if (comm->rank == 0)
-        fprintf(stderr, "semrep: error: `semrep %s` is not built yet; `semrep bench` is what runs today\n", what);
-    return SR_EXIT_FAILED;
+    char err[256];
+    *done = 0;
+    if (sr_args_parse(argc, argv, options, args, err, sizeof err)) {
+        sr_cli_error(comm, SR_EXIT_USAGE, "semrep %s: %s", argv[0], err);
+        if (comm->rank == 0) fputs(text, stderr);
+        return SR_EXIT_USAGE;
+    }
+    if (args->help) {
+        if (comm->rank == 0) fputs(text, stdout);
+        *done = 1;
+    }
+    return SR_EXIT_OK;
+}
+
+int sr_cli_conf(const char *path, const sr_args *args, const semrep_comm *comm, semrep_conf *conf)
+{
+    char err[1024];
+    if (sr_conf_load(conf, path, args->nsets, args->sets, err, sizeof err))
+        return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+    return SR_EXIT_OK;
 }
 
 int main(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        int (*run)(int, char **, semrep_comm *);
+    } commands[] = {
+        {"run", sr_cmd_run}, {"stage", sr_cmd_stage}, {"bench", sr_cmd_bench}, {"info", sr_cmd_info},
+    };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? SR_EXIT_USAGE : SR_EXIT_OK;
     }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "run") && strcmp(cmd, "stage") && strcmp(cmd, "bench") && strcmp(cmd, "info")) {
-        fprintf(stderr, "semrep: error: unknown command '%s'\n", cmd);
-        usage(stderr);
-        return SR_EXIT_USAGE;
+    for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
+        if (strcmp(argv[1], commands[c].name)) continue;
+        semrep_comm comm;
+        sr_comm_init(&comm, &argc, &argv);
+        const int status = commands[c].run(argc - 1, argv + 1, &comm);
+        sr_comm_finalize();
+        return status;
     }
-    semrep_comm comm;
-    sr_comm_init(&comm, &argc, &argv);
-    int status;
-    if (!strcmp(cmd, "bench"))
-        status = sr_cmd_bench(argc - 1, argv + 1, &comm);
-    else if (!strcmp(cmd, "run"))
-        status = cmd_run(argc - 1, argv + 1, &comm);
-    else
-        status = not_built(cmd, &comm);
-    sr_comm_finalize();
-    return status;
+    fprintf(stderr, "semrep: error: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return SR_EXIT_USAGE;
 }

@@ -92,6 +92,10 @@ typedef struct sr_backend {
     /* dst[i] = alpha * src[i] + beta * dst[i]; beta == 0 ignores dst's old value. */
     void (*axpby)(size_t count, float alpha, const float *src, float beta, float *dst);
 
+    /* Memory this backend can give, in bytes (RAM for the CPU): what a model
+     * and its workspaces are checked against before anything is allocated. */
+    size_t (*memory_bytes)(void);
+
     /* Adam (PyTorch's form) on count parameters; step counts from 1. */
     void (*adam)(float *param, const float *grad, float *m, float *v, size_t count,
                  float lr, float beta1, float beta2, float eps, long step);
@@ -100,5 +104,8 @@ typedef struct sr_backend {
 /* The CPU backend: OpenBLAS sgemm and OpenMP loops over `threads` threads
  * (0: OpenMP's default, all the cores this process may use). */
 const sr_backend *sr_backend_cpu(int threads);
+
+/* The backend a conf names ("auto", "cpu", "cuda"); NULL with the reason in err. */
+const sr_backend *sr_backend_select(const char *name, int threads, char *err, size_t errlen);
 
 #endif

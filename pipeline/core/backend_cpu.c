@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* sysconf(_SC_PHYS_PAGES) */
 /* The CPU backend: OpenBLAS sgemm for the products, OpenMP loops for the
  * rest. Every loop is split so that each output element is written by one
  * thread, and every reduction runs in a fixed order whatever the number of
@@ -10,11 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void cpu_describe(char *text, size_t len)
 {
     snprintf(text, len, "%s, %s kernels, %d threads", openblas_get_config(),
              openblas_get_corename(), omp_get_max_threads());
+}
+
+static size_t cpu_memory_bytes(void)
+{
+    return (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
 }
 
 static void *cpu_alloc(size_t bytes)
@@ -370,6 +377,7 @@ static const sr_backend cpu_backend = {
     .plane_means = cpu_plane_means,
     .plane_means_backward = cpu_plane_means_backward,
     .axpby = cpu_axpby,
+    .memory_bytes = cpu_memory_bytes,
     .adam = cpu_adam,
 };
 

@@ -3,6 +3,7 @@
 # errors naming the thing, and the benchmark's table on one and two ranks.
 set -u
 semrep=$1
+conf=$(dirname "$0")/../../conf/fashion-mnist.conf
 failed=0 passed=0
 out=$(mktemp) err=$(mktemp)
 trap 'rm -f "$out" "$err"' EXIT
@@ -21,13 +22,15 @@ expect() {
 }
 
 expect 2 "^usage: semrep COMMAND" -- "$semrep"
-expect 0 "bench \[OPTIONS\]" -- "$semrep" --help
+expect 0 "bench \[CONF\]" -- "$semrep" --help
 expect 2 "unknown command 'frobnicate'" -- "$semrep" frobnicate
-expect 2 "--batch abc is not a number" -- "$semrep" bench --batch abc
-expect 2 "--shape must be default or paper" -- "$semrep" bench --shape huge
+expect 2 "--batch abc is not an integer" -- "$semrep" bench --batch abc
+expect 2 "--seconds x is not a number" -- "$semrep" bench --seconds x
 expect 2 "unknown option --bogus" -- "$semrep" bench --bogus 1
 expect 1 "cannot read the conf /nonexistent/x.conf" -- "$semrep" run /nonexistent/x.conf
-expect 1 "semrep stage. is not built yet" -- "$semrep" stage phi x.conf
+expect 1 "cannot read the conf x.conf" -- "$semrep" stage phi x.conf
+expect 2 "unknown stage 'phy'" -- "$semrep" stage phy x.conf
+expect 1 "stage phi is not built yet" -- "$semrep" stage phi "$conf"
 
 # The table: four passes with positive rates, and the sgemm reference.
 expect 0 "sgemm 2048\^3: [0-9.]+ GFLOP/s" -- "$semrep" bench --batch 2 --seconds 0.01

@@ -1,0 +1,63 @@
+#include "cli/args.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sr_args_parse(int argc, char **argv, const char *const *options, sr_args *a, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            a->help = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2)) {
+            if (a->npositional == SR_ARGS_MAX) return snprintf(err, errlen, "too many arguments"), -1;
+            a->positional[a->npositional++] = arg;
+            continue;
+        }
+        if (i + 1 >= argc) return snprintf(err, errlen, "%s needs a value", arg), -1;
+        if (!strcmp(arg, "--set")) {
+            if (a->nsets == SR_ARGS_MAX) return snprintf(err, errlen, "too many --set"), -1;
+            a->sets[a->nsets++] = argv[++i];
+            continue;
+        }
+        const char *const *o = options;
+        while (o && *o && strcmp(*o, arg)) o++;
+        if (!o || !*o) return snprintf(err, errlen, "unknown option %s", arg), -1;
+        if (a->nopts == SR_ARGS_MAX) return snprintf(err, errlen, "too many options"), -1;
+        a->opt_names[a->nopts] = *o;
+        a->opt_values[a->nopts++] = argv[++i];
+    }
+    return 0;
+}
+
+const char *sr_args_get(const sr_args *a, const char *name)
+{
+    const char *value = NULL;
+    for (int i = 0; i < a->nopts; i++)
+        if (!strcmp(a->opt_names[i], name)) value = a->opt_values[i]; /* the last one wins */
+    return value;
+}
+
+int sr_args_double(const sr_args *a, const char *name, double fallback, double *out, char *err, size_t errlen)
+{
+    const char *v = sr_args_get(a, name);
+    char *end = NULL;
+    *out = v ? strtod(v, &end) : fallback;
+    if (v && (end == v || *end)) return snprintf(err, errlen, "%s %s is not a number", name, v), -1;
+    return 0;
+}
+
+int sr_args_int(const sr_args *a, const char *name, int fallback, int *out, char *err, size_t errlen)
+{
+    const char *v = sr_args_get(a, name);
+    char *end = NULL;
+    const long value = v ? strtol(v, &end, 10) : fallback;
+    if (v && (end == v || *end || value < -2147483647L || value > 2147483647L))
+        return snprintf(err, errlen, "%s %s is not an integer", name, v), -1;
+    *out = (int)value;
+    return 0;
+}

@@ -1,0 +1,139 @@
+/* semrep info CONF|FILE: what a conf describes (its model, its data, its
+ * checkpoint's state) or what a file of this project holds. */
+#include <netcdf.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "io/checkpoint.h"
+#include "io/nc.h"
+#include "stages/model.h"
+
+static void print_shape(const sr_unet_shape *s, size_t parameters)
+{
+    char k[128], e[64], d[64];
+    sr_format_ints(s->kernels, s->levels + 1, k, sizeof k);
+    sr_format_ints(s->enc_convs, s->levels, e, sizeof e);
+    sr_format_ints(s->dec_convs, s->levels, d, sizeof d);
+    int bias[SR_MAX_LEVELS], any = 0;
+    for (int b = 0; b < s->levels; b++) any |= bias[b] = s->upsample_bias[b];
+    char ub[64] = "none";
+    if (any) sr_format_ints(bias, s->levels, ub, sizeof ub);
+    printf("  model: %d input channel(s), kernels %s, enc_convs %s, mid_convs %d, dec_convs %s\n", s->in_channels, k,
+           e, s->mid_convs, d);
+    printf("         norm %s, output %s, upsample bias %s, %zu parameters\n",
+           s->norm == SR_NORM_BATCH ? "batch" : "layer", s->output == SR_OUTPUT_RESIDUAL ? "residual" : "clean", ub,
+           parameters);
+}
+
+/* NetCDF-4 (HDF5) and classic NetCDF files begin with these bytes. */
+static int is_netcdf(const char *path)
+{
+    unsigned char head[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return (n == 8 && !memcmp(head, "\x89HDF\r\n\x1a\n", 8)) || (n >= 4 && !memcmp(head, "CDF", 3));
+}
+
+static int info_checkpoint(const char *path, const semrep_comm *comm)
+{
+    char err[1024];
+    sr_checkpoint_info info;
+    if (sr_checkpoint_read_info(path, &info, err, sizeof err)) return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+    /* A full load proves every variable present, finite and as checksummed. */
+    sr_unet net;
+    if (sr_unet_plan(&net, &info.shape, err, sizeof err)) return sr_cli_error(comm, SR_EXIT_FAILED, "%s: %s", path, err);
+    sr_unet_alloc(&net, sr_backend_cpu(0));
+    const int rc = sr_checkpoint_load(path, &net, err, sizeof err);
+    if (!rc && comm->rank == 0) {
+        printf("%s: semrep checkpoint, format version %d\n", path, info.version);
+        print_shape(&info.shape, net.trainable_count);
+        printf("  checksum %s (verified), %d variables, every value finite\n", info.checksum, net.nparams);
+        if (info.source[0]) printf("  source: %s\n", info.source);
+    }
+    sr_unet_free(&net);
+    return rc ? sr_cli_error(comm, SR_EXIT_FAILED, "%s", err) : SR_EXIT_OK;
+}
+
+static int info_netcdf(const char *path, const semrep_comm *comm)
+{
+    int ncid;
+    char format[64] = "";
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
+        return sr_cli_error(comm, SR_EXIT_FAILED, "%s looks like NetCDF but cannot be opened; it is damaged", path);
+    const int known = !sr_nc_get_text(ncid, NC_GLOBAL, "format", format, sizeof format);
+    nc_close(ncid);
+    if (known && !strcmp(format, SR_CHECKPOINT_FORMAT)) return info_checkpoint(path, comm);
+    return sr_cli_error(comm, SR_EXIT_FAILED, "%s is a NetCDF file this semrep cannot describe (format \"%s\")", path,
+                        known ? format : "none");
+}
+
+static void print_dataset(const char *name, const sr_dataset_conf *d)
+{
+    printf("  %s: %s", name, d->kind);
+    if (!strcmp(d->kind, "idx")) printf(" %s%s%s", d->images, d->labels[0] ? " + " : "", d->labels);
+    if (!strcmp(d->kind, "png")) printf(" %s", d->path);
+    if (!strcmp(d->kind, "netcdf")) printf(" %s:%s", d->file, d->variable);
+    printf(", %dx%d, %d channel(s)", d->size, d->size, d->channels);
+    if (d->limit) printf(", first %ld images", d->limit);
+    printf("\n");
+}
+
+static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
+{
+    semrep_conf conf;
+    int status = sr_cli_conf(path, args, comm, &conf);
+    if (status) return status;
+    char err[1024], ckpt[SR_PATH_MAX + 32];
+    const sr_backend *be = sr_backend_select(conf.backend, 1, err, sizeof err);
+    sr_unet net;
+    if (!be || sr_model_plan(&conf, be, conf.phi.batch, false, &net, err, sizeof err)) {
+        sr_conf_free(&conf);
+        return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+    }
+    sr_model_checkpoint_path(&conf, ckpt, sizeof ckpt);
+    const int have_checkpoint = access(ckpt, F_OK) == 0;
+    if (have_checkpoint) {
+        sr_unet_alloc(&net, be);
+        status = sr_checkpoint_load(ckpt, &net, err, sizeof err) ? SR_EXIT_FAILED : SR_EXIT_OK;
+    }
+    if (comm->rank == 0) {
+        printf("%s: semrep conf, output in %s, backend %s, seed %ld\n", conf.source, conf.output_dir, conf.backend,
+               conf.seed);
+        const sr_unet_shape shape = sr_conf_shape(&conf);
+        print_shape(&shape, net.trainable_count);
+        printf("         %.1f MiB of parameters; %.1f MiB of activations for a phi batch of %d\n",
+               net.param_floats * 4.0 / 1048576.0,
+               sr_unet_work_bytes(&net, conf.phi.batch, conf.dataset.size, conf.dataset.size, false) / 1048576.0,
+               conf.phi.batch);
+        if (!have_checkpoint) printf("  checkpoint: none yet at %s (the train stage makes it)\n", ckpt);
+        else if (!status) printf("  checkpoint: %s, matches the conf, verified\n", ckpt);
+        print_dataset("analysis data", &conf.dataset);
+        print_dataset("training data", &conf.train.dataset);
+    }
+    sr_unet_free(&net);
+    sr_conf_free(&conf);
+    return status ? sr_cli_error(comm, status, "%s", err) : SR_EXIT_OK;
+}
+
+int sr_cmd_info(int argc, char **argv, semrep_comm *comm)
+{
+    static const char usage[] =
+        "usage: semrep info CONF|FILE [--set KEY=VALUE]...\n"
+        "  a conf: its model (shape, parameters, memory), its checkpoint's state, its data\n"
+        "  a file this project wrote (a checkpoint, ...): what it holds, verified\n";
+    sr_args args;
+    int done, status = sr_cli_args(argc, argv, NULL, usage, comm, &args, &done);
+    if (status || done) return status;
+    if (args.npositional != 1) {
+        if (comm->rank == 0) fputs(usage, stderr);
+        return SR_EXIT_USAGE;
+    }
+    const char *path = args.positional[0];
+    if (access(path, R_OK) != 0)
+        return sr_cli_error(comm, SR_EXIT_FAILED, "cannot read %s; check the path", path);
+    return is_netcdf(path) ? info_netcdf(path, comm) : info_conf(path, &args, comm);
+}

@@ -1,0 +1,64 @@
+/* semrep run and semrep stage. The stages are not written yet: both check
+ * the conf, say so plainly, and `run` runs what exists, the benchmark. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const char *const stages[] = {"train", "phi", "stats", "cluster", "reconstruct", "report"};
+enum { NSTAGES = sizeof stages / sizeof *stages };
+
+int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
+{
+    static const char usage[] = "usage: semrep run CONF [--set KEY=VALUE]...\n";
+    sr_args args;
+    int done, status = sr_cli_args(argc, argv, NULL, usage, comm, &args, &done);
+    if (status || done) return status;
+    if (args.npositional != 1) {
+        if (comm->rank == 0) fputs(usage, stderr);
+        return SR_EXIT_USAGE;
+    }
+    semrep_conf conf;
+    if ((status = sr_cli_conf(args.positional[0], &args, comm, &conf))) return status;
+    if (comm->rank == 0) {
+        printf("semrep run %s: %d rank(s), output in %s\n", conf.source, comm->size, conf.output_dir);
+        printf("not built yet: the stages");
+        for (int s = 0; s < NSTAGES; s++) printf(" %s", stages[s]);
+        printf(".\nrunning what exists: the engine benchmark on the conf's model.\n\n");
+        fflush(stdout);
+    }
+    sr_conf_free(&conf);
+    char *bench_argv[SR_ARGS_MAX + 2] = {"bench", args.positional[0]};
+    int bench_argc = 2;
+    for (int i = 0; i < args.nsets && bench_argc + 2 <= SR_ARGS_MAX; i++) {
+        bench_argv[bench_argc++] = "--set";
+        bench_argv[bench_argc++] = args.sets[i];
+    }
+    return sr_cmd_bench(bench_argc, bench_argv, comm);
+}
+
+int sr_cmd_stage(int argc, char **argv, semrep_comm *comm)
+{
+    static const char usage[] =
+        "usage: semrep stage NAME CONF [--set KEY=VALUE]...\n"
+        "  NAME: train, phi, stats, cluster, reconstruct or report\n";
+    sr_args args;
+    int done, status = sr_cli_args(argc, argv, NULL, usage, comm, &args, &done);
+    if (status || done) return status;
+    if (args.npositional != 2) {
+        if (comm->rank == 0) fputs(usage, stderr);
+        return SR_EXIT_USAGE;
+    }
+    int known = 0;
+    for (int s = 0; s < NSTAGES; s++) known |= !strcmp(stages[s], args.positional[0]);
+    if (!known) {
+        sr_cli_error(comm, SR_EXIT_USAGE, "unknown stage '%s'", args.positional[0]);
+        if (comm->rank == 0) fputs(usage, stderr);
+        return SR_EXIT_USAGE;
+    }
+    semrep_conf conf;
+    if ((status = sr_cli_conf(args.positional[1], &args, comm, &conf))) return status;
+    sr_conf_free(&conf);
+    return sr_cli_error(comm, SR_EXIT_FAILED, "stage %s is not built yet; `semrep bench CONF` is what runs today",
+                        args.positional[0]);
+}

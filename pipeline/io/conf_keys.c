@@ -1,0 +1,71 @@
+/* Every configuration key, in one table: docs/conf.md describes the same keys
+ * (a test checks that every key here is documented there). */
+#include <float.h>
+#include <stddef.h>
+
+#include "io/conf.h"
+
+#define AT(member) offsetof(semrep_conf, member)
+#define STR(path, member, choices, fallback, doc) \
+    {path, SR_KEY_STRING, AT(member), 0, sizeof(((semrep_conf *)0)->member), 0, 0, choices, fallback, doc}
+#define NUM(path, type, member, lo, hi, fallback, doc) \
+    {path, type, AT(member), 0, sizeof(((semrep_conf *)0)->member), lo, hi, NULL, fallback, doc}
+#define LIST(path, type, member, count, lo, hi, fallback, doc)                                      \
+    {path, type, AT(member), AT(count),                                                             \
+     (int)(sizeof(((semrep_conf *)0)->member) / sizeof(((semrep_conf *)0)->member[0])), lo, hi,     \
+     NULL, fallback, doc}
+#define BIG 1e15
+
+/* The keys of a data set, for `dataset` and `train.dataset`; the default
+ * is Debian's Fashion-MNIST (test images for analysis, training images for
+ * training). */
+#define DATASET_KEYS(prefix, member, split)                                                          \
+    STR(prefix "kind", member.kind, "idx|png|netcdf", "\"idx\"", "where the images come from"),     \
+    STR(prefix "images", member.images, NULL,                                                        \
+        "\"/usr/share/datasets/fashion-mnist/" split "-images-idx3-ubyte.gz\"",                     \
+        "idx: the IDX image file, gzipped or not"),                                                  \
+    STR(prefix "labels", member.labels, NULL,                                                        \
+        "\"/usr/share/datasets/fashion-mnist/" split "-labels-idx1-ubyte.gz\"",                     \
+        "idx: the IDX label file; \"\" for none"),                                                   \
+    STR(prefix "path", member.path, NULL, "\"\"", "png: the folder of PNG files (one sub-folder per class means labelled)"), \
+    STR(prefix "file", member.file, NULL, "\"\"", "netcdf: the file"),                               \
+    STR(prefix "variable", member.variable, NULL, "\"images\"", "netcdf: the (image, channel, y, x) variable"), \
+    STR(prefix "label_variable", member.label_variable, NULL, "\"\"", "netcdf: the (image) label variable; \"\" for none"), \
+    NUM(prefix "size", SR_KEY_INT, member.size, 8, 4096, "32", "images are made size x size pixels"), \
+    NUM(prefix "channels", SR_KEY_INT, member.channels, 1, 3, "1", "1 (grey) or 3 (RGB)"),           \
+    NUM(prefix "limit", SR_KEY_INT, member.limit, 0, BIG, "0", "use only the first `limit` images; 0 for all"), \
+    STR(prefix "on_bad_image", member.on_bad_image, "fail|skip", "\"fail\"", "an unreadable image stops the run, or is skipped and listed"), \
+    NUM(prefix "max_pixels", SR_KEY_INT, member.max_pixels, 1, BIG, "100000000", "refuse images with more pixels than this"), \
+    NUM(prefix "max_bad_share", SR_KEY_FLOAT, member.max_bad_share, 0, 1, "0.01", "with skip: fail when a larger share of the images is bad")
+
+const sr_conf_key sr_conf_keys[] = {
+    STR("output_dir", output_dir, NULL, "\"runs/default\"", "the run's output folder (relative: to the working directory)"),
+    NUM("seed", SR_KEY_INT, seed, 0, 4294967295.0, "1", "the seed of every random stream"),
+    STR("backend", backend, "auto|cpu|cuda", "\"auto\"", "auto: a GPU when one is visible, else the CPU"),
+    NUM("threads", SR_KEY_INT, threads, 0, 1024, "0", "threads per rank; 0: the node's cores shared by its ranks"),
+    DATASET_KEYS("dataset.", dataset, "t10k"),
+    DATASET_KEYS("train.dataset.", train.dataset, "train"),
+    NUM("train.epochs", SR_KEY_INT, train.epochs, 1, 1e6, "10", "passes over the training data"),
+    NUM("train.batch", SR_KEY_INT, train.batch, 1, 65536, "128", "images per step, over all ranks"),
+    NUM("train.lr", SR_KEY_FLOAT, train.lr, 1e-9, 1, "0.001", "Adam's learning rate"),
+    NUM("train.lr_step", SR_KEY_INT, train.lr_step, 1, 1e6, "100", "halve the learning rate every lr_step epochs"),
+    STR("train.sigma_dist", train.sigma_dist, "inv_sqrt|uniform", "\"inv_sqrt\"", "how sigma is drawn per image (SPEC.md section 2)"),
+    NUM("train.sigma_min", SR_KEY_FLOAT, train.sigma_min, 0, 10, "0.0", "lowest training sigma, pixel units (1.0 = 255)"),
+    NUM("train.sigma_max", SR_KEY_FLOAT, train.sigma_max, 0, 10, "1.0", "highest training sigma, pixel units"),
+    NUM("train.checkpoint_every", SR_KEY_INT, train.checkpoint_every, 1, BIG, "500", "steps between checkpoints"),
+    STR("model.checkpoint", model.checkpoint, NULL, "\"\"", "the model file (NetCDF, docs/formats.md); \"\": <output_dir>/checkpoint.nc"),
+    NUM("model.in_channels", SR_KEY_INT, model.in_channels, 1, 4, "1", "image channels the model takes"),
+    LIST("model.kernels", SR_KEY_INTS, model.kernels, model.nkernels, 1, SR_MAX_CHANNELS, "[32, 64, 128, 256]", "channels of encoder blocks 0..n-1, then of the middle block"),
+    LIST("model.enc_convs", SR_KEY_INTS, model.enc_convs, model.nenc, 1, SR_MAX_CONVS, "[2, 2, 2]", "convolutions per encoder block"),
+    NUM("model.mid_convs", SR_KEY_INT, model.mid_convs, 1, SR_MAX_CONVS, "3", "convolutions in the middle block"),
+    LIST("model.dec_convs", SR_KEY_INTS, model.dec_convs, model.ndec, 1, SR_MAX_CONVS, "[2, 2, 2]", "convolutions per decoder block 0..n-1 (block 0's count includes the final conv)"),
+    {"model.upsample_bias", SR_KEY_BOOL, AT(model.upsample_bias), 0, sizeof(bool), 0, 1, NULL, "false", "a bias on upsample.b for b > 0 (the authors' upsample_with_bias variant)"},
+    STR("model.norm", model.norm, "layer|batch", "\"layer\"", "StdNorm per image (layer) or per channel with running_sd (batch)"),
+    STR("model.output", model.output, "clean|residual", "\"clean\"", "the network outputs the clean image, or the noise (x_hat = y - f(y))"),
+    LIST("phi.sigmas", SR_KEY_FLOATS, phi.sigmas, phi.nsigmas, 0, 10, "[0.0, 0.1, 0.2, 0.4]", "noise levels of phi, pixel units (0.2 = 51 of 255)"),
+    NUM("phi.draws", SR_KEY_INT, phi.draws, 1, 10000, "20", "noise draws averaged per image at sigma > 0 (one at sigma = 0)"),
+    NUM("phi.batch", SR_KEY_INT, phi.batch, 1, 65536, "64", "images per pass (each with its draws)"),
+    {"phi.block_means", SR_KEY_BOOL, AT(phi.block_means), 0, sizeof(bool), 0, 1, NULL, "true", "also keep every block's channel means (runs the decoder)"},
+};
+
+const int sr_conf_key_count = (int)(sizeof sr_conf_keys / sizeof sr_conf_keys[0]);

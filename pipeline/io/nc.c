@@ -1,0 +1,83 @@
+#include "io/nc.h"
+
+#include <errno.h>
+#include <netcdf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void sr_nc_check(int status, const char *call, const char *file, const char *src, int line)
+{
+    if (status != NC_NOERR)
+        sr_die(src, line, "%s: %s failed: %s; check that the file is a complete NetCDF-4 file and the disk has room",
+               file, call, nc_strerror(status));
+}
+
+void sr_tmp_path(const char *path, char *tmp, size_t len)
+{
+    const int n = snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
+    SR_CHECK(n > 0 && (size_t)n < len, "path too long: %s", path);
+}
+
+void sr_commit_file(const char *tmp, const char *path)
+{
+    if (rename(tmp, path) != 0) {
+        const char *why = strerror(errno);
+        SR_FAIL("cannot rename %s to %s: %s; check the folder's permissions", tmp, path, why);
+    }
+}
+
+void sr_nc_put_text(int ncid, int varid, const char *name, const char *text, const char *file)
+{
+    SR_NC(nc_put_att_text(ncid, varid, name, strlen(text), text), file);
+}
+
+void sr_nc_put_ints(int ncid, int varid, const char *name, const int *values, size_t count, const char *file)
+{
+    SR_NC(nc_put_att_int(ncid, varid, name, NC_INT, count, values), file);
+}
+
+int sr_nc_get_text(int ncid, int varid, const char *name, char *out, size_t len)
+{
+    nc_type type;
+    size_t n;
+    if (nc_inq_att(ncid, varid, name, &type, &n) != NC_NOERR) return -1;
+    if (type == NC_CHAR) {
+        if (n >= len) return -1;
+        if (nc_get_att_text(ncid, varid, name, out) != NC_NOERR) return -1;
+        out[n] = '\0';
+        return 0;
+    }
+    if (type == NC_STRING && n == 1) {
+        char *s = NULL;
+        if (nc_get_att_string(ncid, varid, name, &s) != NC_NOERR) return -1;
+        const int fits = strlen(s) < len;
+        if (fits) strcpy(out, s);
+        nc_free_string(1, &s);
+        return fits ? 0 : -1;
+    }
+    return -1;
+}
+
+int sr_nc_get_ints(int ncid, int varid, const char *name, int *out, int cap)
+{
+    nc_type type;
+    size_t n;
+    if (nc_inq_att(ncid, varid, name, &type, &n) != NC_NOERR) return -1;
+    const int integral = type == NC_BYTE || type == NC_UBYTE || type == NC_SHORT || type == NC_USHORT ||
+                         type == NC_INT || type == NC_UINT || type == NC_INT64 || type == NC_UINT64;
+    if (!integral || n > (size_t)cap) return -1;
+    if (nc_get_att_int(ncid, varid, name, out) != NC_NOERR) return -1;
+    return (int)n;
+}
+
+int sr_nc_dim_of_length(int ncid, size_t length, const char *file)
+{
+    char name[32];
+    int dim;
+    snprintf(name, sizeof name, "n%zu", length);
+    if (nc_inq_dimid(ncid, name, &dim) == NC_NOERR) return dim;
+    SR_NC(nc_def_dim(ncid, name, length, &dim), file);
+    return dim;
+}

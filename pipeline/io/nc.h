@@ -1,0 +1,30 @@
+/* NetCDF helpers: checked calls that name the file, attributes, and files
+ * written under a temporary name and renamed into place when complete. */
+#ifndef SEMREP_IO_NC_H
+#define SEMREP_IO_NC_H
+
+#include <stddef.h>
+
+#include "core/check.h"
+
+/* Every NetCDF call: on failure one line with the call, the file and NetCDF's reason. */
+#define SR_NC(call, file) sr_nc_check((call), #call, (file), __FILE__, __LINE__)
+void sr_nc_check(int status, const char *call, const char *file, const char *src, int line);
+
+/* "PATH.tmp.PID": where a file is written before it is complete. */
+void sr_tmp_path(const char *path, char *tmp, size_t len);
+/* Renames tmp to path (atomically, same folder); dies naming both on failure. */
+void sr_commit_file(const char *tmp, const char *path);
+
+/* Attributes of a variable (varid) or of the file (NC_GLOBAL). */
+void sr_nc_put_text(int ncid, int varid, const char *name, const char *text, const char *file);
+void sr_nc_put_ints(int ncid, int varid, const char *name, const int *values, size_t count, const char *file);
+/* A text attribute (NC_CHAR or NC_STRING) into out; -1 if absent or not text. */
+int sr_nc_get_text(int ncid, int varid, const char *name, char *out, size_t len);
+/* An integer attribute of up to `cap` values; returns the count, -1 if absent or not integer. */
+int sr_nc_get_ints(int ncid, int varid, const char *name, int *out, int cap);
+
+/* The dimension of this length named "n<length>", defined on first use. */
+int sr_nc_dim_of_length(int ncid, size_t length, const char *file);
+
+#endif

@@ -1,0 +1,51 @@
+#include "stages/model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+
+void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len)
+{
+    if (conf->model.checkpoint[0]) snprintf(path, len, "%s", conf->model.checkpoint);
+    else snprintf(path, len, "%s/checkpoint.nc", conf->output_dir);
+}
+
+int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
+                  char *err, size_t errlen)
+{
+    const sr_unet_shape shape = sr_conf_shape(conf);
+    if (sr_unet_plan(net, &shape, err, errlen)) return -1;
+    const int size = conf->dataset.size > conf->train.dataset.size ? conf->dataset.size : conf->train.dataset.size;
+    /* parameters; for training also gradients and two Adam moments */
+    const double params = (double)net->param_floats * sizeof(float) * (train ? 4 : 1);
+    const double work = (double)sr_unet_work_bytes(net, batch, size, size, train);
+    const double have = (double)be->memory_bytes();
+    if (params + work > have) {
+        char kernels[128];
+        sr_format_ints(shape.kernels, shape.levels + 1, kernels, sizeof kernels);
+        snprintf(err, errlen,
+                 "model.kernels = %s needs %.1f GiB (%.1f GiB of parameters%s, %.1f GiB for %d images of %dx%d) "
+                 "but the %s backend has %.1f GiB; use fewer channels or a smaller batch",
+                 kernels, (params + work) / 1073741824.0, params / 1073741824.0,
+                 train ? " with gradients and Adam" : "", work / 1073741824.0, batch, size, size, be->name,
+                 have / 1073741824.0);
+        sr_unet_free(net);
+        return -1;
+    }
+    return 0;
+}
+
+int sr_model_open(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
+                  char *err, size_t errlen)
+{
+    if (sr_model_plan(conf, be, batch, train, net, err, errlen)) return -1;
+    char path[SR_PATH_MAX + 32];
+    sr_model_checkpoint_path(conf, path, sizeof path);
+    sr_unet_alloc(net, be);
+    if (sr_checkpoint_load(path, net, err, errlen)) {
+        sr_unet_free(net);
+        return -1;
+    }
+    return 0;
+}

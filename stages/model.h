@@ -1,0 +1,28 @@
+/* The model a stage (or `semrep info`, `semrep bench`) works with: planned
+ * from the conf's shape, refused before allocating when it and its workspace
+ * would not fit in the backend's memory, then allocated and loaded. */
+#ifndef SEMREP_STAGES_MODEL_H
+#define SEMREP_STAGES_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "io/conf.h"
+#include "nn/unet.h"
+
+/* model.checkpoint, or <output_dir>/checkpoint.nc when that is empty. */
+void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len);
+
+/* Plans the conf's model and checks that its parameters (and, for training,
+ * gradients and Adam moments) plus a workspace of `batch` images fit in the
+ * backend's memory. 0, or -1 with one line in err naming model.kernels and
+ * the sizes. */
+int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
+                  char *err, size_t errlen);
+
+/* sr_model_plan, then allocation and the checkpoint's weights; -1 with the
+ * reason in err (no checkpoint, or one that does not fit the conf). */
+int sr_model_open(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
+                  char *err, size_t errlen);
+
+#endif
