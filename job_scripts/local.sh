@@ -7,7 +7,7 @@ if [ $# -ne 1 ]; then
   echo "usage: job_scripts/local.sh CONF" >&2
   exit 2
 fi
-conf=$(realpath -- "$1") || { echo "semrep: error: no conf at $1" >&2; exit 1; }
+conf=$(realpath -e -- "$1" 2>/dev/null) || { echo "semrep: error: no conf at $1" >&2; exit 1; }
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/job_scripts/build.sh"
 . "$top/job_scripts/env.sh"

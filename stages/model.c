@@ -17,6 +17,10 @@ int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool
     const sr_unet_shape shape = sr_conf_shape(conf);
     if (sr_unet_plan(net, &shape, err, errlen)) return -1;
     const int size = conf->dataset.size > conf->train.dataset.size ? conf->dataset.size : conf->train.dataset.size;
+    if (sr_unet_work_check(net, batch, size, size, err, errlen)) {
+        sr_unet_free(net);
+        return -1;
+    }
     /* parameters; for training also gradients and two Adam moments */
     const double params = (double)net->param_floats * sizeof(float) * (train ? 4 : 1);
     const double work = (double)sr_unet_work_bytes(net, batch, size, size, train);

@@ -21,7 +21,7 @@ typedef struct {
     sr_unet_work *wk;
     sr_adam *adam;
     float *grad, *clean;
-    sr_arena *gemm;
+    float *gemm; /* three gemm_n x gemm_n matrices */
     int gemm_n;
 } bench_ctx;
 
@@ -30,7 +30,7 @@ typedef void (*pass_fn)(bench_ctx *ctx);
 static void pass_sgemm(bench_ctx *c)
 {
     const int n = c->gemm_n;
-    float *a = (float *)c->gemm->base, *b = a + (size_t)n * n, *out = b + (size_t)n * n;
+    float *a = c->gemm, *b = a + (size_t)n * n, *out = b + (size_t)n * n;
     c->net->be->gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, out, n);
 }
 
@@ -42,7 +42,7 @@ static void pass_train(bench_ctx *c)
 {
     const sr_backend *be = c->net->be;
     sr_unet_work *wk = c->wk;
-    const size_t count = (size_t)wk->n * c->net->shape.in_channels * wk->h * wk->w;
+    const size_t count = sr_unet_image_floats(wk);
     const float scale = 2.0f / (float)wk->n;
     sr_unet_forward(c->net, wk, SR_UPTO_OUTPUT);
     be->axpby(count, scale, sr_unet_output(wk), 0.0f, wk->d_output);
@@ -109,8 +109,8 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
         sr_args_int(&args, "--threads", -1, &threads, err, sizeof err) ||
         sr_args_double(&args, "--seconds", 2.0, &seconds, err, sizeof err))
         return sr_cli_error(comm, SR_EXIT_USAGE, "semrep bench: %s", err);
-    if (batch < 1 || batch > 65536 || threads < -1 || seconds <= 0)
-        return sr_cli_error(comm, SR_EXIT_USAGE, "semrep bench: --batch 1..65536, --threads >= 0, --seconds > 0");
+    if (batch < 1 || batch > 65536 || threads < -1 || !(seconds > 0 && seconds < 3600))
+        return sr_cli_error(comm, SR_EXIT_USAGE, "semrep bench: --batch 1..65536, --threads >= 0, --seconds in (0, 3600)");
     semrep_conf conf;
     if ((status = sr_cli_conf(args.npositional ? args.positional[0] : NULL, &args, comm, &conf))) return status;
     if (threads < 0) threads = conf.threads;
@@ -134,21 +134,21 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
     sr_adam adam;
     sr_adam_init(&adam, &net, 1e-3f);
     sr_arena scratch;
-    const size_t images = (size_t)batch * shape.in_channels * size * size;
+    const size_t images = sr_unet_image_floats(&wk);
     const int gemm_n = 2048;
     const size_t gemm_floats = 3 * (size_t)gemm_n * gemm_n;
     sr_arena_init(&scratch, be, (net.param_floats + images + gemm_floats) * sizeof(float) + 256,
                   "the benchmark's buffers");
     float *grad = sr_arena_floats(&scratch, net.param_floats);
     float *clean = sr_arena_floats(&scratch, images);
-    sr_arena gemm = {.be = be, .base = (char *)sr_arena_floats(&scratch, gemm_floats)};
-    fill_uniform(be, (float *)gemm.base, gemm_floats, 1, -1.0f, 1.0f);
+    float *gemm = sr_arena_floats(&scratch, gemm_floats);
+    fill_uniform(be, gemm, gemm_floats, 1, -1.0f, 1.0f);
     fill_uniform(be, clean, images, 2, 0.0f, 1.0f);
     fill_uniform(be, wk.staging, images, 3, 0.0f, 1.0f);
     be->nchw_to_cnhw(wk.staging, batch, shape.in_channels, size * size, sr_unet_input(&wk));
     fill_uniform(be, wk.d_means, sr_unet_means_count(&wk), 4, -0.01f, 0.01f);
     bench_ctx ctx = {.net = &net, .wk = &wk, .adam = &adam, .grad = grad, .clean = clean,
-                     .gemm = &gemm, .gemm_n = gemm_n};
+                     .gemm = gemm, .gemm_n = gemm_n};
 
     const double fwd_mid = sr_unet_forward_flops(&net, size, size, SR_UPTO_MID);
     const double fwd_all = sr_unet_forward_flops(&net, size, size, SR_UPTO_OUTPUT);
@@ -193,7 +193,7 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
             printf("  %-30s %12.1f %10.1f %9.0f%% %12.1f/s\n", passes[p].name, sum[1 + p], gflops,
                    100.0 * gflops / sum[0], slowest[1 + p]);
         }
-        printf("  (images/s and GFLOP/s summed over ranks; GFLOP counts the convolutions' multiply-adds,\n"
+        printf("  (images/s and GFLOP/s summed over ranks; GFLOP counts the convolutions, two per multiply-add;\n"
                "   a backward as two forwards)\n");
     }
     sr_arena_release(&scratch);

@@ -72,7 +72,7 @@ int main(int argc, char **argv)
         semrep_comm comm;
         sr_comm_init(&comm, &argc, &argv);
         const int status = commands[c].run(argc - 1, argv + 1, &comm);
-        sr_comm_finalize();
+        sr_comm_finalize(&comm);
         return status;
     }
     fprintf(stderr, "semrep: error: unknown command '%s'\n", argv[1]);

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "core/check.h"
@@ -33,19 +34,37 @@ void sr_comm_init(semrep_comm *comm, int *argc, char ***argv)
     SR_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, comm->rank, MPI_INFO_NULL, &node));
     SR_MPI(MPI_Comm_rank(node, &comm->local_rank));
     SR_MPI(MPI_Comm_size(node, &comm->local_size));
-    SR_MPI(MPI_Comm_free(&node));
+    comm->node = node;
     if (comm->size > 1) sr_set_abort_hook(abort_all);
 }
 
-void sr_comm_finalize(void) { SR_MPI(MPI_Finalize()); }
+void sr_comm_finalize(semrep_comm *comm)
+{
+    SR_MPI(MPI_Comm_free(&comm->node));
+    SR_MPI(MPI_Finalize());
+}
 
 int sr_comm_default_threads(const semrep_comm *comm)
 {
-    cpu_set_t set;
-    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
-    /* mpirun may bind each rank to one core: then the affinity already divides. */
-    const int share = cores >= (int)sysconf(_SC_NPROCESSORS_ONLN) ? cores / comm->local_size : cores;
+    /* The cores this rank may run on, shared with every rank on the node
+     * whose cores overlap them: bound one rank per core, each gets its core;
+     * unbound or bound per socket, the ranks divide what they share. */
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0) {
+        const long online = sysconf(_SC_NPROCESSORS_ONLN);
+        for (long c = 0; c < online && c < CPU_SETSIZE; c++) CPU_SET((int)c, &mine);
+    }
+    cpu_set_t *all = SR_MALLOC(sizeof(cpu_set_t) * (size_t)comm->local_size, "the node's core masks");
+    SR_MPI(MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm->node));
+    int sharing = 0;
+    for (int r = 0; r < comm->local_size; r++) {
+        cpu_set_t both;
+        CPU_AND(&both, &mine, &all[r]);
+        sharing += CPU_COUNT(&both) > 0;
+    }
+    free(all);
+    const int share = CPU_COUNT(&mine) / (sharing > 0 ? sharing : 1);
     return share > 0 ? share : 1;
 }
 

@@ -4,19 +4,22 @@
 #ifndef SEMREP_COMM_COMM_H
 #define SEMREP_COMM_COMM_H
 
+#include <mpi.h>
 #include <stddef.h>
 
 typedef struct semrep_comm {
     int rank, size;             /* in the whole job */
     int local_rank, local_size; /* among the ranks on this node */
+    MPI_Comm node;              /* the ranks on this node */
 } semrep_comm;
 
 /* Starts MPI, installs an abort hook so that an error on one rank stops all. */
 void sr_comm_init(semrep_comm *comm, int *argc, char ***argv);
-void sr_comm_finalize(void);
+void sr_comm_finalize(semrep_comm *comm);
 
-/* Threads a rank should use when the user did not say: the cores this process
- * may run on, shared evenly by the ranks on its node. */
+/* Threads a rank should use when the user did not say: the cores it may run
+ * on, divided among the ranks of its node that may run on them too.
+ * Collective over the node's ranks. */
 int sr_comm_default_threads(const semrep_comm *comm);
 
 /* In-place reductions over all ranks. */

@@ -13,6 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Below this many elements a loop runs on the calling thread: waking a team
+ * costs more than it saves, and on a loaded machine a team of spinning
+ * threads costs far more. */
+static inline bool worth_threads(size_t elements) { return elements >= 32768; }
+
 static void cpu_describe(char *text, size_t len)
 {
     snprintf(text, len, "%s, %s kernels, %d threads", openblas_get_config(),
@@ -36,18 +41,36 @@ static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src
 static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_sync(void) {}
 
+/* Products are cut into fixed tiles of GEMM_TILE rows or columns (never the
+ * k sum), each computed by a single-threaded sgemm inside one OpenMP region
+ * (OpenBLAS runs one thread when called in a parallel region). So a product
+ * comes out bit for bit the same whatever the number of threads, which
+ * OpenBLAS's own threading does not promise. */
+#define GEMM_TILE 256
+
 static void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                      const float *a, int lda, const float *b, int ldb, float beta,
                      float *c, int ldc)
 {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb,
-                beta, c, ldc);
+    const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    const bool by_columns = n >= m;
+    const int extent = by_columns ? n : m, tiles = (extent + GEMM_TILE - 1) / GEMM_TILE;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tiles; t++) {
+        const int start = t * GEMM_TILE, len = extent - start < GEMM_TILE ? extent - start : GEMM_TILE;
+        if (by_columns) /* columns [start, start + len) of op(B) and C */
+            cblas_sgemm(CblasRowMajor, ta, tb, m, len, k, alpha, a, lda,
+                        trans_b ? b + (size_t)start * ldb : b + start, ldb, beta, c + start, ldc);
+        else /* rows [start, start + len) of op(A) and C */
+            cblas_sgemm(CblasRowMajor, ta, tb, len, n, k, alpha,
+                        trans_a ? a + start : a + (size_t)start * lda, lda, b, ldb, beta,
+                        c + (size_t)start * ldc, ldc);
+    }
 }
 
 static void cpu_nchw_to_cnhw(const float *src, int n, int c, int hw, float *dst)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)n * c * hw))
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             memcpy(dst + ((size_t)ch * n + i) * hw, src + ((size_t)i * c + ch) * hw,
@@ -56,7 +79,7 @@ static void cpu_nchw_to_cnhw(const float *src, int n, int c, int hw, float *dst)
 
 static void cpu_cnhw_to_nchw(const float *src, int n, int c, int hw, float *dst)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)n * c * hw))
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             memcpy(dst + ((size_t)i * c + ch) * hw, src + ((size_t)ch * n + i) * hw,
@@ -67,7 +90,7 @@ static void cpu_im2col3x3(const float *x, int c, int n, int h, int w, int i0, in
                           float *col)
 {
     const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(9 * (size_t)c * cols))
     for (int ch = 0; ch < c; ch++)
         for (int tap = 0; tap < 9; tap++) {
             const int ky = tap / 3 - 1, kx = tap % 3 - 1;
@@ -82,10 +105,10 @@ static void cpu_im2col3x3(const float *x, int c, int n, int h, int w, int i0, in
                         memset(dst, 0, sizeof(float) * (size_t)w);
                         continue;
                     }
-                    const float *src = plane + (size_t)sy * w + kx;
+                    const float *src = plane + (size_t)sy * w;
                     if (x0) dst[0] = 0.0f;
                     if (x1 < w) dst[w - 1] = 0.0f;
-                    for (int xx = x0; xx < x1; xx++) dst[xx] = src[xx];
+                    for (int xx = x0; xx < x1; xx++) dst[xx] = src[xx + kx];
                 }
             }
         }
@@ -97,7 +120,7 @@ static void cpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, 
     const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw;
     const int ni = i1 - i0;
     /* Each thread owns whole (channel, image) planes of dx: no races. */
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(9 * (size_t)c * cols))
     for (int ch = 0; ch < c; ch++)
         for (int ii = 0; ii < ni; ii++) {
             float *plane = dx + ((size_t)ch * n + i0 + ii) * hw;
@@ -108,9 +131,9 @@ static void cpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, 
                 for (int y = 0; y < h; y++) {
                     const int sy = y + ky;
                     if (sy < 0 || sy >= h) continue;
-                    float *dst = plane + (size_t)sy * w + kx;
+                    float *dst = plane + (size_t)sy * w;
                     const float *s = src + (size_t)y * w;
-                    for (int xx = x0; xx < x1; xx++) dst[xx] += s[xx];
+                    for (int xx = x0; xx < x1; xx++) dst[xx + kx] += s[xx];
                 }
             }
         }
@@ -132,26 +155,46 @@ static inline float unit_scale(const sr_unit *unit, const float *stats, int ch, 
     return unit->norm == SR_NORM_NONE ? 1.0f : unit->gamma[ch] / unit_divisor(unit, stats, ch, i);
 }
 
+/* sum += sum of x, sumsq += sum of x^2, in double, over eight independent
+ * lanes (a fixed order, so still deterministic) that the compiler can keep
+ * in vector registers: a single running sum would be one long dependency
+ * chain. */
+static void add_moments(const float *x, size_t count, double *sum, double *sumsq)
+{
+    double s[8] = {0}, q[8] = {0};
+    size_t p = 0;
+    for (; p + 8 <= count; p += 8)
+        for (int l = 0; l < 8; l++) {
+            s[l] += x[p + l];
+            q[l] += (double)x[p + l] * x[p + l];
+        }
+    for (; p < count; p++) {
+        s[0] += x[p];
+        q[0] += (double)x[p] * x[p];
+    }
+    for (int l = 0; l < 8; l++) {
+        *sum += s[l];
+        *sumsq += q[l];
+    }
+}
+
 static void cpu_unit_forward(const sr_unit *unit, float *u, float *a, float *stats)
 {
     const int k = unit->k, n = unit->n;
     const size_t hw = (size_t)unit->hw;
     /* One image per iteration: its bias pass, its statistics (a fixed-order
      * sum in double) and its scaled ReLU, with no sharing between threads. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((size_t)k * n * hw))
     for (int i = 0; i < n; i++) {
+        const bool layer = unit->norm == SR_NORM_LAYER;
         double sum = 0.0, sumsq = 0.0;
         for (int ch = 0; ch < k; ch++) {
             float *up = u + ((size_t)ch * n + i) * hw;
             const float b = unit->bias ? unit->bias[ch] : 0.0f;
-            for (size_t p = 0; p < hw; p++) {
-                const float v = up[p] + b;
-                up[p] = v;
-                sum += v;
-                sumsq += (double)v * v;
-            }
+            for (size_t p = 0; p < hw; p++) up[p] += b;
+            if (layer) add_moments(up, hw, &sum, &sumsq);
         }
-        if (unit->norm == SR_NORM_LAYER) {
+        if (layer) {
             const double count = (double)k * (double)hw, mean = sum / count;
             const double var = fmax(sumsq / count - mean * mean, 0.0);
             stats[3 * i] = (float)mean;
@@ -181,7 +224,7 @@ static void cpu_unit_backward(const sr_unit *unit, const float *u, const float *
     /* Per image: the ReLU mask, and for the layer norm the sum
      * S_i = sum_c gamma_c sum_p dy u that the std's derivative needs, kept in
      * the scratch third of the image's stats. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((size_t)k * n * hw))
     for (int i = 0; i < n; i++) {
         double s = 0.0;
         for (int ch = 0; ch < k; ch++) {
@@ -199,7 +242,7 @@ static void cpu_unit_backward(const sr_unit *unit, const float *u, const float *
     }
     /* Per channel, images in order: dgamma, the gradient of u in place, dbias.
      * d(std)/du_p = (u_p - mean) / (count * std); at std = 0 it is taken as 0. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((size_t)k * n * hw))
     for (int ch = 0; ch < k; ch++) {
         double dg = 0.0, db = 0.0;
         for (int i = 0; i < n; i++) {
@@ -232,7 +275,7 @@ static void cpu_convt_scatter(const float *col, const float *bias, int k, int n,
                               int w, float *y)
 {
     const size_t hw = (size_t)h * w, cols = (size_t)n * hw;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(4 * (size_t)k * n * hw))
     for (int kk = 0; kk < k; kk++)
         for (int i = 0; i < n; i++) {
             const float b = bias ? bias[kk] : 0.0f;
@@ -252,7 +295,7 @@ static void cpu_convt_gather(const float *dy, int k, int n, int h, int w, float 
                              float *dbias)
 {
     const size_t hw = (size_t)h * w, cols = (size_t)n * hw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(4 * (size_t)k * cols))
     for (int kk = 0; kk < k; kk++) {
         double db = 0.0;
         for (int i = 0; i < n; i++) {
@@ -275,7 +318,7 @@ static void cpu_convt_gather(const float *dy, int k, int n, int h, int w, float 
 static void cpu_pool2x2(const float *x, int c, int n, int h, int w, float *y)
 {
     const int oh = h / 2, ow = w / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((size_t)c * n * h * w))
     for (size_t plane = 0; plane < (size_t)c * n; plane++) {
         const float *src = x + plane * h * w;
         float *dst = y + plane * oh * ow;
@@ -290,7 +333,7 @@ static void cpu_pool2x2(const float *x, int c, int n, int h, int w, float *y)
 static void cpu_pool2x2_backward(const float *dy, int c, int n, int h, int w, float *dx)
 {
     const int oh = h / 2, ow = w / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((size_t)c * n * h * w))
     for (size_t plane = 0; plane < (size_t)c * n; plane++) {
         const float *src = dy + plane * oh * ow;
         float *dst = dx + plane * h * w;
@@ -308,7 +351,7 @@ static void cpu_pool2x2_backward(const float *dy, int c, int n, int h, int w, fl
 
 static void cpu_plane_means(const float *x, int c, int n, int hw, float *means)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)c * n * hw))
     for (int ch = 0; ch < c; ch++)
         for (int i = 0; i < n; i++) {
             const float *p = x + ((size_t)ch * n + i) * hw;
@@ -320,7 +363,7 @@ static void cpu_plane_means(const float *x, int c, int n, int hw, float *means)
 
 static void cpu_plane_means_backward(const float *dmeans, int c, int n, int hw, float *dx)
 {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)c * n * hw))
     for (int ch = 0; ch < c; ch++)
         for (int i = 0; i < n; i++) {
             float *p = dx + ((size_t)ch * n + i) * hw;
@@ -332,11 +375,11 @@ static void cpu_plane_means_backward(const float *dmeans, int c, int n, int hw, 
 static void cpu_axpby(size_t count, float alpha, const float *src, float beta, float *dst)
 {
     if (beta == 0.0f) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(count))
         for (size_t i = 0; i < count; i++) dst[i] = alpha * src[i];
         return;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(count))
     for (size_t i = 0; i < count; i++) dst[i] = alpha * src[i] + beta * dst[i];
 }
 
@@ -345,7 +388,7 @@ static void cpu_adam(float *param, const float *grad, float *m, float *v, size_t
 {
     const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
     const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(count))
     for (size_t i = 0; i < count; i++) {
         const float g = grad[i];
         m[i] = beta1 * m[i] + (1.0f - beta1) * g;

@@ -1,5 +1,6 @@
 #include "nn/unet.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,7 +91,7 @@ static int add_block(planner *pl, const char *prefix, int level, int cin, int k,
 
 int sr_unet_plan(sr_unet *net, const sr_unet_shape *shape, char *err, size_t errlen)
 {
-    memset(net, 0, sizeof *net);
+    memset(net, 0, sizeof *net); /* a fresh net: plan each once, sr_unet_free before planning again */
     if (sr_unet_shape_check(shape, err, errlen)) return -1;
     net->shape = *shape;
     const int n = shape->levels, *K = shape->kernels;
@@ -275,11 +276,16 @@ static size_t col_floats_needed(const sr_unet_work *wk)
     return need;
 }
 
+size_t sr_unet_image_floats(const sr_unet_work *wk)
+{
+    return (size_t)wk->n * wk->net->shape.in_channels * wk->h * wk->w;
+}
+
 /* Carves the whole workspace from `arena` (a measuring one on the first call). */
 static void layout(sr_unet_work *wk, sr_arena *arena)
 {
     const sr_unet *net = wk->net;
-    const size_t images = (size_t)wk->n * net->shape.in_channels * wk->h * wk->w;
+    const size_t images = sr_unet_image_floats(wk);
     const size_t means = (size_t)wk->n * net->block_offset[net->nblocks];
     wk->staging = sr_arena_floats(arena, images);
     carve_slots(wk, arena, wk->act, NULL);
@@ -334,11 +340,22 @@ size_t sr_unet_work_bytes(const sr_unet *net, int n, int h, int w, bool grad)
     return measure.used;
 }
 
+int sr_unet_work_check(const sr_unet *net, int n, int h, int w, char *err, size_t errlen)
+{
+    if (sr_unet_size_check(&net->shape, h, w, err, errlen)) return -1;
+    /* BLAS takes int sizes: every image's pixels of a batch must fit in one. */
+    if (n < 1 || (size_t)n * (size_t)h * (size_t)w > (size_t)INT_MAX) {
+        snprintf(err, errlen, "a batch of %d images of %dx%d cannot run as one pass (1 to 2^31 pixels); lower the batch", n,
+                 h, w);
+        return -1;
+    }
+    return 0;
+}
+
 void sr_unet_work_init(sr_unet_work *wk, const sr_unet *net, int n, int h, int w, bool grad)
 {
     char err[256];
-    SR_CHECK(n >= 1, "internal: a workspace needs at least one image (got %d)", n);
-    if (sr_unet_size_check(&net->shape, h, w, err, sizeof err)) SR_FAIL("%s", err);
+    if (sr_unet_work_check(net, n, h, w, err, sizeof err)) SR_FAIL("%s", err);
     const size_t bytes = sr_unet_work_bytes(net, n, h, w, grad);
     work_tables(wk, net, n, h, w, grad);
     sr_arena_init(&wk->arena, net->be, bytes, "the UNet activations");
@@ -356,7 +373,7 @@ void sr_unet_put_images(sr_unet_work *wk, const float *host_nchw, float *dev_cnh
 {
     const sr_backend *be = wk->net->be;
     const int c = wk->net->shape.in_channels, hw = wk->h * wk->w;
-    be->to_device(wk->staging, host_nchw, sizeof(float) * (size_t)wk->n * c * hw);
+    be->to_device(wk->staging, host_nchw, sizeof(float) * sr_unet_image_floats(wk));
     be->nchw_to_cnhw(wk->staging, wk->n, c, hw, dev_cnhw);
 }
 
@@ -365,7 +382,7 @@ void sr_unet_get_images(sr_unet_work *wk, const float *dev_cnhw, float *host_nch
     const sr_backend *be = wk->net->be;
     const int c = wk->net->shape.in_channels, hw = wk->h * wk->w;
     be->cnhw_to_nchw(dev_cnhw, wk->n, c, hw, wk->staging);
-    be->to_host(host_nchw, wk->staging, sizeof(float) * (size_t)wk->n * c * hw);
+    be->to_host(host_nchw, wk->staging, sizeof(float) * sr_unet_image_floats(wk));
 }
 
 float *sr_unet_input(const sr_unet_work *wk) { return wk->act[0]; }
@@ -379,12 +396,9 @@ size_t sr_unet_means_count(const sr_unet_work *wk)
 
 /* ---- forward and backward ------------------------------------------------ */
 
-static const float *param_or_null(const sr_unet *net, const float *base, int index)
-{
-    return index >= 0 && base ? base + net->params[index].offset : NULL;
-}
-
-static float *grad_or_null(const sr_unet *net, float *base, int index)
+/* Parameter `index` (or its gradient) within an arena laid out like the
+ * parameters; NULL for an absent parameter or arena. */
+static float *param_at(const sr_unet *net, float *base, int index)
 {
     return index >= 0 && base ? base + net->params[index].offset : NULL;
 }
@@ -392,9 +406,9 @@ static float *grad_or_null(const sr_unet *net, float *base, int index)
 static sr_unit op_unit(const sr_unet *net, const sr_op *op, int n, int hw)
 {
     return (sr_unit){.k = op->cout, .n = n, .hw = hw, .norm = op->norm, .relu = op->relu,
-                     .bias = param_or_null(net, net->param, op->bias),
-                     .gamma = param_or_null(net, net->param, op->gamma),
-                     .running_sd = param_or_null(net, net->param, op->running_sd)};
+                     .bias = param_at(net, net->param, op->bias),
+                     .gamma = param_at(net, net->param, op->gamma),
+                     .running_sd = param_at(net, net->param, op->running_sd)};
 }
 
 static int last_op(const sr_unet *net, sr_upto upto)
@@ -402,10 +416,6 @@ static int last_op(const sr_unet *net, sr_upto upto)
     return upto == SR_UPTO_MID ? net->mid_last_op : net->nops - 1;
 }
 
-static size_t image_floats(const sr_unet_work *wk)
-{
-    return (size_t)wk->n * wk->net->shape.in_channels * wk->h * wk->w;
-}
 
 void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto)
 {
@@ -414,7 +424,7 @@ void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto)
     for (int o = 0; o <= last_op(net, upto); o++) {
         const sr_op *op = &net->ops[o];
         const int h = wk->h >> op->level, w = wk->w >> op->level;
-        const float *x = wk->act[op->src], *weight = param_or_null(net, net->param, op->weight);
+        const float *x = wk->act[op->src], *weight = param_at(net, net->param, op->weight);
         float *y = wk->act[op->dst];
         switch (op->kind) {
         case SR_OP_CONV: {
@@ -429,13 +439,13 @@ void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto)
         case SR_OP_POOL: be->pool2x2(x, op->cin, n, h, w, y); break;
         case SR_OP_UP:
             sr_convt2x2_forward(be, x, op->cin, n, h, w, weight,
-                                param_or_null(net, net->param, op->bias), op->cout, y, wk->col);
+                                param_at(net, net->param, op->bias), op->cout, y, wk->col);
             break;
         }
     }
     /* Residual models predict the noise: x_hat = y - f(y). */
     if (upto == SR_UPTO_OUTPUT && net->shape.output == SR_OUTPUT_RESIDUAL)
-        be->axpby(image_floats(wk), 1.0f, sr_unet_input(wk), -1.0f, sr_unet_output(wk));
+        be->axpby(sr_unet_image_floats(wk), 1.0f, sr_unet_input(wk), -1.0f, sr_unet_output(wk));
 }
 
 void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const float *d_output,
@@ -447,13 +457,13 @@ void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const 
     be->zero(wk->dact_base, wk->dact_floats * sizeof(float));
     if (from == SR_UPTO_OUTPUT && d_output) {
         const bool residual = net->shape.output == SR_OUTPUT_RESIDUAL;
-        be->axpby(image_floats(wk), residual ? -1.0f : 1.0f, d_output, 0.0f, wk->dact[net->output_slot]);
-        if (residual) be->axpby(image_floats(wk), 1.0f, d_output, 1.0f, wk->dact[0]);
+        be->axpby(sr_unet_image_floats(wk), residual ? -1.0f : 1.0f, d_output, 0.0f, wk->dact[net->output_slot]);
+        if (residual) be->axpby(sr_unet_image_floats(wk), 1.0f, d_output, 1.0f, wk->dact[0]);
     }
     for (int o = last_op(net, from); o >= 0; o--) {
         const sr_op *op = &net->ops[o];
         const int h = wk->h >> op->level, w = wk->w >> op->level;
-        const float *x = wk->act[op->src], *weight = param_or_null(net, net->param, op->weight);
+        const float *x = wk->act[op->src], *weight = param_at(net, net->param, op->weight);
         float *dy = wk->dact[op->dst];
         float *dx = op->src != 0 || input_grad ? wk->dact[op->src] : NULL;
         switch (op->kind) {
@@ -463,17 +473,17 @@ void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const 
                 be->plane_means_backward(d_means + (size_t)n * net->block_offset[op->block],
                                          op->cout, n, h * w, dy);
             be->unit_backward(&unit, wk->pre[o] ? wk->pre[o] : wk->act[op->dst], wk->act[op->dst],
-                              wk->stats[o], dy, grad_or_null(net, param_grad, op->gamma),
-                              grad_or_null(net, param_grad, op->bias));
+                              wk->stats[o], dy, param_at(net, param_grad, op->gamma),
+                              param_at(net, param_grad, op->bias));
             sr_conv3x3_backward(be, x, op->cin, n, h, w, weight, op->cout, dy,
-                                grad_or_null(net, param_grad, op->weight), dx, wk->col, wk->col_floats);
+                                param_at(net, param_grad, op->weight), dx, wk->col, wk->col_floats);
             break;
         }
         case SR_OP_POOL: be->pool2x2_backward(dy, op->cin, n, h, w, dx); break;
         case SR_OP_UP:
             sr_convt2x2_backward(be, x, op->cin, n, h, w, weight, op->cout, dy,
-                                 grad_or_null(net, param_grad, op->weight),
-                                 grad_or_null(net, param_grad, op->bias), dx, wk->col);
+                                 param_at(net, param_grad, op->weight),
+                                 param_at(net, param_grad, op->bias), dx, wk->col);
             break;
         }
     }

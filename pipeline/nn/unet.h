@@ -96,6 +96,8 @@ typedef struct {
     float *staging;        /* n x in x h x w, for NCHW <-> CNHW */
 } sr_unet_work;
 
+/* 0 when n images of h x w can run as one batch; -1 with the reason. */
+int sr_unet_work_check(const sr_unet *net, int n, int h, int w, char *err, size_t errlen);
 /* Bytes a workspace for n images of h x w needs (refuse before allocating). */
 size_t sr_unet_work_bytes(const sr_unet *net, int n, int h, int w, bool grad);
 void sr_unet_work_init(sr_unet_work *wk, const sr_unet *net, int n, int h, int w, bool grad);
@@ -109,6 +111,7 @@ float *sr_unet_input(const sr_unet_work *wk);
 float *sr_unet_output(const sr_unet_work *wk);
 float *sr_unet_input_grad(const sr_unet_work *wk);
 size_t sr_unet_means_count(const sr_unet_work *wk); /* floats in means */
+size_t sr_unet_image_floats(const sr_unet_work *wk); /* floats in n images of in_channels x h x w */
 
 void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto);
 /* Back-propagates from the output (d_output, NULL for none; needs a forward
@@ -119,7 +122,8 @@ void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto);
 void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const float *d_output,
                       const float *d_means, float *param_grad, bool input_grad);
 
-/* Multiply-adds of one image through the ops a forward runs (benchmarks). */
+/* Floating-point operations (two per multiply-add) of the convolutions of
+ * one image through the ops a forward runs (benchmarks). */
 double sr_unet_forward_flops(const sr_unet *net, int h, int w, sr_upto upto);
 
 #endif

@@ -1,5 +1,8 @@
 /* comm/ under mpirun -np 2: reductions against their closed forms, the node
  * layout of a one-node job. */
+#define _GNU_SOURCE
+#include <unistd.h>
+
 #include "comm/comm.h"
 #include "test_util.h"
 
@@ -11,7 +14,10 @@ static void test_layout(void)
     CU_ASSERT(comm.rank >= 0 && comm.rank < comm.size);
     CU_ASSERT_EQUAL(comm.local_size, comm.size); /* one node */
     CU_ASSERT_EQUAL(comm.local_rank, comm.rank);
-    CU_ASSERT(sr_comm_default_threads(&comm) >= 1);
+    /* the ranks of a node never ask for more threads than it has cores */
+    const int threads = sr_comm_default_threads(&comm);
+    CU_ASSERT(threads >= 1);
+    CU_ASSERT(threads * comm.local_size <= (int)sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 static void test_reductions(void)
@@ -41,6 +47,6 @@ int main(int argc, char **argv)
         {NULL, NULL},
     };
     const int failed = sr_test_run("mpi_comm", tests);
-    sr_comm_finalize();
+    sr_comm_finalize(&comm);
     return failed;
 }

@@ -105,12 +105,15 @@ static void test_conv3x3(void)
     sr_conv3x3_backward(be, l.x, l.cin, l.n, l.h, l.w, l.weight, l.cout, r, dw, dx, l.col, l.col_floats);
     CU_ASSERT(fd_check(&l, r, l.x, l.x_count, dx, 0.25, "conv3x3 d input") < 1e-4);
     CU_ASSERT(fd_check(&l, r, l.weight, l.w_count, dw, 0.25, "conv3x3 d weight") < 1e-4);
-    /* Accumulation: a second backward adds the same again. */
+    /* Accumulation: a second backward adds the same again, dx = 2 once. */
+    float *once_dx = calloc(l.x_count, sizeof(float)), *once_dw = calloc(l.w_count, sizeof(float));
+    sr_conv3x3_backward(be, l.x, l.cin, l.n, l.h, l.w, l.weight, l.cout, r, once_dw, once_dx, l.col, l.col_floats);
     sr_conv3x3_backward(be, l.x, l.cin, l.n, l.h, l.w, l.weight, l.cout, r, dw, dx, l.col, l.col_floats);
-    float *once = calloc(l.x_count, sizeof(float));
-    sr_conv3x3_backward(be, l.x, l.cin, l.n, l.h, l.w, l.weight, l.cout, r, NULL, once, l.col, l.col_floats);
-    CU_ASSERT(sr_max_rel_diff(dx, once, l.x_count) > 0.9); /* dx = 2 once: |dx - once| = |once| */
-    free(once);
+    for (size_t i = 0; i < l.x_count; i++) once_dx[i] *= 2.0f;
+    for (size_t i = 0; i < l.w_count; i++) once_dw[i] *= 2.0f;
+    CU_ASSERT(sr_max_rel_diff(dx, once_dx, l.x_count) < 1e-6);
+    CU_ASSERT(sr_max_rel_diff(dw, once_dw, l.w_count) < 1e-6);
+    free(once_dx), free(once_dw);
     free(l.x), free(l.weight), free(l.y), free(l.col), free(r), free(dx), free(dw);
 }
 
@@ -203,13 +206,15 @@ typedef struct {
     int n, h, w;
     size_t images;
     float *target, *clean;
+    const float *mean_weights; /* training loss: plus sum w . (every block mean), when set */
 } model;
 
-static void model_init(model *m)
+static void model_init(model *m, sr_output output)
 {
     const sr_unet_shape shape = {.in_channels = 2, .levels = 2, .kernels = {4, 6, 8},
                                  .enc_convs = {2, 1}, .mid_convs = 2, .dec_convs = {2, 2},
-                                 .norm = SR_NORM_LAYER};
+                                 .norm = SR_NORM_LAYER, .output = output,
+                                 .upsample_bias = {false, output == SR_OUTPUT_RESIDUAL}};
     char err[256];
     CU_ASSERT_FATAL(sr_unet_plan(&m->net, &shape, err, sizeof err) == 0);
     sr_unet_alloc(&m->net, be);
@@ -250,7 +255,8 @@ static size_t relu_pattern(const model *m, unsigned char *out)
     return k;
 }
 
-/* 0.5 sum (abar_mid - target)^2 (mid = true) or sum (D(y) - x)^2 / n. */
+/* 0.5 sum (abar_mid - target)^2 (mid = true) or sum (D(y) - x)^2 / n
+ * (plus a weighted sum of every block mean when mean_weights is set). */
 static double model_loss(model *m, const float *input, bool mid, unsigned char *pattern)
 {
     sr_unet_put_images(&m->wk, input, sr_unet_input(&m->wk));
@@ -266,7 +272,10 @@ static double model_loss(model *m, const float *input, bool mid, unsigned char *
     sr_unet_get_images(&m->wk, sr_unet_output(&m->wk), out);
     for (size_t i = 0; i < m->images; i++) s += ((double)out[i] - m->clean[i]) * (out[i] - m->clean[i]);
     free(out);
-    return s / m->n;
+    s /= m->n;
+    if (m->mean_weights)
+        for (size_t i = 0; i < sr_unet_means_count(&m->wk); i++) s += (double)m->mean_weights[i] * m->wk.means[i];
+    return s;
 }
 
 /* Directional central difference along v of the loss as a function of
@@ -302,7 +311,7 @@ static double directional_check(model *m, const float *input, bool mid, float *v
 static void test_encoder_input_gradient(void)
 {
     model m;
-    model_init(&m);
+    model_init(&m, SR_OUTPUT_CLEAN);
     float *y = uniform(22, 0, 1, m.images), *g = malloc(sizeof(float) * m.images);
     model_loss(&m, y, true, NULL);
     /* dL/dabar_mid = abar_mid - target, in the block's [n][C] layout */
@@ -323,7 +332,7 @@ static void test_encoder_input_gradient(void)
 static void test_unet_parameter_gradient(void)
 {
     model m;
-    model_init(&m);
+    model_init(&m, SR_OUTPUT_CLEAN);
     float *y = uniform(23, 0, 1, m.images), *out = malloc(sizeof(float) * m.images);
     float *grad = calloc(m.net.param_floats, sizeof(float));
     model_loss(&m, y, false, NULL);
@@ -342,11 +351,39 @@ static void test_unet_parameter_gradient(void)
     model_free(&m);
 }
 
+/* A residual model (x_hat = y - f(y)) with an upsample bias: the input
+ * gradient of the training loss plus a loss of every block mean at once,
+ * through the whole network. */
+static void test_residual_input_gradient(void)
+{
+    model m;
+    model_init(&m, SR_OUTPUT_RESIDUAL);
+    float *y = uniform(24, 0, 1, m.images), *out = malloc(sizeof(float) * m.images);
+    float *g = malloc(sizeof(float) * m.images), *dout = malloc(sizeof(float) * m.images);
+    const size_t nmeans = sr_unet_means_count(&m.wk);
+    float *wmeans = uniform(25, -1, 1, nmeans);
+    m.mean_weights = wmeans;
+    model_loss(&m, y, false, NULL);
+    sr_unet_get_images(&m.wk, sr_unet_output(&m.wk), out);
+    for (size_t i = 0; i < m.images; i++) dout[i] = 2.0f * (out[i] - m.clean[i]) / m.n;
+    sr_unet_put_images(&m.wk, dout, m.wk.d_output);
+    memcpy(m.wk.d_means, wmeans, sizeof(float) * nmeans);
+    sr_unet_backward(&m.net, &m.wk, SR_UPTO_OUTPUT, m.wk.d_output, m.wk.d_means, NULL, true);
+    sr_unet_get_images(&m.wk, sr_unet_input_grad(&m.wk), g);
+    for (unsigned d = 0; d < 4; d++) {
+        float *v = uniform(45 + d, -1, 1, m.images);
+        CU_ASSERT(directional_check(&m, y, false, y, m.images, v, g, "residual UNet d input") < 1e-2);
+        free(v);
+    }
+    free(y), free(out), free(g), free(dout), free(wmeans);
+    model_free(&m);
+}
+
 /* Two Adam steps against PyTorch's update rule evaluated by hand in double. */
 static void test_adam_closed_form(void)
 {
     model m;
-    model_init(&m);
+    model_init(&m, SR_OUTPUT_CLEAN);
     const size_t n = m.net.param_floats;
     float *p0 = malloc(sizeof(float) * n), *g = uniform(50, -1, 1, n);
     memcpy(p0, m.net.param, sizeof(float) * n);
@@ -385,6 +422,7 @@ int main(void)
         {"avgpool and block means backward", test_pool_and_means},
         {"encoder+mid input gradient vs finite differences", test_encoder_input_gradient},
         {"UNet parameter gradient vs finite differences", test_unet_parameter_gradient},
+        {"residual UNet input gradient (output and block means)", test_residual_input_gradient},
         {"Adam vs closed form", test_adam_closed_form},
         {NULL, NULL},
     };

@@ -27,10 +27,11 @@ static void test_parameter_counts(void)
     sr_unet_free(&net);
 }
 
-static void expect_param(const sr_unet *net, const char *name, int d0, int d1, int d2, int d3)
+static void expect_param(const sr_unet *net, const char *name, int ndim, int d0, int d1, int d2, int d3)
 {
     const sr_param *p = sr_unet_param(net, name);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(p->ndim, ndim);
     const int want[4] = {d0, d1, d2, d3};
     for (int d = 0; d < p->ndim; d++) CU_ASSERT_EQUAL(p->dims[d], want[d]);
 }
@@ -41,19 +42,19 @@ static void test_state_dict_names(void)
     char err[256];
     const sr_unet_shape shape = sr_unet_shape_default();
     CU_ASSERT_FATAL(sr_unet_plan(&net, &shape, err, sizeof err) == 0);
-    expect_param(&net, "encoder.0.0.weight", 32, 1, 3, 3);
-    expect_param(&net, "encoder.0.2.weight", 32, 32, 3, 3);
-    expect_param(&net, "encoder.0.3.gammas", 1, 32, 1, 1);
-    expect_param(&net, "encoder.1.0.weight", 64, 32, 3, 3);
-    expect_param(&net, "encoder.1.4.gammas", 1, 64, 1, 1);
-    expect_param(&net, "mid.0.weight", 256, 128, 3, 3);
-    expect_param(&net, "mid.7.gammas", 1, 256, 1, 1);
-    expect_param(&net, "upsample.2.weight", 256, 128, 2, 2);
-    expect_param(&net, "upsample.0.weight", 64, 32, 2, 2);
-    expect_param(&net, "decoder.2.0.weight", 128, 256, 3, 3);
-    expect_param(&net, "decoder.0.0.weight", 32, 64, 3, 3);
-    expect_param(&net, "decoder.0.3.weight", 1, 32, 3, 3);
-    expect_param(&net, "decoder.0.3.bias", 1, 0, 0, 0);
+    expect_param(&net, "encoder.0.0.weight", 4, 32, 1, 3, 3);
+    expect_param(&net, "encoder.0.2.weight", 4, 32, 32, 3, 3);
+    expect_param(&net, "encoder.0.3.gammas", 4, 1, 32, 1, 1);
+    expect_param(&net, "encoder.1.0.weight", 4, 64, 32, 3, 3);
+    expect_param(&net, "encoder.1.4.gammas", 4, 1, 64, 1, 1);
+    expect_param(&net, "mid.0.weight", 4, 256, 128, 3, 3);
+    expect_param(&net, "mid.7.gammas", 4, 1, 256, 1, 1);
+    expect_param(&net, "upsample.2.weight", 4, 256, 128, 2, 2);
+    expect_param(&net, "upsample.0.weight", 4, 64, 32, 2, 2);
+    expect_param(&net, "decoder.2.0.weight", 4, 128, 256, 3, 3);
+    expect_param(&net, "decoder.0.0.weight", 4, 32, 64, 3, 3);
+    expect_param(&net, "decoder.0.3.weight", 4, 1, 32, 3, 3);
+    expect_param(&net, "decoder.0.3.bias", 1, 1, 0, 0, 0);
     CU_ASSERT_PTR_NULL(sr_unet_param(&net, "encoder.0.1.gammas")); /* block 0 starts bare */
     CU_ASSERT_PTR_NULL(sr_unet_param(&net, "upsample.1.bias"));
     CU_ASSERT_PTR_NULL(sr_unet_param(&net, "decoder.0.4.gammas")); /* the final conv is bare */
@@ -137,6 +138,50 @@ static void test_batch_independence(void)
     free(batch), free(out);
 }
 
+/* Output, block means, input and parameter gradients are bit-identical with
+ * 1, 2 and 3 threads: what lets phi be the same on any number of ranks. */
+static void test_thread_count_independence(void)
+{
+    sr_unet net;
+    char err[256];
+    const sr_unet_shape shape = sr_unet_shape_default();
+    CU_ASSERT_FATAL(sr_unet_plan(&net, &shape, err, sizeof err) == 0);
+    sr_unet_alloc(&net, be);
+    sr_unet_init_weights(&net, 5);
+    const int n = 8, hw = 32 * 32;
+    float *x = malloc(sizeof(float) * n * hw);
+    sr_test_uniform(70, 0, 1, (size_t)n * hw, x);
+    sr_unet_work wk;
+    sr_unet_work_init(&wk, &net, n, 32, 32, true);
+    const size_t nmeans = sr_unet_means_count(&wk), nout = (size_t)n * hw, ngrad = net.param_floats;
+    float *first = NULL;
+    const size_t total = nout + nmeans + nout + ngrad;
+    int differing = 0;
+    for (int threads = 1; threads <= 3; threads++) {
+        sr_backend_cpu(threads);
+        float *got = calloc(total, sizeof(float));
+        sr_unet_put_images(&wk, x, sr_unet_input(&wk));
+        sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
+        sr_unet_get_images(&wk, sr_unet_output(&wk), got);
+        memcpy(got + nout, wk.means, sizeof(float) * nmeans);
+        for (size_t i = 0; i < nmeans; i++) wk.d_means[i] = 0.01f * (float)(i % 7);
+        sr_unet_put_images(&wk, x, wk.d_output);
+        sr_unet_backward(&net, &wk, SR_UPTO_OUTPUT, wk.d_output, wk.d_means, got + 2 * nout + nmeans, true);
+        sr_unet_get_images(&wk, sr_unet_input_grad(&wk), got + nout + nmeans);
+        if (!first) first = got;
+        else {
+            for (size_t i = 0; i < total; i++) differing += memcmp(&got[i], &first[i], sizeof(float)) != 0;
+            free(got);
+        }
+    }
+    sr_backend_cpu(0);
+    printf("\n    values differing between 1, 2 and 3 threads: %d of %zu", differing, total);
+    CU_ASSERT_EQUAL(differing, 0);
+    free(first), free(x);
+    sr_unet_work_free(&wk);
+    sr_unet_free(&net);
+}
+
 int main(void)
 {
     be = sr_backend_cpu(0);
@@ -145,6 +190,7 @@ int main(void)
         {"state-dict names and shapes", test_state_dict_names},
         {"unusable shapes are refused by key", test_bad_shapes},
         {"an image is independent of its batch", test_batch_independence},
+        {"results do not depend on the thread count", test_thread_count_independence},
         {NULL, NULL},
     };
     return sr_test_run("unet_model", tests);
