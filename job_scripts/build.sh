@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian packages semrep needs (only those missing) and builds it
-# into build/. Used by job_scripts/local.sh and tests/run.sh; on a cluster
-# whose nodes cannot install packages, build once with the same cmake lines.
+# Installs the Debian packages semrep needs (only those missing), and any
+# extra packages named as arguments, then builds semrep into build/. Used by
+# job_scripts/local.sh and tests/run.sh; on a cluster whose nodes cannot
+# install packages, build once with the same cmake lines.
+#   job_scripts/build.sh [EXTRA_PACKAGE]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config
           libopenmpi-dev openmpi-bin libopenblas-openmp-dev
           libnetcdf-mpi-dev libpng-dev zlib1g-dev libconfig-dev librandom123-dev
-          libcunit1-dev dataset-fashion-mnist)
+          libxxhash-dev libcunit1-dev dataset-fashion-mnist "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,9 @@
 # machine without MPI, NetCDF or libpng would, and runs their tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-job_scripts/build.sh
+# The tests also need PyTorch, netCDF4 and xxhash for Python (the converter's
+# test) and netcdf-bin (ncdump, to inspect files).
+job_scripts/build.sh python3-torch python3-netcdf4 python3-xxhash netcdf-bin
 . job_scripts/env.sh
 
 cmake -S . -B build/core-only -DCMAKE_BUILD_TYPE=Release -DSEMREP_WITH_MPI_IO=OFF >/dev/null

@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "comm/comm.h"
+#include "core/backend.h"
 
 static void usage(FILE *out)
 {
@@ -57,6 +58,7 @@ int sr_cli_conf(const char *path, const sr_args *args, const semrep_comm *comm, 
 
 int main(int argc, char **argv)
 {
+    sr_backend_cpu_prepare(argv);
     static const struct {
         const char *name;
         int (*run)(int, char **, semrep_comm *);

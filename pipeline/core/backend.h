@@ -105,6 +105,11 @@ typedef struct sr_backend {
  * (0: OpenMP's default, all the cores this process may use). */
 const sr_backend *sr_backend_cpu(int threads);
 
+/* Called first in main(): when OpenBLAS picked its slowest kernels on a
+ * processor it does not recognise (OPENBLAS_CORETYPE unset), sets
+ * OPENBLAS_CORETYPE=Haswell and executes the program again. */
+void sr_backend_cpu_prepare(char **argv);
+
 /* The backend a conf names ("auto", "cpu", "cuda"); NULL with the reason in err. */
 const sr_backend *sr_backend_select(const char *name, int threads, char *err, size_t errlen);
 

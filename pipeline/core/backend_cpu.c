@@ -424,6 +424,20 @@ static const sr_backend cpu_backend = {
     .adam = cpu_adam,
 };
 
+void sr_backend_cpu_prepare(char **argv)
+{
+    /* Debian's OpenBLAS 0.3.21 does not recognise the newest Xeons and falls
+     * back to its SSE3 (Prescott) kernels, three times slower. It reads
+     * OPENBLAS_CORETYPE only when it loads, so set it and start again. */
+    const char *core = openblas_get_corename();
+    if (getenv("OPENBLAS_CORETYPE") || !core || strcmp(core, "Prescott") ||
+        !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return;
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* could not start again: go on as we are */
+}
+
 const sr_backend *sr_backend_cpu(int threads)
 {
     if (threads > 0) {

@@ -178,20 +178,25 @@ static int compare_shapes(const char *path, const sr_unet_shape *file, const sr_
     const struct {
         const char *key;
         const int *f, *c;
-        int nf, nc;
+        int nf, nc; /* 0: a single number */
     } fields[] = {
-        {"in_channels", &file->in_channels, &conf->in_channels, 1, 1},
+        {"in_channels", &file->in_channels, &conf->in_channels, 0, 0},
         {"kernels", file->kernels, conf->kernels, nf + 1, nc + 1},
         {"enc_convs", file->enc_convs, conf->enc_convs, nf, nc},
-        {"mid_convs", &file->mid_convs, &conf->mid_convs, 1, 1},
+        {"mid_convs", &file->mid_convs, &conf->mid_convs, 0, 0},
         {"dec_convs", file->dec_convs, conf->dec_convs, nf, nc},
         {"upsample_bias", fb, cb, nf, nc},
     };
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
-        if (fields[i].nf == fields[i].nc && !memcmp(fields[i].f, fields[i].c, sizeof(int) * (size_t)fields[i].nf))
-            continue;
-        sr_format_ints(fields[i].f, fields[i].nf, a, sizeof a);
-        sr_format_ints(fields[i].c, fields[i].nc, b, sizeof b);
+        const int single = fields[i].nf == 0, count = single ? 1 : fields[i].nf;
+        if (fields[i].nf == fields[i].nc && !memcmp(fields[i].f, fields[i].c, sizeof(int) * (size_t)count)) continue;
+        if (single) {
+            snprintf(a, sizeof a, "%d", *fields[i].f);
+            snprintf(b, sizeof b, "%d", *fields[i].c);
+        } else {
+            sr_format_ints(fields[i].f, fields[i].nf, a, sizeof a);
+            sr_format_ints(fields[i].c, fields[i].nc, b, sizeof b);
+        }
         BAD("checkpoint %s has %s = %s but the conf's model.%s is %s; make the conf match the model", path,
             fields[i].key, a, fields[i].key, b);
     }

@@ -32,6 +32,22 @@ expect 1 "cannot read the conf x.conf" -- "$semrep" stage phi x.conf
 expect 2 "unknown stage 'phy'" -- "$semrep" stage phy x.conf
 expect 1 "stage phi is not built yet" -- "$semrep" stage phi "$conf"
 
+# Confs and files: what they hold, and bad ones refused with one line.
+fixtures=$(dirname "$0")/../fixtures
+expect 0 "2507489 parameters" -- "$semrep" info "$conf"
+expect 0 "checksum b39ea6d768966418 \(verified\)" -- "$semrep" info "$fixtures/converted_tiny.nc"
+expect 1 "has in_channels = 3 but the conf's model.in_channels is 1" -- \
+  "$semrep" info "$conf" --set "model.checkpoint=\"$fixtures/converted_tiny.nc\""
+expect 1 "has kernels = \[4, 6, 8\] but the conf's model.kernels is \[32, 64, 128, 256\]" -- \
+  "$semrep" info "$conf" --set "model.checkpoint=\"$fixtures/converted_tiny.nc\"" --set model.in_channels=3 \
+  --set dataset.channels=3 --set train.dataset.channels=3
+expect 1 "cannot open the checkpoint .*fashion-mnist.conf" -- "$semrep" info "$conf" --set "model.checkpoint=\"$conf\""
+expect 1 "--set: unknown key phi.sigma \(did you mean phi.sigmas\?\)" -- "$semrep" info "$conf" --set "phi.sigma=[0.1]"
+expect 1 "model.kernels = -64 is out of range" -- "$semrep" info "$conf" --set "model.kernels=[32,-64,128,256]"
+expect 1 "model.norm must be a quoted string" -- "$semrep" info "$conf" --set "model.norm=3"
+expect 1 "needs [0-9.]+ GiB .* but the cpu backend has" -- "$semrep" info "$conf" --set "model.kernels=[8192,8192,8192,8192]"
+expect 1 "cannot read /nonexistent.nc" -- "$semrep" info /nonexistent.nc
+
 # The table: four passes with positive rates, and the sgemm reference.
 expect 0 "sgemm 2048\^3: [0-9.]+ GFLOP/s" -- "$semrep" bench --batch 2 --seconds 0.01
 rates=$(grep -cE "^  (encoder|full|training|projection).* [0-9]+\.[0-9] +[0-9]+\.[0-9] " "$out")

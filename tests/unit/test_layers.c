@@ -216,6 +216,7 @@ static void model_init(model *m, sr_output output)
                                  .norm = SR_NORM_LAYER, .output = output,
                                  .upsample_bias = {false, output == SR_OUTPUT_RESIDUAL}};
     char err[256];
+    memset(m, 0, sizeof *m);
     CU_ASSERT_FATAL(sr_unet_plan(&m->net, &shape, err, sizeof err) == 0);
     sr_unet_alloc(&m->net, be);
     sr_unet_init_weights(&m->net, 3);
