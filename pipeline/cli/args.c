@@ -1,5 +1,7 @@
 #include "cli/args.h"
 
+#include "core/check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,20 +16,20 @@ int sr_args_parse(int argc, char **argv, const char *const *options, sr_args *a,
             continue;
         }
         if (strncmp(arg, "--", 2)) {
-            if (a->npositional == SR_ARGS_MAX) return snprintf(err, errlen, "too many arguments"), -1;
+            if (a->npositional == SR_ARGS_MAX) return sr_report(err, errlen, "too many arguments");
             a->positional[a->npositional++] = arg;
             continue;
         }
-        if (i + 1 >= argc) return snprintf(err, errlen, "%s needs a value", arg), -1;
+        if (i + 1 >= argc) return sr_report(err, errlen, "%s needs a value", arg);
         if (!strcmp(arg, "--set")) {
-            if (a->nsets == SR_ARGS_MAX) return snprintf(err, errlen, "too many --set"), -1;
+            if (a->nsets == SR_ARGS_MAX) return sr_report(err, errlen, "too many --set");
             a->sets[a->nsets++] = argv[++i];
             continue;
         }
         const char *const *o = options;
         while (o && *o && strcmp(*o, arg)) o++;
-        if (!o || !*o) return snprintf(err, errlen, "unknown option %s", arg), -1;
-        if (a->nopts == SR_ARGS_MAX) return snprintf(err, errlen, "too many options"), -1;
+        if (!o || !*o) return sr_report(err, errlen, "unknown option %s", arg);
+        if (a->nopts == SR_ARGS_MAX) return sr_report(err, errlen, "too many options");
         a->opt_names[a->nopts] = *o;
         a->opt_values[a->nopts++] = argv[++i];
     }
@@ -47,7 +49,7 @@ int sr_args_double(const sr_args *a, const char *name, double fallback, double *
     const char *v = sr_args_get(a, name);
     char *end = NULL;
     *out = v ? strtod(v, &end) : fallback;
-    if (v && (end == v || *end)) return snprintf(err, errlen, "%s %s is not a number", name, v), -1;
+    if (v && (end == v || *end)) return sr_report(err, errlen, "%s %s is not a number", name, v);
     return 0;
 }
 
@@ -57,7 +59,7 @@ int sr_args_int(const sr_args *a, const char *name, int fallback, int *out, char
     char *end = NULL;
     const long value = v ? strtol(v, &end, 10) : fallback;
     if (v && (end == v || *end || value < -2147483647L || value > 2147483647L))
-        return snprintf(err, errlen, "%s %s is not an integer", name, v), -1;
+        return sr_report(err, errlen, "%s %s is not an integer", name, v);
     *out = (int)value;
     return 0;
 }

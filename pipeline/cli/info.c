@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "io/checkpoint.h"
 #include "io/nc.h"
+#include "stages/data.h"
 #include "stages/model.h"
 
 static void print_shape(const sr_unet_shape *s, size_t parameters)
@@ -71,15 +72,28 @@ static int info_netcdf(const char *path, const semrep_comm *comm)
                         known ? format : "none");
 }
 
-static void print_dataset(const char *name, const sr_dataset_conf *d)
+/* Opens the data set (building a PNG folder's manifest if it must) and
+ * says what it holds; a data set that cannot be opened is an error. */
+static int print_dataset(const char *name, const sr_dataset_conf *d, const char *work_dir, const semrep_comm *comm)
 {
-    printf("  %s: %s", name, d->kind);
-    if (!strcmp(d->kind, "idx")) printf(" %s%s%s", d->images, d->labels[0] ? " + " : "", d->labels);
-    if (!strcmp(d->kind, "png")) printf(" %s", d->path);
-    if (!strcmp(d->kind, "netcdf")) printf(" %s:%s", d->file, d->variable);
-    printf(", %dx%d, %d channel(s)", d->size, d->size, d->channels);
-    if (d->limit) printf(", first %ld images", d->limit);
-    printf("\n");
+    sr_dataset *ds;
+    char err[1024];
+    if (sr_data_open(d, work_dir, comm, &ds, err, sizeof err)) return sr_cli_error(comm, SR_EXIT_FAILED, "%s: %s", name, err);
+    if (comm->rank == 0) {
+        printf("  %s: %s\n", name, ds->description);
+        printf("         %ld images used, %dx%d, %d channel(s)", ds->count, ds->size, ds->size, ds->channels);
+        if (ds->nclasses) {
+            printf(", %d classes (", ds->nclasses);
+            for (int c = 0; c < ds->nclasses && c < 6; c++) printf("%s%s", c ? ", " : "", ds->class_names[c]);
+            printf("%s)", ds->nclasses > 6 ? ", ..." : "");
+        } else {
+            printf(", unlabelled");
+        }
+        printf("\n");
+        if (ds->skipped) printf("         %ld bad images left out (their reasons are in the manifest)\n", ds->skipped);
+    }
+    sr_dataset_close(ds);
+    return SR_EXIT_OK;
 }
 
 static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
@@ -98,7 +112,7 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
     const int have_checkpoint = access(ckpt, F_OK) == 0;
     if (have_checkpoint) {
         sr_unet_alloc(&net, be);
-        status = sr_checkpoint_load(ckpt, &net, err, sizeof err) ? SR_EXIT_FAILED : SR_EXIT_OK;
+        if (sr_checkpoint_load(ckpt, &net, err, sizeof err)) status = sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
     }
     if (comm->rank == 0) {
         printf("%s: semrep conf, output in %s, backend %s, seed %ld\n", conf.source, conf.output_dir, conf.backend,
@@ -111,12 +125,12 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
                conf.phi.batch);
         if (!have_checkpoint) printf("  checkpoint: none yet at %s (the train stage makes it)\n", ckpt);
         else if (!status) printf("  checkpoint: %s, matches the conf, verified\n", ckpt);
-        print_dataset("analysis data", &conf.dataset);
-        print_dataset("training data", &conf.train.dataset);
     }
+    if (!status) status = print_dataset("analysis data", &conf.dataset, conf.output_dir, comm);
+    if (!status) status = print_dataset("training data", &conf.train.dataset, conf.output_dir, comm);
     sr_unet_free(&net);
     sr_conf_free(&conf);
-    return status ? sr_cli_error(comm, status, "%s", err) : SR_EXIT_OK;
+    return status;
 }
 
 int sr_cmd_info(int argc, char **argv, semrep_comm *comm)

@@ -2,6 +2,7 @@
 #include "comm/comm.h"
 
 #include <mpi.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -77,3 +78,43 @@ void sr_comm_sum(const semrep_comm *comm, double *values, int count) { reduce(co
 void sr_comm_min(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MIN); }
 void sr_comm_max(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MAX); }
 void sr_comm_barrier(const semrep_comm *comm) { SR_MPI(MPI_Barrier(MPI_COMM_WORLD)); }
+
+void sr_comm_bcast(const semrep_comm *comm, void *bytes, size_t len, int root)
+{
+    if (comm->size == 1) return;
+    SR_CHECK(len <= (size_t)INT_MAX, "internal: a broadcast of %zu bytes is beyond MPI's int count", len);
+    SR_MPI(MPI_Bcast(bytes, (int)len, MPI_BYTE, root, MPI_COMM_WORLD));
+}
+
+void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char **all, size_t *total)
+{
+    SR_CHECK(len <= (size_t)INT_MAX, "internal: a gather of %zu bytes is beyond MPI's int count", len);
+    int *counts = NULL, *offsets = NULL, n = (int)len;
+    *all = NULL;
+    *total = 0;
+    if (comm->rank == 0) {
+        counts = SR_MALLOC(sizeof(int) * (size_t)comm->size, "a gather");
+        offsets = SR_MALLOC(sizeof(int) * (size_t)comm->size, "a gather");
+    }
+    SR_MPI(MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (comm->rank == 0) {
+        size_t sum = 0;
+        for (int r = 0; r < comm->size; r++) {
+            SR_CHECK(sum <= (size_t)INT_MAX, "internal: a gather beyond MPI's int count");
+            offsets[r] = (int)sum;
+            sum += (size_t)counts[r];
+        }
+        *total = sum;
+        *all = SR_MALLOC(sum ? sum : 1, "a gather");
+    }
+    SR_MPI(MPI_Gatherv(mine, n, MPI_BYTE, *all, counts, offsets, MPI_BYTE, 0, MPI_COMM_WORLD));
+    free(counts);
+    free(offsets);
+}
+
+int sr_comm_any(const semrep_comm *comm, int flag)
+{
+    int any = flag != 0;
+    if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    return any;
+}

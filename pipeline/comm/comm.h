@@ -27,5 +27,12 @@ void sr_comm_sum(const semrep_comm *comm, double *values, int count);
 void sr_comm_min(const semrep_comm *comm, double *values, int count);
 void sr_comm_max(const semrep_comm *comm, double *values, int count);
 void sr_comm_barrier(const semrep_comm *comm);
+/* Rank root's bytes to every rank. */
+void sr_comm_bcast(const semrep_comm *comm, void *bytes, size_t len, int root);
+/* Every rank's bytes, concatenated in rank order, on rank 0 (a malloc'd
+ * buffer in *all and its length; NULL and 0 on other ranks). */
+void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char **all, size_t *total);
+/* 1 when any rank passes a non-zero flag: how ranks agree to stop together. */
+int sr_comm_any(const semrep_comm *comm, int flag);
 
 #endif

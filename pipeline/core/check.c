@@ -29,3 +29,12 @@ void *sr_malloc_named(size_t bytes, const char *what, const char *file, int line
                bytes, what);
     return p;
 }
+
+int sr_report(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}

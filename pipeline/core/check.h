@@ -22,6 +22,12 @@ void sr_set_abort_hook(void (*hook)(int status));
         if (!(cond)) sr_die(__FILE__, __LINE__, __VA_ARGS__);                  \
     } while (0)
 
+/* For functions that report a problem instead of ending the run (loaders of
+ * user input): writes the one-line message into err (errlen bytes) and
+ * returns -1. SR_BAD returns it from a function whose buffer is err, errlen. */
+int sr_report(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define SR_BAD(...) return sr_report(err, errlen, __VA_ARGS__)
+
 /* malloc that names what it was for and its size when it fails. */
 void *sr_malloc_named(size_t bytes, const char *what, const char *file, int line);
 #define SR_MALLOC(bytes, what) sr_malloc_named((bytes), (what), __FILE__, __LINE__)

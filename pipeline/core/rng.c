@@ -29,6 +29,15 @@ static inline float to_unit(uint32_t word)
     return ((float)(word >> 8) + 0.5f) * (1.0f / 16777216.0f);
 }
 
+void sr_rng_words(const sr_rng_stream *s, uint64_t first, size_t count, uint32_t *out)
+{
+    for (size_t j = 0; j < count;) {
+        const uint64_t e = first + j;
+        const philox4x32_ctr_t r = block(s, e / 4);
+        for (unsigned w = (unsigned)(e % 4); w < 4 && j < count; w++, j++) out[j] = r.v[w];
+    }
+}
+
 void sr_rng_uniform(const sr_rng_stream *s, uint64_t first, size_t count, float *out)
 {
     for (size_t j = 0; j < count;) {

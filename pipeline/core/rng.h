@@ -17,6 +17,7 @@ typedef enum {
     SR_RNG_INIT = 1,     /* weight initialisation */
     SR_RNG_TRAIN_NOISE,  /* training noise images */
     SR_RNG_TRAIN_SIGMA,  /* training sigma per image */
+    SR_RNG_TRAIN_ORDER,  /* the order of the training images per epoch */
     SR_RNG_PHI_NOISE,    /* phi's noise draws */
     SR_RNG_RECON,        /* reconstruction noise */
     SR_RNG_CLUSTER,      /* k-means seeding */
@@ -30,6 +31,8 @@ typedef struct {
 /* The bits of a float, as an index: a sigma's value names its stream. */
 uint32_t sr_rng_float_bits(float value);
 
+/* out[j] = the raw 32-bit word of element first + j. */
+void sr_rng_words(const sr_rng_stream *s, uint64_t first, size_t count, uint32_t *out);
 /* out[j] = uniform in (0, 1), element first + j of the stream (24-bit grid). */
 void sr_rng_uniform(const sr_rng_stream *s, uint64_t first, size_t count, float *out);
 /* out[j] = standard normal (Box-Muller on pairs of words), element first + j. */

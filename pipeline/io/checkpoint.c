@@ -1,3 +1,4 @@
+#include "core/check.h"
 #include "io/checkpoint.h"
 
 #include <math.h>
@@ -47,7 +48,7 @@ static float *params_to_host(const sr_unet *net)
     return host;
 }
 
-static void put_shape(int ncid, const sr_unet_shape *s, const char *file)
+void sr_nc_put_shape(int ncid, const sr_unet_shape *s, const char *file)
 {
     const int n = s->levels;
     int bias[SR_MAX_LEVELS];
@@ -72,7 +73,7 @@ void sr_checkpoint_save(const char *path, const sr_unet *net, const char *conf_t
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "format", SR_CHECKPOINT_FORMAT, tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
-    put_shape(ncid, &net->shape, tmp);
+    sr_nc_put_shape(ncid, &net->shape, tmp);
     const long long count = (long long)net->trainable_count;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "parameters", NC_INT64, 1, &count), tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "checksum", sum, tmp);
@@ -96,20 +97,18 @@ void sr_checkpoint_save(const char *path, const sr_unet *net, const char *conf_t
 
 /* Loading reports problems instead of dying: a caller may try another file,
  * and tests check each message. */
-#define BAD(...) return (snprintf(err, errlen, __VA_ARGS__), -1)
-
 static int open_checkpoint(const char *path, int *ncid, char *err, size_t errlen)
 {
     if (access(path, R_OK) != 0)
-        BAD("no readable checkpoint at %s; train one (semrep stage train CONF) or set model.checkpoint", path);
+        SR_BAD("no readable checkpoint at %s; train one (semrep stage train CONF) or set model.checkpoint", path);
     const int rc = nc_open(path, NC_NOWRITE, ncid);
     if (rc != NC_NOERR)
-        BAD("cannot open the checkpoint %s: %s; it is damaged or not a NetCDF file: copy or convert it again", path,
+        SR_BAD("cannot open the checkpoint %s: %s; it is damaged or not a NetCDF file: copy or convert it again", path,
             nc_strerror(rc));
     char format[64];
     if (sr_nc_get_text(*ncid, NC_GLOBAL, "format", format, sizeof format) || strcmp(format, SR_CHECKPOINT_FORMAT)) {
         nc_close(*ncid);
-        BAD("%s is not a semrep checkpoint (no format = \"%s\" attribute); convert PyTorch models with pipeline/io/convert_checkpoint.py",
+        SR_BAD("%s is not a semrep checkpoint (no format = \"%s\" attribute); convert PyTorch models with pipeline/io/convert_checkpoint.py",
             path, SR_CHECKPOINT_FORMAT);
     }
     return 0;
@@ -118,21 +117,16 @@ static int open_checkpoint(const char *path, int *ncid, char *err, size_t errlen
 static int need_ints(int ncid, const char *path, const char *name, int *out, int want, char *err, size_t errlen)
 {
     const int n = sr_nc_get_ints(ncid, NC_GLOBAL, name, out, SR_MAX_LEVELS + 1);
-    if (n < 1 || (want > 0 && n != want)) BAD("checkpoint %s: attribute %s is missing or has the wrong length", path, name);
+    if (n < 1 || (want > 0 && n != want)) SR_BAD("%s: attribute %s is missing or has the wrong length", path, name);
     return 0;
 }
 
-static int read_info(int ncid, const char *path, sr_checkpoint_info *info, char *err, size_t errlen)
+int sr_nc_read_shape(int ncid, const char *path, sr_unet_shape *s, char *err, size_t errlen)
 {
-    memset(info, 0, sizeof *info);
-    sr_unet_shape *s = &info->shape;
-    if (need_ints(ncid, path, "format_version", &info->version, 1, err, errlen)) return -1;
-    if (info->version != SR_CHECKPOINT_VERSION)
-        BAD("checkpoint %s has format_version %d; this semrep reads version %d", path, info->version,
-            SR_CHECKPOINT_VERSION);
+    memset(s, 0, sizeof *s);
     int bias[SR_MAX_LEVELS + 1];
     const int nk = sr_nc_get_ints(ncid, NC_GLOBAL, "kernels", s->kernels, SR_MAX_LEVELS + 1);
-    if (nk < 2) BAD("checkpoint %s: attribute kernels is missing or has fewer than 2 entries", path);
+    if (nk < 2) SR_BAD("%s: attribute kernels is missing or has fewer than 2 entries", path);
     s->levels = nk - 1;
     if (need_ints(ncid, path, "in_channels", &s->in_channels, 1, err, errlen) ||
         need_ints(ncid, path, "enc_convs", s->enc_convs, s->levels, err, errlen) ||
@@ -143,18 +137,29 @@ static int read_info(int ncid, const char *path, sr_checkpoint_info *info, char 
     for (int b = 0; b < s->levels; b++) s->upsample_bias[b] = bias[b] != 0;
     char text[64];
     if (sr_nc_get_text(ncid, NC_GLOBAL, "norm", text, sizeof text) || (strcmp(text, "layer") && strcmp(text, "batch")))
-        BAD("checkpoint %s: attribute norm must be \"layer\" or \"batch\"", path);
+        SR_BAD("%s: attribute norm must be \"layer\" or \"batch\"", path);
     s->norm = strcmp(text, "batch") ? SR_NORM_LAYER : SR_NORM_BATCH;
     if (sr_nc_get_text(ncid, NC_GLOBAL, "output", text, sizeof text) || (strcmp(text, "clean") && strcmp(text, "residual")))
-        BAD("checkpoint %s: attribute output must be \"clean\" or \"residual\"", path);
+        SR_BAD("%s: attribute output must be \"clean\" or \"residual\"", path);
     s->output = strcmp(text, "residual") ? SR_OUTPUT_CLEAN : SR_OUTPUT_RESIDUAL;
-    if (sr_nc_get_text(ncid, NC_GLOBAL, "checksum", info->checksum, sizeof info->checksum))
-        BAD("checkpoint %s: attribute checksum is missing", path);
-    if (nc_get_att_longlong(ncid, NC_GLOBAL, "parameters", &info->parameters) != NC_NOERR)
-        BAD("checkpoint %s: attribute parameters is missing", path);
-    if (sr_nc_get_text(ncid, NC_GLOBAL, "source", info->source, sizeof info->source)) info->source[0] = '\0';
     char why[256];
-    if (sr_unet_shape_check(s, why, sizeof why)) BAD("checkpoint %s: %s", path, why);
+    if (sr_unet_shape_check(s, why, sizeof why)) SR_BAD("%s: %s", path, why);
+    return 0;
+}
+
+static int read_info(int ncid, const char *path, sr_checkpoint_info *info, char *err, size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    if (need_ints(ncid, path, "format_version", &info->version, 1, err, errlen)) return -1;
+    if (info->version != SR_CHECKPOINT_VERSION)
+        SR_BAD("checkpoint %s has format_version %d; this semrep reads version %d", path, info->version,
+            SR_CHECKPOINT_VERSION);
+    if (sr_nc_read_shape(ncid, path, &info->shape, err, errlen)) return -1;
+    if (sr_nc_get_text(ncid, NC_GLOBAL, "checksum", info->checksum, sizeof info->checksum))
+        SR_BAD("checkpoint %s: attribute checksum is missing", path);
+    if (nc_get_att_longlong(ncid, NC_GLOBAL, "parameters", &info->parameters) != NC_NOERR)
+        SR_BAD("checkpoint %s: attribute parameters is missing", path);
+    if (sr_nc_get_text(ncid, NC_GLOBAL, "source", info->source, sizeof info->source)) info->source[0] = '\0';
     return 0;
 }
 
@@ -168,8 +173,8 @@ int sr_checkpoint_read_info(const char *path, sr_checkpoint_info *info, char *er
 }
 
 /* Names the first shape attribute where the file and the conf differ. */
-static int compare_shapes(const char *path, const sr_unet_shape *file, const sr_unet_shape *conf, char *err,
-                          size_t errlen)
+int sr_shape_compare(const char *path, const sr_unet_shape *file, const sr_unet_shape *conf, char *err,
+                     size_t errlen)
 {
     char a[128], b[128];
     const int nf = file->levels, nc = conf->levels;
@@ -197,14 +202,14 @@ static int compare_shapes(const char *path, const sr_unet_shape *file, const sr_
             sr_format_ints(fields[i].f, fields[i].nf, a, sizeof a);
             sr_format_ints(fields[i].c, fields[i].nc, b, sizeof b);
         }
-        BAD("checkpoint %s has %s = %s but the conf's model.%s is %s; make the conf match the model", path,
+        SR_BAD("%s has %s = %s but the conf's model.%s is %s; make the conf match the model", path,
             fields[i].key, a, fields[i].key, b);
     }
     if (file->norm != conf->norm)
-        BAD("checkpoint %s has norm \"%s\" but the conf's model.norm differs; make the conf match the model", path,
+        SR_BAD("%s has norm \"%s\" but the conf's model.norm differs; make the conf match the model", path,
             file->norm == SR_NORM_BATCH ? "batch" : "layer");
     if (file->output != conf->output)
-        BAD("checkpoint %s has output \"%s\" but the conf's model.output differs; make the conf match the model",
+        SR_BAD("%s has output \"%s\" but the conf's model.output differs; make the conf match the model",
             path, file->output == SR_OUTPUT_RESIDUAL ? "residual" : "clean");
     return 0;
 }
@@ -214,7 +219,7 @@ static int read_variable(int ncid, const char *path, const sr_param *p, float *d
     int varid, ndims, dimids[NC_MAX_VAR_DIMS];
     nc_type type;
     if (nc_inq_varid(ncid, p->name, &varid) != NC_NOERR)
-        BAD("checkpoint %s lacks the variable %s that the model's shape needs", path, p->name);
+        SR_BAD("checkpoint %s lacks the variable %s that the model's shape needs", path, p->name);
     int ok = nc_inq_var(ncid, varid, NULL, &type, &ndims, dimids, NULL) == NC_NOERR && type == NC_FLOAT &&
              ndims == p->ndim;
     for (int d = 0; ok && d < ndims; d++) {
@@ -224,14 +229,14 @@ static int read_variable(int ncid, const char *path, const sr_param *p, float *d
     if (!ok) {
         char want[64];
         sr_format_ints(p->dims, p->ndim, want, sizeof want);
-        BAD("checkpoint %s: variable %s is not float32 of shape %s as the model's shape needs", path, p->name, want);
+        SR_BAD("checkpoint %s: variable %s is not float32 of shape %s as the model's shape needs", path, p->name, want);
     }
     const int rc = nc_get_var_float(ncid, varid, dst);
     if (rc != NC_NOERR)
-        BAD("checkpoint %s: cannot read variable %s: %s; the file is damaged", path, p->name, nc_strerror(rc));
+        SR_BAD("checkpoint %s: cannot read variable %s: %s; the file is damaged", path, p->name, nc_strerror(rc));
     for (size_t i = 0; i < p->count; i++)
         if (!isfinite(dst[i]))
-            BAD("checkpoint %s: variable %s holds %s at index %zu; the model is broken, use another checkpoint", path,
+            SR_BAD("checkpoint %s: variable %s holds %s at index %zu; the model is broken, use another checkpoint", path,
                 p->name, isnan(dst[i]) ? "NaN" : "Inf", i);
     return 0;
 }
@@ -239,22 +244,24 @@ static int read_variable(int ncid, const char *path, const sr_param *p, float *d
 static int load_open(int ncid, const char *path, sr_unet *net, float *host, char *err, size_t errlen)
 {
     sr_checkpoint_info info;
-    if (read_info(ncid, path, &info, err, errlen) || compare_shapes(path, &info.shape, &net->shape, err, errlen))
+    char label[4200];
+    snprintf(label, sizeof label, "checkpoint %s", path);
+    if (read_info(ncid, path, &info, err, errlen) || sr_shape_compare(label, &info.shape, &net->shape, err, errlen))
         return -1;
     int nvars;
-    if (nc_inq_nvars(ncid, &nvars) != NC_NOERR) BAD("checkpoint %s: cannot list its variables; the file is damaged", path);
+    if (nc_inq_nvars(ncid, &nvars) != NC_NOERR) SR_BAD("checkpoint %s: cannot list its variables; the file is damaged", path);
     for (int v = 0; v < nvars; v++) {
         char name[NC_MAX_NAME + 1] = "";
         nc_inq_varname(ncid, v, name);
         if (!sr_unet_param(net, name))
-            BAD("checkpoint %s holds a variable %s that the conf's model shape has no place for", path, name);
+            SR_BAD("checkpoint %s holds a variable %s that the conf's model shape has no place for", path, name);
     }
     for (int i = 0; i < net->nparams; i++)
         if (read_variable(ncid, path, &net->params[i], host + net->params[i].offset, err, errlen)) return -1;
     char sum[17];
     sr_checkpoint_checksum(net, host, sum);
     if (strcmp(sum, info.checksum))
-        BAD("checkpoint %s: its values give checksum %s but the file says %s; the file is damaged", path, sum,
+        SR_BAD("checkpoint %s: its values give checksum %s but the file says %s; the file is damaged", path, sum,
             info.checksum);
     return 0;
 }

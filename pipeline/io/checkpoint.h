@@ -32,6 +32,12 @@ int sr_checkpoint_read_info(const char *path, sr_checkpoint_info *info, char *er
 int sr_checkpoint_load(const char *path, sr_unet *net, char *err, size_t errlen);
 /* XXH3-64 of the parameters as docs/formats.md defines it, 16 hex digits. */
 void sr_checkpoint_checksum(const sr_unet *net, const float *host_params, char out[17]);
+/* The model's shape as a file's global attributes (docs/formats.md), shared
+ * by the checkpoint and the training state. */
+void sr_nc_put_shape(int ncid, const sr_unet_shape *shape, const char *file);
+int sr_nc_read_shape(int ncid, const char *path, sr_unet_shape *shape, char *err, size_t errlen);
+/* -1 with err naming the first attribute where a file's shape and the conf's differ. */
+int sr_shape_compare(const char *path, const sr_unet_shape *file, const sr_unet_shape *conf, char *err, size_t errlen);
 /* "[32, 64, 128]" */
 void sr_format_ints(const int *v, int n, char *out, size_t len);
 

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Errors name the conf, the line when there is one, and the key. */
 typedef struct {
     const char *file;
+    char dir[SR_PATH_MAX]; /* the conf's folder: where relative file keys start */
     char *err;
     size_t errlen;
 } ctx;
@@ -178,7 +180,16 @@ static int store(ctx *c, const sr_conf_key *key, const config_setting_t *s, semr
                 ok |= strcspn(p, "|") == len && !strncmp(p, text, len);
             if (!ok) return fail(c, s, "%s = \"%s\" is not one of %s", key->path, text, key->choices);
         }
-        strcpy(at, text);
+        if (key->file && text[0] && text[0] != '/' && c->dir[0]) {
+            if (strlen(c->dir) + 1 + strlen(text) >= (size_t)key->capacity)
+                return fail(c, s, "%s is longer than %d characters once taken from %s", key->path, key->capacity - 1,
+                            c->dir);
+            snprintf(at, (size_t)key->capacity, "%s/%s", c->dir, text);
+            /* the effective conf written out holds the path as resolved */
+            config_setting_set_string((config_setting_t *)s, at);
+        } else {
+            strcpy(at, text);
+        }
         return 0;
     }
     default: {
@@ -272,6 +283,14 @@ static int apply_sets(ctx *c, config_t *cfg, int nsets, char *const *sets)
         }
         snprintf(what, sizeof what, "--set %s", path);
         if (put_literal(c, cfg, path, eq + 1, what)) return -1;
+        /* a relative file on the command line starts where the command ran */
+        config_setting_t *v = config_lookup(cfg, path);
+        const char *text = config_setting_type(v) == CONFIG_TYPE_STRING ? config_setting_get_string(v) : NULL;
+        char cwd[SR_PATH_MAX], full[2 * SR_PATH_MAX + 2];
+        if (find_key(path)->file && text && text[0] && text[0] != '/' && getcwd(cwd, sizeof cwd)) {
+            snprintf(full, sizeof full, "%s/%s", cwd, text);
+            config_setting_set_string(v, full);
+        }
     }
     return 0;
 }
@@ -321,6 +340,8 @@ int sr_conf_load(semrep_conf *conf, const char *path, int nsets, char *const *se
 {
     memset(conf, 0, sizeof *conf);
     ctx c = {.file = path ? path : "(defaults)", .err = err, .errlen = errlen};
+    if (path && strrchr(path, '/')) snprintf(c.dir, sizeof c.dir, "%.*s", (int)(strrchr(path, '/') - path), path);
+    else if (path) snprintf(c.dir, sizeof c.dir, ".");
     config_t cfg;
     config_init(&cfg);
     int rc = 0;

@@ -23,7 +23,10 @@ typedef struct {
     char variable[128];            /* netcdf: the image variable */
     char label_variable[128];      /* netcdf: the label variable ("" for none) */
     int size, channels;            /* images are made size x size with this many channels */
-    long limit;                    /* use the first `limit` images (0: all) */
+    long limit;                    /* use at most `limit` images (0: all) */
+    long stride;                   /* every stride-th image */
+    char index_file[SR_PATH_MAX];  /* a file of indices to use ("" for all) */
+    char classes[SR_PATH_MAX];     /* a file of class names ("" for none) */
     char on_bad_image[16];         /* "fail" or "skip" */
     long max_pixels;               /* refuse images with more pixels than this */
     double max_bad_share;          /* fail when a larger share of images is bad */
@@ -86,6 +89,7 @@ typedef struct {
     const char *choices;   /* strings: "a|b|c", or NULL for free text */
     const char *fallback;  /* the default, as a libconfig literal */
     const char *doc;       /* meaning and units, one line */
+    bool file;             /* strings: a file or folder; relative ones are taken from the conf's folder */
 } sr_conf_key;
 
 extern const sr_conf_key sr_conf_keys[];

@@ -7,13 +7,15 @@
 
 #define AT(member) offsetof(semrep_conf, member)
 #define STR(path, member, choices, fallback, doc) \
-    {path, SR_KEY_STRING, AT(member), 0, sizeof(((semrep_conf *)0)->member), 0, 0, choices, fallback, doc}
+    {path, SR_KEY_STRING, AT(member), 0, sizeof(((semrep_conf *)0)->member), 0, 0, choices, fallback, doc, false}
+#define FILE_KEY(path, member, fallback, doc) \
+    {path, SR_KEY_STRING, AT(member), 0, sizeof(((semrep_conf *)0)->member), 0, 0, NULL, fallback, doc, true}
 #define NUM(path, type, member, lo, hi, fallback, doc) \
-    {path, type, AT(member), 0, sizeof(((semrep_conf *)0)->member), lo, hi, NULL, fallback, doc}
+    {path, type, AT(member), 0, sizeof(((semrep_conf *)0)->member), lo, hi, NULL, fallback, doc, false}
 #define LIST(path, type, member, count, lo, hi, fallback, doc)                                      \
     {path, type, AT(member), AT(count),                                                             \
      (int)(sizeof(((semrep_conf *)0)->member) / sizeof(((semrep_conf *)0)->member[0])), lo, hi,     \
-     NULL, fallback, doc}
+     NULL, fallback, doc, false}
 #define BIG 1e15
 
 /* The keys of a data set, for `dataset` and `train.dataset`; the default
@@ -21,19 +23,22 @@
  * training). */
 #define DATASET_KEYS(prefix, member, split)                                                          \
     STR(prefix "kind", member.kind, "idx|png|netcdf", "\"idx\"", "where the images come from"),     \
-    STR(prefix "images", member.images, NULL,                                                        \
+    FILE_KEY(prefix "images", member.images,                                                        \
         "\"/usr/share/datasets/fashion-mnist/" split "-images-idx3-ubyte.gz\"",                     \
         "idx: the IDX image file, gzipped or not"),                                                  \
-    STR(prefix "labels", member.labels, NULL,                                                        \
+    FILE_KEY(prefix "labels", member.labels,                                                        \
         "\"/usr/share/datasets/fashion-mnist/" split "-labels-idx1-ubyte.gz\"",                     \
         "idx: the IDX label file; \"\" for none"),                                                   \
-    STR(prefix "path", member.path, NULL, "\"\"", "png: the folder of PNG files (one sub-folder per class means labelled)"), \
-    STR(prefix "file", member.file, NULL, "\"\"", "netcdf: the file"),                               \
+    FILE_KEY(prefix "path", member.path, "\"\"", "png: the folder of PNG files (one sub-folder per class means labelled)"), \
+    FILE_KEY(prefix "file", member.file, "\"\"", "netcdf: the file"),                               \
     STR(prefix "variable", member.variable, NULL, "\"images\"", "netcdf: the (image, channel, y, x) variable"), \
     STR(prefix "label_variable", member.label_variable, NULL, "\"\"", "netcdf: the (image) label variable; \"\" for none"), \
     NUM(prefix "size", SR_KEY_INT, member.size, 8, 4096, "32", "images are made size x size pixels"), \
     NUM(prefix "channels", SR_KEY_INT, member.channels, 1, 3, "1", "1 (grey) or 3 (RGB)"),           \
-    NUM(prefix "limit", SR_KEY_INT, member.limit, 0, BIG, "0", "use only the first `limit` images; 0 for all"), \
+    NUM(prefix "limit", SR_KEY_INT, member.limit, 0, BIG, "0", "use at most `limit` images (after stride or index_file); 0 for all"), \
+    NUM(prefix "stride", SR_KEY_INT, member.stride, 1, BIG, "1", "use every stride-th image (0, stride, 2 stride, ...)"), \
+    FILE_KEY(prefix "index_file", member.index_file, "\"\"", "a text file of image indices to use, one per line; \"\" for all"), \
+    FILE_KEY(prefix "classes", member.classes, "\"\"", "a text file of class names, one per line, for labels 0, 1, ...; \"\": folder names (png) or numbers"), \
     STR(prefix "on_bad_image", member.on_bad_image, "fail|skip", "\"fail\"", "an unreadable image stops the run, or is skipped and listed"), \
     NUM(prefix "max_pixels", SR_KEY_INT, member.max_pixels, 1, BIG, "100000000", "refuse images with more pixels than this"), \
     NUM(prefix "max_bad_share", SR_KEY_FLOAT, member.max_bad_share, 0, 1, "0.01", "with skip: fail when a larger share of the images is bad")
@@ -53,19 +58,19 @@ const sr_conf_key sr_conf_keys[] = {
     NUM("train.sigma_min", SR_KEY_FLOAT, train.sigma_min, 0, 10, "0.0", "lowest training sigma, pixel units (1.0 = 255)"),
     NUM("train.sigma_max", SR_KEY_FLOAT, train.sigma_max, 0, 10, "1.0", "highest training sigma, pixel units"),
     NUM("train.checkpoint_every", SR_KEY_INT, train.checkpoint_every, 1, BIG, "500", "steps between checkpoints"),
-    STR("model.checkpoint", model.checkpoint, NULL, "\"\"", "the model file (NetCDF, docs/formats.md); \"\": <output_dir>/checkpoint.nc"),
+    FILE_KEY("model.checkpoint", model.checkpoint, "\"\"", "the model file (NetCDF, docs/formats.md); \"\": <output_dir>/checkpoint.nc"),
     NUM("model.in_channels", SR_KEY_INT, model.in_channels, 1, 4, "1", "image channels the model takes"),
     LIST("model.kernels", SR_KEY_INTS, model.kernels, model.nkernels, 1, SR_MAX_CHANNELS, "[32, 64, 128, 256]", "channels of encoder blocks 0..n-1, then of the middle block"),
     LIST("model.enc_convs", SR_KEY_INTS, model.enc_convs, model.nenc, 1, SR_MAX_CONVS, "[2, 2, 2]", "convolutions per encoder block"),
     NUM("model.mid_convs", SR_KEY_INT, model.mid_convs, 1, SR_MAX_CONVS, "3", "convolutions in the middle block"),
     LIST("model.dec_convs", SR_KEY_INTS, model.dec_convs, model.ndec, 1, SR_MAX_CONVS, "[2, 2, 2]", "convolutions per decoder block 0..n-1 (block 0's count includes the final conv)"),
-    {"model.upsample_bias", SR_KEY_BOOL, AT(model.upsample_bias), 0, sizeof(bool), 0, 1, NULL, "false", "a bias on upsample.b for b > 0 (the authors' upsample_with_bias variant)"},
+    {"model.upsample_bias", SR_KEY_BOOL, AT(model.upsample_bias), 0, sizeof(bool), 0, 1, NULL, "false", "a bias on upsample.b for b > 0 (the authors' upsample_with_bias variant)", false},
     STR("model.norm", model.norm, "layer|batch", "\"layer\"", "StdNorm per image (layer) or per channel with running_sd (batch)"),
     STR("model.output", model.output, "clean|residual", "\"clean\"", "the network outputs the clean image, or the noise (x_hat = y - f(y))"),
     LIST("phi.sigmas", SR_KEY_FLOATS, phi.sigmas, phi.nsigmas, 0, 10, "[0.0, 0.1, 0.2, 0.4]", "noise levels of phi, pixel units (0.2 = 51 of 255)"),
     NUM("phi.draws", SR_KEY_INT, phi.draws, 1, 10000, "20", "noise draws averaged per image at sigma > 0 (one at sigma = 0)"),
     NUM("phi.batch", SR_KEY_INT, phi.batch, 1, 65536, "64", "images per pass (each with its draws)"),
-    {"phi.block_means", SR_KEY_BOOL, AT(phi.block_means), 0, sizeof(bool), 0, 1, NULL, "true", "also keep every block's channel means (runs the decoder)"},
+    {"phi.block_means", SR_KEY_BOOL, AT(phi.block_means), 0, sizeof(bool), 0, 1, NULL, "true", "also keep every block's channel means (runs the decoder)", false},
 };
 
 const int sr_conf_key_count = (int)(sizeof sr_conf_keys / sizeof sr_conf_keys[0]);

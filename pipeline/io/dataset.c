@@ -1,0 +1,143 @@
+#include "io/dataset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/check.h"
+
+/* The selection: index_file, else every stride-th image; then at most limit. */
+static int select_images(sr_dataset *ds, char *err, size_t errlen)
+{
+    const sr_dataset_conf *c = &ds->conf;
+    long n = 0, cap = 1024;
+    long *sel = NULL;
+    if (c->index_file[0]) {
+        FILE *f = fopen(c->index_file, "r");
+        if (!f) SR_BAD("cannot read the index file %s (dataset.index_file); check the path", c->index_file);
+        sel = SR_MALLOC(sizeof(long) * (size_t)cap, "the index list");
+        char line[64];
+        for (long lineno = 1; fgets(line, sizeof line, f); lineno++) {
+            char *end;
+            const long v = strtol(line, &end, 10);
+            while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
+            if (end == line || *end || v < 0 || v >= ds->source_count) {
+                line[strcspn(line, "\r\n")] = '\0';
+                fclose(f);
+                free(sel);
+                SR_BAD("%s line %ld: \"%.20s\" is not an image index in 0..%ld", c->index_file, lineno, line,
+                    ds->source_count - 1);
+            }
+            if (n == cap) {
+                cap *= 2;
+                long *grown = realloc(sel, sizeof(long) * (size_t)cap);
+                if (!grown) {
+                    fclose(f);
+                    free(sel);
+                    SR_BAD("out of memory reading %s", c->index_file);
+                }
+                sel = grown;
+            }
+            sel[n++] = v;
+        }
+        fclose(f);
+        if (n == 0) {
+            free(sel);
+            SR_BAD("the index file %s lists no image", c->index_file);
+        }
+    } else if (c->stride > 1) {
+        n = (ds->source_count + c->stride - 1) / c->stride;
+        sel = SR_MALLOC(sizeof(long) * (size_t)n, "the image selection");
+        for (long i = 0; i < n; i++) sel[i] = i * c->stride;
+    } else {
+        n = ds->source_count;
+    }
+    if (c->limit > 0 && c->limit < n) n = c->limit;
+    ds->selection = sel;
+    ds->count = n;
+    if (n == 0) SR_BAD("%s holds no usable image", ds->description);
+    return 0;
+}
+
+/* Class names from dataset.classes, one per line, when given. */
+static int read_class_names(sr_dataset *ds, char *err, size_t errlen)
+{
+    if (!ds->conf.classes[0] || !ds->labels) return 0;
+    FILE *f = fopen(ds->conf.classes, "r");
+    if (!f) SR_BAD("cannot read the class names %s (dataset.classes); check the path", ds->conf.classes);
+    int n = 0;
+    char line[256];
+    while (n < ds->nclasses && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        snprintf(ds->class_names[n++], SR_CLASS_NAME_MAX, "%.*s", SR_CLASS_NAME_MAX - 1, line);
+    }
+    fclose(f);
+    if (n < ds->nclasses)
+        SR_BAD("%s names %d classes but the labels go up to %d; give one name per line for each", ds->conf.classes, n,
+            ds->nclasses - 1);
+    return 0;
+}
+
+int sr_dataset_open(sr_dataset **out, const sr_dataset_conf *conf, const char *work_dir, char *err, size_t errlen)
+{
+    sr_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) SR_BAD("out of memory opening a data set");
+    ds->conf = *conf;
+    int rc;
+    if (!strcmp(conf->kind, "idx")) rc = sr_dataset_open_idx(ds, work_dir, err, errlen);
+    else if (!strcmp(conf->kind, "netcdf")) rc = sr_dataset_open_netcdf(ds, err, errlen);
+    else rc = sr_dataset_open_png(ds, work_dir, err, errlen);
+    if (!rc) rc = select_images(ds, err, errlen);
+    if (!rc) rc = read_class_names(ds, err, errlen);
+    if (rc) {
+        sr_dataset_close(ds);
+        return -1;
+    }
+    *out = ds;
+    return 0;
+}
+
+void sr_dataset_close(sr_dataset *ds)
+{
+    if (!ds) return;
+    if (ds->source && ds->source->close) ds->source->close(ds);
+    free(ds->selection);
+    free(ds->labels);
+    free(ds->class_names);
+    free(ds);
+}
+
+long sr_dataset_origin(const sr_dataset *ds, long i) { return ds->selection ? ds->selection[i] : i; }
+
+int sr_dataset_label(const sr_dataset *ds, long i) { return ds->labels ? ds->labels[sr_dataset_origin(ds, i)] : -1; }
+
+void sr_dataset_name(const sr_dataset *ds, long i, char *out, size_t len)
+{
+    ds->source->name(ds, sr_dataset_origin(ds, i), out, len);
+}
+
+int sr_dataset_read_list(sr_dataset *ds, const long *positions, long count, float *images, char *err,
+                         size_t errlen)
+{
+    /* a few longs per batch: the source indices of the positions */
+    long *index = SR_MALLOC(sizeof(long) * (size_t)(count ? count : 1), "a batch's image indices");
+    for (long k = 0; k < count; k++) {
+        if (positions[k] < 0 || positions[k] >= ds->count) {
+            free(index);
+            SR_BAD("internal: image %ld of a data set of %ld", positions[k], ds->count);
+        }
+        index[k] = sr_dataset_origin(ds, positions[k]);
+    }
+    const int rc = ds->source->read(ds, index, count, images, err, errlen);
+    free(index);
+    return rc;
+}
+
+int sr_dataset_read(sr_dataset *ds, long first, long count, float *images, char *err, size_t errlen)
+{
+    long *positions = SR_MALLOC(sizeof(long) * (size_t)(count ? count : 1), "a batch's image positions");
+    for (long k = 0; k < count; k++) positions[k] = first + k;
+    const int rc = sr_dataset_read_list(ds, positions, count, images, err, errlen);
+    free(positions);
+    return rc;
+}

@@ -1,0 +1,214 @@
+/* IDX files (the MNIST family): big-endian headers, images of uint8, gzipped
+ * or not. A gzipped image file is uncompressed once into the run's cache
+ * folder, so that any image can be read at any time with one pread and
+ * memory does not grow with the data set. Labels are small and read whole. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/check.h"
+#include "io/dataset.h"
+#include "io/files.h"
+#include "io/image_ops.h"
+#include "io/nc.h"
+
+#define IDX_IMAGES 0x00000803u
+#define IDX_LABELS 0x00000801u
+
+typedef struct {
+    int fd;
+    int rows, cols;
+    unsigned char *raw;  /* one image's bytes */
+    float *plane, *fit;  /* one image as floats, then padded or cropped */
+} idx_impl;
+
+static uint32_t big_endian(const unsigned char *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static int is_gzip(const char *path)
+{
+    unsigned char head[2] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t n = fread(head, 1, 2, f);
+    fclose(f);
+    return n == 2 && head[0] == 0x1f && head[1] == 0x8b;
+}
+
+/* Reads all of a (possibly gzipped) stream into `out` or to `to_fd`; zlib
+ * reads plain files too. */
+static int gunzip(const char *path, int to_fd, unsigned char **out, size_t *len, char *err, size_t errlen)
+{
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) SR_BAD("cannot read %s: %s; check the path", path, strerror(errno));
+    size_t cap = 1 << 16, used = 0;
+    unsigned char *buf = malloc(cap);
+    int n;
+    while (buf && (n = gzread(gz, buf + (to_fd >= 0 ? 0 : used), (unsigned)(to_fd >= 0 ? cap : cap - used))) > 0) {
+        if (to_fd >= 0) {
+            if (write(to_fd, buf, (size_t)n) != n) {
+                free(buf);
+                gzclose(gz);
+                SR_BAD("cannot write the uncompressed copy of %s: %s; check the disk", path, strerror(errno));
+            }
+            continue;
+        }
+        used += (size_t)n;
+        if (used == cap) {
+            unsigned char *grown = realloc(buf, cap *= 2);
+            if (!grown) free(buf);
+            buf = grown;
+        }
+    }
+    int code;
+    char why[128]; /* gzclose frees gzerror's text */
+    snprintf(why, sizeof why, "%s", gzerror(gz, &code));
+    /* gzread's end on a truncated stream is only seen in gzclose's status */
+    const int closed = gzclose(gz);
+    if (!buf) SR_BAD("out of memory reading %s", path);
+    if (code != Z_OK || closed != Z_OK) {
+        free(buf);
+        /* zlib's text starts with the path again */
+        const char *reason = strncmp(why, path, strlen(path)) ? why : why + strlen(path) + 2;
+        SR_BAD("%s: corrupt or truncated gzip stream (%s); get a fresh copy", path,
+               code != Z_OK ? reason : "unexpected end of file");
+    }
+    if (out) {
+        *out = buf;
+        *len = used;
+    } else {
+        free(buf);
+    }
+    return 0;
+}
+
+/* The uncompressed image file: the file itself, or its copy in the cache
+ * folder, named by the source's size and time so a changed file is redone. */
+static int uncompressed_path(const char *path, const char *work_dir, char *out, size_t len, char *err, size_t errlen)
+{
+    if (!is_gzip(path)) return snprintf(out, len, "%s", path), 0;
+    long long size, mtime;
+    if (sr_file_stamp(path, &size, &mtime)) SR_BAD("cannot read %s: %s; check the path", path, strerror(errno));
+    char dir[SR_PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/cache", work_dir);
+    if (sr_make_dirs(dir, err, errlen)) return -1;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(out, len, "%s/%.*s.%lld.%lld", dir, (int)(strlen(base) > 3 && !strcmp(base + strlen(base) - 3, ".gz")
+                                                          ? strlen(base) - 3 : strlen(base)), base, size, mtime);
+    if (access(out, R_OK) == 0) return 0;
+    char tmp[SR_PATH_MAX + 64];
+    sr_tmp_path(out, tmp, sizeof tmp);
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) SR_BAD("cannot write %s: %s; check the output folder", tmp, strerror(errno));
+    const int rc = gunzip(path, fd, NULL, NULL, err, errlen);
+    close(fd);
+    if (rc) return unlink(tmp), -1;
+    sr_commit_file(tmp, out);
+    return 0;
+}
+
+static int read_labels(sr_dataset *ds, const char *path, long count, char *err, size_t errlen)
+{
+    unsigned char *buf;
+    size_t len;
+    if (gunzip(path, -1, &buf, &len, err, errlen)) return -1;
+    int rc = 0;
+    if (len < 8 || big_endian(buf) != IDX_LABELS)
+        rc = sr_report(err, errlen, "%s is not an IDX label file (magic number 0x%08x, want 0x%08x)", path,
+                      len < 4 ? 0 : big_endian(buf), IDX_LABELS);
+    else if ((long)big_endian(buf + 4) != count)
+        rc = sr_report(err, errlen, "%s holds %u labels for %ld images", path, big_endian(buf + 4), count);
+    else if (len < 8 + (size_t)count)
+        rc = sr_report(err, errlen, "%s claims %ld labels but holds only %zu", path, count, len - 8);
+    if (!rc) {
+        ds->labels = SR_MALLOC(sizeof(int) * (size_t)count, "the labels");
+        for (long i = 0; i < count; i++) {
+            ds->labels[i] = buf[8 + i];
+            if (ds->labels[i] + 1 > ds->nclasses) ds->nclasses = ds->labels[i] + 1;
+        }
+        ds->class_names = calloc((size_t)ds->nclasses, SR_CLASS_NAME_MAX);
+        for (int c = 0; c < ds->nclasses; c++) snprintf(ds->class_names[c], SR_CLASS_NAME_MAX, "%d", c);
+    }
+    free(buf);
+    return rc;
+}
+
+static int idx_read(sr_dataset *ds, const long *index, long count, float *images, char *err, size_t errlen)
+{
+    idx_impl *im = ds->impl;
+    const size_t pixels = (size_t)im->rows * im->cols, out = (size_t)ds->channels * ds->size * ds->size;
+    for (long k = 0; k < count; k++) {
+        const off_t at = 16 + (off_t)index[k] * (off_t)pixels;
+        if (pread(im->fd, im->raw, pixels, at) != (ssize_t)pixels)
+            SR_BAD("%s: cannot read image %ld: %s", ds->conf.images, index[k], strerror(errno));
+        for (size_t p = 0; p < pixels; p++) im->plane[p] = im->raw[p] * (1.0f / 255.0f);
+        sr_image_pad_or_crop(im->plane, 1, im->rows, im->cols, ds->size, im->fit);
+        sr_image_channels(im->fit, 1, ds->size * ds->size, ds->channels, images + (size_t)k * out);
+    }
+    return 0;
+}
+
+static void idx_name(const sr_dataset *ds, long index, char *out, size_t len)
+{
+    snprintf(out, len, "%s:%ld", ds->conf.images, index);
+}
+
+static void idx_close(sr_dataset *ds)
+{
+    idx_impl *im = ds->impl;
+    if (!im) return;
+    if (im->fd >= 0) close(im->fd);
+    free(im->raw);
+    free(im->plane);
+    free(im->fit);
+    free(im);
+}
+
+static const sr_dataset_source idx_source = {.read = idx_read, .name = idx_name, .close = idx_close};
+
+int sr_dataset_open_idx(sr_dataset *ds, const char *work_dir, char *err, size_t errlen)
+{
+    const sr_dataset_conf *c = &ds->conf;
+    idx_impl *im = calloc(1, sizeof *im);
+    if (!im) SR_BAD("out of memory opening %s", c->images);
+    im->fd = -1;
+    ds->source = &idx_source;
+    ds->impl = im;
+    char plain[SR_PATH_MAX + 128];
+    if (access(c->images, R_OK) != 0) SR_BAD("cannot read %s (dataset.images): %s", c->images, strerror(errno));
+    if (uncompressed_path(c->images, work_dir, plain, sizeof plain, err, errlen)) return -1;
+    im->fd = open(plain, O_RDONLY);
+    if (im->fd < 0) SR_BAD("cannot read %s: %s", plain, strerror(errno));
+    unsigned char head[16];
+    if (pread(im->fd, head, 16, 0) != 16 || big_endian(head) != IDX_IMAGES)
+        SR_BAD("%s is not an IDX image file (magic number 0x%08x, want 0x%08x)", c->images, big_endian(head), IDX_IMAGES);
+    const long count = big_endian(head + 4);
+    im->rows = (int)big_endian(head + 8);
+    im->cols = (int)big_endian(head + 12);
+    if (im->rows < 1 || im->cols < 1 || (long)im->rows * im->cols > c->max_pixels)
+        SR_BAD("%s: images of %dx%d are empty or exceed dataset.max_pixels = %ld", c->images, im->rows, im->cols,
+            c->max_pixels);
+    const off_t need = 16 + (off_t)count * im->rows * im->cols, have = lseek(im->fd, 0, SEEK_END);
+    if (have < need)
+        SR_BAD("%s claims %ld images of %dx%d (%lld bytes) but holds %lld bytes; the file is truncated", c->images, count,
+            im->rows, im->cols, (long long)need, (long long)have);
+    const size_t pixels = (size_t)im->rows * im->cols, fit = (size_t)ds->conf.size * ds->conf.size;
+    im->raw = SR_MALLOC(pixels, "an IDX image");
+    im->plane = SR_MALLOC(sizeof(float) * pixels, "an IDX image");
+    im->fit = SR_MALLOC(sizeof(float) * fit, "an IDX image");
+    ds->source_count = count;
+    ds->channels = c->channels;
+    ds->size = c->size;
+    snprintf(ds->description, sizeof ds->description, "IDX %s (%ld images of %dx%d)", c->images, count, im->rows,
+             im->cols);
+    if (c->labels[0] && read_labels(ds, c->labels, count, err, errlen)) return -1;
+    return 0;
+}

@@ -1,0 +1,250 @@
+#define _GNU_SOURCE
+#include "io/manifest.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "core/check.h"
+#include "io/nc.h"
+#include "io/png_image.h"
+
+typedef struct {
+    sr_manifest *m;
+    long cap;
+} lister;
+
+static int add_entry(lister *l, const char *name, const struct stat *st, int cls)
+{
+    sr_manifest *m = l->m;
+    if (m->count == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 1024;
+        sr_manifest_entry *grown = realloc(m->entries, sizeof *grown * (size_t)l->cap);
+        if (!grown) return -1;
+        m->entries = grown;
+    }
+    sr_manifest_entry *e = &m->entries[m->count++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%.*s", (int)sizeof e->name - 1, name);
+    e->bytes = st->st_size;
+    e->mtime = st->st_mtime;
+    e->cls = cls;
+    if (strlen(name) >= sizeof e->name) {
+        e->checked = true;
+        snprintf(e->reason, sizeof e->reason, "its path is longer than %d characters", SR_NAME_MAX - 1);
+    } else if (strpbrk(name, "\t\n\r")) {
+        e->checked = true;
+        snprintf(e->reason, sizeof e->reason, "its name holds a tab or a line break");
+    }
+    return 0;
+}
+
+static int is_png_name(const char *name)
+{
+    const size_t n = strlen(name);
+    return n > 4 && !strcasecmp(name + n - 4, ".png");
+}
+
+/* Adds every PNG below folder/rel (recursively), with class cls. */
+static int walk(lister *l, const char *folder, const char *rel, int cls, char *err, size_t errlen)
+{
+    char path[SR_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s%s%s", folder, rel[0] ? "/" : "", rel);
+    struct dirent **names;
+    const int n = scandir(path, &names, NULL, alphasort);
+    if (n < 0) SR_BAD("cannot list the folder %s: %s", path, strerror(errno));
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        const char *d = names[i]->d_name;
+        if (!rc && d[0] != '.') {
+            char sub[SR_PATH_MAX * 2], full[SR_PATH_MAX * 3];
+            snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", d);
+            snprintf(full, sizeof full, "%s/%s", folder, sub);
+            struct stat st;
+            if (stat(full, &st) != 0) rc = sr_report(err, errlen, "cannot read %s: %s", full, strerror(errno));
+            else if (S_ISDIR(st.st_mode)) rc = walk(l, folder, sub, cls, err, errlen);
+            else if (S_ISREG(st.st_mode) && is_png_name(d) && add_entry(l, sub, &st, cls))
+                rc = sr_report(err, errlen, "out of memory listing %s", folder);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+/* Byte order, the same in every locale: an image's index never depends on it. */
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const sr_manifest_entry *)a)->name, ((const sr_manifest_entry *)b)->name);
+}
+
+int sr_manifest_list(const char *folder, long max_pixels, sr_manifest *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->folder, sizeof m->folder, "%s", folder);
+    m->max_pixels = max_pixels;
+    struct dirent **top;
+    const int n = scandir(folder, &top, NULL, alphasort);
+    if (n < 0) SR_BAD("cannot list the folder %s (dataset.path): %s", folder, strerror(errno));
+    /* labelled when the top level holds sub-folders and no file */
+    int folders = 0, files = 0;
+    for (int i = 0; i < n; i++) {
+        if (top[i]->d_name[0] == '.') continue;
+        char full[SR_PATH_MAX * 2];
+        snprintf(full, sizeof full, "%s/%s", folder, top[i]->d_name);
+        struct stat st;
+        if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) folders++;
+        else files++;
+    }
+    lister l = {.m = m};
+    int rc = 0;
+    if (folders > 0 && files == 0) {
+        m->class_names = calloc((size_t)folders, SR_CLASS_NAME_MAX);
+        for (int i = 0; i < n && !rc; i++) {
+            if (top[i]->d_name[0] == '.') continue;
+            const long before = m->count;
+            snprintf(m->class_names[m->nclasses], SR_CLASS_NAME_MAX, "%.*s", SR_CLASS_NAME_MAX - 1, top[i]->d_name);
+            rc = walk(&l, folder, top[i]->d_name, m->nclasses, err, errlen);
+            if (!rc && m->count == before)
+                rc = sr_report(err, errlen, "the class folder %s/%s holds no PNG file; remove it or add its images",
+                               folder, top[i]->d_name);
+            m->nclasses++;
+        }
+    } else {
+        rc = walk(&l, folder, "", -1, err, errlen);
+    }
+    for (int i = 0; i < n; i++) free(top[i]);
+    free(top);
+    if (!rc && m->count == 0) rc = sr_report(err, errlen, "the folder %s holds no PNG file", folder);
+    if (!rc) qsort(m->entries, (size_t)m->count, sizeof *m->entries, by_name);
+    return rc;
+}
+
+long sr_manifest_reuse(sr_manifest *m, const sr_manifest *old)
+{
+    long unchecked = 0, j = 0;
+    const bool comparable = !strcmp(m->folder, old->folder) && m->max_pixels == old->max_pixels;
+    for (long i = 0; i < m->count; i++) {
+        sr_manifest_entry *e = &m->entries[i];
+        /* both lists are sorted: walk them together */
+        while (comparable && j < old->count && strcmp(old->entries[j].name, e->name) < 0) j++;
+        const sr_manifest_entry *o = comparable && j < old->count ? &old->entries[j] : NULL;
+        if (!e->checked && o && !strcmp(o->name, e->name) && o->bytes == e->bytes && o->mtime == e->mtime &&
+            o->checked) {
+            e->checked = true;
+            memcpy(e->reason, o->reason, sizeof e->reason);
+        }
+        unchecked += !e->checked;
+    }
+    return unchecked;
+}
+
+void sr_manifest_check(const sr_manifest *m, sr_manifest_entry *e, int channels, int size, float *scratch)
+{
+    char path[SR_PATH_MAX * 2], why[512];
+    snprintf(path, sizeof path, "%s/%s", m->folder, e->name);
+    e->checked = true;
+    e->reason[0] = '\0';
+    if (sr_png_load(path, channels, size, m->max_pixels, scratch, why, sizeof why)) {
+        /* keep the reason, not the folder it repeats */
+        const char *r = strncmp(why, path, strlen(path)) ? why : why + strlen(path);
+        while (*r == ':' || *r == ' ') r++;
+        snprintf(e->reason, sizeof e->reason, "%.*s", (int)sizeof e->reason - 1, r[0] ? r : "unreadable");
+    }
+}
+
+int sr_manifest_write(const char *path, const sr_manifest *m, char *err, size_t errlen)
+{
+    char tmp[SR_PATH_MAX * 2];
+    sr_tmp_path(path, tmp, sizeof tmp);
+    FILE *f = fopen(tmp, "w");
+    if (!f) SR_BAD("cannot write %s: %s; check the output folder", tmp, strerror(errno));
+    fprintf(f, "# %s %d\n# folder\t%s\n# max_pixels\t%ld\n# classes", SR_MANIFEST_FORMAT, SR_MANIFEST_VERSION,
+            m->folder, m->max_pixels);
+    for (int c = 0; c < m->nclasses; c++) fprintf(f, "\t%s", m->class_names[c]);
+    fprintf(f, "\nindex\tname\tbytes\tmtime\tclass\tverdict\n");
+    long index = 0;
+    for (long i = 0; i < m->count; i++) {
+        const sr_manifest_entry *e = &m->entries[i];
+        if (e->reason[0]) fprintf(f, "-");
+        else fprintf(f, "%ld", index++);
+        fprintf(f, "\t%s\t%lld\t%lld\t%d\t%s\n", e->name, e->bytes, e->mtime, e->cls, e->reason[0] ? e->reason : "ok");
+    }
+    if (fclose(f) != 0) SR_BAD("cannot write %s: %s; check the disk", tmp, strerror(errno));
+    sr_commit_file(tmp, path);
+    return 0;
+}
+
+int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "r");
+    if (!f) SR_BAD("no manifest at %s", path);
+    char *line = NULL;
+    size_t cap = 0;
+    int version = 0, rc = 0;
+    long lineno = 0, ecap = 0;
+    while (!rc && getline(&line, &cap, f) > 0) {
+        lineno++;
+        line[strcspn(line, "\n")] = '\0';
+        if (lineno == 1) {
+            if (sscanf(line, "# " SR_MANIFEST_FORMAT " %d", &version) != 1 || version != SR_MANIFEST_VERSION)
+                rc = sr_report(err, errlen, "%s is not a semrep manifest of version %d", path, SR_MANIFEST_VERSION);
+        } else if (!strncmp(line, "# folder\t", 9)) {
+            snprintf(m->folder, sizeof m->folder, "%s", line + 9);
+        } else if (!strncmp(line, "# max_pixels\t", 13)) {
+            m->max_pixels = atol(line + 13);
+        } else if (!strncmp(line, "# classes", 9)) {
+            for (char *p = line + 9; *p == '\t'; p = strchr(p + 1, '\t') ? strchr(p + 1, '\t') : p + strlen(p)) {
+                char (*grown)[SR_CLASS_NAME_MAX] = realloc(m->class_names, (size_t)(m->nclasses + 1) * SR_CLASS_NAME_MAX);
+                if (!grown) break;
+                m->class_names = grown;
+                snprintf(m->class_names[m->nclasses++], SR_CLASS_NAME_MAX, "%.*s", (int)strcspn(p + 1, "\t"), p + 1);
+            }
+        } else if (lineno > 1 && strncmp(line, "index\t", 6)) {
+            if (m->count == ecap) {
+                ecap = ecap ? 2 * ecap : 1024;
+                sr_manifest_entry *grown = realloc(m->entries, sizeof *grown * (size_t)ecap);
+                if (!grown) break;
+                m->entries = grown;
+            }
+            sr_manifest_entry *e = &m->entries[m->count];
+            memset(e, 0, sizeof *e);
+            char index[32], verdict[SR_REASON_MAX];
+            const int got = sscanf(line, "%31[^\t]\t%255[^\t]\t%lld\t%lld\t%d\t%159[^\n]", index, e->name, &e->bytes,
+                                   &e->mtime, &e->cls, verdict);
+            if (got != 6) {
+                rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
+                break;
+            }
+            e->checked = true;
+            if (strcmp(verdict, "ok")) snprintf(e->reason, sizeof e->reason, "%s", verdict);
+            m->count++;
+        }
+    }
+    free(line);
+    fclose(f);
+    if (!rc && version == 0) rc = sr_report(err, errlen, "%s is empty", path);
+    if (rc) sr_manifest_free(m);
+    return rc;
+}
+
+void sr_manifest_free(sr_manifest *m)
+{
+    free(m->entries);
+    free(m->class_names);
+    memset(m, 0, sizeof *m);
+}
+
+void sr_manifest_path(const char *work_dir, const char *folder, char *out, size_t len)
+{
+    char *absolute = realpath(folder, NULL);
+    const char *key = absolute ? absolute : folder;
+    snprintf(out, len, "%s/manifest-%016llx.tsv", work_dir, (unsigned long long)XXH3_64bits(key, strlen(key)));
+    free(absolute);
+}

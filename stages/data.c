@@ -1,0 +1,131 @@
+#include "stages/data.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/shard.h"
+#include "core/check.h"
+#include "io/files.h"
+#include "io/manifest.h"
+
+/* After a step that may fail on some ranks: all go on, or all stop. */
+static int agree(const semrep_comm *comm, int rc, char *err, size_t errlen)
+{
+    if (!sr_comm_any(comm, rc)) return 0;
+    if (!rc) snprintf(err, errlen, "another rank failed opening the data set (its message is above)");
+    return -1;
+}
+
+/* Rank 0 lists the folder and keeps the verdicts of unchanged files; the
+ * names still to check go to every rank; each checks a contiguous share; the
+ * reasons come back to rank 0, which writes the manifest. */
+static int build_manifest(const sr_dataset_conf *dc, const char *work_dir, const semrep_comm *comm, char *err,
+                          size_t errlen)
+{
+    sr_manifest m = {0}, old;
+    char path[SR_PATH_MAX * 2];
+    sr_manifest_path(work_dir, dc->path, path, sizeof path);
+    int rc = 0;
+    long todo = 0;
+    long *pending = NULL;
+    if (comm->rank == 0) {
+        rc = sr_make_dirs(work_dir, err, errlen);
+        if (!rc) rc = sr_manifest_list(dc->path, dc->max_pixels, &m, err, errlen);
+        if (!rc && !sr_manifest_read(path, &old, err, errlen)) {
+            sr_manifest_reuse(&m, &old);
+            sr_manifest_free(&old);
+        }
+        pending = SR_MALLOC(sizeof(long) * (size_t)(m.count + 1), "the files to check");
+        for (long i = 0; !rc && i < m.count; i++)
+            if (!m.entries[i].checked) pending[todo++] = i;
+    }
+    if (agree(comm, rc, err, errlen)) {
+        sr_manifest_free(&m);
+        free(pending);
+        return -1;
+    }
+    /* the names to check, packed "name\0name\0..." */
+    size_t packed_len = 0;
+    char *packed = NULL;
+    if (comm->rank == 0) {
+        for (long k = 0; k < todo; k++) packed_len += strlen(m.entries[pending[k]].name) + 1;
+        packed = SR_MALLOC(packed_len + 1, "the files to check");
+        size_t at = 0;
+        for (long k = 0; k < todo; k++) {
+            const size_t n = strlen(m.entries[pending[k]].name) + 1;
+            memcpy(packed + at, m.entries[pending[k]].name, n);
+            at += n;
+        }
+    }
+    long sizes[2] = {todo, (long)packed_len};
+    sr_comm_bcast(comm, sizes, sizeof sizes, 0);
+    todo = sizes[0];
+    packed_len = (size_t)sizes[1];
+    if (comm->rank != 0) packed = SR_MALLOC(packed_len + 1, "the files to check");
+    sr_comm_bcast(comm, packed, packed_len, 0);
+
+    /* my share: its verdicts as "k\treason\n" lines for the bad ones */
+    long first, end;
+    sr_shard(todo, 1, comm->rank, comm->size, &first, &end);
+    sr_manifest share = {.max_pixels = dc->max_pixels};
+    snprintf(share.folder, sizeof share.folder, "%s", dc->path);
+    float *scratch = SR_MALLOC(sizeof(float) * (size_t)dc->channels * dc->size * dc->size, "a PNG check");
+    size_t out_len = 0, out_cap = 256;
+    char *out = SR_MALLOC(out_cap, "the verdicts");
+    const char *name = packed;
+    for (long k = 0; k < end; k++, name += strlen(name) + 1) {
+        if (k < first) continue;
+        sr_manifest_entry e = {0};
+        snprintf(e.name, sizeof e.name, "%s", name);
+        sr_manifest_check(&share, &e, dc->channels, dc->size, scratch);
+        if (!e.reason[0]) continue;
+        while (out_len + SR_REASON_MAX + 32 > out_cap) out = realloc(out, out_cap *= 2);
+        SR_CHECK(out, "out of memory collecting verdicts");
+        out_len += (size_t)sprintf(out + out_len, "%ld\t%s\n", k, e.reason);
+    }
+    free(scratch);
+    char *all;
+    size_t all_len;
+    sr_comm_gather(comm, out, out_len, &all, &all_len);
+    free(out);
+    free(packed);
+    if (comm->rank == 0) {
+        for (long k = 0; k < todo; k++) m.entries[pending[k]].checked = true;
+        for (char *line = all; line < all + all_len;) {
+            char *next = memchr(line, '\n', (size_t)(all + all_len - line));
+            *next = '\0';
+            char *tab = strchr(line, '\t');
+            const long k = atol(line);
+            snprintf(m.entries[pending[k]].reason, SR_REASON_MAX, "%s", tab + 1);
+            line = next + 1;
+        }
+        rc = sr_manifest_write(path, &m, err, errlen);
+    }
+    free(all);
+    free(pending);
+    sr_manifest_free(&m);
+    return agree(comm, rc, err, errlen);
+}
+
+int sr_data_open(const sr_dataset_conf *dc, const char *work_dir, const semrep_comm *comm, sr_dataset **ds,
+                 char *err, size_t errlen)
+{
+    *ds = NULL;
+    if (!strcmp(dc->kind, "png") && build_manifest(dc, work_dir, comm, err, errlen)) return -1;
+    /* Rank 0 first: it makes the shared things (the uncompressed IDX copy). */
+    int rc = 0;
+    if (comm->rank == 0) rc = sr_dataset_open(ds, dc, work_dir, err, errlen);
+    if (agree(comm, rc, err, errlen)) {
+        sr_dataset_close(*ds);
+        *ds = NULL;
+        return -1;
+    }
+    if (comm->rank != 0) rc = sr_dataset_open(ds, dc, work_dir, err, errlen);
+    if (agree(comm, rc, err, errlen)) {
+        sr_dataset_close(*ds);
+        *ds = NULL;
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,18 @@
+/* Opening a data set as a stage does: every rank together. A PNG folder's
+ * manifest is built (or brought up to date) in parallel, each rank checking
+ * its share of the new files; a gzipped IDX file is uncompressed once by
+ * rank 0. Then every rank opens the same data set. */
+#ifndef SEMREP_STAGES_DATA_H
+#define SEMREP_STAGES_DATA_H
+
+#include <stddef.h>
+
+#include "comm/comm.h"
+#include "io/dataset.h"
+
+/* Collective. 0, or -1 on every rank with the reason in err (on the rank
+ * that found it; the others say which rank). */
+int sr_data_open(const sr_dataset_conf *dc, const char *work_dir, const semrep_comm *comm, sr_dataset **ds,
+                 char *err, size_t errlen);
+
+#endif

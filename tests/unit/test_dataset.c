@@ -1,0 +1,420 @@
+/* Data sets: the real Fashion-MNIST files against values computed
+ * independently with Python's gzip module (docs/datasets.md); padding,
+ * cropping and channels; selections; NetCDF arrays; PNG folders with classes,
+ * a manifest and the bad-file policy; broken files, each with its message;
+ * sharding and epoch orders; memory that does not grow with the data set. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <math.h>
+#include <netcdf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "comm/shard.h"
+#include "io/files.h"
+#include "io/manifest.h"
+#include "io/png_image.h"
+#include "stages/data.h"
+#include "test_util.h"
+
+#define FMNIST "/usr/share/datasets/fashion-mnist/"
+
+static semrep_comm comm;
+static char dir[] = "/tmp/semrep_test_data_XXXXXX";
+static char err[1024];
+
+static sr_dataset_conf base_conf(void)
+{
+    semrep_conf c;
+    CU_ASSERT_FATAL(sr_conf_load(&c, NULL, 0, NULL, err, sizeof err) == 0);
+    sr_dataset_conf d = c.dataset;
+    sr_conf_free(&c);
+    return d;
+}
+
+static sr_dataset *open_ok(const sr_dataset_conf *dc)
+{
+    sr_dataset *ds = NULL;
+    const int rc = sr_data_open(dc, dir, &comm, &ds, err, sizeof err);
+    if (rc) printf("\n    %s", err);
+    CU_ASSERT_FATAL(rc == 0);
+    return ds;
+}
+
+static void expect_refused(const sr_dataset_conf *dc, const char *want, const char *also)
+{
+    sr_dataset *ds = NULL;
+    err[0] = '\0';
+    CU_ASSERT_EQUAL(sr_data_open(dc, dir, &comm, &ds, err, sizeof err), -1);
+    CU_ASSERT_PTR_NULL(ds);
+    const int named = strstr(err, want) && (!also || strstr(err, also));
+    printf("\n    %s", err);
+    CU_ASSERT(named);
+    CU_ASSERT_PTR_NULL(strchr(err, '\n'));
+}
+
+static double image_sum(const float *img, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += img[i];
+    return s * 255.0;
+}
+
+/* Values from Python: gzip.open(...).read(), label byte 8 + i, sum of the
+ * 784 bytes at 16 + 784 i, and the byte of row 14, column 14. */
+static void test_fashion_mnist(void)
+{
+    const struct {
+        const char *split;
+        long count, index;
+        int label;
+        long sum;
+        int centre;
+    } ref[] = {
+        {"t10k", 10000, 0, 9, 33456, 110},   {"t10k", 10000, 1, 2, 100994, 234},
+        {"t10k", 10000, 4242, 6, 102406, 207}, {"t10k", 10000, 9999, 5, 24390, 132},
+        {"train", 60000, 0, 9, 76247, 217},  {"train", 60000, 59999, 5, 16684, 0},
+    };
+    float img[3 * 32 * 32];
+    for (size_t r = 0; r < sizeof ref / sizeof *ref; r++) {
+        sr_dataset_conf dc = base_conf();
+        snprintf(dc.images, sizeof dc.images, FMNIST "%s-images-idx3-ubyte.gz", ref[r].split);
+        snprintf(dc.labels, sizeof dc.labels, FMNIST "%s-labels-idx1-ubyte.gz", ref[r].split);
+        sr_dataset *ds = open_ok(&dc);
+        CU_ASSERT_EQUAL(ds->count, ref[r].count);
+        CU_ASSERT_EQUAL(ds->nclasses, 10);
+        CU_ASSERT_EQUAL(sr_dataset_label(ds, ref[r].index), ref[r].label);
+        CU_ASSERT_FATAL(sr_dataset_read(ds, ref[r].index, 1, img, err, sizeof err) == 0);
+        CU_ASSERT_DOUBLE_EQUAL(image_sum(img, 32 * 32), (double)ref[r].sum, 1e-2);
+        /* 28 -> 32 pads 2 on each side: source (14, 14) is (16, 16) */
+        CU_ASSERT_DOUBLE_EQUAL(img[16 * 32 + 16] * 255.0, ref[r].centre, 1e-3);
+        CU_ASSERT_EQUAL(img[0], 0.0f);
+        CU_ASSERT_EQUAL(img[1 * 32 + 31], 0.0f);
+        char name[SR_NAME_MAX];
+        sr_dataset_name(ds, ref[r].index, name, sizeof name);
+        CU_ASSERT_PTR_NOT_NULL(strstr(name, ref[r].split));
+        sr_dataset_close(ds);
+    }
+    /* 24 x 24 crops 2 from each side: (14, 14) is (12, 12); three channels repeat grey */
+    sr_dataset_conf dc = base_conf();
+    dc.size = 24;
+    dc.channels = 3;
+    sr_dataset *ds = open_ok(&dc);
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 1, 1, img, err, sizeof err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(img[12 * 24 + 12] * 255.0, 234, 1e-3);
+    CU_ASSERT_EQUAL(img[2 * 576 + 12 * 24 + 12], img[12 * 24 + 12]);
+    sr_dataset_close(ds);
+}
+
+static void test_selection(void)
+{
+    sr_dataset_conf dc = base_conf();
+    dc.stride = 100;
+    dc.limit = 7;
+    sr_dataset *ds = open_ok(&dc);
+    CU_ASSERT_EQUAL(ds->count, 7);
+    CU_ASSERT_EQUAL(sr_dataset_origin(ds, 6), 600);
+    sr_dataset_close(ds);
+    snprintf(dc.index_file, sizeof dc.index_file, "%s/indices.txt", dir);
+    FILE *f = fopen(dc.index_file, "w");
+    fputs("9999\n1\n4242\n", f);
+    fclose(f);
+    dc.stride = 1;
+    dc.limit = 0;
+    ds = open_ok(&dc);
+    CU_ASSERT_EQUAL(ds->count, 3);
+    CU_ASSERT_EQUAL(sr_dataset_label(ds, 0), 5);
+    CU_ASSERT_EQUAL(sr_dataset_label(ds, 2), 6);
+    float img[2][32 * 32];
+    const long order[2] = {2, 0};
+    CU_ASSERT_FATAL(sr_dataset_read_list(ds, order, 2, img[0], err, sizeof err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(image_sum(img[0], 1024), 102406, 1e-2);
+    CU_ASSERT_DOUBLE_EQUAL(image_sum(img[1], 1024), 24390, 1e-2);
+    sr_dataset_close(ds);
+    f = fopen(dc.index_file, "w");
+    fputs("3\n10000\n", f);
+    fclose(f);
+    expect_refused(&dc, "indices.txt line 2", "not an image index in 0..9999");
+}
+
+static void write_file(const char *path, const void *bytes, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_FATAL(f != NULL);
+    fwrite(bytes, 1, n, f);
+    fclose(f);
+}
+
+static void test_bad_idx(void)
+{
+    sr_dataset_conf dc = base_conf();
+    dc.labels[0] = '\0';
+    char path[512];
+    snprintf(path, sizeof path, "%s/wrong-magic.idx", dir);
+    const unsigned char magic[16] = {0, 0, 8, 1, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28};
+    write_file(path, magic, sizeof magic);
+    snprintf(dc.images, sizeof dc.images, "%s", path);
+    expect_refused(&dc, "wrong-magic.idx is not an IDX image file", "0x00000801");
+
+    snprintf(path, sizeof path, "%s/short.idx", dir);
+    unsigned char shorted[16 + 784 * 2] = {0, 0, 8, 3, 0, 0, 0, 100, 0, 0, 0, 28, 0, 0, 0, 28};
+    write_file(path, shorted, sizeof shorted);
+    snprintf(dc.images, sizeof dc.images, "%s", path);
+    expect_refused(&dc, "short.idx claims 100 images of 28x28", "truncated");
+
+    /* a gzip stream cut in the middle, and one with its middle overwritten */
+    const long n = 200000;
+    unsigned char *raw = malloc((size_t)n);
+    FILE *src = fopen(FMNIST "t10k-images-idx3-ubyte.gz", "rb");
+    CU_ASSERT_FATAL(fread(raw, 1, (size_t)n, src) == (size_t)n);
+    fclose(src);
+    snprintf(path, sizeof path, "%s/cut.idx.gz", dir);
+    write_file(path, raw, (size_t)n);
+    snprintf(dc.images, sizeof dc.images, "%s", path);
+    expect_refused(&dc, "cut.idx.gz: corrupt or truncated gzip stream", NULL);
+    memset(raw + 5000, 0x55, 3000);
+    snprintf(path, sizeof path, "%s/garbled.idx.gz", dir);
+    write_file(path, raw, (size_t)n);
+    snprintf(dc.images, sizeof dc.images, "%s", path);
+    expect_refused(&dc, "garbled.idx.gz: corrupt or truncated gzip stream", NULL);
+    free(raw);
+
+    snprintf(dc.images, sizeof dc.images, "%s/absent.idx", dir);
+    expect_refused(&dc, "cannot read", "absent.idx (dataset.images)");
+
+    dc = base_conf();
+    snprintf(dc.labels, sizeof dc.labels, FMNIST "train-labels-idx1-ubyte.gz");
+    expect_refused(&dc, "holds 60000 labels for 10000 images", NULL);
+}
+
+static void test_netcdf(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/arrays.nc", dir);
+    int ncid, dims[4], bytes, floats, labels;
+    CU_ASSERT_FATAL(nc_create(path, NC_NETCDF4 | NC_CLOBBER, &ncid) == NC_NOERR);
+    nc_def_dim(ncid, "image", 3, &dims[0]);
+    nc_def_dim(ncid, "channel", 3, &dims[1]);
+    nc_def_dim(ncid, "y", 8, &dims[2]);
+    nc_def_dim(ncid, "x", 8, &dims[3]);
+    nc_def_var(ncid, "bytes", NC_UBYTE, 4, dims, &bytes);
+    nc_def_var(ncid, "floats", NC_FLOAT, 4, dims, &floats);
+    nc_def_var(ncid, "label", NC_INT, 1, dims, &labels);
+    nc_enddef(ncid);
+    unsigned char b[3 * 3 * 64];
+    float f[3 * 3 * 64];
+    for (int i = 0; i < 3 * 3 * 64; i++) b[i] = (unsigned char)(i % 251), f[i] = (float)(i % 251) / 255.0f;
+    f[3 * 64 * 2 + 5] = 1.5f; /* image 2 holds a value out of range */
+    const int lab[3] = {4, 0, 2};
+    nc_put_var_uchar(ncid, bytes, b);
+    nc_put_var_float(ncid, floats, f);
+    nc_put_var_int(ncid, labels, lab);
+    nc_close(ncid);
+
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.kind, sizeof dc.kind, "netcdf");
+    snprintf(dc.file, sizeof dc.file, "%s", path);
+    snprintf(dc.variable, sizeof dc.variable, "bytes");
+    snprintf(dc.label_variable, sizeof dc.label_variable, "label");
+    dc.size = 8;
+    dc.channels = 3;
+    sr_dataset *ds = open_ok(&dc);
+    CU_ASSERT_EQUAL(ds->count, 3);
+    CU_ASSERT_EQUAL(ds->nclasses, 5);
+    CU_ASSERT_EQUAL(sr_dataset_label(ds, 0), 4);
+    float img[3 * 64];
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 1, 1, img, err, sizeof err) == 0);
+    for (int i = 0; i < 3 * 64; i++) CU_ASSERT_DOUBLE_EQUAL(img[i] * 255.0, (3 * 64 + i) % 251, 1e-3);
+    sr_dataset_close(ds);
+    /* grey from RGB by luma, padded to 16 */
+    dc.channels = 1;
+    dc.size = 16;
+    snprintf(dc.variable, sizeof dc.variable, "floats");
+    ds = open_ok(&dc);
+    float grey[256];
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 0, 1, grey, err, sizeof err) == 0);
+    const double want = (0.299 * (9) + 0.587 * (64 + 9) + 0.114 * (128 + 9)) / 255.0; /* pixel (1, 1) */
+    CU_ASSERT_DOUBLE_EQUAL(grey[(4 + 1) * 16 + 4 + 1], want, 1e-6);
+    CU_ASSERT_EQUAL(grey[0], 0.0f);
+    CU_ASSERT_EQUAL(sr_dataset_read(ds, 2, 1, grey, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "image 2 of floats holds 1.5, outside [0, 1]"));
+    sr_dataset_close(ds);
+    snprintf(dc.variable, sizeof dc.variable, "pixels");
+    expect_refused(&dc, "arrays.nc has no variable pixels (dataset.variable)", NULL);
+    snprintf(dc.variable, sizeof dc.variable, "label");
+    expect_refused(&dc, "label must be (image, channel, y, x)", NULL);
+}
+
+/* ---- PNG folders ---------------------------------------------------------- */
+
+static void png_at(const char *folder, const char *name, float value)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", folder, name);
+    float px[3 * 16 * 16];
+    for (int i = 0; i < 3 * 256; i++) px[i] = value;
+    CU_ASSERT_FATAL(sr_png_write(path, px, 3, 16, 16, err, sizeof err) == 0);
+}
+
+static void test_png_folder(void)
+{
+    char root[512], sub[600];
+    snprintf(root, sizeof root, "%s/pngs", dir);
+    const char *classes[] = {"cat", "dog"};
+    for (int c = 0; c < 2; c++) {
+        snprintf(sub, sizeof sub, "%s/%s", root, classes[c]);
+        CU_ASSERT_FATAL(sr_make_dirs(sub, err, sizeof err) == 0);
+    }
+    snprintf(sub, sizeof sub, "%s/dog", root);
+    png_at(sub, "b.png", 0.2f);
+    png_at(sub, "a.PNG", 0.4f);
+    snprintf(sub, sizeof sub, "%s/cat", root);
+    png_at(sub, "z.png", 0.6f);
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/broken.png", sub);
+    write_file(bad, "not a png at all", 16);
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.kind, sizeof dc.kind, "png");
+    snprintf(dc.path, sizeof dc.path, "%s", root);
+    dc.size = 8;
+    dc.channels = 3;
+    expect_refused(&dc, "cat/broken.png", "on_bad_image = \"fail\"");
+    snprintf(dc.on_bad_image, sizeof dc.on_bad_image, "skip");
+    expect_refused(&dc, "1 of 4 images", "max_bad_share");
+    dc.max_bad_share = 0.5;
+    sr_dataset *ds = open_ok(&dc);
+    /* sorted by path: cat/broken (bad), cat/z, dog/a.PNG, dog/b */
+    CU_ASSERT_EQUAL(ds->count, 3);
+    CU_ASSERT_EQUAL(ds->skipped, 1);
+    CU_ASSERT_EQUAL(ds->nclasses, 2);
+    CU_ASSERT_STRING_EQUAL(ds->class_names[1], "dog");
+    const int want_label[3] = {0, 1, 1};
+    const float want_value[3] = {0.6f, 0.4f, 0.2f};
+    float img[3 * 64];
+    for (long i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(sr_dataset_label(ds, i), want_label[i]);
+        CU_ASSERT_FATAL(sr_dataset_read(ds, i, 1, img, err, sizeof err) == 0);
+        CU_ASSERT_DOUBLE_EQUAL(img[37], want_value[i], 0.5 / 255);
+    }
+    char name[SR_NAME_MAX];
+    sr_dataset_name(ds, 1, name, sizeof name);
+    CU_ASSERT_PTR_NOT_NULL(strstr(name, "dog/a.PNG"));
+    sr_dataset_close(ds);
+    /* The manifest lists the bad file with its reason, and keeps verdicts: a
+     * new file is checked, the others are not decoded again (the broken file
+     * repaired in place, same size and time, stays bad). */
+    char mpath[1024];
+    sr_manifest_path(dir, root, mpath, sizeof mpath);
+    sr_manifest m;
+    CU_ASSERT_FATAL(sr_manifest_read(mpath, &m, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(m.count, 4);
+    CU_ASSERT_STRING_EQUAL(m.entries[0].name, "cat/broken.png");
+    CU_ASSERT_PTR_NOT_NULL(strstr(m.entries[0].reason, "not a PNG"));
+    sr_manifest_free(&m);
+    struct stat st;
+    stat(bad, &st);
+    write_file(bad, "still not a png!", 16);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    utimensat(AT_FDCWD, bad, times, 0);
+    png_at(sub, "c.png", 0.8f);
+    ds = open_ok(&dc);
+    CU_ASSERT_EQUAL(ds->count, 4);
+    CU_ASSERT_EQUAL(sr_dataset_label(ds, 0), 0);
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 0, 1, img, err, sizeof err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(img[0], 0.8f, 0.5 / 255);
+    sr_dataset_close(ds);
+    /* an empty class folder */
+    snprintf(sub, sizeof sub, "%s/empty", root);
+    CU_ASSERT_FATAL(sr_make_dirs(sub, err, sizeof err) == 0);
+    expect_refused(&dc, "the class folder", "empty holds no PNG file");
+    rmdir(sub);
+}
+
+/* ---- sharding -------------------------------------------------------------- */
+
+static void test_shards(void)
+{
+    const long counts[] = {1, 63, 64, 1000, 1001};
+    for (size_t c = 0; c < sizeof counts / sizeof *counts; c++)
+        for (int ranks = 1; ranks <= 7; ranks++) {
+            long next = 0;
+            for (int r = 0; r < ranks; r++) {
+                long first, end;
+                sr_shard(counts[c], 64, r, ranks, &first, &end);
+                CU_ASSERT_EQUAL(first, next); /* contiguous, in order: each image once */
+                CU_ASSERT(first % 64 == 0 || first == counts[c]);
+                CU_ASSERT(end >= first);
+                next = end;
+            }
+            CU_ASSERT_EQUAL(next, counts[c]);
+        }
+    enum { N = 5000 };
+    static long a[N], b[N], again[N];
+    sr_epoch_order(7, 0, N, a);
+    sr_epoch_order(7, 1, N, b);
+    sr_epoch_order(7, 0, N, again);
+    static char seen[N];
+    int moved = 0;
+    for (long i = 0; i < N; i++) {
+        CU_ASSERT(a[i] >= 0 && a[i] < N && !seen[a[i]]);
+        seen[a[i]] = 1;
+        moved += a[i] != b[i];
+    }
+    CU_ASSERT(!memcmp(a, again, sizeof a));
+    CU_ASSERT(moved > N - 50);
+}
+
+/* Streaming 60,000 images needs no more memory than streaming 6,000. */
+static void test_streaming_memory(void)
+{
+    long rss[2];
+    const long limits[2] = {6000, 0};
+    float *batch = malloc(sizeof(float) * 100 * 1024);
+    for (int t = 0; t < 2; t++) {
+        sr_dataset_conf dc = base_conf();
+        snprintf(dc.images, sizeof dc.images, FMNIST "train-images-idx3-ubyte.gz");
+        snprintf(dc.labels, sizeof dc.labels, FMNIST "train-labels-idx1-ubyte.gz");
+        dc.limit = limits[t];
+        sr_dataset *ds = open_ok(&dc);
+        double total = 0;
+        for (long i = 0; i < ds->count; i += 100) {
+            CU_ASSERT_FATAL(sr_dataset_read(ds, i, 100, batch, err, sizeof err) == 0);
+            total += batch[16 * 32 + 16];
+        }
+        sr_dataset_close(ds);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        rss[t] = ru.ru_maxrss;
+        printf("\n    streamed %ld images: peak resident %ld KiB", t ? 60000L : 6000L, rss[t]);
+        CU_ASSERT(total > 0);
+    }
+    free(batch);
+    CU_ASSERT(rss[1] - rss[0] < 4 * 1024);
+}
+
+int main(int argc, char **argv)
+{
+    sr_comm_init(&comm, &argc, &argv);
+    if (!mkdtemp(dir)) return 1;
+    const sr_test tests[] = {
+        {"Fashion-MNIST against Python's reading", test_fashion_mnist},
+        {"selections: stride, limit, index file", test_selection},
+        {"broken IDX files are refused by name", test_bad_idx},
+        {"NetCDF arrays", test_netcdf},
+        {"a PNG folder: classes, manifest, bad files", test_png_folder},
+        {"shards and epoch orders", test_shards},
+        {"streaming memory does not grow with the data set", test_streaming_memory},
+        {NULL, NULL},
+    };
+    const int failed = sr_test_run("dataset", tests);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    sr_comm_finalize(&comm);
+    return failed;
+}
