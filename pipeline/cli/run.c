@@ -1,12 +1,9 @@
-/* semrep run and semrep stage. The stages are not written yet: both check
- * the conf, say so plainly, and `run` runs what exists, the benchmark. */
+/* semrep run and semrep stage. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/commands.h"
-
-static const char *const stages[] = {"train", "phi", "stats", "cluster", "reconstruct", "report"};
-enum { NSTAGES = sizeof stages / sizeof *stages };
+#include "stages/stage.h"
 
 int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
 {
@@ -23,7 +20,8 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
     if (comm->rank == 0) {
         printf("semrep run %s: %d rank(s), output in %s\n", conf.source, comm->size, conf.output_dir);
         printf("not built yet: the stages");
-        for (int s = 0; s < NSTAGES; s++) printf(" %s", stages[s]);
+        for (int s = 0; s < sr_stage_count; s++)
+            if (!sr_stages[s].run) printf(" %s", sr_stages[s].name);
         printf(".\nrunning what exists: the engine benchmark on the conf's model.\n\n");
         fflush(stdout);
     }
@@ -41,7 +39,7 @@ int sr_cmd_stage(int argc, char **argv, semrep_comm *comm)
 {
     static const char usage[] =
         "usage: semrep stage NAME CONF [--set KEY=VALUE]...\n"
-        "  NAME: train, phi, stats, cluster, reconstruct or report\n";
+        "  NAME: train, denoise-eval, phi, stats, cluster, reconstruct or report\n";
     sr_args args;
     int done, status = sr_cli_args(argc, argv, NULL, usage, comm, &args, &done);
     if (status || done) return status;
@@ -49,16 +47,16 @@ int sr_cmd_stage(int argc, char **argv, semrep_comm *comm)
         if (comm->rank == 0) fputs(usage, stderr);
         return SR_EXIT_USAGE;
     }
-    int known = 0;
-    for (int s = 0; s < NSTAGES; s++) known |= !strcmp(stages[s], args.positional[0]);
-    if (!known) {
+    const sr_stage *stage = sr_stage_find(args.positional[0]);
+    if (!stage) {
         sr_cli_error(comm, SR_EXIT_USAGE, "unknown stage '%s'", args.positional[0]);
         if (comm->rank == 0) fputs(usage, stderr);
         return SR_EXIT_USAGE;
     }
     semrep_conf conf;
     if ((status = sr_cli_conf(args.positional[1], &args, comm, &conf))) return status;
+    status = stage->run ? (stage->run(&conf, comm) ? SR_EXIT_FAILED : SR_EXIT_OK)
+                        : sr_cli_error(comm, SR_EXIT_FAILED, "stage %s is not built yet", stage->name);
     sr_conf_free(&conf);
-    return sr_cli_error(comm, SR_EXIT_FAILED, "stage %s is not built yet; `semrep bench CONF` is what runs today",
-                        args.positional[0]);
+    return status;
 }

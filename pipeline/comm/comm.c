@@ -27,6 +27,7 @@ static void abort_all(int status) { MPI_Abort(MPI_COMM_WORLD, status); }
 void sr_comm_init(semrep_comm *comm, int *argc, char ***argv)
 {
     SR_MPI(MPI_Init(argc, argv));
+    comm->world = MPI_COMM_WORLD;
     /* Errors come back as codes, which SR_MPI turns into one named line. */
     SR_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     SR_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &comm->rank));
@@ -43,6 +44,15 @@ void sr_comm_finalize(semrep_comm *comm)
 {
     SR_MPI(MPI_Comm_free(&comm->node));
     SR_MPI(MPI_Finalize());
+}
+
+void sr_comm_self(const semrep_comm *comm, semrep_comm *self)
+{
+    *self = *comm;
+    self->rank = self->local_rank = 0;
+    self->size = self->local_size = 1;
+    self->world = MPI_COMM_SELF;
+    self->node = MPI_COMM_SELF;
 }
 
 int sr_comm_default_threads(const semrep_comm *comm)
@@ -71,19 +81,19 @@ int sr_comm_default_threads(const semrep_comm *comm)
 
 static void reduce(const semrep_comm *comm, double *values, int count, MPI_Op op)
 {
-    if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, op, MPI_COMM_WORLD));
+    if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, op, comm->world));
 }
 
 void sr_comm_sum(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_SUM); }
 void sr_comm_min(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MIN); }
 void sr_comm_max(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MAX); }
-void sr_comm_barrier(const semrep_comm *comm) { SR_MPI(MPI_Barrier(MPI_COMM_WORLD)); }
+void sr_comm_barrier(const semrep_comm *comm) { SR_MPI(MPI_Barrier(comm->world)); }
 
 void sr_comm_bcast(const semrep_comm *comm, void *bytes, size_t len, int root)
 {
     if (comm->size == 1) return;
     SR_CHECK(len <= (size_t)INT_MAX, "internal: a broadcast of %zu bytes is beyond MPI's int count", len);
-    SR_MPI(MPI_Bcast(bytes, (int)len, MPI_BYTE, root, MPI_COMM_WORLD));
+    SR_MPI(MPI_Bcast(bytes, (int)len, MPI_BYTE, root, comm->world));
 }
 
 void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char **all, size_t *total)
@@ -96,7 +106,7 @@ void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char 
         counts = SR_MALLOC(sizeof(int) * (size_t)comm->size, "a gather");
         offsets = SR_MALLOC(sizeof(int) * (size_t)comm->size, "a gather");
     }
-    SR_MPI(MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    SR_MPI(MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, comm->world));
     if (comm->rank == 0) {
         size_t sum = 0;
         for (int r = 0; r < comm->size; r++) {
@@ -107,7 +117,7 @@ void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char 
         *total = sum;
         *all = SR_MALLOC(sum ? sum : 1, "a gather");
     }
-    SR_MPI(MPI_Gatherv(mine, n, MPI_BYTE, *all, counts, offsets, MPI_BYTE, 0, MPI_COMM_WORLD));
+    SR_MPI(MPI_Gatherv(mine, n, MPI_BYTE, *all, counts, offsets, MPI_BYTE, 0, comm->world));
     free(counts);
     free(offsets);
 }
@@ -115,6 +125,26 @@ void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char 
 int sr_comm_any(const semrep_comm *comm, int flag)
 {
     int any = flag != 0;
-    if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, comm->world));
     return any;
+}
+
+void sr_comm_sum_floats(const semrep_comm *comm, float *values, size_t count)
+{
+    if (comm->size == 1) return;
+    const size_t bucket = (size_t)1 << 23; /* 32 MiB: few calls, bounded MPI buffers */
+    for (size_t at = 0; at < count; at += bucket) {
+        const size_t n = count - at < bucket ? count - at : bucket;
+        SR_MPI(MPI_Allreduce(MPI_IN_PLACE, values + at, (int)n, MPI_FLOAT, MPI_SUM, comm->world));
+    }
+}
+
+int sr_comm_same(const semrep_comm *comm, uint64_t value)
+{
+    unsigned long long lo = value, hi = value;
+    if (comm->size > 1) {
+        SR_MPI(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm->world));
+        SR_MPI(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm->world));
+    }
+    return lo == hi;
 }

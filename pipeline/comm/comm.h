@@ -6,16 +6,20 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct semrep_comm {
     int rank, size;             /* in the whole job */
     int local_rank, local_size; /* among the ranks on this node */
+    MPI_Comm world;             /* the ranks of the job (or of a test's sub-job) */
     MPI_Comm node;              /* the ranks on this node */
 } semrep_comm;
 
 /* Starts MPI, installs an abort hook so that an error on one rank stops all. */
 void sr_comm_init(semrep_comm *comm, int *argc, char ***argv);
 void sr_comm_finalize(semrep_comm *comm);
+/* This rank alone as a job of one (tests compare it with the whole job). */
+void sr_comm_self(const semrep_comm *comm, semrep_comm *self);
 
 /* Threads a rank should use when the user did not say: the cores it may run
  * on, divided among the ranks of its node that may run on them too.
@@ -27,6 +31,10 @@ void sr_comm_sum(const semrep_comm *comm, double *values, int count);
 void sr_comm_min(const semrep_comm *comm, double *values, int count);
 void sr_comm_max(const semrep_comm *comm, double *values, int count);
 void sr_comm_barrier(const semrep_comm *comm);
+/* In-place sum over ranks of a float array (gradients), in a few large buckets. */
+void sr_comm_sum_floats(const semrep_comm *comm, float *values, size_t count);
+/* 1 when every rank passes the same value (e.g. a checksum of its weights). */
+int sr_comm_same(const semrep_comm *comm, uint64_t value);
 /* Rank root's bytes to every rank. */
 void sr_comm_bcast(const semrep_comm *comm, void *bytes, size_t len, int root);
 /* Every rank's bytes, concatenated in rank order, on rank 0 (a malloc'd

@@ -89,6 +89,8 @@ typedef struct sr_backend {
     void (*plane_means)(const float *x, int c, int n, int hw, float *means);
     void (*plane_means_backward)(const float *dmeans, int c, int n, int hw, float *dx);
 
+    /* sum of a[i] * b[i], accumulated in double (for losses, which are reported) */
+    double (*dot)(size_t count, const float *a, const float *b);
     /* dst[i] = alpha * src[i] + beta * dst[i]; beta == 0 ignores dst's old value. */
     void (*axpby)(size_t count, float alpha, const float *src, float beta, float *dst);
 

@@ -372,6 +372,14 @@ static void cpu_plane_means_backward(const float *dmeans, int c, int n, int hw, 
         }
 }
 
+static double cpu_dot(size_t count, const float *a, const float *b)
+{
+    double sum = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : sum) if (worth_threads(count))
+    for (size_t i = 0; i < count; i++) sum += (double)a[i] * b[i];
+    return sum;
+}
+
 static void cpu_axpby(size_t count, float alpha, const float *src, float beta, float *dst)
 {
     if (beta == 0.0f) {
@@ -419,6 +427,7 @@ static const sr_backend cpu_backend = {
     .pool2x2_backward = cpu_pool2x2_backward,
     .plane_means = cpu_plane_means,
     .plane_means_backward = cpu_plane_means_backward,
+    .dot = cpu_dot,
     .axpby = cpu_axpby,
     .memory_bytes = cpu_memory_bytes,
     .adam = cpu_adam,

@@ -19,6 +19,7 @@ typedef enum {
     SR_RNG_TRAIN_SIGMA,  /* training sigma per image */
     SR_RNG_TRAIN_ORDER,  /* the order of the training images per epoch */
     SR_RNG_PHI_NOISE,    /* phi's noise draws */
+    SR_RNG_EVAL_NOISE,   /* denoise-eval's noise */
     SR_RNG_RECON,        /* reconstruction noise */
     SR_RNG_CLUSTER,      /* k-means seeding */
     SR_RNG_TEST,         /* tests and benchmarks */

@@ -47,6 +47,7 @@ typedef struct semrep_conf {
         char sigma_dist[16];       /* "inv_sqrt" or "uniform" */
         double sigma_min, sigma_max;
         long checkpoint_every;     /* steps */
+        long run_steps;            /* stop this run after this many steps (0: to the end) */
     } train;
     struct {
         char checkpoint[SR_PATH_MAX];

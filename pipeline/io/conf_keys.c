@@ -58,6 +58,7 @@ const sr_conf_key sr_conf_keys[] = {
     NUM("train.sigma_min", SR_KEY_FLOAT, train.sigma_min, 0, 10, "0.0", "lowest training sigma, pixel units (1.0 = 255)"),
     NUM("train.sigma_max", SR_KEY_FLOAT, train.sigma_max, 0, 10, "1.0", "highest training sigma, pixel units"),
     NUM("train.checkpoint_every", SR_KEY_INT, train.checkpoint_every, 1, BIG, "500", "steps between checkpoints"),
+    NUM("train.run_steps", SR_KEY_INT, train.run_steps, 0, BIG, "0", "stop this run after this many steps, checkpointed (a time-boxed job; the next run resumes); 0: to the end"),
     FILE_KEY("model.checkpoint", model.checkpoint, "\"\"", "the model file (NetCDF, docs/formats.md); \"\": <output_dir>/checkpoint.nc"),
     NUM("model.in_channels", SR_KEY_INT, model.in_channels, 1, 4, "1", "image channels the model takes"),
     LIST("model.kernels", SR_KEY_INTS, model.kernels, model.nkernels, 1, SR_MAX_CHANNELS, "[32, 64, 128, 256]", "channels of encoder blocks 0..n-1, then of the middle block"),

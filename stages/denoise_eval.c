@@ -1,0 +1,147 @@
+/* Stage denoise-eval (SPEC.md section 2): the standard check of a blind
+ * denoiser. On the held-out images of `dataset`, for sigma in {5, 10, 25,
+ * 50, 100, 200} of 255: PSNR of the noisy input and of D(noisy), averaged
+ * over images (PSNR = 10 log10(1 / mean squared error), pixels in [0, 1]).
+ * The noise of image i at sigma s is a pure function of (seed, i, bits of
+ * s); images are shared among ranks in micro-batches. Writes denoise.nc and
+ * prints the table. */
+#include <math.h>
+#include <netcdf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/shard.h"
+#include "core/check.h"
+#include "core/rng.h"
+#include "io/checkpoint.h"
+#include "io/nc.h"
+#include "stages/data.h"
+#include "stages/model.h"
+#include "stages/stage.h"
+
+#define NSIGMA 6
+static const double sigmas_255[NSIGMA] = {5, 10, 25, 50, 100, 200};
+
+static double psnr(const float *a, const float *b, size_t n)
+{
+    double se = 0.0;
+    for (size_t i = 0; i < n; i++) se += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return se > 0.0 ? 10.0 * log10((double)n / se) : 99.0;
+}
+
+static void write_results(const semrep_conf *conf, const char *path, const double *in, const double *out,
+                          const double *out_sd, long images, const char *checksum)
+{
+    char tmp[4200];
+    sr_tmp_path(path, tmp, sizeof tmp);
+    int ncid, dim, var[4], version = 1;
+    SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", "semrep-denoise", tmp);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", checksum, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "conf", conf->text, tmp);
+    const long long count = images;
+    SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "images", NC_INT64, 1, &count), tmp);
+    SR_NC(nc_def_dim(ncid, "sigma", NSIGMA, &dim), tmp);
+    const char *names[4] = {"sigma", "input_psnr", "output_psnr", "output_psnr_sd"};
+    for (int v = 0; v < 4; v++) SR_NC(nc_def_var(ncid, names[v], NC_DOUBLE, 1, &dim, &var[v]), tmp);
+    sr_nc_put_text(ncid, var[0], "units", "pixel units: 1.0 is 255 of 255", tmp);
+    sr_nc_put_text(ncid, var[1], "units", "dB, mean over images of 10 log10(1 / MSE)", tmp);
+    sr_nc_put_text(ncid, var[2], "units", "dB, mean over images of 10 log10(1 / MSE)", tmp);
+    sr_nc_put_text(ncid, var[3], "units", "dB, standard deviation over images", tmp);
+    SR_NC(nc_enddef(ncid), tmp);
+    double sig[NSIGMA];
+    for (int s = 0; s < NSIGMA; s++) sig[s] = sigmas_255[s] / 255.0;
+    const double *cols[4] = {sig, in, out, out_sd};
+    for (int v = 0; v < 4; v++) SR_NC(nc_put_var_double(ncid, var[v], cols[v]), tmp);
+    SR_NC(nc_close(ncid), tmp);
+    sr_commit_file(tmp, path);
+}
+
+int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
+{
+    char err[1024] = "";
+    const int threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
+    const sr_backend *be = sr_backend_select(conf->backend, threads, err, sizeof err);
+    const int batch = conf->phi.batch;
+    sr_unet net = {0};
+    sr_dataset *ds = NULL;
+    int rc = !be || sr_output_ready(conf->output_dir, err, sizeof err) ||
+             sr_model_open(conf, be, batch, false, &net, err, sizeof err);
+    if (sr_comm_any(comm, rc)) {
+        if (net.params) sr_unet_free(&net);
+        return sr_stage_error(comm, "%s", err[0] ? err : "denoise-eval: another rank could not start");
+    }
+    if (sr_data_open(&conf->dataset, conf->output_dir, comm, &ds, err, sizeof err)) {
+        sr_unet_free(&net);
+        return sr_stage_error(comm, "%s", err);
+    }
+    const int size = ds->size;
+    const size_t per_image = (size_t)ds->channels * size * size;
+    sr_unet_work wk;
+    sr_unet_work_init(&wk, &net, batch, size, size, false);
+    float *clean = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
+    float *noisy = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
+    float *denoised = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
+    /* per sigma: sum of input PSNR, of output PSNR, of its square */
+    double sums[3 * NSIGMA] = {0};
+    long first, end;
+    sr_shard(ds->count, batch, comm->rank, comm->size, &first, &end);
+    for (long b0 = first; b0 < end; b0 += batch) {
+        const long n = end - b0 < batch ? end - b0 : batch;
+        if (sr_dataset_read(ds, b0, n, clean, err, sizeof err)) SR_FAIL("%s", err);
+        for (int s = 0; s < NSIGMA; s++) {
+            const float sigma = (float)(sigmas_255[s] / 255.0);
+            memset(noisy, 0, sizeof(float) * per_image * (size_t)batch); /* unused tail images: zeros */
+            for (long k = 0; k < n; k++) {
+                const long image = sr_dataset_origin(ds, b0 + k);
+                const sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE,
+                                          .i0 = (uint32_t)image, .i2 = sr_rng_float_bits(sigma)};
+                float *y = noisy + (size_t)k * per_image;
+                sr_rng_gaussian(&st, 0, per_image, y);
+                for (size_t p = 0; p < per_image; p++) y[p] = clean[(size_t)k * per_image + p] + sigma * y[p];
+            }
+            sr_unet_put_images(&wk, noisy, sr_unet_input(&wk));
+            sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
+            sr_unet_get_images(&wk, sr_unet_output(&wk), denoised);
+            for (long k = 0; k < n; k++) {
+                const size_t at = (size_t)k * per_image;
+                const double out = psnr(denoised + at, clean + at, per_image);
+                sums[s] += psnr(noisy + at, clean + at, per_image);
+                sums[NSIGMA + s] += out;
+                sums[2 * NSIGMA + s] += out * out;
+            }
+        }
+    }
+    sr_comm_sum(comm, sums, 3 * NSIGMA);
+    double in[NSIGMA], out[NSIGMA], sd[NSIGMA];
+    const double count = (double)ds->count;
+    for (int s = 0; s < NSIGMA; s++) {
+        in[s] = sums[s] / count;
+        out[s] = sums[NSIGMA + s] / count;
+        sd[s] = sqrt(fmax(sums[2 * NSIGMA + s] / count - out[s] * out[s], 0.0));
+    }
+    if (comm->rank == 0) {
+        char path[SR_PATH_MAX + 32], sum[17];
+        float *host = SR_MALLOC(net.param_floats * sizeof(float), "the checksum");
+        be->to_host(host, net.param, net.param_floats * sizeof(float));
+        sr_checkpoint_checksum(&net, host, sum);
+        free(host);
+        snprintf(path, sizeof path, "%s/denoise.nc", conf->output_dir);
+        write_results(conf, path, in, out, sd, ds->count, sum);
+        printf("denoise-eval: %ld held-out images, %s\n", ds->count, ds->description);
+        printf("  %10s %12s %12s %10s\n", "sigma/255", "input dB", "output dB", "sd dB");
+        for (int s = 0; s < NSIGMA; s++)
+            printf("  %10.0f %12.2f %12.2f %10.2f%s\n", sigmas_255[s], in[s], out[s], sd[s],
+                   sigmas_255[s] / 255.0 > conf->train.sigma_max ? "  (above the training range: extrapolation)" : "");
+        printf("  written to %s\n", path);
+    }
+    free(clean);
+    free(noisy);
+    free(denoised);
+    sr_unet_work_free(&wk);
+    sr_unet_free(&net);
+    sr_dataset_close(ds);
+    return 0;
+}

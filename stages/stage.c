@@ -1,0 +1,53 @@
+#define _GNU_SOURCE
+#include "stages/stage.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/check.h"
+#include "io/files.h"
+
+const sr_stage sr_stages[] = {
+    {"train", stage_train, "train the blind denoiser (data-parallel, resumable)"},
+    {"denoise-eval", stage_denoise_eval, "output PSNR against input PSNR on held-out images"},
+    {"phi", NULL, "the noise-averaged middle-block representation"},
+    {"stats", NULL, "channel statistics, sparsity, selectivity"},
+    {"cluster", NULL, "k-means and neighbours in phi"},
+    {"reconstruct", NULL, "self-guided stochastic reconstruction"},
+    {"report", NULL, "the HTML clustering report"},
+};
+const int sr_stage_count = (int)(sizeof sr_stages / sizeof sr_stages[0]);
+
+const sr_stage *sr_stage_find(const char *name)
+{
+    for (int s = 0; s < sr_stage_count; s++)
+        if (!strcmp(sr_stages[s].name, name)) return &sr_stages[s];
+    return NULL;
+}
+
+int sr_stage_error(const semrep_comm *comm, const char *fmt, ...)
+{
+    if (comm->rank != 0) return 1;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("semrep: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int sr_output_ready(const char *dir, char *err, size_t errlen)
+{
+    if (sr_make_dirs(dir, err, errlen)) return -1;
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.write-test.%ld", dir, (long)getpid());
+    FILE *f = fopen(probe, "w");
+    if (!f) return sr_report(err, errlen, "cannot write in the output folder %s: %s; check output_dir", dir, strerror(errno));
+    fclose(f);
+    unlink(probe);
+    return 0;
+}

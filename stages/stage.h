@@ -1,0 +1,32 @@
+/* The stages: each one function of the same shape (shared/DESIGN.md),
+ * reading only files and writing only files in the run's output folder.
+ * Returns 0 when done, 1 when it failed (after one line on stderr, from
+ * rank 0, naming the thing and what to do). Collective over all ranks. */
+#ifndef SEMREP_STAGES_STAGE_H
+#define SEMREP_STAGES_STAGE_H
+
+#include "comm/comm.h"
+#include "io/conf.h"
+
+typedef int (*sr_stage_fn)(const semrep_conf *conf, semrep_comm *comm);
+
+typedef struct {
+    const char *name;
+    sr_stage_fn run; /* NULL: not built yet */
+    const char *what;
+} sr_stage;
+
+/* Every stage, in the order `semrep run` takes them. */
+extern const sr_stage sr_stages[];
+extern const int sr_stage_count;
+const sr_stage *sr_stage_find(const char *name);
+
+int stage_train(const semrep_conf *conf, semrep_comm *comm);
+int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm);
+
+/* "semrep: error: <message>" from rank 0; returns 1. */
+int sr_stage_error(const semrep_comm *comm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The output folder exists and takes files; 0, or -1 with err. */
+int sr_output_ready(const char *dir, char *err, size_t errlen);
+
+#endif

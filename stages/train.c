@@ -1,0 +1,327 @@
+/* Stage train (SPEC.md section 2): the blind denoiser, data-parallel.
+ *
+ * Every rank holds the whole model and takes its slice of each global batch
+ * (sr_shard of the batch); gradients are summed over ranks, so every rank
+ * takes the same Adam step and keeps the same weights (checked by checksum
+ * at every checkpoint). An image's sigma and noise are pure functions of
+ * (seed, epoch, image index), the epoch's order is Philox-keyed, so a run
+ * killed and restarted from its training state (io/train_state.h) with as
+ * many ranks repeats, bit for bit, what the uninterrupted run would do. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "comm/shard.h"
+#include "core/check.h"
+#include "core/clock.h"
+#include "core/rng.h"
+#include "io/checkpoint.h"
+#include "io/train_state.h"
+#include "stages/data.h"
+#include "stages/model.h"
+#include "stages/stage.h"
+#include "stages/train.h"
+
+struct sr_trainer {
+    const semrep_conf *conf;
+    semrep_comm *comm;
+    const sr_backend *be;
+    sr_unet net;
+    sr_unet_work wk;
+    sr_adam adam;
+    sr_arena arena;    /* gradient and clean-image buffers in backend memory */
+    float *grad, *clean;
+    float *host_clean, *host_noisy;
+    long *order, *slice;
+    sr_dataset *ds;
+    long batch, first, end; /* global batch; my slice [first, end) of it */
+    long order_epoch;       /* the epoch t->order is for */
+    long steps_per_epoch;
+    char model_path[SR_PATH_MAX + 32], state_path[SR_PATH_MAX + 32], curve_path[SR_PATH_MAX + 32];
+    sr_train_progress progress;
+};
+typedef sr_trainer trainer;
+
+/* SPEC.md: inv_sqrt draws sqrt(sigma) uniformly, uniform draws sigma. */
+static float draw_sigma(const semrep_conf *conf, long epoch, long image)
+{
+    const sr_rng_stream s = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_TRAIN_SIGMA, .i0 = (uint32_t)epoch,
+                             .i1 = (uint32_t)image};
+    float u;
+    sr_rng_uniform(&s, 0, 1, &u);
+    const double lo = conf->train.sigma_min, hi = conf->train.sigma_max;
+    if (!strcmp(conf->train.sigma_dist, "uniform")) return (float)(lo + u * (hi - lo));
+    const double r = u * (sqrt(hi) - sqrt(lo)) + sqrt(lo);
+    return (float)(r * r);
+}
+
+static double epoch_lr(const semrep_conf *conf, long epoch)
+{
+    return conf->train.lr * pow(0.5, (double)(epoch / conf->train.lr_step));
+}
+
+/* One step: my slice of the global batch, forward, backward, the gradient
+ * summed over ranks, Adam. Returns the batch's loss (sum over pixels of the
+ * squared error, mean over the global batch). */
+static double step(trainer *t, long epoch, long in_epoch)
+{
+    const semrep_conf *conf = t->conf;
+    const sr_backend *be = t->net.be;
+    sr_unet_work *wk = &t->wk;
+    const long n = t->end - t->first;
+    const size_t per_image = (size_t)t->ds->channels * t->ds->size * t->ds->size;
+    char err[1024];
+    for (long k = 0; k < n; k++) t->slice[k] = t->order[in_epoch * t->batch + t->first + k];
+    if (sr_dataset_read_list(t->ds, t->slice, n, t->host_clean, err, sizeof err)) SR_FAIL("%s", err);
+    for (long k = 0; k < n; k++) {
+        const long image = sr_dataset_origin(t->ds, t->slice[k]);
+        const float sigma = draw_sigma(conf, epoch, image);
+        const sr_rng_stream s = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_TRAIN_NOISE, .i0 = (uint32_t)epoch,
+                                 .i1 = (uint32_t)image};
+        float *y = t->host_noisy + (size_t)k * per_image;
+        const float *x = t->host_clean + (size_t)k * per_image;
+        sr_rng_gaussian(&s, 0, per_image, y);
+        for (size_t p = 0; p < per_image; p++) y[p] = x[p] + sigma * y[p];
+    }
+    sr_unet_put_images(wk, t->host_noisy, sr_unet_input(wk));
+    sr_unet_put_images(wk, t->host_clean, t->clean);
+    sr_unet_forward(&t->net, wk, SR_UPTO_OUTPUT);
+    /* loss = sum (D(y) - x)^2 / B; its gradient 2 (D(y) - x) / B */
+    const size_t count = sr_unet_image_floats(wk);
+    be->axpby(count, 1.0f, sr_unet_output(wk), 0.0f, wk->d_output);
+    be->axpby(count, -1.0f, t->clean, 1.0f, wk->d_output);
+    double loss = be->dot(count, wk->d_output, wk->d_output);
+    be->axpby(count, 2.0f / (float)t->batch, wk->d_output, 0.0f, wk->d_output);
+    be->zero(t->grad, t->net.param_floats * sizeof(float));
+    sr_unet_backward(&t->net, wk, SR_UPTO_OUTPUT, wk->d_output, NULL, t->grad, false);
+    sr_comm_sum_floats(t->comm, t->grad, t->net.param_floats);
+    sr_comm_sum(t->comm, &loss, 1);
+    t->adam.lr = (float)epoch_lr(conf, epoch);
+    sr_adam_step(&t->adam, &t->net, t->grad);
+    return loss / (double)t->batch;
+}
+
+static uint64_t weights_checksum(const sr_unet *net)
+{
+    float *host = SR_MALLOC(net->param_floats * sizeof(float), "a copy of the weights");
+    net->be->to_host(host, net->param, net->param_floats * sizeof(float));
+    const uint64_t h = XXH3_64bits(host, net->param_floats * sizeof(float));
+    free(host);
+    return h;
+}
+
+/* Every rank must hold the same weights; rank 0 writes the state, then the
+ * model and the curve, each atomically. */
+static void checkpoint(trainer *t)
+{
+    if (!sr_comm_same(t->comm, weights_checksum(&t->net)))
+        SR_FAIL("the ranks' weights differ at step %ld; the run is not data-parallel any more (a rank computed differently): restart it from the last checkpoint",
+                t->progress.step);
+    if (t->comm->rank == 0) {
+        sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, t->conf->text);
+        sr_checkpoint_save(t->model_path, &t->net, t->conf->text, "semrep stage train");
+        sr_train_curve_save(t->curve_path, &t->progress, t->conf->text);
+    }
+    sr_comm_barrier(t->comm);
+}
+
+static void report(const trainer *t, double loss, double rate, double left)
+{
+    if (t->comm->rank != 0) return;
+    const long total = t->steps_per_epoch * t->conf->train.epochs;
+    printf("train: step %ld/%ld epoch %ld/%d loss %.4f lr %.2e %.0f images/s, %.0f min left\n", t->progress.step, total,
+           t->progress.epoch + 1, t->conf->train.epochs, loss, epoch_lr(t->conf, t->progress.epoch), rate, left / 60.0);
+    fflush(stdout);
+}
+
+static int train_loop(trainer *t)
+{
+    const semrep_conf *conf = t->conf;
+    sr_train_progress *p = &t->progress;
+    double since = sr_seconds(), printed = since;
+    long steps_since = 0, this_run = 0;
+    while (p->epoch < conf->train.epochs) {
+        for (; p->next_in_epoch < t->steps_per_epoch; p->next_in_epoch++) {
+            const double loss = sr_trainer_step(t, p->epoch, p->next_in_epoch);
+            if (!isfinite(loss))
+                SR_FAIL("the training loss became %g at step %ld; lower train.lr and restart from the last checkpoint",
+                        loss, p->step);
+            p->step++;
+            steps_since++;
+            const double now = sr_seconds();
+            const double rate = (double)steps_since * (double)t->batch / (now - since);
+            sr_train_progress_add(p, (sr_curve_point){(double)p->step, loss, epoch_lr(conf, p->epoch), rate});
+            const long left = t->steps_per_epoch * conf->train.epochs - p->step;
+            if (now - printed > 10.0 || p->next_in_epoch + 1 == t->steps_per_epoch) {
+                report(t, loss, rate, (double)left * (double)t->batch / rate);
+                printed = now;
+                since = now;
+                steps_since = 0;
+            }
+            const bool stop = conf->train.run_steps && ++this_run == conf->train.run_steps;
+            if (p->step % conf->train.checkpoint_every == 0 || stop) {
+                p->next_in_epoch++; /* the state records where the next step starts */
+                checkpoint(t);
+                p->next_in_epoch--;
+            }
+            if (stop) {
+                if (t->comm->rank == 0) printf("train: stopped after %ld steps (train.run_steps); run again to resume\n", this_run);
+                return 0;
+            }
+        }
+        p->epoch++;
+        p->next_in_epoch = 0;
+    }
+    p->done = true;
+    checkpoint(t);
+    return 0;
+}
+
+static void paths(trainer *t)
+{
+    sr_model_checkpoint_path(t->conf, t->model_path, sizeof t->model_path);
+    snprintf(t->state_path, sizeof t->state_path, "%s/train-state.nc", t->conf->output_dir);
+    snprintf(t->curve_path, sizeof t->curve_path, "%s/train-curve.nc", t->conf->output_dir);
+}
+
+/* Everything that can be refused is refused before any work: first what
+ * each rank decides alone, then (after the ranks agree) the data, which
+ * every rank opens together, and the state. */
+static int prepare_model(trainer *t, char *err, size_t errlen)
+{
+    const semrep_conf *conf = t->conf;
+    semrep_comm *comm = t->comm;
+    t->batch = conf->train.batch;
+    if (t->batch < comm->size)
+        return sr_report(err, errlen, "train.batch = %ld is smaller than the %d ranks; each rank needs an image of every batch",
+                         t->batch, comm->size);
+    if (sr_output_ready(conf->output_dir, err, errlen)) return -1;
+    paths(t);
+    sr_shard(t->batch, 1, comm->rank, comm->size, &t->first, &t->end);
+    const long mine = t->end - t->first;
+    const int threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
+    const sr_backend *be = t->be = sr_backend_select(conf->backend, threads, err, errlen);
+    if (!be) return -1;
+    return sr_model_plan(conf, be, (int)mine, true, &t->net, err, errlen);
+}
+
+static int prepare_run(trainer *t, char *err, size_t errlen)
+{
+    const semrep_conf *conf = t->conf;
+    semrep_comm *comm = t->comm;
+    const long mine = t->end - t->first;
+    const sr_backend *be = t->be;
+    if (sr_data_open(&conf->train.dataset, conf->output_dir, comm, &t->ds, err, errlen)) return -1;
+    t->steps_per_epoch = t->ds->count / t->batch;
+    if (t->steps_per_epoch < 1)
+        return sr_report(err, errlen, "train.batch = %ld is larger than the training data (%ld images)", t->batch,
+                         t->ds->count);
+    sr_unet_alloc(&t->net, be);
+    sr_unet_work_init(&t->wk, &t->net, (int)mine, t->ds->size, t->ds->size, true);
+    sr_adam_init(&t->adam, &t->net, (float)conf->train.lr);
+    const size_t per_image = (size_t)t->ds->channels * t->ds->size * t->ds->size;
+    sr_arena_init(&t->arena, be, (t->net.param_floats + per_image * (size_t)mine + 64) * sizeof(float),
+                  "the gradients");
+    t->grad = sr_arena_floats(&t->arena, t->net.param_floats);
+    t->clean = sr_arena_floats(&t->arena, per_image * (size_t)mine);
+    t->host_clean = SR_MALLOC(sizeof(float) * per_image * (size_t)mine, "a training batch");
+    t->host_noisy = SR_MALLOC(sizeof(float) * per_image * (size_t)mine, "a training batch");
+    t->order = SR_MALLOC(sizeof(long) * (size_t)t->ds->count, "the epoch's order");
+    t->slice = SR_MALLOC(sizeof(long) * (size_t)mine, "a training batch");
+    t->progress.ranks = comm->size;
+    t->order_epoch = -1;
+
+    /* Resume from the training state, or start from SPEC.md's initialisation. */
+    if (access(t->state_path, F_OK) == 0) {
+        if (sr_train_state_load(t->state_path, &t->net, &t->adam, &t->progress, err, errlen)) return -1;
+        if (t->progress.ranks != comm->size && comm->rank == 0)
+            fprintf(stderr, "semrep: note: resuming a run of %d ranks on %d; it continues, but not bit for bit as it would have\n",
+                    t->progress.ranks, comm->size);
+        t->progress.ranks = comm->size;
+    t->order_epoch = -1;
+        if (comm->rank == 0)
+            printf("train: resuming %s at step %ld (epoch %ld)\n", t->state_path, t->progress.step, t->progress.epoch + 1);
+    } else if (access(t->model_path, F_OK) == 0) {
+        return sr_report(err, errlen, "%s exists but %s does not: that model was trained elsewhere; set model.checkpoint to a new file to train one",
+                         t->model_path, t->state_path);
+    } else {
+        sr_unet_init_weights(&t->net, (uint32_t)conf->seed);
+    }
+    return 0;
+}
+
+static void release(trainer *t)
+{
+    free(t->host_clean);
+    free(t->host_noisy);
+    free(t->order);
+    free(t->slice);
+    if (t->arena.base) sr_arena_release(&t->arena);
+    if (t->adam.arena.base) sr_adam_free(&t->adam);
+    if (t->wk.arena.base) sr_unet_work_free(&t->wk);
+    if (t->net.params) sr_unet_free(&t->net);
+    sr_dataset_close(t->ds);
+    sr_train_progress_free(&t->progress);
+}
+
+int sr_trainer_open(sr_trainer **out, const semrep_conf *conf, semrep_comm *comm, char *err, size_t errlen)
+{
+    trainer *t = calloc(1, sizeof *t);
+    SR_CHECK(t, "out of memory starting training");
+    t->conf = conf;
+    t->comm = comm;
+    int failed = sr_comm_any(comm, prepare_model(t, err, errlen));
+    if (!failed) failed = sr_comm_any(comm, prepare_run(t, err, errlen));
+    if (failed) {
+        if (!err[0]) snprintf(err, errlen, "train: another rank could not start (its message is above)");
+        sr_trainer_close(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+double sr_trainer_step(sr_trainer *t, long epoch, long in_epoch)
+{
+    if (in_epoch == 0 || t->order_epoch != epoch) {
+        sr_epoch_order((uint32_t)t->conf->seed, epoch, t->ds->count, t->order);
+        t->order_epoch = epoch;
+    }
+    return step(t, epoch, in_epoch);
+}
+
+void sr_trainer_gradient(const sr_trainer *t, float *host)
+{
+    t->net.be->to_host(host, t->grad, t->net.param_floats * sizeof(float));
+}
+
+size_t sr_trainer_parameter_floats(const sr_trainer *t) { return t->net.param_floats; }
+
+void sr_trainer_close(sr_trainer *t)
+{
+    if (!t) return;
+    release(t);
+    free(t);
+}
+
+int stage_train(const semrep_conf *conf, semrep_comm *comm)
+{
+    sr_trainer *t;
+    char err[1024] = "";
+    if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_stage_error(comm, "%s", err);
+    if (t->progress.epoch >= conf->train.epochs) {
+        if (comm->rank == 0) printf("train: %s is complete (%ld steps); nothing to do\n", t->model_path, t->progress.step);
+        sr_trainer_close(t);
+        return 0;
+    }
+    if (comm->rank == 0)
+        printf("train: %ld images, global batch %ld over %d rank(s), %ld steps per epoch, %d epochs, %zu parameters\n",
+               t->ds->count, t->batch, comm->size, t->steps_per_epoch, conf->train.epochs, t->net.trainable_count);
+    train_loop(t);
+    if (comm->rank == 0 && t->progress.done) printf("train: done; model in %s, curve in %s\n", t->model_path, t->curve_path);
+    sr_trainer_close(t);
+    return 0;
+}

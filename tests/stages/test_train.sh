@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The train stage as a user runs it: a run stopped half way and resumed ends
+# with exactly the weights of a run never stopped (1 rank and 2 ranks); bad
+# input is refused with one line before any work is lost.
+set -u
+semrep=$1
+conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mpirun="mpirun --oversubscribe --allow-run-as-root -np 2"
+failed=0 passed=0
+check() { if eval "$2"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
+checksum() { "$semrep" info "$1/checkpoint.nc" | sed -n 's/.*checksum \([0-9a-f]*\).*/\1/p'; }
+train() { local dir=$1; shift; "$@" "$semrep" stage train "$conf" --set "output_dir=\"$dir\"" --set train.epochs=3 "${SETS[@]}" >>"$work/log" 2>&1; }
+
+for launcher in "" "$mpirun"; do
+  name=${launcher:+2 ranks}; name=${name:-1 rank}
+  SETS=()
+  train "$work/straight$launcher" $launcher
+  SETS=(--set train.run_steps=11)
+  train "$work/stopped$launcher" $launcher
+  SETS=()
+  train "$work/stopped$launcher" $launcher
+  a=$(checksum "$work/straight$launcher") b=$(checksum "$work/stopped$launcher")
+  check "resumed run equals the straight one ($name): $a vs $b" '[ -n "$a" ] && [ "$a" = "$b" ]'
+done
+
+# expect STATUS PATTERN -- COMMAND...
+expect() {
+  local want=$1 pattern=$2; shift 3
+  "$@" >"$work/out" 2>&1
+  local got=$?
+  if [ "$got" -eq "$want" ] && grep -Eq -- "$pattern" "$work/out"; then passed=$((passed + 1))
+  else failed=$((failed + 1)); echo "FAILED: $* -> exit $got (want $want):"; cat "$work/out"; fi
+}
+straight="$work/straight"
+expect 1 "training state .* has kernels = \\[4, 8, 16\\] but the conf's model.kernels is \\[4, 8, 32\\]" -- \
+  "$semrep" stage train "$conf" --set "output_dir=\"$straight\"" --set "model.kernels=[4,8,32]"
+cp "$straight/train-state.nc" "$work/damaged.nc"
+head -c 20000 "$work/damaged.nc" > "$straight/train-state.nc"
+expect 1 "cannot open the training state .*train-state.nc.*delete it to start over" -- \
+  "$semrep" stage train "$conf" --set "output_dir=\"$straight\"" --set train.epochs=4
+expect 1 "cannot (make the folder|write in the output folder) /proc/semrep" -- \
+  "$semrep" stage train "$conf" --set 'output_dir="/proc/semrep"'
+expect 1 "train.lr = 0 is out of range" -- "$semrep" stage train "$conf" --set train.lr=0.0
+expect 1 "train.batch = 1 is smaller than the 2 ranks" -- $mpirun "$semrep" stage train "$conf" \
+  --set "output_dir=\"$work/tiny-batch\"" --set train.batch=1
+mkdir -p "$work/elsewhere" && cp "$work/stopped/checkpoint.nc" "$work/elsewhere/"
+expect 1 "exists but .*train-state.nc does not: that model was trained elsewhere" -- \
+  "$semrep" stage train "$conf" --set "output_dir=\"$work/elsewhere\""
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
