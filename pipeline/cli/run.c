@@ -1,10 +1,14 @@
 /* semrep run and semrep stage. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
+#include "stages/model.h"
 #include "stages/stage.h"
 
+/* The stages the conf enables, in order. Train runs only when there is no
+ * model yet (the default conf ships one); stages not built yet are named. */
 int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
 {
     static const char usage[] = "usage: semrep run CONF [--set KEY=VALUE]...\n";
@@ -17,22 +21,26 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
     }
     semrep_conf conf;
     if ((status = sr_cli_conf(args.positional[0], &args, comm, &conf))) return status;
-    if (comm->rank == 0) {
-        printf("semrep run %s: %d rank(s), output in %s\n", conf.source, comm->size, conf.output_dir);
-        printf("not built yet: the stages");
+    char model[SR_PATH_MAX + 32];
+    sr_model_checkpoint_path(&conf, model, sizeof model);
+    if (comm->rank == 0) printf("semrep run %s: %d rank(s), output in %s\n", conf.source, comm->size, conf.output_dir);
+    for (int s = 0; s < sr_stage_count && !status; s++) {
+        const sr_stage *stage = &sr_stages[s];
+        if (!stage->run) continue;
+        if (!strcmp(stage->name, "train") && access(model, F_OK) == 0) {
+            if (comm->rank == 0) printf("train: the model is %s; not training\n", model);
+            continue;
+        }
+        status = stage->run(&conf, comm) ? SR_EXIT_FAILED : SR_EXIT_OK;
+    }
+    if (comm->rank == 0 && !status) {
+        printf("not built yet:");
         for (int s = 0; s < sr_stage_count; s++)
             if (!sr_stages[s].run) printf(" %s", sr_stages[s].name);
-        printf(".\nrunning what exists: the engine benchmark on the conf's model.\n\n");
-        fflush(stdout);
+        printf(" (the results so far are in %s)\n", conf.output_dir);
     }
     sr_conf_free(&conf);
-    char *bench_argv[SR_ARGS_MAX + 2] = {"bench", args.positional[0]};
-    int bench_argc = 2;
-    for (int i = 0; i < args.nsets && bench_argc + 2 <= SR_ARGS_MAX; i++) {
-        bench_argv[bench_argc++] = "--set";
-        bench_argv[bench_argc++] = args.sets[i];
-    }
-    return sr_cmd_bench(bench_argc, bench_argv, comm);
+    return status;
 }
 
 int sr_cmd_stage(int argc, char **argv, semrep_comm *comm)

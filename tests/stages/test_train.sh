@@ -49,5 +49,13 @@ mkdir -p "$work/elsewhere" && cp "$work/stopped/checkpoint.nc" "$work/elsewhere/
 expect 1 "exists but .*train-state.nc does not: that model was trained elsewhere" -- \
   "$semrep" stage train "$conf" --set "output_dir=\"$work/elsewhere\""
 
+# semrep run trains (no model yet), then evaluates the denoiser: the noisy
+# input's PSNR is -20 log10(sigma) to within 0.1 dB (a closed form).
+expect 0 "denoise-eval: 64 held-out images" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\""
+bad_psnr=$(awk '/^ +[0-9]+ +[0-9.]+ +[0-9.-]+ +[0-9.]+/ { s = $1 / 255; want = -20 * log(s) / log(10);
+  d = $2 - want; if (d < -0.1 || d > 0.1) print $0 }' "$work/out")
+check "input PSNR is -20 log10(sigma): ${bad_psnr:-ok}" '[ -z "$bad_psnr" ] && grep -q "^ *200 " "$work/out"'
+expect 0 "train: the model is .*checkpoint.nc; not training" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\""
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
