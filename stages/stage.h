@@ -23,6 +23,7 @@ const sr_stage *sr_stage_find(const char *name);
 
 int stage_train(const semrep_conf *conf, semrep_comm *comm);
 int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm);
+int stage_phi(const semrep_conf *conf, semrep_comm *comm);
 
 /* "semrep: error: <message>" from rank 0; returns 1. */
 int sr_stage_error(const semrep_comm *comm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

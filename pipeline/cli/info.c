@@ -3,7 +3,9 @@
 #include <netcdf.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "cli/commands.h"
 #include "io/checkpoint.h"
@@ -59,6 +61,53 @@ static int info_checkpoint(const char *path, const semrep_comm *comm)
     return rc ? sr_cli_error(comm, SR_EXIT_FAILED, "%s", err) : SR_EXIT_OK;
 }
 
+/* XXH3 of a float variable's values: two files hold the same numbers when
+ * these agree (how runs on different rank counts are compared). */
+static int variable_digest(int ncid, const char *name, size_t *count, char out[17])
+{
+    int varid, ndims, dims[NC_MAX_VAR_DIMS];
+    if (nc_inq_varid(ncid, name, &varid) != NC_NOERR || nc_inq_varndims(ncid, varid, &ndims) != NC_NOERR ||
+        nc_inq_vardimid(ncid, varid, dims) != NC_NOERR)
+        return -1;
+    *count = 1;
+    for (int d = 0; d < ndims; d++) {
+        size_t len;
+        nc_inq_dimlen(ncid, dims[d], &len);
+        *count *= len;
+    }
+    float *values = malloc(sizeof(float) * (*count ? *count : 1));
+    if (!values || nc_get_var_float(ncid, varid, values) != NC_NOERR) return free(values), -1;
+    snprintf(out, 17, "%016llx", (unsigned long long)XXH3_64bits(values, sizeof(float) * *count));
+    free(values);
+    return 0;
+}
+
+static int info_phi(const char *path, int ncid, const semrep_comm *comm)
+{
+    char checksum[17] = "", data[2 * SR_PATH_MAX] = "", digest[17];
+    size_t nsig = 0, nimg = 0, nch = 0, count;
+    int dim;
+    if (!nc_inq_dimid(ncid, "sigma", &dim)) nc_inq_dimlen(ncid, dim, &nsig);
+    if (!nc_inq_dimid(ncid, "image", &dim)) nc_inq_dimlen(ncid, dim, &nimg);
+    if (!nc_inq_dimid(ncid, "channel", &dim)) nc_inq_dimlen(ncid, dim, &nch);
+    sr_nc_get_text(ncid, NC_GLOBAL, "checkpoint_checksum", checksum, sizeof checksum);
+    sr_nc_get_text(ncid, NC_GLOBAL, "dataset", data, sizeof data);
+    if (comm->rank != 0) return SR_EXIT_OK;
+    printf("%s: semrep phi, %zu sigmas x %zu images x %zu channels\n", path, nsig, nimg, nch);
+    double sigmas[SR_MAX_SIGMAS];
+    int draws[SR_MAX_SIGMAS], var;
+    if (nsig <= SR_MAX_SIGMAS && !nc_inq_varid(ncid, "sigma", &var) && !nc_get_var_double(ncid, var, sigmas) &&
+        !nc_inq_varid(ncid, "draws", &var) && !nc_get_var_int(ncid, var, draws)) {
+        printf("  sigma (of 255):");
+        for (size_t s = 0; s < nsig; s++) printf(" %.4g (%d)", sigmas[s] * 255.0, draws[s]);
+        printf("  (draws)\n");
+    }
+    printf("  data: %s\n  checkpoint checksum %s\n", data, checksum);
+    if (!variable_digest(ncid, "phi", &count, digest)) printf("  phi values: %zu, digest %s\n", count, digest);
+    if (!variable_digest(ncid, "block_mean", &count, digest)) printf("  block_mean values: %zu, digest %s\n", count, digest);
+    return SR_EXIT_OK;
+}
+
 static int info_netcdf(const char *path, const semrep_comm *comm)
 {
     int ncid;
@@ -66,6 +115,11 @@ static int info_netcdf(const char *path, const semrep_comm *comm)
     if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
         return sr_cli_error(comm, SR_EXIT_FAILED, "%s looks like NetCDF but cannot be opened; it is damaged", path);
     const int known = !sr_nc_get_text(ncid, NC_GLOBAL, "format", format, sizeof format);
+    if (known && !strcmp(format, "semrep-phi")) {
+        const int status = info_phi(path, ncid, comm);
+        nc_close(ncid);
+        return status;
+    }
     nc_close(ncid);
     if (known && !strcmp(format, SR_CHECKPOINT_FORMAT)) return info_checkpoint(path, comm);
     return sr_cli_error(comm, SR_EXIT_FAILED, "%s is a NetCDF file this semrep cannot describe (format \"%s\")", path,

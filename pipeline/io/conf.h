@@ -63,6 +63,7 @@ typedef struct semrep_conf {
         int nsigmas;
         double sigmas[SR_MAX_SIGMAS]; /* pixel units: 1.0 is 255 of 255 */
         int draws, batch;
+        long run_chunks;              /* stop this run after this many chunks per rank (0: to the end) */
         bool block_means;
     } phi;
 } semrep_conf;

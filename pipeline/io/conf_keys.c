@@ -71,6 +71,7 @@ const sr_conf_key sr_conf_keys[] = {
     LIST("phi.sigmas", SR_KEY_FLOATS, phi.sigmas, phi.nsigmas, 0, 10, "[0.0, 0.1, 0.2, 0.4]", "noise levels of phi, pixel units (0.2 = 51 of 255)"),
     NUM("phi.draws", SR_KEY_INT, phi.draws, 1, 10000, "20", "noise draws averaged per image at sigma > 0 (one at sigma = 0)"),
     NUM("phi.batch", SR_KEY_INT, phi.batch, 1, 65536, "64", "images per pass (each with its draws)"),
+    NUM("phi.run_chunks", SR_KEY_INT, phi.run_chunks, 0, BIG, "0", "stop this run after computing this many chunks per rank (a time-boxed job; the next run resumes); 0: to the end"),
     {"phi.block_means", SR_KEY_BOOL, AT(phi.block_means), 0, sizeof(bool), 0, 1, NULL, "true", "also keep every block's channel means (runs the decoder)", false},
 };
 

@@ -1,0 +1,461 @@
+/* Stage phi (SPEC.md section 3): phi_sigma(x) = (1/n) sum_k abar_mid(x + sigma z_k)
+ * for every image of the analysis data and every sigma of phi.sigmas, with
+ * every block's means when phi.block_means is on.
+ *
+ * The images are cut into chunks of phi.batch images (the last may be
+ * short); a chunk is the unit of work, of crash safety and of sharding. All
+ * draws of all images of a chunk go through the engine as one batch, so an
+ * image is always computed in the same company, and its noise is a pure
+ * function of (seed, image, draw, bits of sigma): phi is the same bit for bit
+ * on any number of ranks or threads. Each finished chunk is a small file;
+ * when all are there, the ranks write phi.nc together (parallel NetCDF-4),
+ * each its own chunks' hyperslabs, under a temporary name renamed last, and
+ * only then are the chunk files removed (docs/formats.md). */
+#include <math.h>
+#include <netcdf.h>
+#include <netcdf_par.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "comm/shard.h"
+#include "core/check.h"
+#include "core/clock.h"
+#include "core/rng.h"
+#include "io/checkpoint.h"
+#include "io/files.h"
+#include "io/nc.h"
+#include "stages/data.h"
+#include "stages/model.h"
+#include "stages/stage.h"
+
+#define PHI_FORMAT "semrep-phi"
+#define PHI_VERSION 1
+#define CHUNK_FORMAT "semrep-phi-chunk"
+
+typedef struct {
+    const semrep_conf *conf;
+    semrep_comm *comm;
+    sr_unet net;
+    sr_dataset *ds;
+    int nsig, kmid, units;
+    bool blocks;
+    long nchunks, first_chunk, end_chunk;
+    char checksum[17], fingerprint[17];
+    char path[SR_PATH_MAX + 32], chunk_dir[SR_PATH_MAX + 32];
+    /* per chunk */
+    sr_unet_work many, one; /* all draws of a chunk; one draw (sigma 0) */
+    float *clean, *noisy, *means, *phi, *unit_means;
+} phi_run;
+
+static int draws_at(const phi_run *r, int s) { return r->conf->phi.sigmas[s] == 0.0 ? 1 : r->conf->phi.draws; }
+
+static void chunk_path(const phi_run *r, long chunk, char *out, size_t len)
+{
+    snprintf(out, len, "%s/chunk-%010ld.nc", r->chunk_dir, chunk);
+}
+
+/* What phi depends on: the model, the images, the settings. A chunk or a
+ * phi.nc with another fingerprint is never mixed in. */
+static void make_fingerprint(phi_run *r)
+{
+    const semrep_conf *c = r->conf;
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
+    XXH3_64bits_update(h, r->ds->description, strlen(r->ds->description));
+    for (long i = 0; i < r->ds->count; i++) {
+        const long o = sr_dataset_origin(r->ds, i);
+        XXH3_64bits_update(h, &o, sizeof o);
+    }
+    const long long settings[5] = {c->seed, c->phi.draws, c->phi.batch, c->phi.block_means, r->ds->size};
+    XXH3_64bits_update(h, settings, sizeof settings);
+    XXH3_64bits_update(h, c->phi.sigmas, sizeof(double) * (size_t)c->phi.nsigmas);
+    snprintf(r->fingerprint, sizeof r->fingerprint, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
+    XXH3_freeState(h);
+}
+
+/* ---- one chunk -------------------------------------------------------------- */
+
+static void fit_workspaces(phi_run *r, int images)
+{
+    if (r->one.n == images) return;
+    if (r->one.n) {
+        sr_unet_work_free(&r->one);
+        sr_unet_work_free(&r->many);
+    }
+    sr_unet_work_init(&r->one, &r->net, images, r->ds->size, r->ds->size, false);
+    sr_unet_work_init(&r->many, &r->net, images * r->conf->phi.draws, r->ds->size, r->ds->size, false);
+}
+
+/* phi (and every block's means) of images [i0, i0 + b) at every sigma. */
+static void compute_chunk(phi_run *r, long i0, int b)
+{
+    const semrep_conf *c = r->conf;
+    const size_t per_image = (size_t)r->ds->channels * r->ds->size * r->ds->size;
+    const int nblocks = r->net.nblocks, mid = r->net.shape.levels;
+    char err[1024];
+    fit_workspaces(r, b);
+    if (sr_dataset_read(r->ds, i0, b, r->clean, err, sizeof err)) SR_FAIL("%s", err);
+    for (int s = 0; s < r->nsig; s++) {
+        const int n = draws_at(r, s);
+        const float sigma = (float)c->phi.sigmas[s];
+        sr_unet_work *wk = n == 1 ? &r->one : &r->many;
+        for (int i = 0; i < b; i++) {
+            const sr_rng_stream base = {.seed = (uint32_t)c->seed, .domain = SR_RNG_PHI_NOISE,
+                                        .i0 = (uint32_t)sr_dataset_origin(r->ds, i0 + i),
+                                        .i2 = sr_rng_float_bits(sigma)};
+            for (int k = 0; k < n; k++) {
+                float *y = r->noisy + ((size_t)i * n + k) * per_image;
+                const float *x = r->clean + (size_t)i * per_image;
+                if (sigma == 0.0f) {
+                    memcpy(y, x, sizeof(float) * per_image);
+                    continue;
+                }
+                sr_rng_stream st = base;
+                st.i1 = (uint32_t)k;
+                sr_rng_gaussian(&st, 0, per_image, y);
+                for (size_t p = 0; p < per_image; p++) y[p] = x[p] + sigma * y[p];
+            }
+        }
+        sr_unet_put_images(wk, r->noisy, sr_unet_input(wk));
+        sr_unet_forward(&r->net, wk, r->blocks ? SR_UPTO_OUTPUT : SR_UPTO_MID);
+        r->net.be->to_host(r->means, wk->means, sizeof(float) * sr_unet_means_count(wk));
+        /* mean over draws, in draw order, for each block the run keeps */
+        for (int j = 0; j < nblocks; j++) {
+            if (!r->blocks && j != mid) continue;
+            const int cj = r->net.block_offset[j + 1] - r->net.block_offset[j];
+            const float *m = r->means + (size_t)b * n * r->net.block_offset[j];
+            for (int i = 0; i < b; i++)
+                for (int ch = 0; ch < cj; ch++) {
+                    double sum = 0.0;
+                    for (int k = 0; k < n; k++) sum += m[((size_t)i * n + k) * cj + ch];
+                    const float v = (float)(sum / n);
+                    if (j == mid) r->phi[((size_t)s * b + i) * r->kmid + ch] = v;
+                    if (r->blocks) r->unit_means[((size_t)s * b + i) * r->units + r->net.block_offset[j] + ch] = v;
+                }
+        }
+    }
+}
+
+static void write_chunk(const phi_run *r, long chunk, long i0, int b)
+{
+    char path[SR_PATH_MAX + 64], tmp[SR_PATH_MAX + 96];
+    chunk_path(r, chunk, path, sizeof path);
+    sr_tmp_path(path, tmp, sizeof tmp);
+    int ncid, dims[3], var, version = 1;
+    SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", CHUNK_FORMAT, tmp);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, tmp);
+    const long long first = i0, count = b;
+    SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "first", NC_INT64, 1, &first), tmp);
+    SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "images", NC_INT64, 1, &count), tmp);
+    SR_NC(nc_def_dim(ncid, "sigma", (size_t)r->nsig, &dims[0]), tmp);
+    SR_NC(nc_def_dim(ncid, "image", (size_t)b, &dims[1]), tmp);
+    SR_NC(nc_def_dim(ncid, "channel", (size_t)r->kmid, &dims[2]), tmp);
+    SR_NC(nc_def_var(ncid, "phi", NC_FLOAT, 3, dims, &var), tmp);
+    int uvar = -1;
+    if (r->blocks) {
+        SR_NC(nc_def_dim(ncid, "unit", (size_t)r->units, &dims[2]), tmp);
+        SR_NC(nc_def_var(ncid, "block_mean", NC_FLOAT, 3, dims, &uvar), tmp);
+    }
+    SR_NC(nc_enddef(ncid), tmp);
+    SR_NC(nc_put_var_float(ncid, var, r->phi), tmp);
+    if (r->blocks) SR_NC(nc_put_var_float(ncid, uvar, r->unit_means), tmp);
+    SR_NC(nc_close(ncid), tmp);
+    sr_commit_file(tmp, path);
+}
+
+/* A chunk file already there for this fingerprint and these images. */
+static bool chunk_done(const phi_run *r, long chunk, long i0, int b)
+{
+    char path[SR_PATH_MAX + 64], fp[17];
+    chunk_path(r, chunk, path, sizeof path);
+    int ncid;
+    if (access(path, R_OK) != 0 || nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return false;
+    long long first = -1, count = -1;
+    const bool ok = !sr_nc_get_text(ncid, NC_GLOBAL, "fingerprint", fp, sizeof fp) && !strcmp(fp, r->fingerprint) &&
+                    nc_get_att_longlong(ncid, NC_GLOBAL, "first", &first) == NC_NOERR && first == i0 &&
+                    nc_get_att_longlong(ncid, NC_GLOBAL, "images", &count) == NC_NOERR && count == b;
+    nc_close(ncid);
+    return ok;
+}
+
+/* ---- phi.nc ----------------------------------------------------------------- */
+
+typedef struct {
+    int sigma, draws, index, label, source, phi, unit;
+} phi_vars;
+
+static void define_file(const phi_run *r, int ncid, const char *file, phi_vars *v)
+{
+    const semrep_conf *c = r->conf;
+    const sr_dataset *ds = r->ds;
+    int d_sigma, d_image, d_channel, d_unit, d_name, dims[3], version = PHI_VERSION;
+    SR_NC(nc_def_dim(ncid, "sigma", (size_t)r->nsig, &d_sigma), file);
+    SR_NC(nc_def_dim(ncid, "image", (size_t)ds->count, &d_image), file);
+    SR_NC(nc_def_dim(ncid, "channel", (size_t)r->kmid, &d_channel), file);
+    SR_NC(nc_def_dim(ncid, "name_len", SR_NAME_MAX, &d_name), file);
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", PHI_FORMAT, file);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, file);
+    sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, file);
+    sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", r->checksum, file);
+    sr_nc_put_text(ncid, NC_GLOBAL, "dataset", ds->description, file);
+    const long long seed = c->seed;
+    SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "seed", NC_INT64, 1, &seed), file);
+    sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, file);
+    SR_NC(nc_def_var(ncid, "sigma", NC_DOUBLE, 1, &d_sigma, &v->sigma), file);
+    sr_nc_put_text(ncid, v->sigma, "units", "pixel units: pixels in [0, 1], so 0.2 is 51 of 255", file);
+    SR_NC(nc_def_var(ncid, "draws", NC_INT, 1, &d_sigma, &v->draws), file);
+    sr_nc_put_text(ncid, v->draws, "meaning", "noise draws averaged at this sigma", file);
+    SR_NC(nc_def_var(ncid, "index", NC_INT64, 1, &d_image, &v->index), file);
+    sr_nc_put_text(ncid, v->index, "meaning", "the image's index in the data set's source", file);
+    v->label = -1;
+    if (ds->labels) {
+        SR_NC(nc_def_var(ncid, "label", NC_INT, 1, &d_image, &v->label), file);
+        char names[4096] = "";
+        for (int k = 0; k < ds->nclasses && strlen(names) + SR_CLASS_NAME_MAX + 2 < sizeof names; k++) {
+            strcat(names, k ? "\n" : "");
+            strcat(names, ds->class_names[k]);
+        }
+        sr_nc_put_text(ncid, v->label, "class_names", names, file);
+    }
+    dims[0] = d_image;
+    dims[1] = d_name;
+    SR_NC(nc_def_var(ncid, "source", NC_CHAR, 2, dims, &v->source), file);
+    dims[0] = d_sigma;
+    dims[1] = d_image;
+    dims[2] = d_channel;
+    SR_NC(nc_def_var(ncid, "phi", NC_FLOAT, 3, dims, &v->phi), file);
+    sr_nc_put_text(ncid, v->phi, "meaning", "mean over draws of the middle block's channel means of D's input x + sigma z", file);
+    v->unit = -1;
+    if (r->blocks) {
+        SR_NC(nc_def_dim(ncid, "unit", (size_t)r->units, &d_unit), file);
+        dims[2] = d_unit;
+        SR_NC(nc_def_var(ncid, "block_mean", NC_FLOAT, 3, dims, &v->unit), file);
+        sr_nc_put_ints(ncid, v->unit, "block_start", r->net.block_offset, (size_t)r->net.nblocks + 1, file);
+        char names[1024] = "";
+        for (int b = 0; b < r->net.nblocks; b++) {
+            const int n = r->net.shape.levels;
+            char one[32];
+            if (b < n) snprintf(one, sizeof one, "encoder.%d", b);
+            else if (b == n) snprintf(one, sizeof one, "mid");
+            else snprintf(one, sizeof one, "decoder.%d", 2 * n - b);
+            strcat(names, b ? "," : "");
+            strcat(names, one);
+        }
+        sr_nc_put_text(ncid, v->unit, "blocks", names, file);
+    }
+}
+
+/* Every rank writes its own chunks' rows; no rank holds the whole array. */
+static int assemble(phi_run *r, char *err, size_t errlen)
+{
+    const sr_dataset *ds = r->ds;
+    const semrep_conf *c = r->conf;
+    char tmp[SR_PATH_MAX + 48];
+    snprintf(tmp, sizeof tmp, "%s.tmp.assembling", r->path); /* the same name on every rank */
+    int ncid;
+    const int rc = nc_create_par(tmp, NC_NETCDF4 | NC_CLOBBER, r->comm->world, MPI_INFO_NULL, &ncid);
+    if (rc != NC_NOERR) return sr_report(err, errlen, "cannot create %s: %s; check the output folder", tmp, nc_strerror(rc));
+    phi_vars v;
+    define_file(r, ncid, tmp, &v);
+    SR_NC(nc_enddef(ncid), tmp);
+    const int vars[] = {v.sigma, v.draws, v.index, v.label, v.source, v.phi, v.unit};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+        if (vars[i] >= 0) SR_NC(nc_var_par_access(ncid, vars[i], NC_INDEPENDENT), tmp);
+    if (r->comm->rank == 0) {
+        int draws[SR_MAX_SIGMAS];
+        for (int s = 0; s < r->nsig; s++) draws[s] = draws_at(r, s);
+        SR_NC(nc_put_var_double(ncid, v.sigma, c->phi.sigmas), tmp);
+        SR_NC(nc_put_var_int(ncid, v.draws, draws), tmp);
+    }
+    const int b_max = c->phi.batch;
+    float *phi = SR_MALLOC(sizeof(float) * (size_t)r->nsig * b_max * r->kmid, "a chunk");
+    float *units = r->blocks ? SR_MALLOC(sizeof(float) * (size_t)r->nsig * b_max * r->units, "a chunk") : NULL;
+    char *names = SR_MALLOC((size_t)b_max * SR_NAME_MAX, "a chunk's names");
+    long long *index = SR_MALLOC(sizeof(long long) * (size_t)b_max, "a chunk");
+    int *label = SR_MALLOC(sizeof(int) * (size_t)b_max, "a chunk");
+    for (long chunk = r->first_chunk; chunk < r->end_chunk; chunk++) {
+        const long i0 = chunk * b_max;
+        const int b = (int)(ds->count - i0 < b_max ? ds->count - i0 : b_max);
+        char path[SR_PATH_MAX + 64];
+        chunk_path(r, chunk, path, sizeof path);
+        int cid, var;
+        SR_NC(nc_open(path, NC_NOWRITE, &cid), path);
+        SR_NC(nc_inq_varid(cid, "phi", &var), path);
+        SR_NC(nc_get_var_float(cid, var, phi), path);
+        if (r->blocks) {
+            SR_NC(nc_inq_varid(cid, "block_mean", &var), path);
+            SR_NC(nc_get_var_float(cid, var, units), path);
+        }
+        SR_NC(nc_close(cid), path);
+        memset(names, 0, (size_t)b * SR_NAME_MAX);
+        for (int i = 0; i < b; i++) {
+            index[i] = sr_dataset_origin(ds, i0 + i);
+            label[i] = sr_dataset_label(ds, i0 + i);
+            sr_dataset_name(ds, i0 + i, names + (size_t)i * SR_NAME_MAX, SR_NAME_MAX);
+        }
+        const size_t start1[1] = {(size_t)i0}, count1[1] = {(size_t)b};
+        const size_t start2[2] = {(size_t)i0, 0}, count2[2] = {(size_t)b, SR_NAME_MAX};
+        SR_NC(nc_put_vara_longlong(ncid, v.index, start1, count1, index), tmp);
+        if (v.label >= 0) SR_NC(nc_put_vara_int(ncid, v.label, start1, count1, label), tmp);
+        SR_NC(nc_put_vara_text(ncid, v.source, start2, count2, names), tmp);
+        const size_t start3[3] = {0, (size_t)i0, 0};
+        const size_t count3[3] = {(size_t)r->nsig, (size_t)b, (size_t)r->kmid};
+        SR_NC(nc_put_vara_float(ncid, v.phi, start3, count3, phi), tmp);
+        if (r->blocks) {
+            const size_t countu[3] = {(size_t)r->nsig, (size_t)b, (size_t)r->units};
+            SR_NC(nc_put_vara_float(ncid, v.unit, start3, countu, units), tmp);
+        }
+    }
+    free(phi), free(units), free(names), free(index), free(label);
+    SR_NC(nc_close(ncid), tmp);
+    sr_comm_barrier(r->comm);
+    if (r->comm->rank == 0) sr_commit_file(tmp, r->path);
+    sr_comm_barrier(r->comm);
+    /* phi.nc is in place: the chunks are no longer needed */
+    for (long chunk = r->first_chunk; chunk < r->end_chunk; chunk++) {
+        char path[SR_PATH_MAX + 64];
+        chunk_path(r, chunk, path, sizeof path);
+        unlink(path);
+    }
+    sr_comm_barrier(r->comm);
+    if (r->comm->rank == 0) rmdir(r->chunk_dir);
+    return 0;
+}
+
+/* An existing phi.nc: up to date (1), absent (0), or made from something
+ * else (-1, refused by name: never mixed). */
+static int existing(const phi_run *r, char *err, size_t errlen)
+{
+    int ncid;
+    if (access(r->path, F_OK) != 0) return 0;
+    if (nc_open(r->path, NC_NOWRITE, &ncid) != NC_NOERR)
+        return sr_report(err, errlen, "%s exists but cannot be opened; move it away to compute phi again", r->path);
+    char fp[17] = "", sum[17] = "", data[2 * SR_PATH_MAX] = "";
+    sr_nc_get_text(ncid, NC_GLOBAL, "fingerprint", fp, sizeof fp);
+    sr_nc_get_text(ncid, NC_GLOBAL, "checkpoint_checksum", sum, sizeof sum);
+    sr_nc_get_text(ncid, NC_GLOBAL, "dataset", data, sizeof data);
+    nc_close(ncid);
+    if (!strcmp(fp, r->fingerprint)) return 1;
+    if (strcmp(sum, r->checksum))
+        return sr_report(err, errlen, "%s was made from the checkpoint with checksum %s, not this run's %s; move it away or use another output_dir",
+                         r->path, sum, r->checksum);
+    if (strcmp(data, r->ds->description))
+        return sr_report(err, errlen, "%s was made from another data set (%s); move it away or use another output_dir", r->path, data);
+    return sr_report(err, errlen, "%s was made with other phi settings or images; move it away or use another output_dir", r->path);
+}
+
+/* ---- the stage -------------------------------------------------------------- */
+
+static int prepare(phi_run *r, char *err, size_t errlen)
+{
+    const semrep_conf *c = r->conf;
+    const int threads = c->threads ? c->threads : sr_comm_default_threads(r->comm);
+    const sr_backend *be = sr_backend_select(c->backend, threads, err, errlen);
+    if (!be || sr_output_ready(c->output_dir, err, errlen)) return -1;
+    /* the workspace of one chunk's draws, and of its one-draw sigma 0 */
+    if (sr_model_open(c, be, c->phi.batch * (c->phi.draws + 1), false, &r->net, err, errlen)) return -1;
+    float *host = SR_MALLOC(r->net.param_floats * sizeof(float), "the checksum");
+    be->to_host(host, r->net.param, r->net.param_floats * sizeof(float));
+    sr_checkpoint_checksum(&r->net, host, r->checksum);
+    free(host);
+    return 0;
+}
+
+static void release(phi_run *r)
+{
+    if (r->one.n) {
+        sr_unet_work_free(&r->one);
+        sr_unet_work_free(&r->many);
+    }
+    free(r->clean), free(r->noisy), free(r->means), free(r->phi), free(r->unit_means);
+    if (r->net.params) sr_unet_free(&r->net);
+    sr_dataset_close(r->ds);
+}
+
+static int fail(phi_run *r, const char *err)
+{
+    release(r);
+    return sr_stage_error(r->comm, "%s", err[0] ? err : "phi: another rank failed (its message is above)");
+}
+
+int stage_phi(const semrep_conf *conf, semrep_comm *comm)
+{
+    phi_run r = {.conf = conf, .comm = comm, .nsig = conf->phi.nsigmas, .blocks = conf->phi.block_means};
+    char err[2048] = "";
+    snprintf(r.path, sizeof r.path, "%s/phi.nc", conf->output_dir);
+    snprintf(r.chunk_dir, sizeof r.chunk_dir, "%s/phi-chunks", conf->output_dir);
+    if (sr_comm_any(comm, prepare(&r, err, sizeof err))) return fail(&r, err);
+    if (sr_data_open(&conf->dataset, conf->output_dir, comm, &r.ds, err, sizeof err)) return fail(&r, err);
+    r.kmid = sr_unet_block_channels(&r.net.shape, r.net.shape.levels);
+    r.units = r.net.block_offset[r.net.nblocks];
+    make_fingerprint(&r);
+    const int state = existing(&r, err, sizeof err);
+    if (sr_comm_any(comm, state < 0)) return fail(&r, err);
+    if (state == 1) {
+        if (comm->rank == 0) printf("phi: %s is up to date\n", r.path);
+        release(&r);
+        return 0;
+    }
+    if (comm->rank == 0 && sr_make_dirs(r.chunk_dir, err, sizeof err)) SR_FAIL("%s", err);
+    sr_comm_barrier(comm);
+
+    const long count = r.ds->count, batch = conf->phi.batch;
+    r.nchunks = (count + batch - 1) / batch;
+    long first, end;
+    sr_shard(count, batch, comm->rank, comm->size, &first, &end);
+    r.first_chunk = first / batch;
+    r.end_chunk = (end + batch - 1) / batch;
+    const size_t per_image = (size_t)r.ds->channels * r.ds->size * r.ds->size;
+    const size_t most = (size_t)batch * conf->phi.draws;
+    r.clean = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a chunk's images");
+    r.noisy = SR_MALLOC(sizeof(float) * per_image * most, "a chunk's noisy images");
+    r.means = SR_MALLOC(sizeof(float) * most * (size_t)r.units, "a chunk's block means");
+    r.phi = SR_MALLOC(sizeof(float) * (size_t)r.nsig * batch * r.kmid, "a chunk's phi");
+    r.unit_means = SR_MALLOC(sizeof(float) * (size_t)r.nsig * batch * r.units, "a chunk's block means");
+    if (comm->rank == 0)
+        printf("phi: %ld images in %ld chunks of %ld over %d rank(s), %d sigmas, %d draws, %s\n", count, r.nchunks, batch,
+               comm->size, r.nsig, conf->phi.draws, r.blocks ? "every block's means" : "encoder and middle block only");
+    double start = sr_seconds(), printed = start;
+    long done_images = 0, computed = 0;
+    for (long chunk = r.first_chunk; chunk < r.end_chunk; chunk++) {
+        const long i0 = chunk * batch;
+        const int b = (int)(count - i0 < batch ? count - i0 : batch);
+        if (chunk_done(&r, chunk, i0, b)) continue;
+        if (conf->phi.run_chunks && computed == conf->phi.run_chunks) break;
+        compute_chunk(&r, i0, b);
+        write_chunk(&r, chunk, i0, b);
+        computed++;
+        done_images += b;
+        const double now = sr_seconds();
+        if (comm->rank == 0 && (now - printed > 10.0 || chunk + 1 == r.end_chunk)) {
+            const double rate = done_images / (now - start) * comm->size;
+            const double left = (double)(end - i0 - b) * comm->size / rate;
+            printf("phi: %ld of %ld images (at rank 0's pace: %.0f images/s, %.0f draws/s, %.1f min left)\n",
+                   (i0 + b - first) * comm->size, count, rate, rate * (r.nsig - 1) * conf->phi.draws, left / 60.0);
+            fflush(stdout);
+            printed = now;
+        }
+    }
+    /* Everyone's chunks are there, or this run stops (phi.run_chunks). */
+    bool mine_done = true;
+    for (long chunk = r.first_chunk; chunk < r.end_chunk && mine_done; chunk++) {
+        const long i0 = chunk * batch;
+        mine_done = chunk_done(&r, chunk, i0, (int)(count - i0 < batch ? count - i0 : batch));
+    }
+    if (sr_comm_any(comm, !mine_done)) {
+        if (comm->rank == 0) printf("phi: stopped with chunks to do (phi.run_chunks); run again to resume\n");
+        release(&r);
+        return 0;
+    }
+    const int rc = assemble(&r, err, sizeof err);
+    if (sr_comm_any(comm, rc)) return fail(&r, err);
+    if (comm->rank == 0) printf("phi: wrote %s\n", r.path);
+    release(&r);
+    return 0;
+}
