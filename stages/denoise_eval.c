@@ -71,11 +71,11 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
              sr_model_open(conf, be, batch, false, &net, err, sizeof err);
     if (sr_comm_any(comm, rc)) {
         if (net.params) sr_unet_free(&net);
-        return sr_stage_error(comm, "%s", err[0] ? err : "denoise-eval: another rank could not start");
+        return sr_comm_error(comm, 1, "%s", err[0] ? err : "denoise-eval: another rank could not start");
     }
     if (sr_data_open(&conf->dataset, conf->output_dir, comm, &ds, err, sizeof err)) {
         sr_unet_free(&net);
-        return sr_stage_error(comm, "%s", err);
+        return sr_comm_error(comm, 1, "%s", err);
     }
     const int size = ds->size;
     const size_t per_image = (size_t)ds->channels * size * size;

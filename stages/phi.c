@@ -381,7 +381,7 @@ static void release(phi_run *r)
 static int fail(phi_run *r, const char *err)
 {
     release(r);
-    return sr_stage_error(r->comm, "%s", err[0] ? err : "phi: another rank failed (its message is above)");
+    return sr_comm_error(r->comm, 1, "%s", err[0] ? err : "phi: another rank failed (its message is above)");
 }
 
 int stage_phi(const semrep_conf *conf, semrep_comm *comm)
@@ -422,7 +422,8 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
         printf("phi: %ld images in %ld chunks of %ld over %d rank(s), %d sigmas, %d draws, %s\n", count, r.nchunks, batch,
                comm->size, r.nsig, conf->phi.draws, r.blocks ? "every block's means" : "encoder and middle block only");
     double start = sr_seconds(), printed = start;
-    long done_images = 0, computed = 0;
+    long done_images = 0, computed = 0, draws_per_image = 0;
+    for (int s = 0; s < r.nsig; s++) draws_per_image += draws_at(&r, s);
     for (long chunk = r.first_chunk; chunk < r.end_chunk; chunk++) {
         const long i0 = chunk * batch;
         const int b = (int)(count - i0 < batch ? count - i0 : batch);
@@ -436,8 +437,8 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
         if (comm->rank == 0 && (now - printed > 10.0 || chunk + 1 == r.end_chunk)) {
             const double rate = done_images / (now - start) * comm->size;
             const double left = (double)(end - i0 - b) * comm->size / rate;
-            printf("phi: %ld of %ld images (at rank 0's pace: %.0f images/s, %.0f draws/s, %.1f min left)\n",
-                   (i0 + b - first) * comm->size, count, rate, rate * (r.nsig - 1) * conf->phi.draws, left / 60.0);
+            printf("phi: %ld of %ld images (at rank 0's pace: %.1f images/s, %.0f forward passes/s, %.1f min left)\n",
+                   (i0 + b - first) * comm->size, count, rate, rate * (double)draws_per_image, left / 60.0);
             fflush(stdout);
             printed = now;
         }

@@ -28,18 +28,6 @@ const sr_stage *sr_stage_find(const char *name)
     return NULL;
 }
 
-int sr_stage_error(const semrep_comm *comm, const char *fmt, ...)
-{
-    if (comm->rank != 0) return 1;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("semrep: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
 int sr_output_ready(const char *dir, char *err, size_t errlen)
 {
     if (sr_make_dirs(dir, err, errlen)) return -1;

@@ -25,8 +25,6 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm);
 int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm);
 int stage_phi(const semrep_conf *conf, semrep_comm *comm);
 
-/* "semrep: error: <message>" from rank 0; returns 1. */
-int sr_stage_error(const semrep_comm *comm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The output folder exists and takes files; 0, or -1 with err. */
 int sr_output_ready(const char *dir, char *err, size_t errlen);
 

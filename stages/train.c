@@ -311,7 +311,7 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
 {
     sr_trainer *t;
     char err[1024] = "";
-    if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_stage_error(comm, "%s", err);
+    if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_comm_error(comm, 1, "%s", err);
     if (t->progress.epoch >= conf->train.epochs) {
         if (comm->rank == 0) printf("train: %s is complete (%ld steps); nothing to do\n", t->model_path, t->progress.step);
         sr_trainer_close(t);

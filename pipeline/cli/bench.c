@@ -96,27 +96,23 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
         "  --seconds  least time per measurement                          [2]\n";
     static const char *const options[] = {"--batch", "--threads", "--seconds", NULL};
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, options, usage, comm, &args, &done);
+    int done, status = sr_cli_args(argc, argv, options, 0, 1, usage, comm, &args, &done);
     if (status || done) return status;
-    if (args.npositional > 1) {
-        if (comm->rank == 0) fputs(usage, stderr);
-        return SR_EXIT_USAGE;
-    }
     char err[1024];
     int batch, threads;
     double seconds;
     if (sr_args_int(&args, "--batch", 64, &batch, err, sizeof err) ||
         sr_args_int(&args, "--threads", -1, &threads, err, sizeof err) ||
         sr_args_double(&args, "--seconds", 2.0, &seconds, err, sizeof err))
-        return sr_cli_error(comm, SR_EXIT_USAGE, "semrep bench: %s", err);
+        return sr_comm_error(comm, SR_EXIT_USAGE, "semrep bench: %s", err);
     if (batch < 1 || batch > 65536 || threads < -1 || !(seconds > 0 && seconds < 3600))
-        return sr_cli_error(comm, SR_EXIT_USAGE, "semrep bench: --batch 1..65536, --threads >= 0, --seconds in (0, 3600)");
+        return sr_comm_error(comm, SR_EXIT_USAGE, "semrep bench: --batch 1..65536, --threads >= 0, --seconds in (0, 3600)");
     semrep_conf conf;
     if ((status = sr_cli_conf(args.npositional ? args.positional[0] : NULL, &args, comm, &conf))) return status;
     if (threads < 0) threads = conf.threads;
     if (threads == 0) threads = sr_comm_default_threads(comm);
     const sr_backend *be = sr_backend_select(conf.backend, threads, err, sizeof err);
-    if (!be) return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+    if (!be) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     const sr_unet_shape shape = sr_conf_shape(&conf);
     const int size = conf.dataset.size;
     const char *model_name = conf.source[0] ? conf.source : "the embedded default";
@@ -124,7 +120,7 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
     sr_unet net;
     if (sr_model_plan(&conf, be, batch, true, &net, err, sizeof err)) {
         sr_conf_free(&conf);
-        return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+        return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     }
     sr_conf_free(&conf);
     sr_unet_alloc(&net, be);

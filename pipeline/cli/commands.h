@@ -16,12 +16,12 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm);
 int sr_cmd_info(int argc, char **argv, semrep_comm *comm);
 
 /* Shared by the commands. */
-/* Prints "semrep: error: <err>" once (rank 0) and returns status. */
-int sr_cli_error(const semrep_comm *comm, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Parses the command's arguments; on --help prints usage and returns 0 with
- * *done set; on a bad line prints the reason and usage and returns 2. */
-int sr_cli_args(int argc, char **argv, const char *const *options, const char *usage, const semrep_comm *comm,
-                sr_args *args, int *done);
+/* Parses the command's arguments (options: its `--name value` options,
+ * positional_min..max: how many other arguments it takes); on --help prints
+ * usage and returns 0 with *done set; on a bad line prints the reason and
+ * usage and returns 2. */
+int sr_cli_args(int argc, char **argv, const char *const *options, int positional_min, int positional_max,
+                const char *usage, const semrep_comm *comm, sr_args *args, int *done);
 /* Loads the conf at path (NULL: defaults) with the --set overrides; 0 or 1. */
 int sr_cli_conf(const char *path, const sr_args *args, const semrep_comm *comm, semrep_conf *conf);
 

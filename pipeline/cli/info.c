@@ -45,10 +45,10 @@ static int info_checkpoint(const char *path, const semrep_comm *comm)
 {
     char err[1024];
     sr_checkpoint_info info;
-    if (sr_checkpoint_read_info(path, &info, err, sizeof err)) return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+    if (sr_checkpoint_read_info(path, &info, err, sizeof err)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     /* A full load proves every variable present, finite and as checksummed. */
     sr_unet net;
-    if (sr_unet_plan(&net, &info.shape, err, sizeof err)) return sr_cli_error(comm, SR_EXIT_FAILED, "%s: %s", path, err);
+    if (sr_unet_plan(&net, &info.shape, err, sizeof err)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s: %s", path, err);
     sr_unet_alloc(&net, sr_backend_cpu(0));
     const int rc = sr_checkpoint_load(path, &net, err, sizeof err);
     if (!rc && comm->rank == 0) {
@@ -58,7 +58,7 @@ static int info_checkpoint(const char *path, const semrep_comm *comm)
         if (info.source[0]) printf("  source: %s\n", info.source);
     }
     sr_unet_free(&net);
-    return rc ? sr_cli_error(comm, SR_EXIT_FAILED, "%s", err) : SR_EXIT_OK;
+    return rc ? sr_comm_error(comm, SR_EXIT_FAILED, "%s", err) : SR_EXIT_OK;
 }
 
 /* XXH3 of a float variable's values: two files hold the same numbers when
@@ -113,7 +113,7 @@ static int info_netcdf(const char *path, const semrep_comm *comm)
     int ncid;
     char format[64] = "";
     if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
-        return sr_cli_error(comm, SR_EXIT_FAILED, "%s looks like NetCDF but cannot be opened; it is damaged", path);
+        return sr_comm_error(comm, SR_EXIT_FAILED, "%s looks like NetCDF but cannot be opened; it is damaged", path);
     const int known = !sr_nc_get_text(ncid, NC_GLOBAL, "format", format, sizeof format);
     if (known && !strcmp(format, "semrep-phi")) {
         const int status = info_phi(path, ncid, comm);
@@ -122,7 +122,7 @@ static int info_netcdf(const char *path, const semrep_comm *comm)
     }
     nc_close(ncid);
     if (known && !strcmp(format, SR_CHECKPOINT_FORMAT)) return info_checkpoint(path, comm);
-    return sr_cli_error(comm, SR_EXIT_FAILED, "%s is a NetCDF file this semrep cannot describe (format \"%s\")", path,
+    return sr_comm_error(comm, SR_EXIT_FAILED, "%s is a NetCDF file this semrep cannot describe (format \"%s\")", path,
                         known ? format : "none");
 }
 
@@ -132,7 +132,7 @@ static int print_dataset(const char *name, const sr_dataset_conf *d, const char 
 {
     sr_dataset *ds;
     char err[1024];
-    if (sr_data_open(d, work_dir, comm, &ds, err, sizeof err)) return sr_cli_error(comm, SR_EXIT_FAILED, "%s: %s", name, err);
+    if (sr_data_open(d, work_dir, comm, &ds, err, sizeof err)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s: %s", name, err);
     if (comm->rank == 0) {
         printf("  %s: %s\n", name, ds->description);
         printf("         %ld images used, %dx%d, %d channel(s)", ds->count, ds->size, ds->size, ds->channels);
@@ -160,13 +160,13 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
     sr_unet net;
     if (!be || sr_model_plan(&conf, be, conf.phi.batch, false, &net, err, sizeof err)) {
         sr_conf_free(&conf);
-        return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+        return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     }
     sr_model_checkpoint_path(&conf, ckpt, sizeof ckpt);
     const int have_checkpoint = access(ckpt, F_OK) == 0;
     if (have_checkpoint) {
         sr_unet_alloc(&net, be);
-        if (sr_checkpoint_load(ckpt, &net, err, sizeof err)) status = sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+        if (sr_checkpoint_load(ckpt, &net, err, sizeof err)) status = sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     }
     if (comm->rank == 0) {
         printf("%s: semrep conf, output in %s, backend %s, seed %ld\n", conf.source, conf.output_dir, conf.backend,
@@ -194,14 +194,10 @@ int sr_cmd_info(int argc, char **argv, semrep_comm *comm)
         "  a conf: its model (shape, parameters, memory), its checkpoint's state, its data\n"
         "  a file this project wrote (a checkpoint, ...): what it holds, verified\n";
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, NULL, usage, comm, &args, &done);
+    int done, status = sr_cli_args(argc, argv, NULL, 1, 1, usage, comm, &args, &done);
     if (status || done) return status;
-    if (args.npositional != 1) {
-        if (comm->rank == 0) fputs(usage, stderr);
-        return SR_EXIT_USAGE;
-    }
     const char *path = args.positional[0];
     if (access(path, R_OK) != 0)
-        return sr_cli_error(comm, SR_EXIT_FAILED, "cannot read %s; check the path", path);
+        return sr_comm_error(comm, SR_EXIT_FAILED, "cannot read %s; check the path", path);
     return is_netcdf(path) ? info_netcdf(path, comm) : info_conf(path, &args, comm);
 }

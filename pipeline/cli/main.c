@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "comm/comm.h"
 #include "core/backend.h"
+#include "core/check.h"
 
 static void usage(FILE *out)
 {
@@ -19,31 +20,24 @@ static void usage(FILE *out)
           out);
 }
 
-int sr_cli_error(const semrep_comm *comm, int status, const char *fmt, ...)
-{
-    if (comm->rank != 0) return status;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("semrep: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return status;
-}
-
-int sr_cli_args(int argc, char **argv, const char *const *options, const char *text, const semrep_comm *comm,
-                sr_args *args, int *done)
+int sr_cli_args(int argc, char **argv, const char *const *options, int positional_min, int positional_max,
+                const char *text, const semrep_comm *comm, sr_args *args, int *done)
 {
     char err[256];
     *done = 0;
-    if (sr_args_parse(argc, argv, options, args, err, sizeof err)) {
-        sr_cli_error(comm, SR_EXIT_USAGE, "semrep %s: %s", argv[0], err);
-        if (comm->rank == 0) fputs(text, stderr);
-        return SR_EXIT_USAGE;
-    }
-    if (args->help) {
+    int bad = sr_args_parse(argc, argv, options, args, err, sizeof err);
+    if (!bad && args->help) {
         if (comm->rank == 0) fputs(text, stdout);
         *done = 1;
+        return SR_EXIT_OK;
+    }
+    if (!bad && (args->npositional < positional_min || args->npositional > positional_max))
+        bad = sr_report(err, sizeof err, "takes %d to %d arguments besides options, not %d", positional_min,
+                        positional_max, args->npositional);
+    if (bad) {
+        sr_comm_error(comm, SR_EXIT_USAGE, "semrep %s: %s", argv[0], err);
+        if (comm->rank == 0) fputs(text, stderr);
+        return SR_EXIT_USAGE;
     }
     return SR_EXIT_OK;
 }
@@ -52,7 +46,7 @@ int sr_cli_conf(const char *path, const sr_args *args, const semrep_comm *comm, 
 {
     char err[1024];
     if (sr_conf_load(conf, path, args->nsets, args->sets, err, sizeof err))
-        return sr_cli_error(comm, SR_EXIT_FAILED, "%s", err);
+        return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     return SR_EXIT_OK;
 }
 

@@ -13,12 +13,8 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
 {
     static const char usage[] = "usage: semrep run CONF [--set KEY=VALUE]...\n";
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, NULL, usage, comm, &args, &done);
+    int done, status = sr_cli_args(argc, argv, NULL, 1, 1, usage, comm, &args, &done);
     if (status || done) return status;
-    if (args.npositional != 1) {
-        if (comm->rank == 0) fputs(usage, stderr);
-        return SR_EXIT_USAGE;
-    }
     semrep_conf conf;
     if ((status = sr_cli_conf(args.positional[0], &args, comm, &conf))) return status;
     char model[SR_PATH_MAX + 32];
@@ -49,22 +45,18 @@ int sr_cmd_stage(int argc, char **argv, semrep_comm *comm)
         "usage: semrep stage NAME CONF [--set KEY=VALUE]...\n"
         "  NAME: train, denoise-eval, phi, stats, cluster, reconstruct or report\n";
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, NULL, usage, comm, &args, &done);
+    int done, status = sr_cli_args(argc, argv, NULL, 2, 2, usage, comm, &args, &done);
     if (status || done) return status;
-    if (args.npositional != 2) {
-        if (comm->rank == 0) fputs(usage, stderr);
-        return SR_EXIT_USAGE;
-    }
     const sr_stage *stage = sr_stage_find(args.positional[0]);
     if (!stage) {
-        sr_cli_error(comm, SR_EXIT_USAGE, "unknown stage '%s'", args.positional[0]);
+        sr_comm_error(comm, SR_EXIT_USAGE, "unknown stage '%s'", args.positional[0]);
         if (comm->rank == 0) fputs(usage, stderr);
         return SR_EXIT_USAGE;
     }
     semrep_conf conf;
     if ((status = sr_cli_conf(args.positional[1], &args, comm, &conf))) return status;
     status = stage->run ? (stage->run(&conf, comm) ? SR_EXIT_FAILED : SR_EXIT_OK)
-                        : sr_cli_error(comm, SR_EXIT_FAILED, "stage %s is not built yet", stage->name);
+                        : sr_comm_error(comm, SR_EXIT_FAILED, "stage %s is not built yet", stage->name);
     sr_conf_free(&conf);
     return status;
 }

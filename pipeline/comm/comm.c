@@ -3,6 +3,8 @@
 
 #include <mpi.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -147,4 +149,16 @@ int sr_comm_same(const semrep_comm *comm, uint64_t value)
         SR_MPI(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm->world));
     }
     return lo == hi;
+}
+
+int sr_comm_error(const semrep_comm *comm, int status, const char *fmt, ...)
+{
+    if (comm->rank != 0) return status;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("semrep: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
 }

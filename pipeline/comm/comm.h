@@ -40,6 +40,9 @@ void sr_comm_bcast(const semrep_comm *comm, void *bytes, size_t len, int root);
 /* Every rank's bytes, concatenated in rank order, on rank 0 (a malloc'd
  * buffer in *all and its length; NULL and 0 on other ranks). */
 void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char **all, size_t *total);
+/* "semrep: error: <message>" on stderr, from rank 0 only (every rank
+ * usually meets the same error); returns status. */
+int sr_comm_error(const semrep_comm *comm, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* 1 when any rank passes a non-zero flag: how ranks agree to stop together. */
 int sr_comm_any(const semrep_comm *comm, int flag);
 

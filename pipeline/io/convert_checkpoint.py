@@ -316,6 +316,24 @@ def load_state_dict(path):
     return state
 
 
+def write_atomically(out, write):
+    """write(tmp) makes the file under OUT.tmp.PID, renamed to OUT when
+    complete; a failure is one ConvertError line, and no partial file stays."""
+    tmp = "%s.tmp.%d" % (out, os.getpid())
+    try:
+        write(tmp)
+        os.replace(tmp, out)
+    except ConvertError:
+        raise
+    except Exception as e:  # noqa: BLE001 - report I/O failures in one line
+        raise ConvertError("%s: cannot write (%s: %s); check the folder exists "
+                           "and is writable" % (out, type(e).__name__,
+                                                str(e).splitlines()[0] if str(e) else ""))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def to_nc(args):
     np = _import("numpy", "python3-numpy")
     torch = _import("torch", "python3-torch")
@@ -367,8 +385,8 @@ def to_nc(args):
         attrs.append(("source", source))
 
     out = args.out
-    tmp = "%s.tmp.%d" % (out, os.getpid())
-    try:
+
+    def write_nc(tmp):
         ds = netCDF4.Dataset(tmp, "w", format="NETCDF4")
         try:
             for name, value in attrs:
@@ -388,16 +406,8 @@ def to_nc(args):
                 var[...] = a
         finally:
             ds.close()
-        os.replace(tmp, out)
-    except ConvertError:
-        raise
-    except Exception as e:  # noqa: BLE001 - report I/O failures in one line
-        raise ConvertError("%s: cannot write (%s: %s); check the folder exists "
-                           "and is writable" % (out, type(e).__name__,
-                                                str(e).splitlines()[0] if str(e) else ""))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    write_atomically(out, write_nc)
     print("%s: wrote %s: %d variables, %d parameters, in_channels %d, kernels %s, "
           "enc_convs %s, mid_convs %d, dec_convs %s, norm %s, output %s, "
           "upsample_bias %s, checksum %s"
@@ -508,17 +518,7 @@ def to_pt(args):
     from collections import OrderedDict
     state = OrderedDict((k, torch.from_numpy(a.copy())) for k, a in arrays.items())
     out = args.out
-    tmp = "%s.tmp.%d" % (out, os.getpid())
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, out)
-    except Exception as e:  # noqa: BLE001
-        raise ConvertError("%s: cannot write (%s: %s); check the folder exists "
-                           "and is writable" % (out, type(e).__name__,
-                                                str(e).splitlines()[0] if str(e) else ""))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomically(out, lambda tmp: torch.save(state, tmp))
     print("%s: wrote %s: %d tensors, %d parameters; the .pt does not record "
           "norm = %s, output = %s" % (PROG, out, len(state), attrs["parameters"],
                                       attrs["norm"], attrs["output"]))

@@ -123,10 +123,8 @@ int main(int argc, char **argv)
 {
     sr_comm_init(&comm, &argc, &argv);
     /* one folder for both ranks */
-    if (comm.rank == 0) {
-        snprintf(dir, sizeof dir, "/tmp/semrep_test_mpi_data_XXXXXX");
-        if (!mkdtemp(dir)) return 1;
-    }
+    snprintf(dir, sizeof dir, "/tmp/semrep_test_mpi_data_XXXXXX");
+    if (comm.rank == 0) sr_test_temp_dir(dir);
     sr_comm_bcast(&comm, dir, sizeof dir, 0);
     const sr_test tests[] = {
         {"two shards make the whole set", test_shards_make_the_set},
@@ -135,11 +133,7 @@ int main(int argc, char **argv)
     };
     const int failed = sr_test_run("mpi_data", tests);
     sr_comm_barrier(&comm);
-    if (comm.rank == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    }
+    if (comm.rank == 0) sr_test_remove_tree(dir);
     sr_comm_finalize(&comm);
     return failed;
 }

@@ -72,10 +72,9 @@ static void test_loss_falls(void)
 int main(int argc, char **argv)
 {
     sr_comm_init(&comm, &argc, &argv);
-    if (comm.rank == 0) {
-        snprintf(dir, sizeof dir, "/tmp/semrep_test_train_XXXXXX");
-        if (!mkdtemp(dir)) return 1;
-    }
+    /* one folder for both ranks */
+    snprintf(dir, sizeof dir, "/tmp/semrep_test_train_XXXXXX");
+    if (comm.rank == 0) sr_test_temp_dir(dir);
     sr_comm_bcast(&comm, dir, sizeof dir, 0);
     const sr_test tests[] = {
         {"a gradient summed over ranks is the one-process gradient", test_summed_gradient},
@@ -84,11 +83,7 @@ int main(int argc, char **argv)
     };
     const int failed = sr_test_run("mpi_train", tests);
     sr_comm_barrier(&comm);
-    if (comm.rank == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    }
+    if (comm.rank == 0) sr_test_remove_tree(dir);
     sr_comm_finalize(&comm);
     return failed;
 }

@@ -5,11 +5,8 @@
 set -u
 semrep=$1
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/../lib.sh"
 mp() { mpirun --oversubscribe --allow-run-as-root -np "$@"; }
-failed=0 passed=0
-check() { if eval "$2"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1"; cat "$work/log"; fi; }
 digest() { "$semrep" info "$1/phi.nc" | sed -n 's/.*phi values: [0-9]*, digest \([0-9a-f]*\).*/\1/p'; }
 blocks() { "$semrep" info "$1/phi.nc" | sed -n 's/.*block_mean values: [0-9]*, digest \([0-9a-f]*\).*/\1/p'; }
 
@@ -54,14 +51,6 @@ PY
 )
 check "spread ratio of 4 against 16 draws is about 2: $ratio" "/usr/bin/python3 -c 'import sys; r=float(\"$ratio\"); sys.exit(not 1.6 < r < 2.5)'"
 
-# expect STATUS PATTERN -- COMMAND...
-expect() {
-  local want=$1 pattern=$2; shift 3
-  "$@" >"$work/out" 2>&1
-  local got=$?
-  if [ "$got" -eq "$want" ] && grep -Eq -- "$pattern" "$work/out"; then passed=$((passed + 1))
-  else failed=$((failed + 1)); echo "FAILED: $* -> exit $got (want $want):"; cat "$work/out"; fi
-}
 expect 1 "has kernels = \\[4, 8, 16\\] but the conf's model.kernels is \\[4, 8, 32\\]" -- \
   "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/bad\"" --set "model.kernels=[4,8,32]"
 expect 1 "phi.sigmas = -0.1 is out of range" -- "$semrep" stage phi "$conf" --set "phi.sigmas=[0.0,-0.1]"
@@ -74,5 +63,4 @@ expect 1 "r1/phi.nc was made from the checkpoint with checksum [0-9a-f]+, not th
   --set dataset.limit=72
 expect 0 "phi.nc is up to date" -- "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/r1\"" --set dataset.limit=72
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,11 +5,8 @@
 set -u
 semrep=$1
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/../lib.sh"
 mpirun="mpirun --oversubscribe --allow-run-as-root -np 2"
-failed=0 passed=0
-check() { if eval "$2"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
 checksum() { "$semrep" info "$1/checkpoint.nc" | sed -n 's/.*checksum \([0-9a-f]*\).*/\1/p'; }
 train() { local dir=$1; shift; "$@" "$semrep" stage train "$conf" --set "output_dir=\"$dir\"" --set train.epochs=3 "${SETS[@]}" >>"$work/log" 2>&1; }
 
@@ -25,14 +22,6 @@ for launcher in "" "$mpirun"; do
   check "resumed run equals the straight one ($name): $a vs $b" '[ -n "$a" ] && [ "$a" = "$b" ]'
 done
 
-# expect STATUS PATTERN -- COMMAND...
-expect() {
-  local want=$1 pattern=$2; shift 3
-  "$@" >"$work/out" 2>&1
-  local got=$?
-  if [ "$got" -eq "$want" ] && grep -Eq -- "$pattern" "$work/out"; then passed=$((passed + 1))
-  else failed=$((failed + 1)); echo "FAILED: $* -> exit $got (want $want):"; cat "$work/out"; fi
-}
 straight="$work/straight"
 expect 1 "training state .* has kernels = \\[4, 8, 16\\] but the conf's model.kernels is \\[4, 8, 32\\]" -- \
   "$semrep" stage train "$conf" --set "output_dir=\"$straight\"" --set "model.kernels=[4,8,32]"
@@ -57,5 +46,4 @@ bad_psnr=$(awk '/^ +[0-9]+ +[0-9.]+ +[0-9.-]+ +[0-9.]+/ { s = $1 / 255; want = -
 check "input PSNR is -20 log10(sigma): ${bad_psnr:-ok}" '[ -z "$bad_psnr" ] && grep -q "^ *200 " "$work/out"'
 expect 0 "train: the model is .*checkpoint.nc; not training" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\""
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -187,7 +187,7 @@ static void test_bad_files(void)
 int main(void)
 {
     be = sr_backend_cpu(0);
-    if (!mkdtemp(dir)) return 1;
+    sr_test_temp_dir(dir);
     const sr_test tests[] = {
         {"write, read, use: bit-identical", test_write_read_use},
         {"a PyTorch model through the converter matches PyTorch", test_converted_pytorch_model},
@@ -195,8 +195,6 @@ int main(void)
         {NULL, NULL},
     };
     const int failed = sr_test_run("checkpoint", tests);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    sr_test_remove_tree(dir);
     return failed;
 }

@@ -400,7 +400,7 @@ static void test_streaming_memory(void)
 int main(int argc, char **argv)
 {
     sr_comm_init(&comm, &argc, &argv);
-    if (!mkdtemp(dir)) return 1;
+    sr_test_temp_dir(dir);
     const sr_test tests[] = {
         {"Fashion-MNIST against Python's reading", test_fashion_mnist},
         {"selections: stride, limit, index file", test_selection},
@@ -412,9 +412,7 @@ int main(int argc, char **argv)
         {NULL, NULL},
     };
     const int failed = sr_test_run("dataset", tests);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    sr_test_remove_tree(dir);
     sr_comm_finalize(&comm);
     return failed;
 }

@@ -102,15 +102,13 @@ static void test_phi_against_engine(void)
 int main(int argc, char **argv)
 {
     sr_comm_init(&comm, &argc, &argv);
-    if (!mkdtemp(dir)) return 1;
+    sr_test_temp_dir(dir);
     const sr_test tests[] = {
         {"phi and block means are the engine's abar, averaged over the documented noise", test_phi_against_engine},
         {NULL, NULL},
     };
     const int failed = sr_test_run("phi", tests);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    sr_test_remove_tree(dir);
     sr_comm_finalize(&comm);
     return failed;
 }

@@ -912,26 +912,10 @@ static void test_two_threads(void)
     image_free(&b);
 }
 
-static void remove_corpus(void)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        PATH(p, e->d_name);
-        remove(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/semrep_test_png_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    sr_test_temp_dir(dir);
     const sr_test tests[] = {
         {"every colour type and bit depth, exact", test_every_type_exact},
         {"alpha is dropped, not composited", test_alpha_dropped},
@@ -949,6 +933,6 @@ int main(void)
         {NULL, NULL},
     };
     const int rc = sr_test_run("png", tests);
-    remove_corpus();
+    sr_test_remove_tree(dir);
     return rc;
 }

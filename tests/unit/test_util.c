@@ -1,10 +1,13 @@
+#define _GNU_SOURCE /* mkdtemp, nftw */
 #include "test_util.h"
 
 #include <CUnit/Basic.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -101,4 +104,23 @@ void sr_test_uniform(unsigned index, float lo, float hi, size_t n, float *out)
     const sr_rng_stream s = {.seed = 12345, .domain = SR_RNG_TEST, .i0 = index};
     sr_rng_uniform(&s, 0, n, out);
     for (size_t i = 0; i < n; i++) out[i] = lo + (hi - lo) * out[i];
+}
+
+void sr_test_temp_dir(char *template_path)
+{
+    if (!mkdtemp(template_path)) {
+        fprintf(stderr, "cannot make the test folder %s\n", template_path);
+        exit(1);
+    }
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void sr_test_remove_tree(const char *dir)
+{
+    if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }

@@ -38,6 +38,11 @@ double sr_max_rel_diff(const float *a, const float *ref, size_t n);
 /* ||a - b|| / ||b|| in double */
 double sr_norm_rel_diff(const double *a, const double *b, size_t n);
 
+/* A new folder from a mkdtemp template ("/tmp/name_XXXXXX"); dies if it cannot. */
+void sr_test_temp_dir(char *template_path);
+/* rm -rf, for a test's temporary folder. */
+void sr_test_remove_tree(const char *dir);
+
 /* Uniform in [lo, hi) from a fixed test stream (index names the stream). */
 void sr_test_uniform(unsigned index, float lo, float hi, size_t n, float *out);
 
