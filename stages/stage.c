@@ -14,8 +14,8 @@ const sr_stage sr_stages[] = {
     {"train", stage_train, "train the blind denoiser (data-parallel, resumable)"},
     {"denoise-eval", stage_denoise_eval, "output PSNR against input PSNR on held-out images"},
     {"phi", stage_phi, "the noise-averaged middle-block representation"},
-    {"stats", NULL, "channel statistics, sparsity, selectivity"},
-    {"cluster", NULL, "k-means and neighbours in phi"},
+    {"stats", stage_stats, "channel statistics, sparsity, selectivity"},
+    {"cluster", stage_cluster, "k-means and neighbours in phi"},
     {"reconstruct", NULL, "self-guided stochastic reconstruction"},
     {"report", NULL, "the HTML clustering report"},
 };

@@ -195,9 +195,9 @@ static int store(ctx *c, const sr_conf_key *key, const config_setting_t *s, semr
     default: {
         if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
             return fail(c, s, "%s must be %s", key->path, type_name(key->type));
-        const int n = config_setting_length(s);
-        if (n < 1 || n > key->capacity)
-            return fail(c, s, "%s needs 1 to %d entries (has %d)", key->path, key->capacity, n);
+        const int n = config_setting_length(s), least = strcmp(key->fallback, "[]") ? 1 : 0;
+        if (n < least || n > key->capacity)
+            return fail(c, s, "%s needs %d to %d entries (has %d)", key->path, least, key->capacity, n);
         const size_t size = key->type == SR_KEY_FLOATS ? sizeof(double) : sizeof(int);
         for (int i = 0; i < n; i++) {
             if (number(c, key, config_setting_get_elem(s, (unsigned)i), &v)) return -1;

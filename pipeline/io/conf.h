@@ -66,6 +66,18 @@ typedef struct semrep_conf {
         long run_chunks;              /* stop this run after this many chunks per rank (0: to the end) */
         bool block_means;
     } phi;
+    struct {
+        double active_threshold;      /* active: above this share of the image's largest channel */
+        double nonselective_share;    /* non-selective: active in at least this share of images */
+        int pr_bins;
+    } stats;
+    struct {
+        int nk, k[16];                /* the K values */
+        int nsigmas;                  /* 0: every sigma of phi.nc */
+        double sigmas[SR_MAX_SIGMAS];
+        int restarts, max_iter, neighbours, members;
+        bool pixels;
+    } cluster;
 } semrep_conf;
 
 /* Reads `path` (NULL: every key at its default), applies the `nsets`

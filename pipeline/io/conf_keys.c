@@ -73,6 +73,16 @@ const sr_conf_key sr_conf_keys[] = {
     NUM("phi.batch", SR_KEY_INT, phi.batch, 1, 65536, "64", "images per pass (each with its draws)"),
     NUM("phi.run_chunks", SR_KEY_INT, phi.run_chunks, 0, BIG, "0", "stop this run after computing this many chunks per rank (a time-boxed job; the next run resumes); 0: to the end"),
     {"phi.block_means", SR_KEY_BOOL, AT(phi.block_means), 0, sizeof(bool), 0, 1, NULL, "true", "also keep every block's channel means (runs the decoder)", false},
+    NUM("stats.active_threshold", SR_KEY_FLOAT, stats.active_threshold, 0, 1, "0.1", "a channel is active in an image when above this share of the image's largest channel (docs/analysis.md)"),
+    NUM("stats.nonselective_share", SR_KEY_FLOAT, stats.nonselective_share, 0, 1, "0.9", "a channel active in at least this share of the images is non-selective"),
+    NUM("stats.pr_bins", SR_KEY_INT, stats.pr_bins, 2, 1000, "20", "bins of the participation-ratio histograms over [0, 1]"),
+    LIST("cluster.k", SR_KEY_INTS, cluster.k, cluster.nk, 2, 100000, "[10, 100]", "the numbers of clusters k-means makes"),
+    LIST("cluster.sigmas", SR_KEY_FLOATS, cluster.sigmas, cluster.nsigmas, 0, 10, "[]", "the sigmas of phi.nc to cluster, pixel units; []: all of them"),
+    NUM("cluster.restarts", SR_KEY_INT, cluster.restarts, 1, 1000, "10", "k-means runs from different seeds; the lowest inertia is kept"),
+    NUM("cluster.max_iter", SR_KEY_INT, cluster.max_iter, 1, 100000, "100", "Lloyd iterations at most per run"),
+    NUM("cluster.neighbours", SR_KEY_INT, cluster.neighbours, 10, 1000, "10", "nearest neighbours kept per image (at least 10, for 10-NN accuracy)"),
+    NUM("cluster.members", SR_KEY_INT, cluster.members, 1, 1000, "16", "images kept per cluster, nearest its centre (the report's grids)"),
+    {"cluster.pixels", SR_KEY_BOOL, AT(cluster.pixels), 0, sizeof(bool), 0, 1, NULL, "true", "also cluster the raw pixels of the same images: the baseline", false},
 };
 
 const int sr_conf_key_count = (int)(sizeof sr_conf_keys / sizeof sr_conf_keys[0]);

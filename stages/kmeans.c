@@ -1,0 +1,247 @@
+#include "stages/kmeans.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/check.h"
+#include "core/rng.h"
+
+#define ROUNDS 5 /* k-means|| rounds; the paper's choice of 5 suffices */
+
+void sr_distances(const float *x, long n, const float *c, long m, int dim, float *d2)
+{
+    /* d2 = -2 x c^T, then the squared norms added */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, dim, -2.0f, x, dim, c, dim, 0.0f, d2,
+                (int)m);
+    float *cn = SR_MALLOC(sizeof(float) * (size_t)(m ? m : 1), "centre norms");
+    for (long j = 0; j < m; j++) cn[j] = cblas_sdot(dim, c + (size_t)j * dim, 1, c + (size_t)j * dim, 1);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+        const float xn = cblas_sdot(dim, x + (size_t)i * dim, 1, x + (size_t)i * dim, 1);
+        float *row = d2 + (size_t)i * m;
+        for (long j = 0; j < m; j++) {
+            const float v = row[j] + xn + cn[j];
+            row[j] = v > 0.0f ? v : 0.0f;
+        }
+    }
+    free(cn);
+}
+
+/* Each row's nearest centre and squared distance; rows in blocks so the
+ * distance matrix stays small. */
+static void assign(const float *x, long n, const float *c, int k, int dim, int *label, float *best)
+{
+    const long block = 256;
+    float *scratch = SR_MALLOC(sizeof(float) * (size_t)block * (size_t)k, "k-means distances");
+    for (long i0 = 0; i0 < n; i0 += block) {
+        const long b = n - i0 < block ? n - i0 : block;
+        sr_distances(x + (size_t)i0 * dim, b, c, k, dim, scratch);
+        for (long i = 0; i < b; i++) {
+            const float *row = scratch + (size_t)i * k;
+            int arg = 0;
+            for (int j = 1; j < k; j++)
+                if (row[j] < row[arg]) arg = j;
+            label[i0 + i] = arg;
+            best[i0 + i] = row[arg];
+        }
+    }
+    free(scratch);
+}
+
+static float uniform_at(uint32_t seed, uint32_t restart, uint32_t round, long index)
+{
+    const sr_rng_stream s = {.seed = seed, .domain = SR_RNG_CLUSTER, .i0 = restart, .i1 = round};
+    float u;
+    sr_rng_uniform(&s, (uint64_t)index, 1, &u);
+    return u;
+}
+
+/* Global row `index` to every rank (its owner broadcasts it). */
+static void fetch_row(const semrep_comm *comm, const float *rows, long first, long count, long index, int dim,
+                      float *out)
+{
+    double mine[2] = {index >= first && index < first + count ? (double)comm->rank : -1.0, 0};
+    sr_comm_max(comm, mine, 1);
+    if (index >= first && index < first + count) memcpy(out, rows + (size_t)(index - first) * dim, sizeof(float) * dim);
+    sr_comm_bcast(comm, out, sizeof(float) * dim, (int)mine[0]);
+}
+
+/* Weighted k-means++ on the candidates: the same on every rank. */
+static void weighted_plus_plus(const float *cand, const double *weight, long m, int dim, int k, uint32_t seed,
+                               uint32_t restart, float *centres)
+{
+    double *d2 = SR_MALLOC(sizeof(double) * (size_t)m, "k-means++");
+    float *one = SR_MALLOC(sizeof(float) * (size_t)m, "k-means++");
+    double total = 0.0;
+    for (long i = 0; i < m; i++) total += weight[i];
+    /* the first centre: by weight */
+    double u = uniform_at(seed, restart, ROUNDS + 1, 0) * total, acc = 0.0;
+    long pick = m - 1;
+    for (long i = 0; i < m; i++)
+        if ((acc += weight[i]) >= u) {
+            pick = i;
+            break;
+        }
+    memcpy(centres, cand + (size_t)pick * dim, sizeof(float) * dim);
+    for (long i = 0; i < m; i++) d2[i] = DBL_MAX;
+    for (int c = 1; c <= k; c++) {
+        sr_distances(cand, m, centres + (size_t)(c - 1) * dim, 1, dim, one);
+        double sum = 0.0;
+        for (long i = 0; i < m; i++) {
+            d2[i] = one[i] < d2[i] ? one[i] : d2[i];
+            sum += weight[i] * d2[i];
+        }
+        if (c == k) break;
+        u = uniform_at(seed, restart, ROUNDS + 2, c) * sum;
+        acc = 0.0;
+        pick = -1;
+        for (long i = 0; i < m && pick < 0; i++)
+            if (weight[i] * d2[i] > 0.0 && (acc += weight[i] * d2[i]) >= u) pick = i;
+        if (pick < 0) /* every candidate is a centre already: repeat one */
+            pick = c % m;
+        memcpy(centres + (size_t)c * dim, cand + (size_t)pick * dim, sizeof(float) * dim);
+    }
+    free(d2);
+    free(one);
+}
+
+/* k-means||: candidates sampled in proportion to d^2, weighted, reduced to k. */
+static void seed_centres(const semrep_comm *comm, const float *rows, long count, long first, long total, int dim, int k,
+                         uint32_t seed, uint32_t restart, float *centres, int *label, float *best)
+{
+    long m = 1, cap = 4 * (long)k * ROUNDS + 16;
+    float *cand = SR_MALLOC(sizeof(float) * (size_t)cap * dim, "k-means|| candidates");
+    fetch_row(comm, rows, first, count, (long)(uniform_at(seed, restart, 0, 0) * total) % total, dim, cand);
+    assign(rows, count, cand, 1, dim, label, best);
+    for (int round = 1; round <= ROUNDS; round++) {
+        double phi = 0.0;
+        for (long i = 0; i < count; i++) phi += best[i];
+        sr_comm_sum(comm, &phi, 1);
+        if (phi <= 0.0) break;
+        /* my sampled rows, in global order */
+        float *picked = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1) * dim, "k-means|| samples");
+        long npicked = 0;
+        for (long i = 0; i < count; i++) {
+            const double p = 2.0 * k * best[i] / phi;
+            if (uniform_at(seed, restart, (uint32_t)round, first + i) < p)
+                memcpy(picked + (size_t)npicked++ * dim, rows + (size_t)i * dim, sizeof(float) * dim);
+        }
+        char *all;
+        size_t bytes;
+        sr_comm_gather(comm, picked, sizeof(float) * (size_t)npicked * dim, &all, &bytes);
+        long added = (long)(bytes / (sizeof(float) * dim));
+        double n_added = (double)added;
+        sr_comm_bcast(comm, &n_added, sizeof n_added, 0);
+        added = (long)n_added;
+        if (comm->rank != 0) all = SR_MALLOC(sizeof(float) * (size_t)(added ? added : 1) * dim, "k-means|| samples");
+        sr_comm_bcast(comm, all, sizeof(float) * (size_t)added * dim, 0);
+        if (m + added > cap) {
+            cap = 2 * (m + added);
+            cand = realloc(cand, sizeof(float) * (size_t)cap * dim);
+            SR_CHECK(cand, "out of memory growing the k-means|| candidates");
+        }
+        memcpy(cand + (size_t)m * dim, all, sizeof(float) * (size_t)added * dim);
+        free(all);
+        free(picked);
+        /* nearest candidate distances, with the new ones in */
+        if (added) {
+            int *l2 = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means||");
+            float *b2 = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1), "k-means||");
+            assign(rows, count, cand + (size_t)m * dim, (int)added, dim, l2, b2);
+            for (long i = 0; i < count; i++)
+                if (b2[i] < best[i]) best[i] = b2[i], label[i] = (int)m + l2[i];
+            free(l2);
+            free(b2);
+        }
+        m += added;
+    }
+    /* weight: how many rows each candidate is nearest to */
+    assign(rows, count, cand, (int)m, dim, label, best);
+    double *weight = calloc((size_t)m, sizeof(double));
+    for (long i = 0; i < count; i++) weight[label[i]] += 1.0;
+    sr_comm_sum(comm, weight, (int)m);
+    weighted_plus_plus(cand, weight, m, dim, k, seed, restart, centres);
+    free(weight);
+    free(cand);
+}
+
+static double lloyd(const semrep_comm *comm, const float *rows, long count, long first, int dim, int k, int max_iter,
+                    float *centres, int *label, float *best, int *iterations)
+{
+    double *sums = SR_MALLOC(sizeof(double) * ((size_t)k * dim + k + 1), "k-means sums");
+    for (int it = 0; it < max_iter; it++) {
+        *iterations = it + 1;
+        int *before = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means");
+        memcpy(before, label, sizeof(int) * (size_t)count);
+        assign(rows, count, centres, k, dim, label, best);
+        memset(sums, 0, sizeof(double) * ((size_t)k * dim + k + 1));
+        double *counts = sums + (size_t)k * dim, *changed = counts + k;
+        for (long i = 0; i < count; i++) {
+            const float *x = rows + (size_t)i * dim;
+            double *s = sums + (size_t)label[i] * dim;
+            for (int d = 0; d < dim; d++) s[d] += x[d];
+            counts[label[i]] += 1.0;
+            *changed += it == 0 || before[i] != label[i];
+        }
+        free(before);
+        sr_comm_sum(comm, sums, k * dim + k + 1);
+        if (*changed == 0.0) break;
+        for (int c = 0; c < k; c++) {
+            if (counts[c] > 0.0) {
+                for (int d = 0; d < dim; d++) centres[(size_t)c * dim + d] = (float)(sums[(size_t)c * dim + d] / counts[c]);
+                continue;
+            }
+            /* an empty cluster takes the row farthest from its centre */
+            double far[2] = {-1.0, -1.0};
+            for (long i = 0; i < count; i++)
+                if (best[i] > far[0]) far[0] = best[i], far[1] = (double)(first + i);
+            double all[2] = {far[0], 0};
+            sr_comm_max(comm, all, 1);
+            double who = far[0] == all[0] ? far[1] : -1.0;
+            sr_comm_max(comm, &who, 1);
+            fetch_row(comm, rows, first, count, (long)who, dim, centres + (size_t)c * dim);
+            for (long i = 0; i < count; i++)
+                if (first + i == (long)who) best[i] = 0.0f;
+        }
+    }
+    free(sums);
+    double inertia = 0.0;
+    for (long i = 0; i < count; i++) inertia += best[i];
+    sr_comm_sum(comm, &inertia, 1);
+    return inertia;
+}
+
+void sr_kmeans_run(const semrep_comm *comm, const float *rows, long count, long first, long total, int dim, int k,
+                   uint32_t seed, int restarts, int max_iter, sr_kmeans *out)
+{
+    float *centres = SR_MALLOC(sizeof(float) * (size_t)k * dim, "k-means centres");
+    int *label = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means labels");
+    float *best = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1), "k-means distances");
+    *out = (sr_kmeans){.k = k, .dim = dim, .inertia = INFINITY};
+    out->centres = SR_MALLOC(sizeof(float) * (size_t)k * dim, "k-means centres");
+    out->assign = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means labels");
+    out->distance2 = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1), "k-means distances");
+    for (int r = 0; r < restarts; r++) {
+        int iterations = 0;
+        seed_centres(comm, rows, count, first, total, dim, k, seed, (uint32_t)r, centres, label, best);
+        const double inertia = lloyd(comm, rows, count, first, dim, k, max_iter, centres, label, best, &iterations);
+        if (inertia < out->inertia) {
+            out->inertia = inertia;
+            out->iterations = iterations;
+            memcpy(out->centres, centres, sizeof(float) * (size_t)k * dim);
+            memcpy(out->assign, label, sizeof(int) * (size_t)count);
+            memcpy(out->distance2, best, sizeof(float) * (size_t)count);
+        }
+    }
+    free(centres), free(label), free(best);
+}
+
+void sr_kmeans_free(sr_kmeans *km)
+{
+    free(km->centres);
+    free(km->assign);
+    free(km->distance2);
+}

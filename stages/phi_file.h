@@ -1,0 +1,41 @@
+/* Reading phi.nc (docs/formats.md) a slice at a time, for the stages after
+ * phi: every rank opens it read-only and reads only its own images. */
+#ifndef SEMREP_STAGES_PHI_FILE_H
+#define SEMREP_STAGES_PHI_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "io/dataset.h"
+
+#define SR_PHI_FORMAT "semrep-phi"
+#define SR_PHI_VERSION 1
+#define SR_MAX_BLOCKS (2 * SR_MAX_LEVELS)
+
+typedef struct {
+    char path[SR_PATH_MAX + 32];
+    int ncid, var_phi, var_units, var_label;
+    int nsigma, channels, units, nblocks;
+    long images;
+    double sigma[SR_MAX_SIGMAS];
+    int block_start[SR_MAX_BLOCKS + 1]; /* where each block's units start, and the total */
+    char block_names[SR_MAX_BLOCKS][32];
+    int nclasses;                       /* 0: unlabelled */
+    char (*class_names)[SR_CLASS_NAME_MAX];
+    char fingerprint[17];
+} sr_phi_file;
+
+/* 0, or -1 with err (not a phi file, another format version). */
+int sr_phi_open(const char *path, sr_phi_file *f, char *err, size_t errlen);
+void sr_phi_close(sr_phi_file *f);
+/* The index of a sigma in the file (within 1e-9), or -1. */
+int sr_phi_sigma_index(const sr_phi_file *f, double sigma);
+/* Images [first, first + count) at sigma index s: phi (count x channels),
+ * block means (count x units), labels (count; -1 when unlabelled),
+ * source indices (count). */
+void sr_phi_read(const sr_phi_file *f, int s, long first, long count, float *phi);
+void sr_phi_read_units(const sr_phi_file *f, int s, long first, long count, float *units);
+void sr_phi_read_labels(const sr_phi_file *f, long first, long count, int *labels);
+void sr_phi_read_index(const sr_phi_file *f, long first, long count, long long *index);
+
+#endif

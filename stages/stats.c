@@ -1,0 +1,247 @@
+#define _GNU_SOURCE /* qsort_r */
+/* Stage stats (SPEC.md section 4, docs/analysis.md): per sigma, the middle
+ * block's channel statistics and kinds, the participation ratio of every
+ * block, the active sets. One pass over each rank's images; sums, maxima and
+ * histograms are reduced over ranks; only the per-image active sets (a few
+ * words each) are gathered, for the exact distinct count and overlaps. */
+#include <math.h>
+#include <netcdf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/shard.h"
+#include "core/check.h"
+#include "io/nc.h"
+#include "stages/measures.h"
+#include "stages/phi_file.h"
+#include "stages/stage.h"
+
+#define STATS_FORMAT "semrep-stats"
+#define ROWS 512 /* images read at a time */
+
+enum { KIND_SELECTIVE = 0, KIND_NONSELECTIVE = 1, KIND_DEAD = 2 };
+
+/* Everything one sigma gives, on rank 0 after the reductions. */
+typedef struct {
+    double *mean, *var, *max, *share, *selectivity; /* [channels] */
+    signed char *kind;                             /* [channels] */
+    double *pr_hist, *pr_zero;                     /* [blocks][bins], [blocks] */
+    double *set_sizes;                             /* [channels + 1] */
+    double distinct, within, across, nonselective;
+} sigma_stats;
+
+static int cmp_sets(const void *a, const void *b, void *words)
+{
+    return memcmp(a, b, sizeof(uint64_t) * (size_t)*(int *)words);
+}
+
+static long distinct_sets(uint64_t *sets, long n, int words)
+{
+    if (n == 0) return 0;
+    qsort_r(sets, (size_t)n, sizeof(uint64_t) * (size_t)words, cmp_sets, &words);
+    long distinct = 1;
+    for (long i = 1; i < n; i++)
+        distinct += memcmp(sets + (size_t)i * words, sets + (size_t)(i - 1) * words, sizeof(uint64_t) * (size_t)words) != 0;
+    return distinct;
+}
+
+static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr_phi_file *f, int s, sigma_stats *out)
+{
+    const int K = f->channels, B = f->nblocks, bins = conf->stats.pr_bins, C = f->nclasses, words = sr_set_words(K);
+    long first, end;
+    sr_shard(f->images, 1, comm->rank, comm->size, &first, &end);
+    const long mine = end - first;
+    /* sums: channel sum, sum of squares, active counts, class sums, class
+     * counts, PR histogram and zeros, set sizes; then the maxima apart */
+    const size_t nsum = 3 * (size_t)K + (size_t)C * K + (size_t)C + (size_t)B * bins + (size_t)B + (size_t)K + 1;
+    double *sum = calloc(nsum, sizeof(double)), *max = calloc((size_t)K, sizeof(double));
+    double *sq = sum + K, *act = sq + K, *csum = act + K, *ccount = csum + (size_t)C * K, *hist = ccount + C;
+    double *zero = hist + (size_t)B * bins, *sizes = zero + B;
+    float *phi = SR_MALLOC(sizeof(float) * ROWS * (size_t)K, "a slice of phi");
+    float *units = f->var_units >= 0 ? SR_MALLOC(sizeof(float) * ROWS * (size_t)f->units, "a slice of block means") : NULL;
+    int *labels = SR_MALLOC(sizeof(int) * (size_t)(mine ? mine : 1), "the labels");
+    uint64_t *sets = SR_MALLOC(sizeof(uint64_t) * (size_t)words * (size_t)(mine ? mine : 1), "the active sets");
+    sr_phi_read_labels(f, first, mine, labels);
+    for (long r0 = first; r0 < end; r0 += ROWS) {
+        const long n = end - r0 < ROWS ? end - r0 : ROWS;
+        sr_phi_read(f, s, r0, n, phi);
+        if (units) sr_phi_read_units(f, s, r0, n, units);
+        for (long i = 0; i < n; i++) {
+            const float *v = phi + (size_t)i * K;
+            const int label = labels[r0 - first + i];
+            uint64_t *set = sets + (size_t)(r0 - first + i) * words;
+            sizes[sr_active_set(v, K, conf->stats.active_threshold, set)]++;
+            for (int c = 0; c < K; c++) {
+                sum[c] += v[c];
+                sq[c] += (double)v[c] * v[c];
+                max[c] = v[c] > max[c] ? v[c] : max[c];
+                act[c] += (set[c / 64] >> (c % 64)) & 1;
+                if (label >= 0) csum[(size_t)label * K + c] += v[c];
+            }
+            if (label >= 0) ccount[label]++;
+            for (int b = 0; units && b < B; b++) {
+                const double pr = sr_participation_ratio(units + (size_t)i * f->units + f->block_start[b],
+                                                         f->block_start[b + 1] - f->block_start[b]);
+                if (pr < 0.0) zero[b]++;
+                else hist[(size_t)b * bins + (pr * bins >= bins ? bins - 1 : (int)(pr * bins))]++;
+            }
+        }
+    }
+    sr_comm_sum(comm, sum, (int)nsum);
+    sr_comm_max(comm, max, K);
+    /* the active sets and labels of every image, on rank 0 */
+    char *all_sets, *all_labels;
+    size_t set_bytes, label_bytes;
+    sr_comm_gather(comm, sets, sizeof(uint64_t) * (size_t)words * (size_t)mine, &all_sets, &set_bytes);
+    sr_comm_gather(comm, labels, sizeof(int) * (size_t)mine, &all_labels, &label_bytes);
+    if (comm->rank == 0) {
+        const double n = (double)f->images;
+        int nonselective = 0;
+        for (int c = 0; c < K; c++) {
+            out->mean[c] = sum[c] / n;
+            out->var[c] = fmax(sq[c] / n - out->mean[c] * out->mean[c], 0.0);
+            out->max[c] = max[c];
+            out->share[c] = act[c] / n;
+            out->kind[c] = act[c] == 0 ? KIND_DEAD
+                         : out->share[c] >= conf->stats.nonselective_share ? KIND_NONSELECTIVE : KIND_SELECTIVE;
+            nonselective += out->kind[c] == KIND_NONSELECTIVE;
+            double cm[1024];
+            for (int k = 0; k < C && k < 1024; k++) cm[k] = ccount[k] > 0 ? csum[(size_t)k * K + c] / ccount[k] : 0.0;
+            out->selectivity[c] = C > 0 ? sr_class_selectivity(cm, C < 1024 ? C : 1024) : NAN;
+        }
+        out->nonselective = (double)nonselective / K;
+        memcpy(out->pr_hist, hist, sizeof(double) * (size_t)B * bins);
+        memcpy(out->pr_zero, zero, sizeof(double) * (size_t)B);
+        memcpy(out->set_sizes, sizes, sizeof(double) * (size_t)(K + 1));
+        out->within = out->across = NAN;
+        if (C > 0)
+            sr_jaccard_within_across((uint64_t *)all_sets, words, (int *)all_labels, f->images, &out->within,
+                                     &out->across);
+        out->distinct = (double)distinct_sets((uint64_t *)all_sets, f->images, words);
+    }
+    free(all_sets), free(all_labels), free(sum), free(max), free(phi), free(units), free(labels), free(sets);
+}
+
+typedef struct {
+    int nsig, K, B, bins;
+    double *sigma;
+    sigma_stats *per;
+} stats_table;
+
+static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const stats_table *t, const char *path)
+{
+    char tmp[SR_PATH_MAX + 64];
+    sr_tmp_path(path, tmp, sizeof tmp);
+    int ncid, version = 1, d[4];
+    SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", STATS_FORMAT, tmp);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "phi_fingerprint", f->fingerprint, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "conf", conf->text, tmp);
+    SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "active_threshold", NC_DOUBLE, 1, &conf->stats.active_threshold), tmp);
+    SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "nonselective_share", NC_DOUBLE, 1, &conf->stats.nonselective_share), tmp);
+    SR_NC(nc_def_dim(ncid, "sigma", (size_t)t->nsig, &d[0]), tmp);
+    SR_NC(nc_def_dim(ncid, "channel", (size_t)t->K, &d[1]), tmp);
+    SR_NC(nc_def_dim(ncid, "block", (size_t)(t->B ? t->B : 1), &d[2]), tmp);
+    SR_NC(nc_def_dim(ncid, "bin", (size_t)t->bins, &d[3]), tmp);
+    int d_size;
+    SR_NC(nc_def_dim(ncid, "set_size", (size_t)t->K + 1, &d_size), tmp);
+    struct {
+        const char *name, *meaning;
+        int ndims, dims[3];
+        nc_type type;
+        int var;
+    } v[] = {
+        {"sigma", "pixel units", 1, {d[0]}, NC_DOUBLE, 0},
+        {"mean", "mean over images of phi_c", 2, {d[0], d[1]}, NC_DOUBLE, 0},
+        {"var", "population variance over images of phi_c", 2, {d[0], d[1]}, NC_DOUBLE, 0},
+        {"max", "largest phi_c", 2, {d[0], d[1]}, NC_DOUBLE, 0},
+        {"active_share", "share of images in which the channel is active (docs/analysis.md)", 2, {d[0], d[1]}, NC_DOUBLE, 0},
+        {"kind", "0 selective, 1 non-selective, 2 never active", 2, {d[0], d[1]}, NC_BYTE, 0},
+        {"class_selectivity", "1 - H(per-class mean activity) / ln(classes): 0 every class alike, 1 one class", 2, {d[0], d[1]}, NC_DOUBLE, 0},
+        {"pr_hist", "images by normalised participation ratio of the block's channel means, bins over [0, 1]", 3, {d[0], d[2], d[3]}, NC_DOUBLE, 0},
+        {"pr_zero", "images whose block's channel means are all zero (no ratio)", 2, {d[0], d[2]}, NC_DOUBLE, 0},
+        {"set_sizes", "images by active-set size", 2, {d[0], d_size}, NC_DOUBLE, 0},
+        {"distinct_sets", "distinct active sets among the images", 1, {d[0]}, NC_DOUBLE, 0},
+        {"jaccard_within", "mean Jaccard overlap of active sets, pairs of one class", 1, {d[0]}, NC_DOUBLE, 0},
+        {"jaccard_across", "mean Jaccard overlap of active sets, pairs of two classes", 1, {d[0]}, NC_DOUBLE, 0},
+        {"nonselective_share", "share of the channels that are non-selective", 1, {d[0]}, NC_DOUBLE, 0},
+    };
+    const int nv = (int)(sizeof v / sizeof *v);
+    for (int i = 0; i < nv; i++) {
+        SR_NC(nc_def_var(ncid, v[i].name, v[i].type, v[i].ndims, v[i].dims, &v[i].var), tmp);
+        sr_nc_put_text(ncid, v[i].var, "meaning", v[i].meaning, tmp);
+    }
+    if (t->B) {
+        char names[SR_MAX_BLOCKS * 33] = "";
+        for (int b = 0; b < t->B; b++) strcat(strcat(names, b ? "," : ""), f->block_names[b]);
+        sr_nc_put_text(ncid, v[7].var, "blocks", names, tmp);
+    }
+    SR_NC(nc_enddef(ncid), tmp);
+    SR_NC(nc_put_var_double(ncid, v[0].var, t->sigma), tmp);
+    for (int s = 0; s < t->nsig; s++) {
+        const sigma_stats *p = &t->per[s];
+        const size_t at[3] = {(size_t)s, 0, 0};
+        const size_t ch[2] = {1, (size_t)t->K}, hist[3] = {1, (size_t)t->B, (size_t)t->bins}, blk[2] = {1, (size_t)t->B};
+        const size_t sizes[2] = {1, (size_t)t->K + 1}, one = 1;
+        SR_NC(nc_put_vara_double(ncid, v[1].var, at, ch, p->mean), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[2].var, at, ch, p->var), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[3].var, at, ch, p->max), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[4].var, at, ch, p->share), tmp);
+        SR_NC(nc_put_vara_schar(ncid, v[5].var, at, ch, p->kind), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[6].var, at, ch, p->selectivity), tmp);
+        if (t->B) {
+            SR_NC(nc_put_vara_double(ncid, v[7].var, at, hist, p->pr_hist), tmp);
+            SR_NC(nc_put_vara_double(ncid, v[8].var, at, blk, p->pr_zero), tmp);
+        }
+        SR_NC(nc_put_vara_double(ncid, v[9].var, at, sizes, p->set_sizes), tmp);
+        const size_t s1 = (size_t)s;
+        SR_NC(nc_put_vara_double(ncid, v[10].var, &s1, &one, &p->distinct), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[11].var, &s1, &one, &p->within), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[12].var, &s1, &one, &p->across), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[13].var, &s1, &one, &p->nonselective), tmp);
+    }
+    SR_NC(nc_close(ncid), tmp);
+    sr_commit_file(tmp, path);
+}
+
+int stage_stats(const semrep_conf *conf, semrep_comm *comm)
+{
+    char path[SR_PATH_MAX + 32], out[SR_PATH_MAX + 32], err[2048] = "";
+    snprintf(path, sizeof path, "%s/phi.nc", conf->output_dir);
+    snprintf(out, sizeof out, "%s/stats.nc", conf->output_dir);
+    sr_phi_file f;
+    if (sr_comm_any(comm, sr_phi_open(path, &f, err, sizeof err)))
+        return sr_comm_error(comm, 1, "%s", err[0] ? err : "stats: another rank could not open phi.nc");
+    stats_table t = {.nsig = f.nsigma, .K = f.channels, .B = f.nblocks, .bins = conf->stats.pr_bins, .sigma = f.sigma};
+    t.per = calloc((size_t)t.nsig, sizeof *t.per);
+    for (int s = 0; s < t.nsig; s++) {
+        sigma_stats *p = &t.per[s];
+        double *block = calloc((size_t)6 * t.K + (size_t)t.B * t.bins + t.B + t.K + 1, sizeof(double));
+        p->mean = block, p->var = block + t.K, p->max = block + 2 * t.K, p->share = block + 3 * t.K;
+        p->selectivity = block + 4 * t.K, p->pr_hist = block + 5 * t.K, p->pr_zero = p->pr_hist + (size_t)t.B * t.bins;
+        p->set_sizes = p->pr_zero + t.B;
+        p->kind = calloc((size_t)t.K, 1);
+        one_sigma(conf, comm, &f, s, p);
+    }
+    if (comm->rank == 0) {
+        write_stats(conf, &f, &t, out);
+        printf("stats: %ld images, %d middle-block channels, active when above %.2g of the image's largest\n", f.images,
+               f.channels, conf->stats.active_threshold);
+        printf("  %9s %14s %16s %14s %15s %15s\n", "sigma/255", "non-selective", "mean active set", "distinct sets",
+               "Jaccard within", "Jaccard across");
+        for (int s = 0; s < t.nsig; s++) {
+            const sigma_stats *p = &t.per[s];
+            double mean_size = 0.0;
+            for (int k = 0; k <= t.K; k++) mean_size += k * p->set_sizes[k] / (double)f.images;
+            printf("  %9.4g %13.0f%% %16.1f %14.0f %15.3f %15.3f\n", f.sigma[s] * 255.0, 100.0 * p->nonselective,
+                   mean_size, p->distinct, p->within, p->across);
+        }
+        printf("  written to %s\n", out);
+    }
+    for (int s = 0; s < t.nsig; s++) free(t.per[s].mean), free(t.per[s].kind);
+    free(t.per);
+    sr_phi_close(&f);
+    return 0;
+}
