@@ -64,6 +64,16 @@ typedef struct sr_backend {
     void (*im2col3x3)(const float *x, int c, int n, int h, int w, int i0, int i1, float *col);
     void (*col2im3x3)(const float *col, int c, int n, int h, int w, int i0, int i1, float *dx);
 
+    /* Winograd F(2x2, 3x3) for the same convolution (Lavin and Gray 2016):
+     * 16 GEMMs over 4x4 input tiles make 2x2 output tiles, 2.25 times fewer
+     * multiplies than unfolding. h and w even; tiles of images [i0, i1):
+     *   weights: u[xi][k][c] = (G w[k][c] G^T)[xi]
+     *   input:   v[xi][c][t] = (B^T d_t B)[xi], d_t the tile with its 1-pixel border
+     *   output:  y[k, i, 2ty + a, 2tx + b] = (A^T m_t A)[a][b], m[xi][k][t] */
+    void (*winograd_weights)(const float *w, int k, int c, float *u);
+    void (*winograd_input)(const float *x, int c, int n, int h, int w, int i0, int i1, float *v);
+    void (*winograd_output)(const float *m, int k, int n, int h, int w, int i0, int i1, float *y);
+
     /* Conv unit tail, forward: u += bias; stats, [3 n]: per image mean, std + eps
      * (SR_NORM_LAYER) and a scratch value for the backward; a = relu(norm(u)).
      * a may equal u (inference). */

@@ -139,6 +139,96 @@ static void cpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, 
         }
 }
 
+static void cpu_winograd_weights(const float *w, int k, int c, float *u)
+{
+    const size_t kc = (size_t)k * c;
+#pragma omp parallel for schedule(static) if (worth_threads(kc * 16))
+    for (size_t p = 0; p < kc; p++) {
+        const float *g = w + p * 9;
+        float t[4][3]; /* G g */
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = g[j];
+            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+            t[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; i++) { /* (G g) G^T */
+            const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
+                                t[i][2]};
+            for (int j = 0; j < 4; j++) u[(size_t)(i * 4 + j) * kc + p] = r[j];
+        }
+    }
+}
+
+static void cpu_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
+{
+    const int th = h / 2, tw = w / 2, wp = w + 2;
+    const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)c * tiles;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(16 * plane))
+    for (int ch = 0; ch < c; ch++)
+        for (int i = i0; i < i1; i++) {
+            const float *src = x + ((size_t)ch * n + i) * hw;
+            float *dst = v + (size_t)ch * tiles + (size_t)(i - i0) * th * tw;
+            /* four input rows with their zero border, then B^T down the rows
+             * for a whole row of tiles at once, then B along each tile */
+            float rows[4][wp], t[4][wp];
+            for (int ty = 0; ty < th; ty++) {
+                for (int a = 0; a < 4; a++) {
+                    const int y = 2 * ty + a - 1;
+                    rows[a][0] = rows[a][wp - 1] = 0.0f;
+                    if (y < 0 || y >= h) memset(rows[a], 0, sizeof(float) * (size_t)wp);
+                    else memcpy(rows[a] + 1, src + (size_t)y * w, sizeof(float) * (size_t)w);
+                }
+                for (int b = 0; b < wp; b++) {
+                    t[0][b] = rows[0][b] - rows[2][b];
+                    t[1][b] = rows[1][b] + rows[2][b];
+                    t[2][b] = rows[2][b] - rows[1][b];
+                    t[3][b] = rows[1][b] - rows[3][b];
+                }
+                float *out = dst + (size_t)ty * tw;
+                for (int a = 0; a < 4; a++) {
+                    const float *r = t[a];
+                    float *o0 = out + (size_t)(a * 4) * plane, *o1 = o0 + plane, *o2 = o1 + plane, *o3 = o2 + plane;
+                    for (int tx = 0; tx < tw; tx++) {
+                        const float *q = r + 2 * tx;
+                        o0[tx] = q[0] - q[2];
+                        o1[tx] = q[1] + q[2];
+                        o2[tx] = q[2] - q[1];
+                        o3[tx] = q[1] - q[3];
+                    }
+                }
+            }
+        }
+}
+
+static void cpu_winograd_output(const float *m, int k, int n, int h, int w, int i0, int i1, float *y)
+{
+    const int th = h / 2, tw = w / 2;
+    const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)k * tiles;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(16 * plane))
+    for (int kk = 0; kk < k; kk++)
+        for (int i = i0; i < i1; i++) {
+            const float *src = m + (size_t)kk * tiles + (size_t)(i - i0) * th * tw;
+            float *dst = y + ((size_t)kk * n + i) * hw;
+            for (int ty = 0; ty < th; ty++)
+                for (int tx = 0; tx < tw; tx++) {
+                    const size_t at = (size_t)ty * tw + tx;
+                    float q[4][4];
+                    for (int e = 0; e < 16; e++) q[e / 4][e % 4] = src[(size_t)e * plane + at];
+                    float t[2][4]; /* A^T q */
+                    for (int b = 0; b < 4; b++) {
+                        t[0][b] = q[0][b] + q[1][b] + q[2][b];
+                        t[1][b] = q[1][b] - q[2][b] - q[3][b];
+                    }
+                    float *row = dst + (size_t)(2 * ty) * w + 2 * tx;
+                    for (int a = 0; a < 2; a++) { /* (A^T q) A */
+                        row[(size_t)a * w] = t[a][0] + t[a][1] + t[a][2];
+                        row[(size_t)a * w + 1] = t[a][1] - t[a][2] - t[a][3];
+                    }
+                }
+        }
+}
+
 /* The divisor of channel ch of image i: u * gamma_c / divisor is the
  * normalised value (1 and no gamma without normalisation). */
 static inline float unit_divisor(const sr_unit *unit, const float *stats, int ch, int i)
@@ -419,6 +509,9 @@ static const sr_backend cpu_backend = {
     .cnhw_to_nchw = cpu_cnhw_to_nchw,
     .im2col3x3 = cpu_im2col3x3,
     .col2im3x3 = cpu_col2im3x3,
+    .winograd_weights = cpu_winograd_weights,
+    .winograd_input = cpu_winograd_input,
+    .winograd_output = cpu_winograd_output,
     .unit_forward = cpu_unit_forward,
     .unit_backward = cpu_unit_backward,
     .convt_scatter = cpu_convt_scatter,

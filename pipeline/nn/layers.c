@@ -1,20 +1,63 @@
 #include "nn/layers.h"
 
+#include "core/arena.h"
 #include "core/check.h"
+
+/* Winograd when there are enough input channels to pay for its transforms
+ * (the first layer, with one or three, unfolds). */
+static bool winograd(int cin, int h, int w) { return cin >= 8 && h % 2 == 0 && w % 2 == 0; }
+
+static size_t per_image_unfold(int cin, int h, int w) { return (size_t)cin * 9 * h * w; }
+/* the input tiles' 16 planes (4 cin h w) and the products' (4 cout h w) */
+static size_t per_image_winograd(int cin, int cout, int h, int w) { return (size_t)4 * (cin + cout) * h * w; }
+static size_t winograd_weights(int cin, int cout) { return sr_arena_floats_padded((size_t)16 * cin * cout); }
+
+static int images_that_fit(size_t floats, size_t per_image, int n, const char *what)
+{
+    const size_t fit = floats / per_image;
+    SR_CHECK(fit >= 1, "internal: conv scratch of %zu floats is smaller than one image's %s (%zu)", floats, what,
+             per_image);
+    return fit < (size_t)n ? (int)fit : n;
+}
 
 int sr_conv3x3_chunk(int cin, int n, int h, int w, size_t col_floats)
 {
-    const size_t per_image = (size_t)cin * 9 * h * w;
-    const size_t fit = col_floats / per_image;
-    SR_CHECK(fit >= 1, "internal: conv scratch of %zu floats is smaller than one image's unfolding (%zu)",
-             col_floats, per_image);
-    return fit < (size_t)n ? (int)fit : n;
+    return images_that_fit(col_floats, per_image_unfold(cin, h, w), n, "unfolding");
+}
+
+size_t sr_conv3x3_scratch(int cin, int cout, int n, int h, int w, size_t budget)
+{
+    const size_t unfold = per_image_unfold(cin, h, w);
+    size_t need = unfold * (size_t)images_that_fit(budget > unfold ? budget : unfold, unfold, n, "unfolding");
+    if (winograd(cin, h, w)) {
+        const size_t per = per_image_winograd(cin, cout, h, w), u = winograd_weights(cin, cout);
+        const size_t room = budget > u + per ? budget - u : per;
+        const size_t wino = u + per * (size_t)images_that_fit(room, per, n, "Winograd tiles");
+        need = wino > need ? wino : need;
+    }
+    return need;
 }
 
 void sr_conv3x3_forward(const sr_backend *be, const float *x, int cin, int n, int h, int w,
                         const float *weight, int cout, float *y, float *col, size_t col_floats)
 {
     const int hw = h * w, ld = n * hw, taps = cin * 9;
+    if (winograd(cin, h, w)) {
+        float *u = col, *v = col + winograd_weights(cin, cout);
+        const int chunk = images_that_fit(col_floats - winograd_weights(cin, cout), per_image_winograd(cin, cout, h, w),
+                                          n, "Winograd tiles");
+        be->winograd_weights(weight, cout, cin, u);
+        for (int i0 = 0; i0 < n; i0 += chunk) {
+            const int i1 = i0 + chunk < n ? i0 + chunk : n, tiles = (i1 - i0) * hw / 4;
+            float *m = v + (size_t)16 * cin * tiles;
+            be->winograd_input(x, cin, n, h, w, i0, i1, v);
+            for (int xi = 0; xi < 16; xi++)
+                be->gemm(false, false, cout, tiles, cin, 1.0f, u + (size_t)xi * cout * cin, cin,
+                         v + (size_t)xi * cin * tiles, tiles, 0.0f, m + (size_t)xi * cout * tiles, tiles);
+            be->winograd_output(m, cout, n, h, w, i0, i1, y);
+        }
+        return;
+    }
     const int chunk = sr_conv3x3_chunk(cin, n, h, w, col_floats);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int i1 = i0 + chunk < n ? i0 + chunk : n, cols = (i1 - i0) * hw;

@@ -17,8 +17,13 @@
 
 /* Images of cin x h x w whose 3x3 unfolding fits in col_floats (at least 1 needed). */
 int sr_conv3x3_chunk(int cin, int n, int h, int w, size_t col_floats);
+/* The scratch a convolution of n images needs, forward (unfolding, or
+ * Winograd's tiles and transformed weights) and backward, taking as many
+ * images at a time as fit in about `budget` floats (at least one). */
+size_t sr_conv3x3_scratch(int cin, int cout, int n, int h, int w, size_t budget);
 
-/* y[cout, n, h, w] = conv3x3(x[cin, n, h, w], weight[cout, cin, 3, 3]), no bias. */
+/* y[cout, n, h, w] = conv3x3(x[cin, n, h, w], weight[cout, cin, 3, 3]), no bias.
+ * With 8 or more input channels and even sides, by Winograd F(2x2, 3x3). */
 void sr_conv3x3_forward(const sr_backend *be, const float *x, int cin, int n, int h, int w,
                         const float *weight, int cout, float *y, float *col, size_t col_floats);
 /* dweight += dy (x) x; dx += conv3x3^T(dy). */

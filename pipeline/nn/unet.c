@@ -264,10 +264,8 @@ static size_t col_floats_needed(const sr_unet_work *wk)
         const size_t hw = (size_t)(wk->h >> op->level) * (wk->w >> op->level);
         size_t floats = 0;
         if (op->kind == SR_OP_CONV) {
-            const size_t per_image = (size_t)op->cin * 9 * hw;
-            size_t chunk = SR_COL_BUDGET_FLOATS / per_image;
-            chunk = chunk < 1 ? 1 : chunk > (size_t)wk->n ? (size_t)wk->n : chunk;
-            floats = chunk * per_image;
+            floats = sr_conv3x3_scratch(op->cin, op->cout, wk->n, wk->h >> op->level, wk->w >> op->level,
+                                        SR_COL_BUDGET_FLOATS);
         } else if (op->kind == SR_OP_UP) {
             floats = (size_t)op->cout * 4 * wk->n * hw;
         }

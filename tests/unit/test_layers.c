@@ -117,6 +117,45 @@ static void test_conv3x3(void)
     free(l.x), free(l.weight), free(l.y), free(l.col), free(r), free(dx), free(dw);
 }
 
+/* The forward pass against a direct sum in double, on shapes that take
+ * Winograd (8 or more input channels, even sides; chunked scratch) and the
+ * unfolding (odd sides). */
+static void test_conv3x3_forward_direct(void)
+{
+    const struct {
+        int cin, cout, n, h, w;
+        size_t col_floats;
+    } cases[] = {{8, 5, 3, 6, 4, 0}, {16, 12, 4, 8, 8, 16 * 16 * 12 + 4 * 28 * 64}, {9, 4, 2, 5, 7, 0}};
+    for (size_t q = 0; q < sizeof cases / sizeof *cases; q++) {
+        const int cin = cases[q].cin, cout = cases[q].cout, n = cases[q].n, h = cases[q].h, w = cases[q].w;
+        const size_t xs = (size_t)cin * n * h * w, ys = (size_t)cout * n * h * w;
+        float *x = uniform(60 + (unsigned)q, -1, 1, xs), *wt = uniform(70 + (unsigned)q, -1, 1, (size_t)cout * cin * 9);
+        float *y = malloc(sizeof(float) * ys);
+        const size_t col = cases[q].col_floats ? cases[q].col_floats : sr_conv3x3_scratch(cin, cout, n, h, w, 1 << 20);
+        float *scratch = malloc(sizeof(float) * col);
+        sr_conv3x3_forward(be, x, cin, n, h, w, wt, cout, y, scratch, col);
+        double worst = 0.0, scale = 0.0;
+        for (int k = 0; k < cout; k++)
+            for (int i = 0; i < n; i++)
+                for (int yy = 0; yy < h; yy++)
+                    for (int xx = 0; xx < w; xx++) {
+                        double sum = 0.0;
+                        for (int c = 0; c < cin; c++)
+                            for (int t = 0; t < 9; t++) {
+                                const int sy = yy + t / 3 - 1, sx = xx + t % 3 - 1;
+                                if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
+                                sum += (double)wt[((size_t)k * cin + c) * 9 + t] * x[(((size_t)c * n + i) * h + sy) * w + sx];
+                            }
+                        const double got = y[(((size_t)k * n + i) * h + yy) * w + xx];
+                        worst = fmax(worst, fabs(got - sum));
+                        scale = fmax(scale, fabs(sum));
+                    }
+        printf("\n    conv3x3 %dx%d, %d->%d: max rel diff to double %.2e", h, w, cin, cout, worst / scale);
+        CU_ASSERT(worst <= 1e-5 * scale);
+        free(x), free(wt), free(y), free(scratch);
+    }
+}
+
 static void test_convt2x2(void)
 {
     layer l = {.kind = CONVT, .cin = 3, .cout = 5, .n = 2, .h = 3, .w = 4};
@@ -415,6 +454,7 @@ int main(void)
     be = sr_backend_cpu(0);
     const sr_test tests[] = {
         {"conv3x3 backward vs finite differences", test_conv3x3},
+        {"conv3x3 forward (Winograd and unfolding) vs a direct sum", test_conv3x3_forward_direct},
         {"convtranspose2x2 backward vs finite differences", test_convt2x2},
         {"layer StdNorm + ReLU backward", test_unit_layer_norm},
         {"batch StdNorm (running sd) + ReLU backward", test_unit_batch_norm},
