@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "io/checkpoint.h"
+#include "io/manifest.h"
 #include "io/nc.h"
 #include "stages/data.h"
 #include "stages/model.h"
@@ -108,6 +109,38 @@ static int info_phi(const char *path, int ncid, const semrep_comm *comm)
     return SR_EXIT_OK;
 }
 
+/* Any other file of this project: its format, dimensions and variables. */
+static int info_generic(const char *path, int ncid, const char *format, const semrep_comm *comm)
+{
+    if (comm->rank != 0) return SR_EXIT_OK;
+    int version = 0, ndims = 0, nvars = 0;
+    sr_nc_get_ints(ncid, NC_GLOBAL, "format_version", &version, 1);
+    nc_inq_ndims(ncid, &ndims);
+    nc_inq_nvars(ncid, &nvars);
+    printf("%s: %s, format version %d\n  dimensions:", path, format, version);
+    for (int d = 0; d < ndims; d++) {
+        char name[NC_MAX_NAME + 1];
+        size_t len;
+        nc_inq_dim(ncid, d, name, &len);
+        printf(" %s %zu", name, len);
+    }
+    printf("\n  variables:\n");
+    for (int v = 0; v < nvars; v++) {
+        char name[NC_MAX_NAME + 1], meaning[256] = "";
+        int nd, dims[NC_MAX_VAR_DIMS];
+        nc_inq_var(ncid, v, name, NULL, &nd, dims, NULL);
+        sr_nc_get_text(ncid, v, "meaning", meaning, sizeof meaning);
+        printf("    %s(", name);
+        for (int d = 0; d < nd; d++) {
+            char dn[NC_MAX_NAME + 1];
+            nc_inq_dimname(ncid, dims[d], dn);
+            printf("%s%s", d ? ", " : "", dn);
+        }
+        printf(")%s%s\n", meaning[0] ? "  " : "", meaning);
+    }
+    return SR_EXIT_OK;
+}
+
 static int info_netcdf(const char *path, const semrep_comm *comm)
 {
     int ncid;
@@ -120,9 +153,14 @@ static int info_netcdf(const char *path, const semrep_comm *comm)
         nc_close(ncid);
         return status;
     }
+    if (known && !strncmp(format, "semrep-", 7) && strcmp(format, SR_CHECKPOINT_FORMAT)) {
+        const int status = info_generic(path, ncid, format, comm);
+        nc_close(ncid);
+        return status;
+    }
     nc_close(ncid);
     if (known && !strcmp(format, SR_CHECKPOINT_FORMAT)) return info_checkpoint(path, comm);
-    return sr_comm_error(comm, SR_EXIT_FAILED, "%s is a NetCDF file this semrep cannot describe (format \"%s\")", path,
+    return sr_comm_error(comm, SR_EXIT_FAILED, "%s is a NetCDF file, not one of semrep's (format \"%s\")", path,
                         known ? format : "none");
 }
 
@@ -144,7 +182,18 @@ static int print_dataset(const char *name, const sr_dataset_conf *d, const char 
             printf(", unlabelled");
         }
         printf("\n");
-        if (ds->skipped) printf("         %ld bad images left out (their reasons are in the manifest)\n", ds->skipped);
+        if (ds->skipped) {
+            char manifest[2 * SR_PATH_MAX];
+            sr_manifest_path(work_dir, d->path, manifest, sizeof manifest);
+            printf("         %ld bad images left out, listed with their reasons in %s:\n", ds->skipped, manifest);
+            sr_manifest m;
+            if (!sr_manifest_read(manifest, &m, err, sizeof err)) {
+                for (long i = 0, shown = 0; i < m.count && shown < 5; i++)
+                    if (m.entries[i].reason[0]) printf("           %s: %s\n", m.entries[i].name, m.entries[i].reason), shown++;
+                if (ds->skipped > 5) printf("           ...\n");
+                sr_manifest_free(&m);
+            }
+        }
     }
     sr_dataset_close(ds);
     return SR_EXIT_OK;
