@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config
           libopenmpi-dev openmpi-bin libopenblas-openmp-dev
           libnetcdf-mpi-dev libpng-dev zlib1g-dev libconfig-dev librandom123-dev
-          libxxhash-dev libcunit1-dev dataset-fashion-mnist "$@")
+          libxxhash-dev libcunit1-dev dataset-fashion-mnist gnuplot-nox "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

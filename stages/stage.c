@@ -17,7 +17,7 @@ const sr_stage sr_stages[] = {
     {"stats", stage_stats, "channel statistics, sparsity, selectivity"},
     {"cluster", stage_cluster, "k-means and neighbours in phi"},
     {"reconstruct", NULL, "self-guided stochastic reconstruction"},
-    {"report", NULL, "the HTML clustering report"},
+    {"report", stage_report, "the HTML clustering report"},
 };
 const int sr_stage_count = (int)(sizeof sr_stages / sizeof sr_stages[0]);
 

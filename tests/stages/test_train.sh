@@ -46,4 +46,14 @@ bad_psnr=$(awk '/^ +[0-9]+ +[0-9.]+ +[0-9.-]+ +[0-9.]+/ { s = $1 / 255; want = -
 check "input PSNR is -20 log10(sigma): ${bad_psnr:-ok}" '[ -z "$bad_psnr" ] && grep -q "^ *200 " "$work/out"'
 expect 0 "train: the model is .*checkpoint.nc; not training" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\""
 
+# The report: a page whose every link is a file beside it (no network), with
+# its tables as CSV and its plots drawn.
+page="$work/run/report/index.html"
+links=$(grep -o '\(src\|href\)="[^"]*"' "$page" 2>/dev/null | sed 's/^[a-z]*="//; s/"$//')
+missing=$(for l in $links; do [ -e "$work/run/report/$l" ] || echo "$l"; done)
+check "the report exists and its links resolve: ${missing:-all there}" \
+  '[ -s "$page" ] && [ -n "$links" ] && [ -z "$missing" ] && ! grep -q "http" "$page"'
+check "the report has the measures table, plots and image grids" \
+  'grep -q "phi, sigma" "$work/run/report/tables/measures.csv" && ls "$work/run/report/plots/"pr_*.png >/dev/null && ls "$work/run/report/images/"*.png >/dev/null'
+
 finish

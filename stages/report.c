@@ -1,0 +1,470 @@
+/* Stage report: a self-contained folder, <output_dir>/report/index.html,
+ * that a person opens in a browser (relative links, no network): provenance,
+ * the denoiser's PSNR table and training curve, and for each sigma the
+ * clusters as picture grids (the members nearest each centre, biggest
+ * clusters first), neighbour rows, the participation-ratio histograms per
+ * block, channel activity with the selective and non-selective channels
+ * marked, the active-set sizes, and phi's measures beside the pixels'. Plots
+ * are drawn by gnuplot; every table is also a CSV file beside the page. The
+ * folder is built under a temporary name and renamed into place. Rank 0
+ * does the work; the report is small. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <netcdf.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/check.h"
+#include "io/checkpoint.h"
+#include "io/files.h"
+#include "io/nc.h"
+#include "io/png_image.h"
+#include "stages/data.h"
+#include "stages/model.h"
+#include "stages/phi_file.h"
+#include "stages/stage.h"
+
+#define GRID_CLUSTERS 20 /* clusters shown per grid, biggest first */
+#define GRID_MEMBERS 12
+#define NEIGHBOUR_ROWS 8
+
+typedef struct {
+    const semrep_conf *conf;
+    char dir[SR_PATH_MAX + 64]; /* the folder being built */
+    FILE *html;
+    sr_dataset *ds;
+    char *thumb_done;           /* [images] a thumbnail is written */
+    long images;
+    char err[2048];
+} report;
+
+static void html(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void html(report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(r->html, fmt, ap);
+    va_end(ap);
+}
+
+static void escaped(report *r, const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p == '<') fputs("&lt;", r->html);
+        else if (*p == '>') fputs("&gt;", r->html);
+        else if (*p == '&') fputs("&amp;", r->html);
+        else fputc(*p, r->html);
+    }
+}
+
+static int file_exists(const char *dir, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+    return access(path, R_OK) == 0;
+}
+
+static double *var_doubles(int ncid, const char *name, size_t count)
+{
+    int var;
+    double *v = calloc(count ? count : 1, sizeof(double));
+    if (nc_inq_varid(ncid, name, &var) == NC_NOERR) nc_get_var_double(ncid, var, v);
+    return v;
+}
+
+static size_t dim_len(int ncid, const char *name)
+{
+    int d;
+    size_t len = 0;
+    if (nc_inq_dimid(ncid, name, &d) == NC_NOERR) nc_inq_dimlen(ncid, d, &len);
+    return len;
+}
+
+/* A table, both in the page and as tables/NAME.csv. cells: rows x cols strings. */
+static void table(report *r, const char *name, const char *caption, int rows, int cols, char (*cells)[48])
+{
+    char path[SR_PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/tables/%s.csv", r->dir, name);
+    FILE *csv = fopen(path, "w");
+    SR_CHECK(csv, "cannot write %s; check the output folder", path);
+    html(r, "<table><caption>%s (<a href=\"tables/%s.csv\">CSV</a>)</caption>\n", caption, name);
+    for (int i = 0; i < rows; i++) {
+        html(r, "<tr>");
+        for (int j = 0; j < cols; j++) {
+            html(r, i ? "<td>" : "<th>");
+            escaped(r, cells[i * cols + j]);
+            html(r, i ? "</td>" : "</th>");
+            fprintf(csv, "%s%s", j ? "," : "", cells[i * cols + j]);
+        }
+        html(r, "</tr>\n");
+        fputc('\n', csv);
+    }
+    html(r, "</table>\n");
+    SR_CHECK(fclose(csv) == 0, "cannot write %s; check the disk", path);
+}
+
+/* gnuplot draws plots/NAME.png from the script; the page shows it. */
+static void plot(report *r, const char *name, const char *alt, const char *script)
+{
+    char gp[SR_PATH_MAX + 128], cmd[2 * SR_PATH_MAX + 256];
+    snprintf(gp, sizeof gp, "%s/plots/%s.gp", r->dir, name);
+    FILE *f = fopen(gp, "w");
+    SR_CHECK(f, "cannot write %s", gp);
+    fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9'\nset output '%s/plots/%s.png'\nset grid\n%s\n",
+            r->dir, name, script);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>'%s/plots/%s.log'", gp, r->dir, name);
+    if (system(cmd) != 0)
+        SR_FAIL("gnuplot could not draw %s (its messages are in %s/plots/%s.log); install Debian's gnuplot-nox", name,
+                r->dir, name);
+    html(r, "<figure><img src=\"plots/%s.png\" alt=\"%s\"><figcaption>%s</figcaption></figure>\n", name, alt, alt);
+}
+
+static FILE *data_file(report *r, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/plots/%s.dat", r->dir, name);
+    FILE *f = fopen(path, "w");
+    SR_CHECK(f, "cannot write %s", path);
+    return f;
+}
+
+/* An image of the data set as images/<position>.png, once. */
+static void thumbnail(report *r, long position)
+{
+    if (r->thumb_done[position]) return;
+    const int c = r->ds->channels, s = r->ds->size;
+    float *img = SR_MALLOC(sizeof(float) * (size_t)c * s * s, "a thumbnail");
+    char path[SR_PATH_MAX + 128];
+    if (sr_dataset_read(r->ds, position, 1, img, r->err, sizeof r->err)) SR_FAIL("%s", r->err);
+    snprintf(path, sizeof path, "%s/images/%ld.png", r->dir, position);
+    if (sr_png_write(path, img, c, s, s, r->err, sizeof r->err)) SR_FAIL("%s", r->err);
+    free(img);
+    r->thumb_done[position] = 1;
+}
+
+static void image_cell(report *r, long position, const char *title)
+{
+    thumbnail(r, position);
+    char name[SR_NAME_MAX];
+    sr_dataset_name(r->ds, position, name, sizeof name);
+    html(r, "<img class=\"t\" src=\"images/%ld.png\" title=\"", position);
+    escaped(r, title);
+    html(r, " ");
+    escaped(r, name);
+    html(r, "\">");
+}
+
+static void provenance(report *r, const char *model, double seconds)
+{
+    const semrep_conf *c = r->conf;
+    sr_checkpoint_info info;
+    time_t now = time(NULL);
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
+    html(r, "<h1>semrep report</h1>\n<p>Made %s from <code>", when);
+    escaped(r, c->source[0] ? c->source : "(defaults)");
+    html(r, "</code>; output folder <code>");
+    escaped(r, c->output_dir);
+    html(r, "</code>; the stages before the report ran %.0f s.</p>\n<ul>\n", seconds);
+    if (!sr_checkpoint_read_info(model, &info, r->err, sizeof r->err)) {
+        char k[128];
+        sr_format_ints(info.shape.kernels, info.shape.levels + 1, k, sizeof k);
+        html(r, "<li>model <code>");
+        escaped(r, model);
+        html(r, "</code>: kernels %s, %lld parameters, checksum %s</li>\n", k, info.parameters, info.checksum);
+    }
+    html(r, "<li>data: ");
+    escaped(r, r->ds->description);
+    html(r, ", %ld images used</li>\n</ul>\n<details><summary>the conf</summary><pre>", r->ds->count);
+    escaped(r, c->text);
+    html(r, "</pre></details>\n");
+}
+
+static void denoiser(report *r, const char *model)
+{
+    char path[SR_PATH_MAX + 64], dat[2 * SR_PATH_MAX], script[3 * SR_PATH_MAX];
+    int ncid;
+    html(r, "<h2>The denoiser</h2>\n");
+    if (file_exists(r->conf->output_dir, "denoise.nc", path, sizeof path) && nc_open(path, NC_NOWRITE, &ncid) == NC_NOERR) {
+        const size_t n = dim_len(ncid, "sigma");
+        double *sig = var_doubles(ncid, "sigma", n), *in = var_doubles(ncid, "input_psnr", n),
+               *out = var_doubles(ncid, "output_psnr", n);
+        nc_close(ncid);
+        char (*cells)[48] = calloc((n + 1) * 3, 48);
+        snprintf(cells[0], 48, "sigma (of 255)"), snprintf(cells[1], 48, "input PSNR (dB)"),
+            snprintf(cells[2], 48, "output PSNR (dB)");
+        FILE *f = data_file(r, "psnr", dat, sizeof dat);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(cells[(i + 1) * 3], 48, "%.0f", sig[i] * 255.0);
+            snprintf(cells[(i + 1) * 3 + 1], 48, "%.2f", in[i]);
+            snprintf(cells[(i + 1) * 3 + 2], 48, "%.2f", out[i]);
+            fprintf(f, "%g %g\n", in[i], out[i]);
+        }
+        fclose(f);
+        table(r, "psnr", "PSNR of the noisy input and of D(input), held-out images", (int)n + 1, 3, cells);
+        snprintf(script, sizeof script,
+                 "set xlabel 'input PSNR (dB)'\nset ylabel 'output PSNR (dB)'\nset key left\n"
+                 "plot '%s' using 1:2 with linespoints title 'D', x title 'identity' dashtype 2",
+                 dat);
+        plot(r, "psnr", "output against input PSNR", script);
+        free(cells), free(sig), free(in), free(out);
+    }
+    /* the training curve: this run's, or the one shipped beside the model */
+    char curve[SR_PATH_MAX + 64];
+    snprintf(curve, sizeof curve, "%.*s.curve.nc", (int)(strlen(model) > 3 ? strlen(model) - 3 : strlen(model)), model);
+    if (!file_exists(r->conf->output_dir, "train-curve.nc", path, sizeof path)) snprintf(path, sizeof path, "%s", curve);
+    if (nc_open(path, NC_NOWRITE, &ncid) == NC_NOERR) {
+        const size_t n = dim_len(ncid, "point");
+        double *step = var_doubles(ncid, "step", n), *loss = var_doubles(ncid, "loss", n);
+        nc_close(ncid);
+        FILE *f = data_file(r, "curve", dat, sizeof dat);
+        for (size_t i = 0; i < n; i++) fprintf(f, "%g %g\n", step[i], loss[i]);
+        fclose(f);
+        snprintf(script, sizeof script,
+                 "set xlabel 'step'\nset ylabel 'loss (sum over pixels, mean over images)'\nset logscale y\n"
+                 "plot '%s' using 1:2 with lines title 'training loss'", dat);
+        plot(r, "curve", "training curve", script);
+        free(step), free(loss);
+    }
+}
+
+/* stats.nc at sigma index s: PR histograms, channel activity, set sizes. */
+static void statistics(report *r, int ncid, int s, const char *label)
+{
+    char dat[2 * SR_PATH_MAX], script[4 * SR_PATH_MAX], name[64];
+    const size_t S = dim_len(ncid, "sigma"), K = dim_len(ncid, "channel"), B = dim_len(ncid, "block"),
+                 bins = dim_len(ncid, "bin");
+    double *hist = var_doubles(ncid, "pr_hist", S * B * bins), *share = var_doubles(ncid, "active_share", S * K);
+    double *kind = var_doubles(ncid, "kind", S * K), *sizes = var_doubles(ncid, "set_sizes", S * (K + 1));
+    char blocks[1024] = "";
+    int var;
+    if (nc_inq_varid(ncid, "pr_hist", &var) == NC_NOERR) sr_nc_get_text(ncid, var, "blocks", blocks, sizeof blocks);
+    if (blocks[0]) {
+        snprintf(name, sizeof name, "pr_%d", s);
+        FILE *f = data_file(r, name, dat, sizeof dat);
+        for (size_t j = 0; j < bins; j++) {
+            fprintf(f, "%g", (j + 0.5) / bins);
+            for (size_t b = 0; b < B; b++) fprintf(f, " %g", hist[((size_t)s * B + b) * bins + j]);
+            fprintf(f, "\n");
+        }
+        fclose(f);
+        int len = snprintf(script, sizeof script,
+                           "set xlabel 'normalised participation ratio (small: sparse)'\nset ylabel 'images'\nplot");
+        char *save = NULL, *tok = strtok_r(blocks, ",", &save);
+        for (size_t b = 0; b < B && tok; b++, tok = strtok_r(NULL, ",", &save))
+            len += snprintf(script + len, sizeof script - (size_t)len, "%s '%s' using 1:%zu with lines title '%s'",
+                            b ? "," : "", dat, b + 2, tok);
+        snprintf(name, sizeof name, "pr_%d", s);
+        char alt[128];
+        snprintf(alt, sizeof alt, "participation ratio of each block's channel means, %s", label);
+        plot(r, name, alt, script);
+    }
+    /* channels by active share, the kinds apart */
+    snprintf(name, sizeof name, "channels_%d", s);
+    FILE *f = data_file(r, name, dat, sizeof dat);
+    int *order = SR_MALLOC(sizeof(int) * K, "channel order");
+    for (size_t c = 0; c < K; c++) order[c] = (int)c;
+    for (size_t a = 1; a < K; a++) /* insertion sort, by share descending */
+        for (size_t b = a; b > 0 && share[s * K + order[b]] > share[s * K + order[b - 1]]; b--) {
+            const int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    for (size_t c = 0; c < K; c++) fprintf(f, "%zu %g %g\n", c, share[s * K + order[c]], kind[s * K + order[c]]);
+    fclose(f);
+    snprintf(script, sizeof script,
+             "set xlabel 'middle-block channel, by share of images where active'\nset ylabel 'share of images'\n"
+             "set yrange [0:1]\nset style fill solid\nset boxwidth 0.8\n"
+             "plot '%s' using 1:($3==1?$2:1/0) with boxes lc rgb '#d95f02' title 'non-selective', "
+             "'' using 1:($3==0?$2:1/0) with boxes lc rgb '#1b9e77' title 'selective', "
+             "'' using 1:($3==2?0.01:1/0) with boxes lc rgb '#999999' title 'never active'", dat);
+    char alt[128];
+    snprintf(alt, sizeof alt, "channel activity, %s", label);
+    plot(r, name, alt, script);
+    snprintf(name, sizeof name, "sets_%d", s);
+    f = data_file(r, name, dat, sizeof dat);
+    for (size_t k = 0; k <= K; k++) fprintf(f, "%zu %g\n", k, sizes[s * (K + 1) + k]);
+    fclose(f);
+    snprintf(script, sizeof script,
+             "set xlabel 'active channels'\nset ylabel 'images'\nset style fill solid\nset boxwidth 0.8\n"
+             "plot '%s' using 1:2 with boxes title 'active-set sizes'", dat);
+    snprintf(alt, sizeof alt, "active-set sizes, %s", label);
+    plot(r, name, alt, script);
+    free(order), free(hist), free(share), free(kind), free(sizes);
+}
+
+/* clusters.nc at sigma index s, for the first K: grids and neighbour rows. */
+static void grids(report *r, int ncid, int s, const char *label)
+{
+    const size_t S = dim_len(ncid, "sigma"), nk = dim_len(ncid, "k"), kmax = dim_len(ncid, "cluster"),
+                 m = dim_len(ncid, "member"), n = dim_len(ncid, "image"), nn = dim_len(ncid, "neighbour");
+    int var, k0 = 0;
+    if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var1_int(ncid, var, (size_t[]){0}, &k0);
+    int *sizes = calloc(kmax, sizeof(int));
+    long long *members = calloc(kmax * m, sizeof(long long));
+    const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, kmax}, cm[4] = {1, 1, kmax, m};
+    if (nc_inq_varid(ncid, "cluster_size", &var) == NC_NOERR) nc_get_vara_int(ncid, var, start, cs, sizes);
+    if (nc_inq_varid(ncid, "members", &var) == NC_NOERR) nc_get_vara_longlong(ncid, var, start, cm, members);
+    html(r, "<h3>%d clusters, %s: the biggest, each with its images nearest the centre</h3>\n<div class=\"grid\">\n", k0,
+         label);
+    char *shown = calloc((size_t)k0, 1);
+    for (int row = 0; row < GRID_CLUSTERS && row < k0; row++) {
+        int best = -1;
+        for (int c = 0; c < k0; c++)
+            if (!shown[c] && (best < 0 || sizes[c] > sizes[best])) best = c;
+        shown[best] = 1;
+        html(r, "<div class=\"row\"><span class=\"lab\">cluster %d<br>%d images</span>", best, sizes[best]);
+        for (size_t j = 0; j < m && j < GRID_MEMBERS; j++) {
+            const long long i = members[(size_t)best * m + j];
+            if (i < 0 || i >= r->images) continue;
+            char title[64];
+            snprintf(title, sizeof title, "image %lld", i);
+            image_cell(r, (long)i, title);
+        }
+        html(r, "</div>\n");
+    }
+    html(r, "</div>\n<h3>Nearest neighbours in phi, %s</h3>\n<div class=\"grid\">\n", label);
+    int *nbr = calloc(nn ? nn : 1, sizeof(int));
+    for (long q = 0; q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
+        const long query = q * (long)(n / NEIGHBOUR_ROWS);
+        const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, nn};
+        if (nc_inq_varid(ncid, "neighbours", &var) != NC_NOERR || nc_get_vara_int(ncid, var, ns, nc, nbr) != NC_NOERR) break;
+        html(r, "<div class=\"row\"><span class=\"lab\">image %ld<br>and its nearest</span>", query);
+        image_cell(r, query, "query");
+        html(r, "<span class=\"sep\"></span>");
+        for (size_t j = 0; j < nn && j < GRID_MEMBERS; j++) {
+            char title[64];
+            snprintf(title, sizeof title, "neighbour %zu", j + 1);
+            image_cell(r, nbr[j], title);
+        }
+        html(r, "</div>\n");
+    }
+    html(r, "</div>\n");
+    (void)S, (void)nk;
+    free(nbr), free(shown), free(sizes), free(members);
+}
+
+/* phi's measures beside the pixels', for every sigma and K. */
+static void measures(report *r, int ncid)
+{
+    const size_t S = dim_len(ncid, "sigma"), nk = dim_len(ncid, "k");
+    double *sig = var_doubles(ncid, "sigma", S), *knn = var_doubles(ncid, "knn_accuracy", S * 2);
+    const char *names[3] = {"nmi", "purity", "ari"};
+    double *v[3], *pv[3], *pknn = var_doubles(ncid, "pixel_knn_accuracy", 2);
+    int ks[64] = {0}, var, pixels = nc_inq_varid(ncid, "pixel_nmi", &var) == NC_NOERR;
+    if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var_int(ncid, var, ks);
+    for (int i = 0; i < 3; i++) {
+        char pname[32];
+        snprintf(pname, sizeof pname, "pixel_%s", names[i]);
+        v[i] = var_doubles(ncid, names[i], S * nk);
+        pv[i] = var_doubles(ncid, pname, nk);
+    }
+    const int rows = 1 + (int)((S + (size_t)pixels) * nk), cols = 7;
+    char (*cells)[48] = calloc((size_t)rows * cols, 48);
+    const char *head[7] = {"space", "K", "NMI", "purity", "ARI", "1-NN accuracy", "10-NN accuracy"};
+    for (int j = 0; j < cols; j++) snprintf(cells[j], 48, "%s", head[j]);
+    int row = 1;
+    for (size_t s = 0; s <= S; s++) {
+        if (s == S && !pixels) break;
+        for (size_t q = 0; q < nk; q++, row++) {
+            char (*c)[48] = cells + (size_t)row * cols;
+            if (s < S) snprintf(c[0], 48, "phi, sigma %.4g", sig[s] * 255.0);
+            else snprintf(c[0], 48, "pixels");
+            snprintf(c[1], 48, "%d", ks[q]);
+            for (int i = 0; i < 3; i++) snprintf(c[2 + i], 48, "%.3f", s < S ? v[i][s * nk + q] : pv[i][q]);
+            snprintf(c[5], 48, "%.3f", s < S ? knn[s * 2] : pknn[0]);
+            snprintf(c[6], 48, "%.3f", s < S ? knn[s * 2 + 1] : pknn[1]);
+        }
+    }
+    table(r, "measures", "clusters and neighbours against the labels: phi beside the pixels (sigma in 0-255 units)",
+          rows, cols, cells);
+    for (int i = 0; i < 3; i++) free(v[i]), free(pv[i]);
+    free(cells), free(sig), free(knn), free(pknn);
+}
+
+static void build(report *r, const char *model, double seconds)
+{
+    char path[SR_PATH_MAX + 64];
+    provenance(r, model, seconds);
+    denoiser(r, model);
+    int stats_id = -1, clusters_id = -1;
+    if (file_exists(r->conf->output_dir, "stats.nc", path, sizeof path)) nc_open(path, NC_NOWRITE, &stats_id);
+    if (file_exists(r->conf->output_dir, "clusters.nc", path, sizeof path)) nc_open(path, NC_NOWRITE, &clusters_id);
+    if (clusters_id >= 0) {
+        html(r, "<h2>What phi groups together</h2>\n");
+        measures(r, clusters_id);
+    }
+    const size_t S = stats_id >= 0 ? dim_len(stats_id, "sigma") : clusters_id >= 0 ? dim_len(clusters_id, "sigma") : 0;
+    double *sig = var_doubles(stats_id >= 0 ? stats_id : clusters_id, "sigma", S);
+    for (size_t s = 0; s < S; s++) {
+        char label[64];
+        snprintf(label, sizeof label, "sigma %.4g of 255", sig[s] * 255.0);
+        html(r, "<h2>phi at %s</h2>\n", label);
+        if (clusters_id >= 0 && s < dim_len(clusters_id, "sigma")) grids(r, clusters_id, (int)s, label);
+        if (stats_id >= 0) statistics(r, stats_id, (int)s, label);
+    }
+    free(sig);
+    if (stats_id >= 0) nc_close(stats_id);
+    if (clusters_id >= 0) nc_close(clusters_id);
+}
+
+static const char style[] =
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}"
+    "caption{text-align:left;font-style:italic}figure{display:inline-block;margin:.5em}"
+    ".grid .row{display:flex;align-items:center;gap:3px;margin:3px 0}.lab{width:7em;font-size:.8em}"
+    "img.t{width:56px;height:56px;image-rendering:pixelated;border:1px solid #ddd}.sep{width:1em}"
+    "pre{font-size:.75em;background:#f6f6f6;padding:.5em}";
+
+int stage_report(const semrep_conf *conf, semrep_comm *comm)
+{
+    report r = {.conf = conf};
+    int status = 0;
+    if (comm->rank == 0) {
+        char model[SR_PATH_MAX + 32], final[SR_PATH_MAX + 32], page[SR_PATH_MAX + 128];
+        sr_model_checkpoint_path(conf, model, sizeof model);
+        snprintf(final, sizeof final, "%s/report", conf->output_dir);
+        snprintf(r.dir, sizeof r.dir, "%s.tmp.%ld", final, (long)getpid());
+        semrep_comm self;
+        sr_comm_self(comm, &self);
+        const char *subs[] = {"", "/tables", "/plots", "/images"};
+        for (int i = 0; i < 4 && !status; i++) {
+            snprintf(page, sizeof page, "%s%s", r.dir, subs[i]);
+            status = sr_make_dirs(page, r.err, sizeof r.err);
+        }
+        if (!status) status = sr_data_open(&conf->dataset, conf->output_dir, &self, &r.ds, r.err, sizeof r.err);
+        if (!status) {
+            r.images = r.ds->count;
+            r.thumb_done = calloc((size_t)r.images, 1);
+            snprintf(page, sizeof page, "%s/index.html", r.dir);
+            r.html = fopen(page, "w");
+            SR_CHECK(r.html, "cannot write %s; check the output folder", page);
+            html(&r, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>semrep report</title>"
+                     "<style>%s</style></head><body>\n", style);
+            struct stat st;
+            char phi[SR_PATH_MAX + 32];
+            snprintf(phi, sizeof phi, "%s/phi.nc", conf->output_dir);
+            const double seconds = stat(phi, &st) == 0 ? difftime(time(NULL), st.st_mtime) : 0.0;
+            build(&r, model, seconds);
+            html(&r, "</body></html>\n");
+            SR_CHECK(fclose(r.html) == 0, "cannot write %s; check the disk", page);
+            /* the complete folder replaces the last report */
+            char old[SR_PATH_MAX + 64];
+            snprintf(old, sizeof old, "%s.old.%ld", final, (long)getpid());
+            if (access(final, F_OK) == 0 && rename(final, old) != 0) SR_FAIL("cannot move the old report %s aside", final);
+            sr_commit_file(r.dir, final);
+            char cmd[SR_PATH_MAX + 80];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", old);
+            if (access(old, F_OK) == 0 && system(cmd) != 0) fprintf(stderr, "semrep: note: could not remove %s\n", old);
+            printf("report: %s/index.html\n", final);
+        }
+        sr_dataset_close(r.ds);
+        free(r.thumb_done);
+    }
+    if (sr_comm_any(comm, status)) return sr_comm_error(comm, 1, "%s", r.err[0] ? r.err : "report: rank 0 failed");
+    return 0;
+}
