@@ -29,6 +29,7 @@
 #include "io/nc.h"
 #include "stages/data.h"
 #include "stages/model.h"
+#include "stages/phi_compute.h"
 #include "stages/stage.h"
 
 #define PHI_FORMAT "semrep-phi"
@@ -48,6 +49,7 @@ typedef struct {
     /* per chunk */
     sr_unet_work many, one; /* all draws of a chunk; one draw (sigma 0) */
     float *clean, *noisy, *means, *phi, *unit_means;
+    long *keys; /* the chunk's images' noise keys: their index in the source */
 } phi_run;
 
 static int draws_at(const phi_run *r, int s) { return r->conf->phi.sigmas[s] == 0.0 ? 1 : r->conf->phi.draws; }
@@ -94,49 +96,15 @@ static void fit_workspaces(phi_run *r, int images)
 static void compute_chunk(phi_run *r, long i0, int b)
 {
     const semrep_conf *c = r->conf;
-    const size_t per_image = (size_t)r->ds->channels * r->ds->size * r->ds->size;
-    const int nblocks = r->net.nblocks, mid = r->net.shape.levels;
     char err[1024];
     fit_workspaces(r, b);
     if (sr_dataset_read(r->ds, i0, b, r->clean, err, sizeof err)) SR_FAIL("%s", err);
+    for (int i = 0; i < b; i++) r->keys[i] = sr_dataset_origin(r->ds, i0 + i);
     for (int s = 0; s < r->nsig; s++) {
         const int n = draws_at(r, s);
-        const float sigma = (float)c->phi.sigmas[s];
-        sr_unet_work *wk = n == 1 ? &r->one : &r->many;
-        for (int i = 0; i < b; i++) {
-            const sr_rng_stream base = {.seed = (uint32_t)c->seed, .domain = SR_RNG_PHI_NOISE,
-                                        .i0 = (uint32_t)sr_dataset_origin(r->ds, i0 + i),
-                                        .i2 = sr_rng_float_bits(sigma)};
-            for (int k = 0; k < n; k++) {
-                float *y = r->noisy + ((size_t)i * n + k) * per_image;
-                const float *x = r->clean + (size_t)i * per_image;
-                if (sigma == 0.0f) {
-                    memcpy(y, x, sizeof(float) * per_image);
-                    continue;
-                }
-                sr_rng_stream st = base;
-                st.i1 = (uint32_t)k;
-                sr_rng_gaussian(&st, 0, per_image, y);
-                for (size_t p = 0; p < per_image; p++) y[p] = x[p] + sigma * y[p];
-            }
-        }
-        sr_unet_put_images(wk, r->noisy, sr_unet_input(wk));
-        sr_unet_forward(&r->net, wk, r->blocks ? SR_UPTO_OUTPUT : SR_UPTO_MID);
-        r->net.be->to_host(r->means, wk->means, sizeof(float) * sr_unet_means_count(wk));
-        /* mean over draws, in draw order, for each block the run keeps */
-        for (int j = 0; j < nblocks; j++) {
-            if (!r->blocks && j != mid) continue;
-            const int cj = r->net.block_offset[j + 1] - r->net.block_offset[j];
-            const float *m = r->means + (size_t)b * n * r->net.block_offset[j];
-            for (int i = 0; i < b; i++)
-                for (int ch = 0; ch < cj; ch++) {
-                    double sum = 0.0;
-                    for (int k = 0; k < n; k++) sum += m[((size_t)i * n + k) * cj + ch];
-                    const float v = (float)(sum / n);
-                    if (j == mid) r->phi[((size_t)s * b + i) * r->kmid + ch] = v;
-                    if (r->blocks) r->unit_means[((size_t)s * b + i) * r->units + r->net.block_offset[j] + ch] = v;
-                }
-        }
+        sr_phi_compute(&r->net, n == 1 ? &r->one : &r->many, (uint32_t)c->seed, r->keys, r->clean, b,
+                       (float)c->phi.sigmas[s], n, r->noisy, r->means, r->phi + (size_t)s * b * r->kmid,
+                       r->blocks ? r->unit_means + (size_t)s * b * r->units : NULL);
     }
 }
 
@@ -373,7 +341,7 @@ static void release(phi_run *r)
         sr_unet_work_free(&r->one);
         sr_unet_work_free(&r->many);
     }
-    free(r->clean), free(r->noisy), free(r->means), free(r->phi), free(r->unit_means);
+    free(r->clean), free(r->noisy), free(r->means), free(r->phi), free(r->unit_means), free(r->keys);
     if (r->net.params) sr_unet_free(&r->net);
     sr_dataset_close(r->ds);
 }
@@ -414,6 +382,7 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
     const size_t per_image = (size_t)r.ds->channels * r.ds->size * r.ds->size;
     const size_t most = (size_t)batch * conf->phi.draws;
     r.clean = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a chunk's images");
+    r.keys = SR_MALLOC(sizeof(long) * (size_t)batch, "a chunk's keys");
     r.noisy = SR_MALLOC(sizeof(float) * per_image * most, "a chunk's noisy images");
     r.means = SR_MALLOC(sizeof(float) * most * (size_t)r.units, "a chunk's block means");
     r.phi = SR_MALLOC(sizeof(float) * (size_t)r.nsig * batch * r.kmid, "a chunk's phi");
