@@ -16,7 +16,7 @@ const sr_stage sr_stages[] = {
     {"phi", stage_phi, "the noise-averaged middle-block representation"},
     {"stats", stage_stats, "channel statistics, sparsity, selectivity"},
     {"cluster", stage_cluster, "k-means and neighbours in phi"},
-    {"reconstruct", NULL, "self-guided stochastic reconstruction"},
+    {"reconstruct", stage_reconstruct, "self-guided stochastic reconstruction"},
     {"report", stage_report, "the HTML clustering report"},
 };
 const int sr_stage_count = (int)(sizeof sr_stages / sizeof sr_stages[0]);

@@ -26,6 +26,7 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm);
 int stage_phi(const semrep_conf *conf, semrep_comm *comm);
 int stage_stats(const semrep_conf *conf, semrep_comm *comm);
 int stage_cluster(const semrep_conf *conf, semrep_comm *comm);
+int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm);
 int stage_report(const semrep_conf *conf, semrep_comm *comm);
 
 /* The output folder exists and takes files; 0, or -1 with err. */

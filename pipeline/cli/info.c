@@ -136,7 +136,14 @@ static int info_generic(const char *path, int ncid, const char *format, const se
             nc_inq_dimname(ncid, dims[d], dn);
             printf("%s%s", d ? ", " : "", dn);
         }
-        printf(")%s%s\n", meaning[0] ? "  " : "", meaning);
+        printf(")%s%s", meaning[0] ? "  " : "", meaning);
+        nc_type type;
+        size_t count;
+        char digest[17];
+        nc_inq_vartype(ncid, v, &type);
+        if ((type == NC_FLOAT || type == NC_DOUBLE) && !variable_digest(ncid, name, &count, digest))
+            printf(" [digest %s]", digest);
+        printf("\n");
     }
     return SR_EXIT_OK;
 }

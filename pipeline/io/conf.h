@@ -78,6 +78,16 @@ typedef struct semrep_conf {
         int restarts, max_iter, neighbours, members;
         bool pixels;
     } cluster;
+    struct {
+        char sampler[16], mask[16];
+        int ntargets, targets[256], random, nclusters, clusters[256], cluster_k;
+        double cluster_sigma, mask_sigma;
+        int samples, batch, steps, draws, max_iter, max_steps, tasks, task;
+        double sigma_max, sigma_min, lr, stop_ratio, sigma0, h0, beta, beta_unconditional, sigma_l;
+        int nanalysis;
+        double analysis_sigmas[SR_MAX_SIGMAS];
+        long run_batches;
+    } reconstruct;
 } semrep_conf;
 
 /* Reads `path` (NULL: every key at its default), applies the `nsets`

@@ -1,0 +1,788 @@
+/* Stage reconstruct (SPEC.md section 6): samples of p(x | phi) from the
+ * unconditional denoiser, self-guided by the representation extracted from
+ * that very model: denoising steps alternate with a projection that pulls
+ * abar_mid of the noisy image towards the target's phi.
+ *
+ * The (target, sample) pairs are cut into batches of reconstruct.batch, the
+ * unit of work, of crash safety (one file per finished batch) and of sharing
+ * among ranks and SLURM array tasks; a sample's noise is a pure function of
+ * (seed, target, sample, step) and a batch is always computed together, so
+ * the samples do not depend on how many ranks or tasks ran. The run that finds
+ * every batch done writes recon.nc and one PNG row per target. */
+#include <math.h>
+#include <netcdf.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "comm/shard.h"
+#include "core/check.h"
+#include "core/rng.h"
+#include "io/checkpoint.h"
+#include "io/files.h"
+#include "io/nc.h"
+#include "io/png_image.h"
+#include "stages/data.h"
+#include "stages/model.h"
+#include "stages/phi_compute.h"
+#include "stages/stage.h"
+
+#define RECON_FORMAT "semrep-recon"
+#define BATCH_FORMAT "semrep-recon-batch"
+#define MAX_MEMBERS 64
+#define REASON_LEN 160
+#define SAMPLE_KEY 0x80000000u /* samples' own phi draws: keys no image index takes */
+
+enum { TARGET_IMAGE = 0, TARGET_CLUSTER = 1, TARGET_NONE = 2 };
+
+typedef struct {
+    int kind;
+    long id;                     /* image position or cluster number */
+    int nimages;
+    long images[MAX_MEMBERS];    /* positions of the images whose mean phi is the target */
+} target;
+
+typedef struct {
+    const semrep_conf *conf;
+    semrep_comm *comm;
+    sr_unet net;
+    sr_dataset *ds;
+    target *targets;
+    int ntargets, kmid, channels, size, nanalysis;
+    long pairs, nbatches;
+    size_t per_image;
+    float *mask;                 /* [kmid] 1 for the channels the projection matches */
+    int masked;
+    float *mean_image;           /* [per_image] the data set's mean value per colour channel */
+    char checksum[17], fingerprint[17], path[SR_PATH_MAX + 32], dir[SR_PATH_MAX + 32];
+    bool conditional, fixed;
+} recon_run;
+
+/* What one batch gives. */
+typedef struct {
+    int b;
+    float *x;                    /* [b][per_image] the samples */
+    float *phi;                  /* [nanalysis][b][kmid] their phi */
+    int *steps, *failed;
+    char (*reason)[REASON_LEN];
+} batch_out;
+
+/* ---- targets' phi ---------------------------------------------------------- */
+
+/* The mean over each target's images of their phi at sigma: out[t][kmid]. */
+static void targets_phi(recon_run *r, const int *which, int count, float sigma, int draws, float *out)
+{
+    int images = 0;
+    for (int t = 0; t < count; t++) images += r->targets[which[t]].nimages;
+    const int n = sigma == 0.0f ? 1 : draws;
+    sr_unet_work wk;
+    sr_unet_work_init(&wk, &r->net, images * n, r->size, r->size, false);
+    float *clean = SR_MALLOC(sizeof(float) * r->per_image * images, "the targets' images");
+    float *noisy = SR_MALLOC(sizeof(float) * r->per_image * images * n, "the targets' noisy images");
+    float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&wk), "the targets' block means");
+    float *mid = SR_MALLOC(sizeof(float) * (size_t)images * r->kmid, "the targets' phi");
+    long *keys = SR_MALLOC(sizeof(long) * (size_t)images, "the targets' keys");
+    char err[1024];
+    int at = 0;
+    for (int t = 0; t < count; t++) {
+        const target *tg = &r->targets[which[t]];
+        if (sr_dataset_read_list(r->ds, tg->images, tg->nimages, clean + (size_t)at * r->per_image, err, sizeof err))
+            SR_FAIL("%s", err);
+        for (int i = 0; i < tg->nimages; i++) keys[at + i] = sr_dataset_origin(r->ds, tg->images[i]);
+        at += tg->nimages;
+    }
+    sr_phi_compute(&r->net, &wk, (uint32_t)r->conf->seed, keys, clean, images, sigma, draws, noisy, means, mid, NULL);
+    at = 0;
+    for (int t = 0; t < count; t++) {
+        const int m = r->targets[which[t]].nimages;
+        for (int c = 0; c < r->kmid; c++) {
+            double sum = 0.0;
+            for (int i = 0; i < m; i++) sum += mid[(size_t)(at + i) * r->kmid + c];
+            out[(size_t)t * r->kmid + c] = (float)(sum / m);
+        }
+        at += m;
+    }
+    free(clean), free(noisy), free(means), free(mid), free(keys);
+    sr_unet_work_free(&wk);
+}
+
+/* ---- the projection ------------------------------------------------------ */
+
+/* P(y, phi*): Adam on the pixels of every sample not `frozen`, the model
+ * fixed, on L = mean over the masked channels of (abar_mid(y) - phi*)^2;
+ * each sample stops when its L falls below stop_ratio of its first. Adam
+ * starts afresh at every call. */
+static void project(recon_run *r, sr_unet_work *wk, float *y, const float *target_phi, const bool *frozen)
+{
+    const semrep_conf *c = r->conf;
+    const int b = wk->n, K = r->kmid, mid = r->net.shape.levels;
+    const size_t count = r->per_image * b, nmeans = sr_unet_means_count(wk);
+    const size_t mid_at = (size_t)b * r->net.block_offset[mid];
+    float *m = calloc(count, sizeof(float)), *v = calloc(count, sizeof(float));
+    float *grad = SR_MALLOC(sizeof(float) * count, "the projection's gradient");
+    float *means = SR_MALLOC(sizeof(float) * nmeans, "the projection's means");
+    float *dmeans = calloc(nmeans, sizeof(float));
+    double *first = SR_MALLOC(sizeof(double) * b, "the projection");
+    bool *done = SR_MALLOC(sizeof(bool) * b, "the projection");
+    int active = 0;
+    for (int i = 0; i < b; i++) active += !(done[i] = frozen[i]);
+    const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+    for (int it = 0; it < c->reconstruct.max_iter && active; it++) {
+        sr_unet_put_images(wk, y, sr_unet_input(wk));
+        sr_unet_forward(&r->net, wk, SR_UPTO_MID);
+        r->net.be->to_host(means, wk->means, sizeof(float) * nmeans);
+        for (int i = 0; i < b; i++) {
+            float *dm = dmeans + mid_at + (size_t)i * K;
+            const float *abar = means + mid_at + (size_t)i * K, *want = target_phi + (size_t)i * K;
+            double loss = 0.0;
+            for (int ch = 0; ch < K; ch++) {
+                const double e = (double)abar[ch] - want[ch];
+                loss += r->mask[ch] * e * e / r->masked;
+                dm[ch] = done[i] ? 0.0f : (float)(2.0 * r->mask[ch] * e / r->masked);
+            }
+            if (done[i]) continue;
+            if (it == 0) first[i] = loss;
+            else if (loss < c->reconstruct.stop_ratio * first[i]) {
+                done[i] = true;
+                active--;
+                memset(dm, 0, sizeof(float) * K);
+            }
+        }
+        if (!active) break;
+        r->net.be->to_device(wk->d_means, dmeans, sizeof(float) * nmeans);
+        sr_unet_backward(&r->net, wk, SR_UPTO_MID, NULL, wk->d_means, NULL, true);
+        sr_unet_get_images(wk, sr_unet_input_grad(wk), grad);
+        const double bc1 = 1.0 - pow(beta1, it + 1), bc2 = 1.0 - pow(beta2, it + 1);
+        for (int i = 0; i < b; i++) {
+            if (done[i]) continue;
+            for (size_t p = i * r->per_image; p < (i + 1) * r->per_image; p++) {
+                m[p] = beta1 * m[p] + (1.0f - beta1) * grad[p];
+                v[p] = beta2 * v[p] + (1.0f - beta2) * grad[p] * grad[p];
+                y[p] -= (float)(c->reconstruct.lr * (m[p] / bc1) / (sqrt(v[p] / bc2) + eps));
+            }
+        }
+    }
+    free(m), free(v), free(grad), free(means), free(dmeans), free(first), free(done);
+}
+
+/* D(y) for the batch, into out. */
+static void denoise(recon_run *r, sr_unet_work *wk, const float *y, float *out)
+{
+    sr_unet_put_images(wk, y, sr_unet_input(wk));
+    sr_unet_forward(&r->net, wk, SR_UPTO_OUTPUT);
+    sr_unet_get_images(wk, sr_unet_output(wk), out);
+}
+
+static void noise(recon_run *r, long pair, uint32_t step, float *z)
+{
+    const int S = r->conf->reconstruct.samples;
+    const sr_rng_stream s = {.seed = (uint32_t)r->conf->seed, .domain = SR_RNG_RECON, .i0 = (uint32_t)(pair / S),
+                             .i1 = (uint32_t)(pair % S), .i2 = step};
+    sr_rng_gaussian(&s, 0, r->per_image, z);
+}
+
+static bool finite_image(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return false;
+    return true;
+}
+
+/* The fixed-schedule sampler: sigma_k from sigma_max to sigma_min; at each,
+ * y = x + sigma_k z, y = P(y, phi*_k), x = D(y). */
+static void fixed_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out *o, const int *tid, int ntid,
+                          const int *row_of)
+{
+    const semrep_conf *c = r->conf;
+    const int b = o->b, steps = c->reconstruct.steps;
+    float *y = SR_MALLOC(sizeof(float) * r->per_image * b, "the samples");
+    float *tphi = SR_MALLOC(sizeof(float) * (size_t)ntid * r->kmid, "the targets' phi");
+    float *want = SR_MALLOC(sizeof(float) * (size_t)b * r->kmid, "the samples' targets");
+    bool *frozen = calloc((size_t)b, sizeof(bool));
+    for (int i = 0; i < b; i++) memcpy(o->x + (size_t)i * r->per_image, r->mean_image, sizeof(float) * r->per_image);
+    for (int k = 0; k < steps; k++) {
+        const double sigma = steps == 1 ? c->reconstruct.sigma_max
+                                        : c->reconstruct.sigma_max +
+                                              (c->reconstruct.sigma_min - c->reconstruct.sigma_max) * k / (steps - 1);
+        targets_phi(r, tid, ntid, (float)sigma, c->reconstruct.draws, tphi);
+        for (int i = 0; i < b; i++) {
+            memcpy(want + (size_t)i * r->kmid, tphi + (size_t)row_of[i] * r->kmid, sizeof(float) * r->kmid);
+            float *yi = y + (size_t)i * r->per_image;
+            noise(r, p0 + i, (uint32_t)k, yi);
+            for (size_t p = 0; p < r->per_image; p++) yi[p] = o->x[(size_t)i * r->per_image + p] + (float)sigma * yi[p];
+        }
+        project(r, wk, y, want, frozen);
+        denoise(r, wk, y, o->x);
+        for (int i = 0; i < b; i++) {
+            if (frozen[i] || finite_image(o->x + (size_t)i * r->per_image, r->per_image)) continue;
+            frozen[i] = true;
+            o->failed[i] = 1;
+            snprintf(o->reason[i], REASON_LEN, "not finite after step %d (sigma %.3g)", k + 1, sigma);
+        }
+    }
+    for (int i = 0; i < b; i++) o->steps[i] = steps;
+    free(y), free(tphi), free(want), free(frozen);
+}
+
+/* The adaptive sampler (Kadkhodaie and Simoncelli 2021), conditional when
+ * r->conditional (with the projection at the current sigma). */
+static void adaptive_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out *o, const int *tid, const int *row_of)
+{
+    const semrep_conf *c = r->conf;
+    const int b = o->b;
+    const double beta = r->conditional ? c->reconstruct.beta : c->reconstruct.beta_unconditional;
+    const double h0 = c->reconstruct.h0;
+    float *y = SR_MALLOC(sizeof(float) * r->per_image * b, "the samples");
+    float *d = SR_MALLOC(sizeof(float) * r->per_image * b, "the samples' denoised");
+    float *z = SR_MALLOC(sizeof(float) * r->per_image, "noise");
+    float *want = calloc((size_t)b * r->kmid, sizeof(float));
+    double *sigma = SR_MALLOC(sizeof(double) * b, "the samples' sigma");
+    bool *frozen = calloc((size_t)b, sizeof(bool));
+    int active = b;
+    for (int i = 0; i < b; i++) {
+        float *yi = y + (size_t)i * r->per_image;
+        noise(r, p0 + i, 0, yi);
+        for (size_t p = 0; p < r->per_image; p++) yi[p] = r->mean_image[p] + (float)c->reconstruct.sigma0 * yi[p];
+        sigma[i] = c->reconstruct.sigma0;
+    }
+    int t = 1;
+    for (; active && t <= c->reconstruct.max_steps; t++) {
+        const double h = h0 * t / (1.0 + h0 * (t - 1));
+        if (r->conditional) {
+            for (int i = 0; i < b; i++) /* each sample's target at its own sigma */
+                if (!frozen[i]) targets_phi(r, &tid[row_of[i]], 1, (float)sigma[i], c->reconstruct.draws, want + (size_t)i * r->kmid);
+            project(r, wk, y, want, frozen);
+        }
+        denoise(r, wk, y, d);
+        for (int i = 0; i < b; i++) {
+            if (frozen[i]) continue;
+            float *yi = y + (size_t)i * r->per_image, *di = d + (size_t)i * r->per_image;
+            double sq = 0.0;
+            for (size_t p = 0; p < r->per_image; p++) {
+                di[p] -= yi[p];
+                sq += (double)di[p] * di[p];
+            }
+            sigma[i] = sqrt(sq / r->per_image);
+            if (!isfinite(sigma[i])) {
+                frozen[i] = true, active--, o->failed[i] = 1, o->steps[i] = t;
+                snprintf(o->reason[i], REASON_LEN, "not finite at step %d", t);
+                continue;
+            }
+            if (sigma[i] < c->reconstruct.sigma_l) {
+                frozen[i] = true, active--, o->steps[i] = t;
+                for (size_t p = 0; p < r->per_image; p++) o->x[(size_t)i * r->per_image + p] = yi[p] + di[p];
+                continue;
+            }
+            const double gamma = sigma[i] * sqrt(fmax((1 - beta * h) * (1 - beta * h) - (1 - h) * (1 - h), 0.0));
+            noise(r, p0 + i, (uint32_t)t, z);
+            for (size_t p = 0; p < r->per_image; p++) yi[p] += (float)(h * di[p] + gamma * z[p]);
+        }
+    }
+    for (int i = 0; i < b; i++)
+        if (!frozen[i]) {
+            o->failed[i] = 1, o->steps[i] = t - 1;
+            snprintf(o->reason[i], REASON_LEN, "still at sigma %.3g after %d steps (reconstruct.max_steps)", sigma[i],
+                     t - 1);
+            memcpy(o->x + (size_t)i * r->per_image, y + (size_t)i * r->per_image, sizeof(float) * r->per_image);
+        }
+    free(y), free(d), free(z), free(want), free(sigma), free(frozen);
+}
+
+/* A batch: its samples, then their phi at the analysis sigmas. */
+static void run_batch(recon_run *r, long batch, batch_out *o)
+{
+    const semrep_conf *c = r->conf;
+    const long p0 = batch * c->reconstruct.batch;
+    const int b = o->b;
+    /* the distinct targets of the batch, and each sample's row among them */
+    int *tid = SR_MALLOC(sizeof(int) * (size_t)b, "a batch's targets"), *row_of = SR_MALLOC(sizeof(int) * (size_t)b, "a batch's targets"), ntid = 0;
+    for (int i = 0; i < b; i++) {
+        const int t = r->conditional ? (int)((p0 + i) / c->reconstruct.samples) : 0;
+        int row = -1;
+        for (int q = 0; q < ntid; q++)
+            if (tid[q] == t) row = q;
+        if (row < 0) tid[row = ntid++] = t;
+        row_of[i] = row;
+    }
+    sr_unet_work wk;
+    sr_unet_work_init(&wk, &r->net, b, r->size, r->size, true);
+    if (r->fixed) fixed_sampler(r, &wk, p0, o, tid, ntid, row_of);
+    else adaptive_sampler(r, &wk, p0, o, tid, row_of);
+    sr_unet_work_free(&wk);
+    sr_unet_work phi_wk;
+    sr_unet_work_init(&phi_wk, &r->net, b * c->reconstruct.draws, r->size, r->size, false);
+    float *noisy = SR_MALLOC(sizeof(float) * r->per_image * b * c->reconstruct.draws, "the samples' noisy copies");
+    float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&phi_wk), "the samples' block means");
+    long *keys = SR_MALLOC(sizeof(long) * b, "the samples' keys");
+    for (int i = 0; i < b; i++) keys[i] = (long)(SAMPLE_KEY | (uint32_t)(p0 + i));
+    for (int a = 0; a < r->nanalysis; a++)
+        sr_phi_compute(&r->net, &phi_wk, (uint32_t)c->seed, keys, o->x, b, (float)c->reconstruct.analysis_sigmas[a],
+                       c->reconstruct.draws, noisy, means, o->phi + (size_t)a * b * r->kmid, NULL);
+    free(noisy), free(means), free(keys), free(tid), free(row_of);
+    sr_unet_work_free(&phi_wk);
+}
+
+/* ---- batch files and recon.nc ---------------------------------------------- */
+
+static void batch_path(const recon_run *r, long batch, char *out, size_t len)
+{
+    snprintf(out, len, "%s/batch-%010ld.nc", r->dir, batch);
+}
+
+static int batch_size(const recon_run *r, long batch)
+{
+    const long b = r->conf->reconstruct.batch, left = r->pairs - batch * b;
+    return (int)(left < b ? left : b);
+}
+
+static bool batch_done(const recon_run *r, long batch)
+{
+    char path[SR_PATH_MAX + 64], fp[17] = "";
+    int ncid;
+    batch_path(r, batch, path, sizeof path);
+    if (access(path, R_OK) != 0 || nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return false;
+    const bool ok = !sr_nc_get_text(ncid, NC_GLOBAL, "fingerprint", fp, sizeof fp) && !strcmp(fp, r->fingerprint);
+    nc_close(ncid);
+    return ok;
+}
+
+static const char *const batch_vars[] = {"samples", "phi", "steps", "failed", "reason"};
+
+static void write_batch(const recon_run *r, long batch, const batch_out *o)
+{
+    char path[SR_PATH_MAX + 64], tmp[SR_PATH_MAX + 96];
+    batch_path(r, batch, path, sizeof path);
+    sr_tmp_path(path, tmp, sizeof tmp);
+    int ncid, d[4], v[5], version = 1;
+    SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", BATCH_FORMAT, tmp);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, tmp);
+    SR_NC(nc_def_dim(ncid, "sample", (size_t)o->b, &d[0]), tmp);
+    SR_NC(nc_def_dim(ncid, "pixel", r->per_image, &d[1]), tmp);
+    SR_NC(nc_def_dim(ncid, "asigma", (size_t)r->nanalysis, &d[2]), tmp);
+    SR_NC(nc_def_dim(ncid, "feature", (size_t)r->kmid, &d[3]), tmp);
+    int reason_dim;
+    SR_NC(nc_def_dim(ncid, "reason_len", REASON_LEN, &reason_dim), tmp);
+    SR_NC(nc_def_var(ncid, batch_vars[0], NC_FLOAT, 2, d, &v[0]), tmp);
+    SR_NC(nc_def_var(ncid, batch_vars[1], NC_FLOAT, 3, (int[]){d[2], d[0], d[3]}, &v[1]), tmp);
+    SR_NC(nc_def_var(ncid, batch_vars[2], NC_INT, 1, d, &v[2]), tmp);
+    SR_NC(nc_def_var(ncid, batch_vars[3], NC_INT, 1, d, &v[3]), tmp);
+    SR_NC(nc_def_var(ncid, batch_vars[4], NC_CHAR, 2, (int[]){d[0], reason_dim}, &v[4]), tmp);
+    SR_NC(nc_enddef(ncid), tmp);
+    SR_NC(nc_put_var_float(ncid, v[0], o->x), tmp);
+    SR_NC(nc_put_var_float(ncid, v[1], o->phi), tmp);
+    SR_NC(nc_put_var_int(ncid, v[2], o->steps), tmp);
+    SR_NC(nc_put_var_int(ncid, v[3], o->failed), tmp);
+    SR_NC(nc_put_var_text(ncid, v[4], &o->reason[0][0]), tmp);
+    SR_NC(nc_close(ncid), tmp);
+    sr_commit_file(tmp, path);
+}
+
+static void read_batch(const recon_run *r, long batch, batch_out *o)
+{
+    char path[SR_PATH_MAX + 64];
+    batch_path(r, batch, path, sizeof path);
+    int ncid, v;
+    SR_NC(nc_open(path, NC_NOWRITE, &ncid), path);
+    SR_NC(nc_inq_varid(ncid, "samples", &v), path);
+    SR_NC(nc_get_var_float(ncid, v, o->x), path);
+    SR_NC(nc_inq_varid(ncid, "phi", &v), path);
+    SR_NC(nc_get_var_float(ncid, v, o->phi), path);
+    SR_NC(nc_inq_varid(ncid, "steps", &v), path);
+    SR_NC(nc_get_var_int(ncid, v, o->steps), path);
+    SR_NC(nc_inq_varid(ncid, "failed", &v), path);
+    SR_NC(nc_get_var_int(ncid, v, o->failed), path);
+    SR_NC(nc_inq_varid(ncid, "reason", &v), path);
+    SR_NC(nc_get_var_text(ncid, v, &o->reason[0][0]), path);
+    SR_NC(nc_close(ncid), path);
+}
+
+static void batch_alloc(const recon_run *r, int b, batch_out *o)
+{
+    o->b = b;
+    o->x = SR_MALLOC(sizeof(float) * r->per_image * b, "a batch's samples");
+    o->phi = SR_MALLOC(sizeof(float) * (size_t)r->nanalysis * b * r->kmid, "a batch's phi");
+    o->steps = calloc((size_t)b, sizeof(int));
+    o->failed = calloc((size_t)b, sizeof(int));
+    o->reason = calloc((size_t)b, REASON_LEN);
+}
+
+static void batch_free(batch_out *o) { free(o->x), free(o->phi), free(o->steps), free(o->failed), free(o->reason); }
+
+/* One PNG row per target: its images (up to 4), a gap, its samples. */
+static void png_row(const recon_run *r, int t, const float *samples, char *err, size_t errlen)
+{
+    const target *tg = &r->targets[t];
+    const int S = r->conf->reconstruct.samples, shown = tg->kind == TARGET_NONE ? 0 : tg->nimages < 4 ? tg->nimages : 4;
+    const int tiles = shown + (shown ? 1 : 0) + S, w = tiles * r->size, C = r->channels, s = r->size;
+    float *row = calloc((size_t)C * s * w, sizeof(float)), *img = SR_MALLOC(sizeof(float) * r->per_image, "an image");
+    for (int k = 0; k < shown + S; k++) {
+        const int tile = k < shown ? k : k + (shown ? 1 : 0); /* a gap between the targets and the samples */
+        if (k < shown) {
+            if (sr_dataset_read_list(r->ds, &tg->images[k], 1, img, err, errlen)) SR_FAIL("%s", err);
+        } else {
+            memcpy(img, samples + (size_t)(k - shown) * r->per_image, sizeof(float) * r->per_image);
+        }
+        for (int ch = 0; ch < C; ch++)
+            for (int y = 0; y < s; y++)
+                for (int x = 0; x < s; x++)
+                    row[((size_t)ch * s + y) * w + tile * s + x] = img[((size_t)ch * s + y) * s + x];
+    }
+    char path[SR_PATH_MAX + 96];
+    snprintf(path, sizeof path, "%s/reconstruct/target-%03d.png", r->conf->output_dir, t);
+    if (sr_png_write(path, row, C, s, w, err, errlen)) SR_FAIL("%s", err);
+    free(row), free(img);
+}
+
+static void assemble(recon_run *r, char *err, size_t errlen)
+{
+    const semrep_conf *c = r->conf;
+    const int T = r->conditional ? r->ntargets : 1, S = c->reconstruct.samples, A = r->nanalysis, K = r->kmid;
+    char tmp[SR_PATH_MAX + 64], dir[SR_PATH_MAX + 48];
+    snprintf(dir, sizeof dir, "%s/reconstruct", c->output_dir);
+    if (sr_make_dirs(dir, err, errlen)) SR_FAIL("%s", err);
+    float *samples = SR_MALLOC(sizeof(float) * r->per_image * r->pairs, "the samples");
+    float *sphi = SR_MALLOC(sizeof(float) * (size_t)A * r->pairs * K, "the samples' phi");
+    int *steps = SR_MALLOC(sizeof(int) * r->pairs, "steps"), *failed = SR_MALLOC(sizeof(int) * r->pairs, "failed");
+    char (*reason)[REASON_LEN] = calloc((size_t)r->pairs, REASON_LEN);
+    for (long batch = 0; batch < r->nbatches; batch++) {
+        batch_out o;
+        const long p0 = batch * c->reconstruct.batch;
+        batch_alloc(r, batch_size(r, batch), &o);
+        read_batch(r, batch, &o);
+        memcpy(samples + (size_t)p0 * r->per_image, o.x, sizeof(float) * r->per_image * o.b);
+        for (int a = 0; a < A; a++)
+            memcpy(sphi + ((size_t)a * r->pairs + p0) * K, o.phi + (size_t)a * o.b * K, sizeof(float) * (size_t)o.b * K);
+        memcpy(steps + p0, o.steps, sizeof(int) * o.b);
+        memcpy(failed + p0, o.failed, sizeof(int) * o.b);
+        memcpy(reason + p0, o.reason, (size_t)o.b * REASON_LEN);
+        batch_free(&o);
+    }
+    /* the targets' phi at the analysis sigmas, and the samples' relative error */
+    float *tphi = calloc((size_t)A * T * K, sizeof(float));
+    float *error = SR_MALLOC(sizeof(float) * (size_t)A * r->pairs, "the errors");
+    for (int a = 0; a < A; a++)
+        for (int t = 0; t < T; t++) {
+            if (r->conditional) targets_phi(r, &t, 1, (float)c->reconstruct.analysis_sigmas[a], c->reconstruct.draws, tphi + ((size_t)a * T + t) * K);
+            for (int j = 0; j < S; j++) {
+                const float *want = tphi + ((size_t)a * T + t) * K, *got = sphi + ((size_t)a * r->pairs + t * S + j) * K;
+                double num = 0.0, den = 0.0;
+                for (int ch = 0; ch < K; ch++) {
+                    num += ((double)got[ch] - want[ch]) * ((double)got[ch] - want[ch]);
+                    den += (double)want[ch] * want[ch];
+                }
+                error[(size_t)a * r->pairs + t * S + j] = r->conditional && den > 0 ? (float)sqrt(num / den) : NAN;
+            }
+        }
+    sr_tmp_path(r->path, tmp, sizeof tmp);
+    int ncid, version = 1, dt, ds_, dc, dy, dx, da, df, dr;
+    SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", RECON_FORMAT, tmp);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", r->checksum, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "sampler", c->reconstruct.sampler, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "mask", c->reconstruct.mask, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, tmp);
+    SR_NC(nc_def_dim(ncid, "target", (size_t)T, &dt), tmp);
+    SR_NC(nc_def_dim(ncid, "sample", (size_t)S, &ds_), tmp);
+    SR_NC(nc_def_dim(ncid, "channel", (size_t)r->channels, &dc), tmp);
+    SR_NC(nc_def_dim(ncid, "y", (size_t)r->size, &dy), tmp);
+    SR_NC(nc_def_dim(ncid, "x", (size_t)r->size, &dx), tmp);
+    SR_NC(nc_def_dim(ncid, "asigma", (size_t)A, &da), tmp);
+    SR_NC(nc_def_dim(ncid, "feature", (size_t)K, &df), tmp);
+    SR_NC(nc_def_dim(ncid, "reason_len", REASON_LEN, &dr), tmp);
+    int v[11];
+    SR_NC(nc_def_var(ncid, "target_kind", NC_INT, 1, &dt, &v[0]), tmp);
+    sr_nc_put_text(ncid, v[0], "meaning", "0 an image, 1 a cluster of clusters.nc, 2 none (unconditional)", tmp);
+    SR_NC(nc_def_var(ncid, "target_id", NC_INT64, 1, &dt, &v[1]), tmp);
+    sr_nc_put_text(ncid, v[1], "meaning", "the image's position in the data set, or the cluster's number", tmp);
+    SR_NC(nc_def_var(ncid, "samples", NC_FLOAT, 5, (int[]){dt, ds_, dc, dy, dx}, &v[2]), tmp);
+    SR_NC(nc_def_var(ncid, "asigma", NC_DOUBLE, 1, &da, &v[3]), tmp);
+    sr_nc_put_text(ncid, v[3], "meaning", "the analysis sigmas, pixel units", tmp);
+    SR_NC(nc_def_var(ncid, "target_phi", NC_FLOAT, 3, (int[]){da, dt, df}, &v[4]), tmp);
+    SR_NC(nc_def_var(ncid, "sample_phi", NC_FLOAT, 4, (int[]){da, dt, ds_, df}, &v[5]), tmp);
+    SR_NC(nc_def_var(ncid, "phi_error", NC_FLOAT, 3, (int[]){da, dt, ds_}, &v[6]), tmp);
+    sr_nc_put_text(ncid, v[6], "meaning", "|phi(sample) - phi(target)| / |phi(target)| at the analysis sigma", tmp);
+    SR_NC(nc_def_var(ncid, "steps", NC_INT, 2, (int[]){dt, ds_}, &v[7]), tmp);
+    SR_NC(nc_def_var(ncid, "failed", NC_INT, 2, (int[]){dt, ds_}, &v[8]), tmp);
+    SR_NC(nc_def_var(ncid, "reason", NC_CHAR, 3, (int[]){dt, ds_, dr}, &v[9]), tmp);
+    SR_NC(nc_enddef(ncid), tmp);
+    int *kinds = SR_MALLOC(sizeof(int) * (size_t)T, "the targets");
+    long long *ids = SR_MALLOC(sizeof(long long) * (size_t)T, "the targets");
+    for (int t = 0; t < T; t++) kinds[t] = r->targets[t].kind, ids[t] = r->targets[t].id;
+    SR_NC(nc_put_var_int(ncid, v[0], kinds), tmp);
+    SR_NC(nc_put_var_longlong(ncid, v[1], ids), tmp);
+    free(kinds), free(ids);
+    SR_NC(nc_put_var_float(ncid, v[2], samples), tmp);
+    SR_NC(nc_put_var_double(ncid, v[3], c->reconstruct.analysis_sigmas), tmp);
+    SR_NC(nc_put_var_float(ncid, v[4], tphi), tmp);
+    SR_NC(nc_put_var_float(ncid, v[5], sphi), tmp);
+    SR_NC(nc_put_var_float(ncid, v[6], error), tmp);
+    SR_NC(nc_put_var_int(ncid, v[7], steps), tmp);
+    SR_NC(nc_put_var_int(ncid, v[8], failed), tmp);
+    SR_NC(nc_put_var_text(ncid, v[9], &reason[0][0]), tmp);
+    SR_NC(nc_close(ncid), tmp);
+    for (int t = 0; t < T; t++) png_row(r, t, samples + (size_t)t * S * r->per_image, err, errlen);
+    sr_commit_file(tmp, r->path);
+    long nfailed = 0;
+    for (long p = 0; p < r->pairs; p++) nfailed += failed[p];
+    printf("reconstruct: %d target(s) x %d sample(s), %s sampler, %ld failed\n", T, S, c->reconstruct.sampler, nfailed);
+    for (int t = 0; t < T && r->conditional; t++) {
+        printf("  target %d (%s %ld): relative phi error", t, r->targets[t].kind == TARGET_IMAGE ? "image" : "cluster",
+               r->targets[t].id);
+        for (int a = 0; a < A; a++) {
+            double mean = 0.0;
+            for (int j = 0; j < S; j++) mean += error[(size_t)a * r->pairs + t * S + j] / S;
+            printf("  %.3f at sigma %.4g", mean, c->reconstruct.analysis_sigmas[a] * 255.0);
+        }
+        printf("\n");
+    }
+    printf("  written to %s and %s/target-*.png\n", r->path, dir);
+    free(samples), free(sphi), free(steps), free(failed), free(reason), free(tphi), free(error);
+}
+
+/* ---- preparation ------------------------------------------------------------ */
+
+static int read_mask(recon_run *r, char *err, size_t errlen)
+{
+    const semrep_conf *c = r->conf;
+    r->mask = SR_MALLOC(sizeof(float) * r->kmid, "the mask");
+    for (int ch = 0; ch < r->kmid; ch++) r->mask[ch] = 1.0f;
+    r->masked = r->kmid;
+    if (!strcmp(c->reconstruct.mask, "all")) return 0;
+    char path[SR_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/stats.nc", c->output_dir);
+    int ncid, var, dim;
+    size_t S = 0, K = 0;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
+        return sr_report(err, errlen, "reconstruct.mask = \"%s\" needs %s; run the stats stage first", c->reconstruct.mask, path);
+    nc_inq_dimid(ncid, "sigma", &dim), nc_inq_dimlen(ncid, dim, &S);
+    nc_inq_dimid(ncid, "channel", &dim), nc_inq_dimlen(ncid, dim, &K);
+    double *sig = calloc(S + 1, sizeof(double));
+    signed char *kind = calloc(S * K + 1, 1);
+    nc_inq_varid(ncid, "sigma", &var), nc_get_var_double(ncid, var, sig);
+    nc_inq_varid(ncid, "kind", &var), nc_get_var_schar(ncid, var, kind);
+    nc_close(ncid);
+    int s = -1;
+    for (size_t q = 0; q < S; q++)
+        if (fabs(sig[q] - c->reconstruct.mask_sigma) < 1e-9) s = (int)q;
+    const int want = !strcmp(c->reconstruct.mask, "selective") ? 0 : 1;
+    int rc = 0;
+    if (s < 0 || (int)K != r->kmid)
+        rc = sr_report(err, errlen, "reconstruct.mask_sigma = %g is not a sigma of %s (or its channels are not the model's)",
+                       c->reconstruct.mask_sigma, path);
+    r->masked = 0;
+    for (int ch = 0; !rc && ch < r->kmid; ch++) r->masked += (r->mask[ch] = kind[(size_t)s * K + ch] == want ? 1.0f : 0.0f) > 0;
+    if (!rc && r->masked == 0)
+        rc = sr_report(err, errlen, "reconstruct.mask = \"%s\": %s has no such channel at sigma %g", c->reconstruct.mask,
+                       path, c->reconstruct.mask_sigma);
+    free(sig), free(kind);
+    return rc;
+}
+
+static int cluster_members(recon_run *r, target *tg, char *err, size_t errlen)
+{
+    const semrep_conf *c = r->conf;
+    char path[SR_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/clusters.nc", c->output_dir);
+    int ncid, var, dim, ks[64] = {0};
+    size_t S = 0, nk = 0, kmax = 0, m = 0;
+    double sig[SR_MAX_SIGMAS];
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
+        return sr_report(err, errlen, "reconstruct.clusters needs %s; run the cluster stage first", path);
+    nc_inq_dimid(ncid, "sigma", &dim), nc_inq_dimlen(ncid, dim, &S);
+    nc_inq_dimid(ncid, "k", &dim), nc_inq_dimlen(ncid, dim, &nk);
+    nc_inq_dimid(ncid, "cluster", &dim), nc_inq_dimlen(ncid, dim, &kmax);
+    nc_inq_dimid(ncid, "member", &dim), nc_inq_dimlen(ncid, dim, &m);
+    nc_inq_varid(ncid, "sigma", &var), nc_get_var_double(ncid, var, sig);
+    nc_inq_varid(ncid, "k", &var), nc_get_var_int(ncid, var, ks);
+    int s = -1, q = c->reconstruct.cluster_k ? -1 : 0;
+    for (size_t i = 0; i < S; i++)
+        if (fabs(sig[i] - c->reconstruct.cluster_sigma) < 1e-9) s = (int)i;
+    for (size_t i = 0; i < nk && q < 0; i++)
+        if (ks[i] == c->reconstruct.cluster_k) q = (int)i;
+    if (s < 0 || q < 0 || tg->id >= ks[q]) {
+        nc_close(ncid);
+        return sr_report(err, errlen, "%s has no cluster %ld at sigma %g with K = %d (reconstruct.clusters, cluster_sigma, cluster_k)",
+                         path, tg->id, c->reconstruct.cluster_sigma, q < 0 ? c->reconstruct.cluster_k : ks[q]);
+    }
+    long long members[MAX_MEMBERS];
+    const size_t start[4] = {(size_t)s, (size_t)q, (size_t)tg->id, 0}, count[4] = {1, 1, 1, m < MAX_MEMBERS ? m : MAX_MEMBERS};
+    nc_inq_varid(ncid, "members", &var);
+    const int rc = nc_get_vara_longlong(ncid, var, start, count, members);
+    nc_close(ncid);
+    if (rc != NC_NOERR) return sr_report(err, errlen, "%s: cannot read the members of cluster %ld", path, tg->id);
+    tg->nimages = 0;
+    for (size_t i = 0; i < count[3]; i++)
+        if (members[i] >= 0 && members[i] < r->ds->count) tg->images[tg->nimages++] = members[i];
+    if (!tg->nimages) return sr_report(err, errlen, "%s: cluster %ld has no members", path, tg->id);
+    return 0;
+}
+
+static int choose_targets(recon_run *r, char *err, size_t errlen)
+{
+    const semrep_conf *c = r->conf;
+    const int n = c->reconstruct.ntargets + c->reconstruct.random + c->reconstruct.nclusters;
+    r->targets = calloc((size_t)(n ? n : 1), sizeof(target));
+    if (!r->conditional) {
+        r->ntargets = 1;
+        r->targets[0] = (target){.kind = TARGET_NONE, .id = -1};
+        return 0;
+    }
+    if (n == 0) return sr_report(err, errlen, "the %s sampler needs targets: reconstruct.targets, random or clusters", c->reconstruct.sampler);
+    for (int i = 0; i < c->reconstruct.ntargets; i++) {
+        if (c->reconstruct.targets[i] >= r->ds->count)
+            return sr_report(err, errlen, "reconstruct.targets: image %d is beyond the %ld images of the data set",
+                             c->reconstruct.targets[i], r->ds->count);
+        r->targets[r->ntargets++] = (target){.kind = TARGET_IMAGE, .id = c->reconstruct.targets[i], .nimages = 1,
+                                             .images = {c->reconstruct.targets[i]}};
+    }
+    for (int i = 0; i < c->reconstruct.random; i++) {
+        uint32_t word;
+        const sr_rng_stream s = {.seed = (uint32_t)c->seed, .domain = SR_RNG_RECON, .i0 = 0xFFFFFFFFu};
+        sr_rng_words(&s, (uint64_t)i, 1, &word);
+        const long image = (long)(((uint64_t)word * (uint64_t)r->ds->count) >> 32);
+        r->targets[r->ntargets++] = (target){.kind = TARGET_IMAGE, .id = image, .nimages = 1, .images = {image}};
+    }
+    for (int i = 0; i < c->reconstruct.nclusters; i++) {
+        target *tg = &r->targets[r->ntargets++];
+        *tg = (target){.kind = TARGET_CLUSTER, .id = c->reconstruct.clusters[i]};
+        if (cluster_members(r, tg, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+/* The data set's mean value per colour channel, as a constant image. */
+static void mean_image(recon_run *r)
+{
+    long first, end;
+    sr_shard(r->ds->count, 256, r->comm->rank, r->comm->size, &first, &end);
+    const int hw = r->size * r->size;
+    double sums[4] = {0};
+    float *batch = SR_MALLOC(sizeof(float) * r->per_image * 256, "images");
+    char err[1024];
+    for (long i0 = first; i0 < end; i0 += 256) {
+        const long n = end - i0 < 256 ? end - i0 : 256;
+        if (sr_dataset_read(r->ds, i0, n, batch, err, sizeof err)) SR_FAIL("%s", err);
+        for (long i = 0; i < n; i++)
+            for (int ch = 0; ch < r->channels; ch++)
+                for (int p = 0; p < hw; p++) sums[ch] += batch[(size_t)i * r->per_image + (size_t)ch * hw + p];
+    }
+    free(batch);
+    sr_comm_sum(r->comm, sums, r->channels);
+    r->mean_image = SR_MALLOC(sizeof(float) * r->per_image, "the mean image");
+    for (int ch = 0; ch < r->channels; ch++)
+        for (int p = 0; p < hw; p++) r->mean_image[(size_t)ch * hw + p] = (float)(sums[ch] / ((double)r->ds->count * hw));
+}
+
+static void make_fingerprint(recon_run *r)
+{
+    const semrep_conf *c = r->conf;
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
+    XXH3_64bits_update(h, r->ds->description, strlen(r->ds->description));
+    XXH3_64bits_update(h, r->targets, sizeof(target) * (size_t)r->ntargets);
+    XXH3_64bits_update(h, r->mask, sizeof(float) * r->kmid);
+    XXH3_64bits_update(h, r->mean_image, sizeof(float) * r->per_image);
+    /* every setting but the task split and the run's length */
+    semrep_conf settings = *c;
+    settings.reconstruct.tasks = settings.reconstruct.task = 0;
+    settings.reconstruct.run_batches = 0;
+    XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
+    XXH3_64bits_update(h, &c->seed, sizeof c->seed);
+    snprintf(r->fingerprint, sizeof r->fingerprint, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
+    XXH3_freeState(h);
+}
+
+static int prepare(recon_run *r, char *err, size_t errlen)
+{
+    const semrep_conf *c = r->conf;
+    const int threads = c->threads ? c->threads : sr_comm_default_threads(r->comm);
+    const sr_backend *be = sr_backend_select(c->backend, threads, err, errlen);
+    if (!be || sr_output_ready(c->output_dir, err, errlen)) return -1;
+    if (c->reconstruct.task >= c->reconstruct.tasks)
+        return sr_report(err, errlen, "reconstruct.task = %d must be below reconstruct.tasks = %d", c->reconstruct.task,
+                         c->reconstruct.tasks);
+    if (sr_model_open(c, be, c->reconstruct.batch * c->reconstruct.draws, true, &r->net, err, errlen)) return -1;
+    float *host = SR_MALLOC(r->net.param_floats * sizeof(float), "the checksum");
+    be->to_host(host, r->net.param, r->net.param_floats * sizeof(float));
+    sr_checkpoint_checksum(&r->net, host, r->checksum);
+    free(host);
+    r->kmid = sr_unet_block_channels(&r->net.shape, r->net.shape.levels);
+    return read_mask(r, err, errlen);
+}
+
+int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
+{
+    recon_run r = {.conf = conf, .comm = comm, .nanalysis = conf->reconstruct.nanalysis};
+    r.fixed = !strcmp(conf->reconstruct.sampler, "fixed");
+    r.conditional = strcmp(conf->reconstruct.sampler, "unconditional") != 0;
+    char err[2048] = "";
+    snprintf(r.path, sizeof r.path, "%s/recon.nc", conf->output_dir);
+    snprintf(r.dir, sizeof r.dir, "%s/recon-batches", conf->output_dir);
+    int failed = sr_comm_any(comm, prepare(&r, err, sizeof err));
+    if (!failed) failed = sr_data_open(&conf->dataset, conf->output_dir, comm, &r.ds, err, sizeof err);
+    if (!failed) {
+        r.channels = r.ds->channels, r.size = r.ds->size;
+        r.per_image = (size_t)r.channels * r.size * r.size;
+        failed = sr_comm_any(comm, choose_targets(&r, err, sizeof err));
+    }
+    if (failed) {
+        if (r.net.params) sr_unet_free(&r.net);
+        sr_dataset_close(r.ds);
+        return sr_comm_error(comm, 1, "%s", err[0] ? err : "reconstruct: another rank could not start");
+    }
+    mean_image(&r);
+    make_fingerprint(&r);
+    r.pairs = (long)(r.conditional ? r.ntargets : 1) * conf->reconstruct.samples;
+    r.nbatches = (r.pairs + conf->reconstruct.batch - 1) / conf->reconstruct.batch;
+    if (comm->rank == 0 && sr_make_dirs(r.dir, err, sizeof err)) SR_FAIL("%s", err);
+    sr_comm_barrier(comm);
+    /* my batches: this task's, cut among the ranks */
+    long mine = 0, first, end, computed = 0;
+    for (long batch = conf->reconstruct.task; batch < r.nbatches; batch += conf->reconstruct.tasks) mine++;
+    sr_shard(mine, 1, comm->rank, comm->size, &first, &end);
+    if (comm->rank == 0)
+        printf("reconstruct: %s sampler, %ld sample(s) in %ld batch(es) of %d, task %d of %d, %d rank(s)\n",
+               conf->reconstruct.sampler, r.pairs, r.nbatches, conf->reconstruct.batch, conf->reconstruct.task + 1,
+               conf->reconstruct.tasks, comm->size);
+    for (long q = first; q < end; q++) {
+        const long batch = conf->reconstruct.task + q * conf->reconstruct.tasks;
+        if (batch_done(&r, batch)) continue;
+        if (conf->reconstruct.run_batches && computed == conf->reconstruct.run_batches) break;
+        batch_out o;
+        batch_alloc(&r, batch_size(&r, batch), &o);
+        run_batch(&r, batch, &o);
+        write_batch(&r, batch, &o);
+        batch_free(&o);
+        computed++;
+        if (comm->rank == 0) printf("reconstruct: batch %ld done\n", batch), fflush(stdout);
+    }
+    sr_comm_barrier(comm);
+    bool all = true;
+    for (long batch = 0; batch < r.nbatches && all; batch++) all = batch_done(&r, batch);
+    if (comm->rank == 0) {
+        if (all) {
+            assemble(&r, err, sizeof err);
+            for (long batch = 0; batch < r.nbatches; batch++) {
+                char path[SR_PATH_MAX + 64];
+                batch_path(&r, batch, path, sizeof path);
+                unlink(path);
+            }
+            rmdir(r.dir);
+        } else {
+            printf("reconstruct: batches remain (other tasks, or reconstruct.run_batches); run again to finish\n");
+        }
+    }
+    sr_comm_barrier(comm);
+    free(r.targets), free(r.mask), free(r.mean_image);
+    sr_unet_free(&r.net);
+    sr_dataset_close(r.ds);
+    return 0;
+}

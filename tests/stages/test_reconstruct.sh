@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The reconstruct stage as users run it: the projection pulls the samples'
+# phi towards the target's; 1 and 2 ranks, a stopped-and-resumed run and two
+# SLURM array tasks all give the same samples; the unconditional sampler
+# runs its adaptive loop to the end; bad input refused.
+set -u
+semrep=$1
+conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
+. "$(dirname "$0")/../lib.sh"
+"$semrep" stage train "$conf" --set "output_dir=\"$work/model\"" >"$work/log" 2>&1
+base=(--set "model.checkpoint=\"$work/model/checkpoint.nc\"" --set "reconstruct.targets=[0,5,9]" --set reconstruct.samples=2
+      --set reconstruct.steps=4 --set reconstruct.draws=2 --set reconstruct.batch=4 --set "reconstruct.analysis_sigmas=[0.2]")
+recon() { local dir=$1; shift; "$semrep" stage reconstruct "$conf" --set "output_dir=\"$dir\"" "${base[@]}" "$@" >>"$work/log" 2>&1; }
+digest() { "$semrep" info "$1/recon.nc" | sed -n "s/^ *$2(.*\[digest \([0-9a-f]*\)\].*/\1/p"; }
+error() { /usr/bin/python3 -c "import netCDF4; print(float(netCDF4.Dataset('$1/recon.nc')['phi_error'][:].mean()))"; }
+
+# One Adam step against fifty, with the shipped default model, one sampler
+# step at sigma 0.2: the projection brings the sample's phi to the target's.
+default=$(cd "$(dirname "$0")/../../conf" && pwd)/fashion-mnist.conf
+project() { "$semrep" stage reconstruct "$default" --set "output_dir=\"$1\"" --set "reconstruct.targets=[0,5,9]" \
+  --set reconstruct.samples=2 --set reconstruct.steps=1 --set reconstruct.sigma_max=0.2 --set reconstruct.sigma_min=0.2 \
+  --set reconstruct.draws=2 --set reconstruct.batch=6 --set "reconstruct.analysis_sigmas=[0.2]" --set reconstruct.stop_ratio=0.0 \
+  --set "reconstruct.max_iter=$2" >>"$work/log" 2>&1; }
+project "$work/one-step" 1
+project "$work/projected" 50
+e1=$(error "$work/one-step") e50=$(error "$work/projected")
+check "the projection lowers the phi error: $e1 with 1 iteration, $e50 with 50" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not $e50 < 0.8 * $e1)'"
+
+recon "$work/r1" --set reconstruct.max_iter=5
+mpirun --oversubscribe --allow-run-as-root -np 2 "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/r2\"" \
+  "${base[@]}" --set reconstruct.max_iter=5 >>"$work/log" 2>&1
+recon "$work/resumed" --set reconstruct.max_iter=5 --set reconstruct.run_batches=1
+check "a stopped run leaves batches and no recon.nc" '[ ! -e "$work/resumed/recon.nc" ] && [ -d "$work/resumed/recon-batches" ]'
+recon "$work/resumed" --set reconstruct.max_iter=5
+recon "$work/tasks" --set reconstruct.max_iter=5 --set reconstruct.tasks=2 --set reconstruct.task=1
+check "one array task alone does not write recon.nc" '[ ! -e "$work/tasks/recon.nc" ]'
+recon "$work/tasks" --set reconstruct.max_iter=5 --set reconstruct.tasks=2 --set reconstruct.task=0
+d1=$(digest "$work/r1" samples) d2=$(digest "$work/r2" samples) dr=$(digest "$work/resumed" samples) dt=$(digest "$work/tasks" samples)
+check "samples on 1 rank, 2 ranks, resumed, 2 tasks: $d1 $d2 $dr $dt" \
+  '[ -n "$d1" ] && [ "$d1" = "$d2" ] && [ "$d1" = "$dr" ] && [ "$d1" = "$dt" ]'
+check "one PNG row per target" '[ "$(ls "$work/r1/reconstruct/" | wc -l)" = 3 ]'
+
+expect 0 "unconditional sampler, 0 failed" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/free\"" \
+  "${base[@]}" --set 'reconstruct.sampler="unconditional"' --set reconstruct.samples=3 --set reconstruct.sigma_l=0.3 \
+  --set reconstruct.h0=0.2
+expect 1 "reconstruct.targets: image 99 is beyond the 64 images" -- "$semrep" stage reconstruct "$conf" \
+  --set "output_dir=\"$work/bad\"" "${base[@]}" --set "reconstruct.targets=[99]"
+expect 1 "needs .*stats.nc; run the stats stage first" -- "$semrep" stage reconstruct "$conf" \
+  --set "output_dir=\"$work/bad\"" "${base[@]}" --set 'reconstruct.mask="selective"'
+expect 1 "reconstruct.task = 2 must be below reconstruct.tasks = 2" -- "$semrep" stage reconstruct "$conf" \
+  --set "output_dir=\"$work/bad\"" "${base[@]}" --set reconstruct.tasks=2 --set reconstruct.task=2
+finish
