@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Submits the whole pipeline for CONF to SLURM as a chain of jobs, each
+# starting when the one before it succeeded:
+#   train (when the model does not exist) -> denoise-eval -> phi -> stats
+#   -> cluster -> reconstruct (an array of SEMREP_RECON_TASKS tasks, then one
+#   job that writes recon.nc) -> report
+# Stages resume from their last checkpoint or chunk, so resubmitting after a
+# failure or a time limit continues. Extra sbatch options for every job go in
+# SEMREP_SBATCH (e.g. "--partition=gpu --gres=gpu:4 --ntasks-per-node=4").
+#   job_scripts/submit.sh CONF [--set KEY=VALUE]...
+set -euo pipefail
+if [ $# -lt 1 ]; then echo "usage: job_scripts/submit.sh CONF [--set KEY=VALUE]..." >&2; exit 2; fi
+conf=$(realpath -e -- "$1") || { echo "semrep: error: no conf at $1" >&2; exit 1; }
+shift
+top=$(cd "$(dirname "$0")/.." && pwd)
+export SEMREP_HOME=$top
+[ -x "$top/build/semrep" ] || "$top/job_scripts/build.sh"
+tasks=${SEMREP_RECON_TASKS:-4}
+# shellcheck disable=SC2086
+submit() { sbatch --parsable --export=ALL ${SEMREP_SBATCH:-} "$@"; }
+after=()
+chain() { local name=$1; shift; local id
+  id=$(submit "${after[@]}" --job-name="semrep-$name" "$@")
+  echo "$name: job $id" >&2
+  after=(--dependency="afterok:$id")
+}
+model=$("$top/build/semrep" info "$conf" "$@" | sed -n 's/^  checkpoint: none yet at \([^ ]*\).*/\1/p')
+if [ -n "$model" ]; then chain train "$top/job_scripts/slurm/stage.sbatch" train "$conf" "$@"; fi
+for stage in denoise-eval phi stats cluster; do chain "$stage" "$top/job_scripts/slurm/stage.sbatch" "$stage" "$conf" "$@"; done
+chain reconstruct-array --array="0-$((tasks - 1))" "$top/job_scripts/slurm/stage.sbatch" reconstruct "$conf" "$@"
+chain reconstruct "$top/job_scripts/slurm/stage.sbatch" reconstruct "$conf" "$@"
+chain report "$top/job_scripts/slurm/stage.sbatch" report "$conf" "$@"
