@@ -95,12 +95,14 @@ static double knn_accuracy(const int *nbr, int nn, const int *labels, long image
     for (long i = 0; i < images; i++) {
         if (labels[i] < 0) continue;
         memset(votes, 0, sizeof(int) * (size_t)classes);
-        int best = -1;
+        int top = 0, best = -1;
         for (int j = 0; j < k && j < nn; j++) {
             const int l = labels[nbr[(size_t)i * nn + j]];
-            if (l < 0) continue;
-            votes[l]++;
-            if (best < 0 || votes[l] > votes[best]) best = l;
+            if (l >= 0 && ++votes[l] > top) top = votes[l];
+        }
+        for (int j = 0; j < k && j < nn && best < 0; j++) { /* a tie: the nearest of the tied labels */
+            const int l = labels[nbr[(size_t)i * nn + j]];
+            if (l >= 0 && votes[l] == top) best = l;
         }
         correct += best == labels[i];
         counted++;
@@ -373,7 +375,10 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         }
         long long *index = SR_MALLOC(sizeof(long long) * (size_t)n, "the image indices");
         sr_phi_read_index(&r.f, 0, n, index);
-        int mismatch = ds->count != n;
+        char data[2 * SR_PATH_MAX] = "", stamp[17] = "";
+        sr_file_text_attr(r.f.path, "dataset", data, sizeof data);
+        sr_file_text_attr(r.f.path, "dataset_stamp", stamp, sizeof stamp);
+        int mismatch = ds->count != n || strcmp(data, ds->description) || strcmp(stamp, ds->stamp);
         for (long i = 0; !mismatch && i < n; i++) mismatch = sr_dataset_origin(ds, i) != index[i];
         if (mismatch) {
             sr_dataset_close(ds);
@@ -385,7 +390,7 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         float *pixels = SR_MALLOC(sizeof(float) * (size_t)n * dim, "the images' pixels");
         if (sr_dataset_read(ds, 0, n, pixels, err, sizeof err)) SR_FAIL("%s", err);
         space_alloc(&r, &r.pixels);
-        analyse(&r, pixels + (size_t)r.first * dim, pixels, dim, sets, words, &r.pixels);
+        analyse(&r, pixels + (size_t)r.first * dim, pixels, dim, NULL, 0, &r.pixels);
         free(pixels), free(index);
         sr_dataset_close(ds);
     }

@@ -208,6 +208,9 @@ static double lloyd(const semrep_comm *comm, const float *rows, long count, long
         }
     }
     free(sums);
+    /* the assignment and distances of the final centres (an iteration cap or
+     * an empty cluster's replacement may have moved them since) */
+    assign(rows, count, centres, k, dim, label, best);
     double inertia = 0.0;
     for (long i = 0; i < count; i++) inertia += best[i];
     sr_comm_sum(comm, &inertia, 1);

@@ -68,6 +68,7 @@ static void make_fingerprint(phi_run *r)
     XXH3_64bits_reset(h);
     XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
     XXH3_64bits_update(h, r->ds->description, strlen(r->ds->description));
+    XXH3_64bits_update(h, r->ds->stamp, sizeof r->ds->stamp);
     for (long i = 0; i < r->ds->count; i++) {
         const long o = sr_dataset_origin(r->ds, i);
         XXH3_64bits_update(h, &o, sizeof o);
@@ -172,6 +173,7 @@ static void define_file(const phi_run *r, int ncid, const char *file, phi_vars *
     sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", r->checksum, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset", ds->description, file);
+    sr_nc_put_text(ncid, NC_GLOBAL, "dataset_stamp", ds->stamp, file);
     const long long seed = c->seed;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "seed", NC_INT64, 1, &seed), file);
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, file);
@@ -184,12 +186,14 @@ static void define_file(const phi_run *r, int ncid, const char *file, phi_vars *
     v->label = -1;
     if (ds->labels) {
         SR_NC(nc_def_var(ncid, "label", NC_INT, 1, &d_image, &v->label), file);
-        char names[4096] = "";
-        for (int k = 0; k < ds->nclasses && strlen(names) + SR_CLASS_NAME_MAX + 2 < sizeof names; k++) {
+        char *names = calloc((size_t)ds->nclasses + 1, SR_CLASS_NAME_MAX + 1);
+        SR_CHECK(names, "out of memory listing the class names");
+        for (int k = 0; k < ds->nclasses; k++) {
             strcat(names, k ? "\n" : "");
             strcat(names, ds->class_names[k]);
         }
         sr_nc_put_text(ncid, v->label, "class_names", names, file);
+        free(names);
     }
     dims[0] = d_image;
     dims[1] = d_name;
@@ -363,8 +367,10 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
     r.kmid = sr_unet_block_channels(&r.net.shape, r.net.shape.levels);
     r.units = r.net.block_offset[r.net.nblocks];
     make_fingerprint(&r);
-    const int state = existing(&r, err, sizeof err);
-    if (sr_comm_any(comm, state < 0)) return fail(&r, err);
+    /* rank 0 reads an existing phi.nc; every rank takes its answer */
+    int state = comm->rank == 0 ? existing(&r, err, sizeof err) : 0;
+    sr_comm_bcast(comm, &state, sizeof state, 0);
+    if (state < 0) return fail(&r, err);
     if (state == 1) {
         if (comm->rank == 0) printf("phi: %s is up to date\n", r.path);
         release(&r);

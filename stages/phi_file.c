@@ -127,3 +127,24 @@ void sr_phi_read_index(const sr_phi_file *f, long first, long count, long long *
     SR_NC(nc_inq_varid(f->ncid, "index", &var), f->path);
     SR_NC(nc_get_vara_longlong(f->ncid, var, &start, &shape, index), f->path);
 }
+
+int sr_file_text_attr(const char *path, const char *attr, char *out, size_t len)
+{
+    int ncid;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return -1;
+    const int rc = sr_nc_get_text(ncid, NC_GLOBAL, attr, out, len);
+    nc_close(ncid);
+    return rc;
+}
+
+int sr_made_from_phi(const char *output_dir, const char *file, char *err, size_t errlen)
+{
+    char phi[SR_PATH_MAX + 32], path[SR_PATH_MAX + 32], want[17] = "", have[17] = "";
+    snprintf(phi, sizeof phi, "%s/phi.nc", output_dir);
+    snprintf(path, sizeof path, "%s/%s", output_dir, file);
+    if (sr_file_text_attr(phi, "fingerprint", want, sizeof want))
+        SR_BAD("%s needs %s to check what it was made from; compute phi first", path, phi);
+    if (sr_file_text_attr(path, "phi_fingerprint", have, sizeof have) || strcmp(want, have))
+        SR_BAD("%s was made from another phi.nc than %s; run its stage again", path, phi);
+    return 0;
+}

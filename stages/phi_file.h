@@ -25,6 +25,12 @@ typedef struct {
     char fingerprint[17];
 } sr_phi_file;
 
+/* A text attribute of a file's (NC_GLOBAL); -1 when the file or it is absent. */
+int sr_file_text_attr(const char *path, const char *attr, char *out, size_t len);
+/* 0 when `file` (stats.nc, clusters.nc: its phi_fingerprint) was made from
+ * the output folder's phi.nc; -1 with err naming what to run again. */
+int sr_made_from_phi(const char *output_dir, const char *file, char *err, size_t errlen);
+
 /* 0, or -1 with err (not a phi file, another format version). */
 int sr_phi_open(const char *path, sr_phi_file *f, char *err, size_t errlen);
 void sr_phi_close(sr_phi_file *f);

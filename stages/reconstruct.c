@@ -28,6 +28,7 @@
 #include "stages/data.h"
 #include "stages/model.h"
 #include "stages/phi_compute.h"
+#include "stages/phi_file.h"
 #include "stages/stage.h"
 
 #define RECON_FORMAT "semrep-recon"
@@ -72,41 +73,33 @@ typedef struct {
 
 /* ---- targets' phi ---------------------------------------------------------- */
 
-/* The mean over each target's images of their phi at sigma: out[t][kmid]. */
+/* The mean over each target's images of their phi at sigma: out[t][kmid].
+ * One target at a time: its images' draws go through the engine together. */
 static void targets_phi(recon_run *r, const int *which, int count, float sigma, int draws, float *out)
 {
-    int images = 0;
-    for (int t = 0; t < count; t++) images += r->targets[which[t]].nimages;
     const int n = sigma == 0.0f ? 1 : draws;
-    sr_unet_work wk;
-    sr_unet_work_init(&wk, &r->net, images * n, r->size, r->size, false);
-    float *clean = SR_MALLOC(sizeof(float) * r->per_image * images, "the targets' images");
-    float *noisy = SR_MALLOC(sizeof(float) * r->per_image * images * n, "the targets' noisy images");
-    float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&wk), "the targets' block means");
-    float *mid = SR_MALLOC(sizeof(float) * (size_t)images * r->kmid, "the targets' phi");
-    long *keys = SR_MALLOC(sizeof(long) * (size_t)images, "the targets' keys");
     char err[1024];
-    int at = 0;
     for (int t = 0; t < count; t++) {
         const target *tg = &r->targets[which[t]];
-        if (sr_dataset_read_list(r->ds, tg->images, tg->nimages, clean + (size_t)at * r->per_image, err, sizeof err))
-            SR_FAIL("%s", err);
-        for (int i = 0; i < tg->nimages; i++) keys[at + i] = sr_dataset_origin(r->ds, tg->images[i]);
-        at += tg->nimages;
-    }
-    sr_phi_compute(&r->net, &wk, (uint32_t)r->conf->seed, keys, clean, images, sigma, draws, noisy, means, mid, NULL);
-    at = 0;
-    for (int t = 0; t < count; t++) {
-        const int m = r->targets[which[t]].nimages;
+        const int m = tg->nimages;
+        sr_unet_work wk;
+        sr_unet_work_init(&wk, &r->net, m * n, r->size, r->size, false);
+        float *clean = SR_MALLOC(sizeof(float) * r->per_image * m, "the target's images");
+        float *noisy = SR_MALLOC(sizeof(float) * r->per_image * m * n, "the target's noisy images");
+        float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&wk), "the target's block means");
+        float *mid = SR_MALLOC(sizeof(float) * (size_t)m * r->kmid, "the target's phi");
+        long keys[MAX_MEMBERS];
+        if (sr_dataset_read_list(r->ds, tg->images, m, clean, err, sizeof err)) SR_FAIL("%s", err);
+        for (int i = 0; i < m; i++) keys[i] = sr_dataset_origin(r->ds, tg->images[i]);
+        sr_phi_compute(&r->net, &wk, (uint32_t)r->conf->seed, keys, clean, m, sigma, draws, noisy, means, mid, NULL);
         for (int c = 0; c < r->kmid; c++) {
             double sum = 0.0;
-            for (int i = 0; i < m; i++) sum += mid[(size_t)(at + i) * r->kmid + c];
+            for (int i = 0; i < m; i++) sum += mid[(size_t)i * r->kmid + c];
             out[(size_t)t * r->kmid + c] = (float)(sum / m);
         }
-        at += m;
+        free(clean), free(noisy), free(means), free(mid);
+        sr_unet_work_free(&wk);
     }
-    free(clean), free(noisy), free(means), free(mid), free(keys);
-    sr_unet_work_free(&wk);
 }
 
 /* ---- the projection ------------------------------------------------------ */
@@ -312,17 +305,22 @@ static void run_batch(recon_run *r, long batch, batch_out *o)
     if (r->fixed) fixed_sampler(r, &wk, p0, o, tid, ntid, row_of);
     else adaptive_sampler(r, &wk, p0, o, tid, row_of);
     sr_unet_work_free(&wk);
-    sr_unet_work phi_wk;
-    sr_unet_work_init(&phi_wk, &r->net, b * c->reconstruct.draws, r->size, r->size, false);
+    /* the samples' phi: all draws of the batch at once (one copy at sigma 0) */
+    sr_unet_work many, one;
+    sr_unet_work_init(&many, &r->net, b * c->reconstruct.draws, r->size, r->size, false);
+    sr_unet_work_init(&one, &r->net, b, r->size, r->size, false);
     float *noisy = SR_MALLOC(sizeof(float) * r->per_image * b * c->reconstruct.draws, "the samples' noisy copies");
-    float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&phi_wk), "the samples' block means");
+    float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&many), "the samples' block means");
     long *keys = SR_MALLOC(sizeof(long) * b, "the samples' keys");
     for (int i = 0; i < b; i++) keys[i] = (long)(SAMPLE_KEY | (uint32_t)(p0 + i));
-    for (int a = 0; a < r->nanalysis; a++)
-        sr_phi_compute(&r->net, &phi_wk, (uint32_t)c->seed, keys, o->x, b, (float)c->reconstruct.analysis_sigmas[a],
+    for (int a = 0; a < r->nanalysis; a++) {
+        const float sigma = (float)c->reconstruct.analysis_sigmas[a];
+        sr_phi_compute(&r->net, sigma == 0.0f ? &one : &many, (uint32_t)c->seed, keys, o->x, b, sigma,
                        c->reconstruct.draws, noisy, means, o->phi + (size_t)a * b * r->kmid, NULL);
+    }
     free(noisy), free(means), free(keys), free(tid), free(row_of);
-    sr_unet_work_free(&phi_wk);
+    sr_unet_work_free(&many);
+    sr_unet_work_free(&one);
 }
 
 /* ---- batch files and recon.nc ---------------------------------------------- */
@@ -527,6 +525,11 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     SR_NC(nc_put_var_int(ncid, v[8], failed), tmp);
     SR_NC(nc_put_var_text(ncid, v[9], &reason[0][0]), tmp);
     SR_NC(nc_close(ncid), tmp);
+    for (int t = 0;; t++) { /* rows of an earlier run with more targets go */
+        char old[SR_PATH_MAX + 96];
+        snprintf(old, sizeof old, "%s/target-%03d.png", dir, t);
+        if (t >= T && unlink(old) != 0) break;
+    }
     for (int t = 0; t < T; t++) png_row(r, t, samples + (size_t)t * S * r->per_image, err, errlen);
     sr_commit_file(tmp, r->path);
     long nfailed = 0;
@@ -561,6 +564,7 @@ static int read_mask(recon_run *r, char *err, size_t errlen)
     size_t S = 0, K = 0;
     if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
         return sr_report(err, errlen, "reconstruct.mask = \"%s\" needs %s; run the stats stage first", c->reconstruct.mask, path);
+    if (sr_made_from_phi(c->output_dir, "stats.nc", err, errlen)) return nc_close(ncid), -1;
     nc_inq_dimid(ncid, "sigma", &dim), nc_inq_dimlen(ncid, dim, &S);
     nc_inq_dimid(ncid, "channel", &dim), nc_inq_dimlen(ncid, dim, &K);
     double *sig = calloc(S + 1, sizeof(double));
@@ -595,6 +599,7 @@ static int cluster_members(recon_run *r, target *tg, char *err, size_t errlen)
     double sig[SR_MAX_SIGMAS];
     if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
         return sr_report(err, errlen, "reconstruct.clusters needs %s; run the cluster stage first", path);
+    if (sr_made_from_phi(c->output_dir, "clusters.nc", err, errlen)) return nc_close(ncid), -1;
     nc_inq_dimid(ncid, "sigma", &dim), nc_inq_dimlen(ncid, dim, &S);
     nc_inq_dimid(ncid, "k", &dim), nc_inq_dimlen(ncid, dim, &nk);
     nc_inq_dimid(ncid, "cluster", &dim), nc_inq_dimlen(ncid, dim, &kmax);
@@ -657,27 +662,39 @@ static int choose_targets(recon_run *r, char *err, size_t errlen)
     return 0;
 }
 
-/* The data set's mean value per colour channel, as a constant image. */
+/* The data set's mean value per colour channel, as a constant image. The
+ * sums of fixed chunks of 256 images meet on rank 0 and are added in chunk
+ * order, so the image (and the fingerprint it enters) is the same on any
+ * number of ranks. */
 static void mean_image(recon_run *r)
 {
+    const long chunk = 256, chunks = (r->ds->count + chunk - 1) / chunk;
     long first, end;
-    sr_shard(r->ds->count, 256, r->comm->rank, r->comm->size, &first, &end);
-    const int hw = r->size * r->size;
-    double sums[4] = {0};
-    float *batch = SR_MALLOC(sizeof(float) * r->per_image * 256, "images");
+    sr_shard(chunks, 1, r->comm->rank, r->comm->size, &first, &end);
+    const int hw = r->size * r->size, C = r->channels;
+    double *sums = calloc((size_t)((end - first) * C + 1), sizeof(double));
+    float *batch = SR_MALLOC(sizeof(float) * r->per_image * chunk, "images");
     char err[1024];
-    for (long i0 = first; i0 < end; i0 += 256) {
-        const long n = end - i0 < 256 ? end - i0 : 256;
+    for (long q = first; q < end; q++) {
+        const long i0 = q * chunk, n = r->ds->count - i0 < chunk ? r->ds->count - i0 : chunk;
         if (sr_dataset_read(r->ds, i0, n, batch, err, sizeof err)) SR_FAIL("%s", err);
         for (long i = 0; i < n; i++)
-            for (int ch = 0; ch < r->channels; ch++)
-                for (int p = 0; p < hw; p++) sums[ch] += batch[(size_t)i * r->per_image + (size_t)ch * hw + p];
+            for (int ch = 0; ch < C; ch++)
+                for (int p = 0; p < hw; p++) sums[(q - first) * C + ch] += batch[(size_t)i * r->per_image + (size_t)ch * hw + p];
     }
     free(batch);
-    sr_comm_sum(r->comm, sums, r->channels);
+    char *all;
+    size_t bytes;
+    sr_comm_gather(r->comm, sums, sizeof(double) * (size_t)(end - first) * C, &all, &bytes);
+    double total[4] = {0};
+    if (r->comm->rank == 0)
+        for (long q = 0; q < chunks; q++)
+            for (int ch = 0; ch < C; ch++) total[ch] += ((double *)all)[q * C + ch];
+    sr_comm_bcast(r->comm, total, sizeof total, 0);
+    free(all), free(sums);
     r->mean_image = SR_MALLOC(sizeof(float) * r->per_image, "the mean image");
-    for (int ch = 0; ch < r->channels; ch++)
-        for (int p = 0; p < hw; p++) r->mean_image[(size_t)ch * hw + p] = (float)(sums[ch] / ((double)r->ds->count * hw));
+    for (int ch = 0; ch < C; ch++)
+        for (int p = 0; p < hw; p++) r->mean_image[(size_t)ch * hw + p] = (float)(total[ch] / ((double)r->ds->count * hw));
 }
 
 static void make_fingerprint(recon_run *r)
@@ -687,6 +704,7 @@ static void make_fingerprint(recon_run *r)
     XXH3_64bits_reset(h);
     XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
     XXH3_64bits_update(h, r->ds->description, strlen(r->ds->description));
+    XXH3_64bits_update(h, r->ds->stamp, sizeof r->ds->stamp);
     XXH3_64bits_update(h, r->targets, sizeof(target) * (size_t)r->ntargets);
     XXH3_64bits_update(h, r->mask, sizeof(float) * r->kmid);
     XXH3_64bits_update(h, r->mean_image, sizeof(float) * r->per_image);
@@ -709,7 +727,9 @@ static int prepare(recon_run *r, char *err, size_t errlen)
     if (c->reconstruct.task >= c->reconstruct.tasks)
         return sr_report(err, errlen, "reconstruct.task = %d must be below reconstruct.tasks = %d", c->reconstruct.task,
                          c->reconstruct.tasks);
-    if (sr_model_open(c, be, c->reconstruct.batch * c->reconstruct.draws, true, &r->net, err, errlen)) return -1;
+    /* the largest batch: a batch's draws, or a cluster target's members' draws */
+    const int most = c->reconstruct.batch > MAX_MEMBERS ? c->reconstruct.batch : MAX_MEMBERS;
+    if (sr_model_open(c, be, most * c->reconstruct.draws, true, &r->net, err, errlen)) return -1;
     float *host = SR_MALLOC(r->net.param_floats * sizeof(float), "the checksum");
     be->to_host(host, r->net.param, r->net.param_floats * sizeof(float));
     sr_checkpoint_checksum(&r->net, host, r->checksum);
@@ -740,6 +760,21 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     }
     mean_image(&r);
     make_fingerprint(&r);
+    /* an existing recon.nc: up to date, or made from something else */
+    int state = 0;
+    if (comm->rank == 0 && access(r.path, F_OK) == 0) {
+        char have[17] = "";
+        sr_file_text_attr(r.path, "fingerprint", have, sizeof have);
+        state = strcmp(have, r.fingerprint) ? -1 : 1;
+    }
+    sr_comm_bcast(comm, &state, sizeof state, 0);
+    if (state != 0) {
+        free(r.targets), free(r.mask), free(r.mean_image);
+        sr_unet_free(&r.net);
+        sr_dataset_close(r.ds);
+        if (state > 0 && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
+        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data or settings; move it away or use another output_dir", r.path);
+    }
     r.pairs = (long)(r.conditional ? r.ntargets : 1) * conf->reconstruct.samples;
     r.nbatches = (r.pairs + conf->reconstruct.batch - 1) / conf->reconstruct.batch;
     if (comm->rank == 0 && sr_make_dirs(r.dir, err, sizeof err)) SR_FAIL("%s", err);
@@ -765,7 +800,9 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
         if (comm->rank == 0) printf("reconstruct: batch %ld done\n", batch), fflush(stdout);
     }
     sr_comm_barrier(comm);
-    bool all = true;
+    /* Array tasks only compute; a run of one task (the merge job, or a plain
+     * run) writes recon.nc once every batch is there. */
+    bool all = conf->reconstruct.tasks == 1;
     for (long batch = 0; batch < r.nbatches && all; batch++) all = batch_done(&r, batch);
     if (comm->rank == 0) {
         if (all) {
@@ -777,7 +814,8 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
             }
             rmdir(r.dir);
         } else {
-            printf("reconstruct: batches remain (other tasks, or reconstruct.run_batches); run again to finish\n");
+            printf("reconstruct: %s; run again with reconstruct.tasks = 1 to write recon.nc\n",
+                   conf->reconstruct.tasks > 1 ? "this task's batches are done" : "batches remain (reconstruct.run_batches)");
         }
     }
     sr_comm_barrier(comm);

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,28 +109,41 @@ static void table(report *r, const char *name, const char *caption, int rows, in
     SR_CHECK(fclose(csv) == 0, "cannot write %s; check the disk", path);
 }
 
-/* gnuplot draws plots/NAME.png from the script; the page shows it. */
+/* gnuplot, run in the plots folder (so its script names files by their
+ * short names), draws plots/NAME.png; the page shows it. */
 static void plot(report *r, const char *name, const char *alt, const char *script)
 {
-    char gp[SR_PATH_MAX + 128], cmd[2 * SR_PATH_MAX + 256];
-    snprintf(gp, sizeof gp, "%s/plots/%s.gp", r->dir, name);
+    char dir[SR_PATH_MAX + 80], gp[SR_PATH_MAX + 128], log[SR_PATH_MAX + 128];
+    snprintf(dir, sizeof dir, "%s/plots", r->dir);
+    snprintf(gp, sizeof gp, "%s/%s.gp", dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
     FILE *f = fopen(gp, "w");
     SR_CHECK(f, "cannot write %s", gp);
-    fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9'\nset output '%s/plots/%s.png'\nset grid\n%s\n",
-            r->dir, name, script);
+    fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9'\nset output '%s.png'\nset grid\n%s\n", name, script);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>'%s/plots/%s.log'", gp, r->dir, name);
-    if (system(cmd) != 0)
-        SR_FAIL("gnuplot could not draw %s (its messages are in %s/plots/%s.log); install Debian's gnuplot-nox", name,
-                r->dir, name);
+    const pid_t pid = fork();
+    SR_CHECK(pid >= 0, "cannot start gnuplot: out of processes");
+    if (pid == 0) {
+        const int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (chdir(dir) != 0 || out < 0 || dup2(out, 2) < 0) _exit(126);
+        execlp("gnuplot", "gnuplot", gp, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        SR_FAIL("gnuplot could not draw %s (its messages are in %s); install Debian's gnuplot-nox", name, log);
     html(r, "<figure><img src=\"plots/%s.png\" alt=\"%s\"><figcaption>%s</figcaption></figure>\n", name, alt, alt);
 }
 
+/* plots/NAME.dat; `path` gets the name gnuplot, in that folder, uses. */
 static FILE *data_file(report *r, const char *name, char *path, size_t len)
 {
-    snprintf(path, len, "%s/plots/%s.dat", r->dir, name);
-    FILE *f = fopen(path, "w");
-    SR_CHECK(f, "cannot write %s", path);
+    char full[2 * SR_PATH_MAX];
+    snprintf(full, sizeof full, "%s/plots/%s.dat", r->dir, name);
+    snprintf(path, len, "%s.dat", name);
+    FILE *f = fopen(full, "w");
+    SR_CHECK(f, "cannot write %s", full);
     return f;
 }
 
@@ -148,6 +163,7 @@ static void thumbnail(report *r, long position)
 
 static void image_cell(report *r, long position, const char *title)
 {
+    if (position < 0 || position >= r->images) return; /* not an image of this data set */
     thumbnail(r, position);
     char name[SR_NAME_MAX];
     sr_dataset_name(r->ds, position, name, sizeof name);
@@ -331,6 +347,7 @@ static void grids(report *r, int ncid, int s, const char *label)
     int *nbr = calloc(nn ? nn : 1, sizeof(int));
     for (long q = 0; q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
         const long query = q * (long)(n / NEIGHBOUR_ROWS);
+        if (query >= r->images) break;
         const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, nn};
         if (nc_inq_varid(ncid, "neighbours", &var) != NC_NOERR || nc_get_vara_int(ncid, var, ns, nc, nbr) != NC_NOERR) break;
         html(r, "<div class=\"row\"><span class=\"lab\">image %ld<br>and its nearest</span>", query);
@@ -386,25 +403,53 @@ static void measures(report *r, int ncid)
     free(cells), free(sig), free(knn), free(pknn);
 }
 
-static void build(report *r, const char *model, double seconds)
+/* The index of a sigma in a file's sigma variable, or -1. */
+static int sigma_index(int ncid, double sigma)
+{
+    const size_t n = dim_len(ncid, "sigma");
+    double *v = var_doubles(ncid, "sigma", n);
+    int at = -1;
+    for (size_t i = 0; i < n && at < 0; i++)
+        if (fabs(v[i] - sigma) < 1e-9) at = (int)i;
+    free(v);
+    return at;
+}
+
+/* stats.nc or clusters.nc, when made from the folder's phi.nc; a warning
+ * in the page when they are left over from another one. */
+static int open_analysis(report *r, const char *file)
 {
     char path[SR_PATH_MAX + 64];
+    int ncid = -1;
+    if (!file_exists(r->conf->output_dir, file, path, sizeof path)) return -1;
+    if (sr_made_from_phi(r->conf->output_dir, file, r->err, sizeof r->err)) {
+        html(r, "<p class=\"warn\">Not shown: ");
+        escaped(r, r->err);
+        html(r, "</p>\n");
+        return -1;
+    }
+    return nc_open(path, NC_NOWRITE, &ncid) == NC_NOERR ? ncid : -1;
+}
+
+static void build(report *r, const char *model, double seconds)
+{
     provenance(r, model, seconds);
     denoiser(r, model);
-    int stats_id = -1, clusters_id = -1;
-    if (file_exists(r->conf->output_dir, "stats.nc", path, sizeof path)) nc_open(path, NC_NOWRITE, &stats_id);
-    if (file_exists(r->conf->output_dir, "clusters.nc", path, sizeof path)) nc_open(path, NC_NOWRITE, &clusters_id);
+    const int stats_id = open_analysis(r, "stats.nc"), clusters_id = open_analysis(r, "clusters.nc");
     if (clusters_id >= 0) {
         html(r, "<h2>What phi groups together</h2>\n");
         measures(r, clusters_id);
     }
-    const size_t S = stats_id >= 0 ? dim_len(stats_id, "sigma") : clusters_id >= 0 ? dim_len(clusters_id, "sigma") : 0;
-    double *sig = var_doubles(stats_id >= 0 ? stats_id : clusters_id, "sigma", S);
+    /* each sigma of either file, looked up by value in both */
+    const int lead = stats_id >= 0 ? stats_id : clusters_id;
+    const size_t S = lead >= 0 ? dim_len(lead, "sigma") : 0;
+    double *sig = lead >= 0 ? var_doubles(lead, "sigma", S) : NULL;
     for (size_t s = 0; s < S; s++) {
         char label[64];
         snprintf(label, sizeof label, "sigma %.4g of 255", sig[s] * 255.0);
         html(r, "<h2>phi at %s</h2>\n", label);
-        if (clusters_id >= 0 && s < dim_len(clusters_id, "sigma")) grids(r, clusters_id, (int)s, label);
+        const int cs = clusters_id >= 0 ? sigma_index(clusters_id, sig[s]) : -1;
+        if (cs >= 0) grids(r, clusters_id, cs, label);
         if (stats_id >= 0) statistics(r, stats_id, (int)s, label);
     }
     free(sig);
@@ -418,7 +463,7 @@ static const char style[] =
     "caption{text-align:left;font-style:italic}figure{display:inline-block;margin:.5em}"
     ".grid .row{display:flex;align-items:center;gap:3px;margin:3px 0}.lab{width:7em;font-size:.8em}"
     "img.t{width:56px;height:56px;image-rendering:pixelated;border:1px solid #ddd}.sep{width:1em}"
-    "pre{font-size:.75em;background:#f6f6f6;padding:.5em}";
+    "pre{font-size:.75em;background:#f6f6f6;padding:.5em}.warn{color:#a00}";
 
 int stage_report(const semrep_conf *conf, semrep_comm *comm)
 {
@@ -457,9 +502,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             snprintf(old, sizeof old, "%s.old.%ld", final, (long)getpid());
             if (access(final, F_OK) == 0 && rename(final, old) != 0) SR_FAIL("cannot move the old report %s aside", final);
             sr_commit_file(r.dir, final);
-            char cmd[SR_PATH_MAX + 80];
-            snprintf(cmd, sizeof cmd, "rm -rf '%s'", old);
-            if (access(old, F_OK) == 0 && system(cmd) != 0) fprintf(stderr, "semrep: note: could not remove %s\n", old);
+            if (access(old, F_OK) == 0 && sr_remove_tree(old)) fprintf(stderr, "semrep: note: could not remove %s\n", old);
             printf("report: %s/index.html\n", final);
         }
         sr_dataset_close(r.ds);

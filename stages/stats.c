@@ -98,6 +98,7 @@ static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr
     if (comm->rank == 0) {
         const double n = (double)f->images;
         int nonselective = 0;
+        double *cm = SR_MALLOC(sizeof(double) * (size_t)(C ? C : 1), "the class means");
         for (int c = 0; c < K; c++) {
             out->mean[c] = sum[c] / n;
             out->var[c] = fmax(sq[c] / n - out->mean[c] * out->mean[c], 0.0);
@@ -106,10 +107,10 @@ static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr
             out->kind[c] = act[c] == 0 ? KIND_DEAD
                          : out->share[c] >= conf->stats.nonselective_share ? KIND_NONSELECTIVE : KIND_SELECTIVE;
             nonselective += out->kind[c] == KIND_NONSELECTIVE;
-            double cm[1024];
-            for (int k = 0; k < C && k < 1024; k++) cm[k] = ccount[k] > 0 ? csum[(size_t)k * K + c] / ccount[k] : 0.0;
-            out->selectivity[c] = C > 0 ? sr_class_selectivity(cm, C < 1024 ? C : 1024) : NAN;
+            for (int k = 0; k < C; k++) cm[k] = ccount[k] > 0 ? csum[(size_t)k * K + c] / ccount[k] : 0.0;
+            out->selectivity[c] = C > 0 ? sr_class_selectivity(cm, C) : NAN;
         }
+        free(cm);
         out->nonselective = (double)nonselective / K;
         memcpy(out->pr_hist, hist, sizeof(double) * (size_t)B * bins);
         memcpy(out->pr_zero, zero, sizeof(double) * (size_t)B);

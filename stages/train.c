@@ -194,6 +194,8 @@ static int prepare_model(trainer *t, char *err, size_t errlen)
 {
     const semrep_conf *conf = t->conf;
     semrep_comm *comm = t->comm;
+    /* first: every rank of the node takes part in this */
+    const int threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
     t->batch = conf->train.batch;
     if (t->batch < comm->size)
         return sr_report(err, errlen, "train.batch = %ld is smaller than the %d ranks; each rank needs an image of every batch",
@@ -202,7 +204,6 @@ static int prepare_model(trainer *t, char *err, size_t errlen)
     paths(t);
     sr_shard(t->batch, 1, comm->rank, comm->size, &t->first, &t->end);
     const long mine = t->end - t->first;
-    const int threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
     const sr_backend *be = t->be = sr_backend_select(conf->backend, threads, err, errlen);
     if (!be) return -1;
     return sr_model_plan(conf, be, (int)mine, true, &t->net, err, errlen);

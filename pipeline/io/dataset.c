@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "core/check.h"
+#include "io/files.h"
 
 /* The selection: index_file, else every stride-th image; then at most limit. */
 static int select_images(sr_dataset *ds, char *err, size_t errlen)
@@ -76,6 +79,20 @@ static int read_class_names(sr_dataset *ds, char *err, size_t errlen)
         SR_BAD("%s names %d classes but the labels go up to %d; give one name per line for each", ds->conf.classes, n,
             ds->nclasses - 1);
     return 0;
+}
+
+void sr_dataset_stamp_files(sr_dataset *ds, const char *const *paths, int count)
+{
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_64bits_reset(h);
+    for (int i = 0; i < count; i++) {
+        long long stamp[2] = {-1, -1};
+        sr_file_stamp(paths[i], &stamp[0], &stamp[1]);
+        XXH3_64bits_update(h, paths[i], strlen(paths[i]) + 1);
+        XXH3_64bits_update(h, stamp, sizeof stamp);
+    }
+    snprintf(ds->stamp, sizeof ds->stamp, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
+    XXH3_freeState(h);
 }
 
 int sr_dataset_open(sr_dataset **out, const sr_dataset_conf *conf, const char *work_dir, char *err, size_t errlen)

@@ -39,6 +39,7 @@ struct sr_dataset {
     int nclasses;
     char (*class_names)[SR_CLASS_NAME_MAX]; /* [nclasses] */
     long skipped;        /* images the source left out as bad (PNG folders) */
+    char stamp[17];      /* XXH3 of what identifies the source's content: its files' sizes and times */
     char description[2 * SR_PATH_MAX];
 };
 
@@ -59,6 +60,9 @@ int sr_dataset_read_list(sr_dataset *ds, const long *positions, long count, floa
 long sr_dataset_origin(const sr_dataset *ds, long i);
 int sr_dataset_label(const sr_dataset *ds, long i);
 void sr_dataset_name(const sr_dataset *ds, long i, char *out, size_t len);
+
+/* Sets ds->stamp from the paths, sizes and times of a source's files. */
+void sr_dataset_stamp_files(sr_dataset *ds, const char *const *paths, int count);
 
 /* Sources, for sr_dataset_open. Each sets source, impl, source_count,
  * channels, size, labels and classes, and description. */

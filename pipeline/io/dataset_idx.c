@@ -210,5 +210,7 @@ int sr_dataset_open_idx(sr_dataset *ds, const char *work_dir, char *err, size_t 
     snprintf(ds->description, sizeof ds->description, "IDX %s (%ld images of %dx%d)", c->images, count, im->rows,
              im->cols);
     if (c->labels[0] && read_labels(ds, c->labels, count, err, errlen)) return -1;
+    const char *files[2] = {c->images, c->labels};
+    sr_dataset_stamp_files(ds, files, c->labels[0] ? 2 : 1);
     return 0;
 }

@@ -3,6 +3,7 @@
 #include "io/files.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,3 +35,11 @@ int sr_file_stamp(const char *path, long long *size, long long *mtime)
     *mtime = (long long)st.st_mtime;
     return 0;
 }
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int sr_remove_tree(const char *path) { return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) ? -1 : 0; }

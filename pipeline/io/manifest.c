@@ -155,6 +155,8 @@ void sr_manifest_check(const sr_manifest *m, sr_manifest_entry *e, int channels,
         const char *r = strncmp(why, path, strlen(path)) ? why : why + strlen(path);
         while (*r == ':' || *r == ' ') r++;
         snprintf(e->reason, sizeof e->reason, "%.*s", (int)sizeof e->reason - 1, r[0] ? r : "unreadable");
+        for (char *p = e->reason; *p; p++)
+            if (*p == '\n' || *p == '\t' || *p == '\r') *p = ' '; /* one field of one line */
     }
 }
 

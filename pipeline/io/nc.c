@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 void sr_nc_check(int status, const char *call, const char *file, const char *src, int line)
@@ -22,6 +23,13 @@ void sr_tmp_path(const char *path, char *tmp, size_t len)
 
 void sr_commit_file(const char *tmp, const char *path)
 {
+    /* on the disk before it takes the final name: a crash leaves the old
+     * file or the new one, never an empty one */
+    const int fd = open(tmp, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
     if (rename(tmp, path) != 0) {
         const char *why = strerror(errno);
         SR_FAIL("cannot rename %s to %s: %s; check the folder's permissions", tmp, path, why);

@@ -34,8 +34,12 @@ recon "$work/resumed" --set reconstruct.max_iter=5 --set reconstruct.run_batches
 check "a stopped run leaves batches and no recon.nc" '[ ! -e "$work/resumed/recon.nc" ] && [ -d "$work/resumed/recon-batches" ]'
 recon "$work/resumed" --set reconstruct.max_iter=5
 recon "$work/tasks" --set reconstruct.max_iter=5 --set reconstruct.tasks=2 --set reconstruct.task=1
-check "one array task alone does not write recon.nc" '[ ! -e "$work/tasks/recon.nc" ]'
 recon "$work/tasks" --set reconstruct.max_iter=5 --set reconstruct.tasks=2 --set reconstruct.task=0
+check "array tasks compute and do not write recon.nc" '[ ! -e "$work/tasks/recon.nc" ] && [ "$(ls "$work/tasks/recon-batches" | wc -l)" = 2 ]'
+expect 0 "written to" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/tasks\"" "${base[@]}" --set reconstruct.max_iter=5
+expect 0 "recon.nc is up to date" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/tasks\"" "${base[@]}" --set reconstruct.max_iter=5
+expect 1 "recon.nc was made from another model, data or settings" -- "$semrep" stage reconstruct "$conf" \
+  --set "output_dir=\"$work/tasks\"" "${base[@]}" --set reconstruct.max_iter=6
 d1=$(digest "$work/r1" samples) d2=$(digest "$work/r2" samples) dr=$(digest "$work/resumed" samples) dt=$(digest "$work/tasks" samples)
 check "samples on 1 rank, 2 ranks, resumed, 2 tasks: $d1 $d2 $dr $dt" \
   '[ -n "$d1" ] && [ "$d1" = "$d2" ] && [ "$d1" = "$dr" ] && [ "$d1" = "$dt" ]'
