@@ -5,9 +5,10 @@
 # machine without MPI, NetCDF or libpng would, and runs their tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The tests also need PyTorch, netCDF4 and xxhash for Python (the converter's
-# test) and netcdf-bin (ncdump, to inspect files).
-job_scripts/build.sh python3-torch python3-netcdf4 python3-xxhash netcdf-bin
+# The tests also need PyTorch, netCDF4, xxhash and scikit-learn for Python
+# (the converter's and the analysis fixtures' scripts), netcdf-bin (ncdump),
+# and SLURM with munge (the job scripts' test runs a one-node SLURM).
+job_scripts/build.sh python3-torch python3-netcdf4 python3-xxhash python3-sklearn netcdf-bin slurm-wlm munge
 . job_scripts/env.sh
 
 cmake -S . -B build/core-only -DCMAKE_BUILD_TYPE=Release -DSEMREP_WITH_MPI_IO=OFF >/dev/null
