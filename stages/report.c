@@ -113,9 +113,10 @@ static void table(report *r, const char *name, const char *caption, int rows, in
  * short names), draws plots/NAME.png; the page shows it. */
 static void plot(report *r, const char *name, const char *alt, const char *script)
 {
-    char dir[SR_PATH_MAX + 80], gp[SR_PATH_MAX + 128], log[SR_PATH_MAX + 128];
+    char dir[SR_PATH_MAX + 80], gp[SR_PATH_MAX + 128], log[SR_PATH_MAX + 128], script_name[96];
     snprintf(dir, sizeof dir, "%s/plots", r->dir);
     snprintf(gp, sizeof gp, "%s/%s.gp", dir, name);
+    snprintf(script_name, sizeof script_name, "%s.gp", name);
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     FILE *f = fopen(gp, "w");
     SR_CHECK(f, "cannot write %s", gp);
@@ -126,7 +127,7 @@ static void plot(report *r, const char *name, const char *alt, const char *scrip
     if (pid == 0) {
         const int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (chdir(dir) != 0 || out < 0 || dup2(out, 2) < 0) _exit(126);
-        execlp("gnuplot", "gnuplot", gp, (char *)NULL);
+        execlp("gnuplot", "gnuplot", script_name, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -431,10 +432,50 @@ static int open_analysis(report *r, const char *file)
     return nc_open(path, NC_NOWRITE, &ncid) == NC_NOERR ? ncid : -1;
 }
 
+/* recon.nc's rows: each target beside its samples, copied into the folder. */
+static void reconstructions(report *r)
+{
+    char path[SR_PATH_MAX + 64];
+    int ncid;
+    if (!file_exists(r->conf->output_dir, "recon.nc", path, sizeof path) || nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
+        return;
+    char sampler[32] = "";
+    sr_nc_get_text(ncid, NC_GLOBAL, "sampler", sampler, sizeof sampler);
+    const size_t T = dim_len(ncid, "target"), S = dim_len(ncid, "sample"), A = dim_len(ncid, "asigma");
+    double *err = var_doubles(ncid, "phi_error", A * T * S), *asig = var_doubles(ncid, "asigma", A);
+    nc_close(ncid);
+    html(r, "<h2>Samples of p(x | phi): the %s sampler</h2>\n<p>Each row: the target (or a cluster's members), then %zu samples whose phi was pulled towards the target's.</p>\n",
+         sampler, S);
+    for (size_t t = 0; t < T; t++) {
+        char from[SR_PATH_MAX + 96], to[2 * SR_PATH_MAX];
+        snprintf(from, sizeof from, "%s/reconstruct/target-%03zu.png", r->conf->output_dir, t);
+        snprintf(to, sizeof to, "%s/images/recon-%03zu.png", r->dir, t);
+        FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+        if (!in || !out) {
+            if (in) fclose(in);
+            continue;
+        }
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0) SR_CHECK(fwrite(buf, 1, n, out) == n, "cannot write %s", to);
+        fclose(in);
+        SR_CHECK(fclose(out) == 0, "cannot write %s", to);
+        html(r, "<div class=\"row\"><img class=\"recon\" src=\"images/recon-%03zu.png\" alt=\"target %zu and its samples\"><span class=\"lab\">", t, t);
+        for (size_t a = 0; a < A; a++) {
+            double mean = 0.0;
+            for (size_t j = 0; j < S; j++) mean += err[(a * T + t) * S + j] / S;
+            html(r, "phi error %.3f at sigma %.4g<br>", mean, asig[a] * 255.0);
+        }
+        html(r, "</span></div>\n");
+    }
+    free(err), free(asig);
+}
+
 static void build(report *r, const char *model, double seconds)
 {
     provenance(r, model, seconds);
     denoiser(r, model);
+    reconstructions(r);
     const int stats_id = open_analysis(r, "stats.nc"), clusters_id = open_analysis(r, "clusters.nc");
     if (clusters_id >= 0) {
         html(r, "<h2>What phi groups together</h2>\n");

@@ -53,7 +53,10 @@ links=$(grep -o '\(src\|href\)="[^"]*"' "$page" 2>/dev/null | sed 's/^[a-z]*="//
 missing=$(for l in $links; do [ -e "$work/run/report/$l" ] || echo "$l"; done)
 check "the report exists and its links resolve: ${missing:-all there}" \
   '[ -s "$page" ] && [ -n "$links" ] && [ -z "$missing" ] && ! grep -q "http" "$page"'
-check "the report has the measures table, plots and image grids" \
-  'grep -q "phi, sigma" "$work/run/report/tables/measures.csv" && ls "$work/run/report/plots/"pr_*.png >/dev/null && ls "$work/run/report/images/"*.png >/dev/null'
+check "the report has the measures table, plots, image grids and reconstruction rows" \
+  'grep -q "phi, sigma" "$work/run/report/tables/measures.csv" && ls "$work/run/report/plots/"pr_*.png >/dev/null && ls "$work/run/report/images/"recon-*.png >/dev/null'
+
+# A relative output folder (the usual case) works from any directory.
+expect 0 "report: relative/report/index.html" -- bash -c "cd '$work' && '$semrep' run '$conf' --set 'output_dir=\"relative\"'"
 
 finish
