@@ -2,7 +2,7 @@
 # The command line as a user meets it: exit codes (docs/cli.md), one-line
 # errors naming the thing, and the benchmark's table on one and two ranks.
 set -u
-semrep=$1
+semrep=$(realpath "$1")
 conf=$(dirname "$0")/../../conf/fashion-mnist.conf
 . "$(dirname "$0")/../lib.sh"
 

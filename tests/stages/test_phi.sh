@@ -3,7 +3,7 @@
 # run stopped after a chunk and resumed writes the same file as a clean one;
 # the spread over noise seeds shrinks like 1/sqrt(draws); bad input refused.
 set -u
-semrep=$1
+semrep=$(realpath "$1")
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
 . "$(dirname "$0")/../lib.sh"
 mp() { mpirun --oversubscribe --allow-run-as-root -np "$@"; }

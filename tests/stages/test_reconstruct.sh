@@ -4,7 +4,7 @@
 # SLURM array tasks all give the same samples; the unconditional sampler
 # runs its adaptive loop to the end; bad input refused.
 set -u
-semrep=$1
+semrep=$(realpath "$1")
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
 . "$(dirname "$0")/../lib.sh"
 "$semrep" stage train "$conf" --set "output_dir=\"$work/model\"" >"$work/log" 2>&1

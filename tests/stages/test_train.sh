@@ -3,7 +3,7 @@
 # with exactly the weights of a run never stopped (1 rank and 2 ranks); bad
 # input is refused with one line before any work is lost.
 set -u
-semrep=$1
+semrep=$(realpath "$1")
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
 . "$(dirname "$0")/../lib.sh"
 mpirun="mpirun --oversubscribe --allow-run-as-root -np 2"
