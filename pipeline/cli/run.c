@@ -1,14 +1,97 @@
 /* semrep run and semrep stage. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "cli/commands.h"
+#include "io/files.h"
+#include "io/nc.h"
 #include "stages/model.h"
+#include "stages/phi_file.h"
 #include "stages/stage.h"
 
+/* What a stage that has no check of its own reads and writes, for `run` to
+ * skip it when nothing changed: its inputs (a file and the attribute that
+ * identifies its content, or NULL for the file's size and time) and its output. */
+typedef struct {
+    const char *stage, *output;
+    const char *inputs[6][2];
+} stage_files;
+
+static const stage_files records[] = {
+    {"denoise-eval", "denoise.nc", {{"@model", "checksum"}}},
+    {"stats", "stats.nc", {{"phi.nc", "fingerprint"}}},
+    {"cluster", "clusters.nc", {{"phi.nc", "fingerprint"}}},
+    {"report", "report/index.html",
+     {{"@model", "checksum"}, {"denoise.nc", NULL}, {"phi.nc", "fingerprint"}, {"stats.nc", NULL},
+      {"clusters.nc", NULL}, {"recon.nc", "fingerprint"}}},
+};
+
+/* The key of a stage's run: the effective conf and what its inputs hold. */
+static const stage_files *stage_key(const semrep_conf *conf, const char *stage, const char *model, char key[17])
+{
+    const stage_files *f = NULL;
+    for (size_t i = 0; i < sizeof records / sizeof *records; i++)
+        if (!strcmp(records[i].stage, stage)) f = &records[i];
+    if (!f) return NULL;
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, conf->text, strlen(conf->text));
+    for (int i = 0; i < 6 && f->inputs[i][0]; i++) {
+        char path[2 * SR_PATH_MAX], text[64] = "";
+        long long stamp[2] = {0, 0};
+        if (!strcmp(f->inputs[i][0], "@model")) snprintf(path, sizeof path, "%s", model);
+        else snprintf(path, sizeof path, "%s/%s", conf->output_dir, f->inputs[i][0]);
+        if (f->inputs[i][1]) sr_file_text_attr(path, f->inputs[i][1], text, sizeof text);
+        else sr_file_stamp(path, &stamp[0], &stamp[1]);
+        XXH3_64bits_update(h, text, sizeof text);
+        XXH3_64bits_update(h, stamp, sizeof stamp);
+    }
+    snprintf(key, 17, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
+    XXH3_freeState(h);
+    return f;
+}
+
+static void record_path(const semrep_conf *conf, const char *stage, char *path, size_t len)
+{
+    snprintf(path, len, "%s/.semrep-done-%s", conf->output_dir, stage);
+}
+
+/* The stage's output is there and its record holds the same key. */
+static bool up_to_date(const semrep_conf *conf, const char *stage, const char *model)
+{
+    char key[17], have[17] = "", path[2 * SR_PATH_MAX];
+    const stage_files *f = stage_key(conf, stage, model, key);
+    if (!f) return false;
+    snprintf(path, sizeof path, "%s/%s", conf->output_dir, f->output);
+    if (access(path, F_OK) != 0) return false;
+    record_path(conf, stage, path, sizeof path);
+    FILE *in = fopen(path, "r");
+    if (!in) return false;
+    const bool same = fscanf(in, "%16s", have) == 1 && !strcmp(have, key);
+    fclose(in);
+    return same;
+}
+
+/* Written last, after the stage succeeded. */
+static void record(const semrep_conf *conf, const char *stage, const char *model)
+{
+    char key[17], path[2 * SR_PATH_MAX], tmp[2 * SR_PATH_MAX + 32];
+    if (!stage_key(conf, stage, model, key)) return;
+    record_path(conf, stage, path, sizeof path);
+    sr_tmp_path(path, tmp, sizeof tmp);
+    FILE *out = fopen(tmp, "w");
+    if (!out) return; /* no record: the stage runs again next time */
+    fprintf(out, "%s\n", key);
+    if (fclose(out) == 0) sr_commit_file(tmp, path);
+}
+
 /* The stages the conf enables, in order. Train runs only when there is no
- * model yet (the default conf ships one); stages not built yet are named. */
+ * model yet (the default conf ships one); a stage whose output is there for
+ * the same conf and inputs is skipped (phi and reconstruct check that
+ * themselves); an interrupted one resumes. */
 int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
 {
     static const char usage[] = "usage: semrep run CONF [--set KEY=VALUE]...\n";
@@ -27,7 +110,15 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
             if (comm->rank == 0) printf("train: the model is %s; not training\n", model);
             continue;
         }
+        /* rank 0 decides, so that every rank skips alike */
+        int skip = comm->rank == 0 && up_to_date(&conf, stage->name, model);
+        sr_comm_bcast(comm, &skip, sizeof skip, 0);
+        if (skip) {
+            if (comm->rank == 0) printf("%s: up to date (same conf and inputs)\n", stage->name);
+            continue;
+        }
         status = stage->run(&conf, comm) ? SR_EXIT_FAILED : SR_EXIT_OK;
+        if (!status && comm->rank == 0) record(&conf, stage->name, model);
     }
     if (comm->rank == 0 && !status) {
         printf("not built yet:");

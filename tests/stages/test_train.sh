@@ -45,6 +45,8 @@ bad_psnr=$(awk '/^ +[0-9]+ +[0-9.]+ +[0-9.-]+ +[0-9.]+/ { s = $1 / 255; want = -
   d = $2 - want; if (d < -0.1 || d > 0.1) print $0 }' "$work/out")
 check "input PSNR is -20 log10(sigma): ${bad_psnr:-ok}" '[ -z "$bad_psnr" ] && grep -q "^ *200 " "$work/out"'
 expect 0 "train: the model is .*checkpoint.nc; not training" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\""
+check "a second run skips what is up to date" 'grep -q "stats: up to date" "$work/out" && grep -q "phi.nc is up to date" "$work/out" && grep -q "report: up to date" "$work/out"'
+expect 0 "stats: 64 images" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\"" --set stats.active_threshold=0.2
 
 # The report: a page whose every link is a file beside it (no network), with
 # its tables as CSV and its plots drawn.
