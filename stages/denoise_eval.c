@@ -19,6 +19,7 @@
 #include "stages/data.h"
 #include "stages/model.h"
 #include "stages/stage.h"
+#include "stages/train.h"
 
 #define NSIGMA 6
 static const double sigmas_255[NSIGMA] = {5, 10, 25, 50, 100, 200};
@@ -31,7 +32,7 @@ static double psnr(const float *a, const float *b, size_t n)
 }
 
 static void write_results(const semrep_conf *conf, const char *path, const double *in, const double *out,
-                          const double *out_sd, long images, const char *checksum)
+                          const double *out_sd, long images, const char *checksum, double heldout)
 {
     char tmp[4200];
     sr_tmp_path(path, tmp, sizeof tmp);
@@ -43,6 +44,7 @@ static void write_results(const semrep_conf *conf, const char *path, const doubl
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", conf->text, tmp);
     const long long count = images;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "images", NC_INT64, 1, &count), tmp);
+    SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "heldout_loss", NC_DOUBLE, 1, &heldout), tmp);
     SR_NC(nc_def_dim(ncid, "sigma", NSIGMA, &dim), tmp);
     const char *names[4] = {"sigma", "input_psnr", "output_psnr", "output_psnr_sd"};
     for (int v = 0; v < 4; v++) SR_NC(nc_def_var(ncid, names[v], NC_DOUBLE, 1, &dim, &var[v]), tmp);
@@ -84,8 +86,9 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
     float *clean = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
     float *noisy = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
     float *denoised = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
-    /* per sigma: sum of input PSNR, of output PSNR, of its square */
-    double sums[3 * NSIGMA] = {0};
+    /* per sigma: sum of input PSNR, of output PSNR, of its square; then the
+     * training loss at training sigmas */
+    double sums[3 * NSIGMA + 1] = {0};
     long first, end;
     sr_shard(ds->count, batch, comm->rank, comm->size, &first, &end);
     for (long b0 = first; b0 < end; b0 += batch) {
@@ -113,8 +116,27 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
                 sums[2 * NSIGMA + s] += out * out;
             }
         }
+        /* the training loss on held-out images, each at a sigma drawn as training draws them */
+        for (long k = 0; k < n; k++) {
+            const long image = sr_dataset_origin(ds, b0 + k);
+            sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE, .i0 = (uint32_t)image,
+                                .i1 = 1};
+            float u;
+            sr_rng_uniform(&st, 0, 1, &u);
+            const float sigma = sr_train_sigma(conf, u);
+            st.i1 = 2;
+            float *y = noisy + (size_t)k * per_image;
+            sr_rng_gaussian(&st, 0, per_image, y);
+            for (size_t p = 0; p < per_image; p++) y[p] = clean[(size_t)k * per_image + p] + sigma * y[p];
+        }
+        sr_unet_put_images(&wk, noisy, sr_unet_input(&wk));
+        sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
+        sr_unet_get_images(&wk, sr_unet_output(&wk), denoised);
+        for (size_t p = 0; p < (size_t)n * per_image; p++)
+            sums[3 * NSIGMA] += ((double)denoised[p] - clean[p]) * ((double)denoised[p] - clean[p]);
     }
-    sr_comm_sum(comm, sums, 3 * NSIGMA);
+    sr_comm_sum(comm, sums, 3 * NSIGMA + 1);
+    const double heldout = sums[3 * NSIGMA] / (double)ds->count;
     double in[NSIGMA], out[NSIGMA], sd[NSIGMA];
     const double count = (double)ds->count;
     for (int s = 0; s < NSIGMA; s++) {
@@ -129,12 +151,13 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
         sr_checkpoint_checksum(&net, host, sum);
         free(host);
         snprintf(path, sizeof path, "%s/denoise.nc", conf->output_dir);
-        write_results(conf, path, in, out, sd, ds->count, sum);
+        write_results(conf, path, in, out, sd, ds->count, sum, heldout);
         printf("denoise-eval: %ld held-out images, %s\n", ds->count, ds->description);
         printf("  %10s %12s %12s %10s\n", "sigma/255", "input dB", "output dB", "sd dB");
         for (int s = 0; s < NSIGMA; s++)
             printf("  %10.0f %12.2f %12.2f %10.2f%s\n", sigmas_255[s], in[s], out[s], sd[s],
                    sigmas_255[s] / 255.0 > conf->train.sigma_max ? "  (above the training range: extrapolation)" : "");
+        printf("  held-out loss at the training sigmas: %.4f (sum over pixels of (D(y) - x)^2, mean over images)\n", heldout);
         printf("  written to %s\n", path);
     }
     free(clean);

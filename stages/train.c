@@ -45,17 +45,22 @@ struct sr_trainer {
 };
 typedef sr_trainer trainer;
 
-/* SPEC.md: inv_sqrt draws sqrt(sigma) uniformly, uniform draws sigma. */
+float sr_train_sigma(const semrep_conf *conf, float u)
+{
+    /* SPEC.md: inv_sqrt draws sqrt(sigma) uniformly, uniform draws sigma */
+    const double lo = conf->train.sigma_min, hi = conf->train.sigma_max;
+    if (!strcmp(conf->train.sigma_dist, "uniform")) return (float)(lo + u * (hi - lo));
+    const double r = u * (sqrt(hi) - sqrt(lo)) + sqrt(lo);
+    return (float)(r * r);
+}
+
 static float draw_sigma(const semrep_conf *conf, long epoch, long image)
 {
     const sr_rng_stream s = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_TRAIN_SIGMA, .i0 = (uint32_t)epoch,
                              .i1 = (uint32_t)image};
     float u;
     sr_rng_uniform(&s, 0, 1, &u);
-    const double lo = conf->train.sigma_min, hi = conf->train.sigma_max;
-    if (!strcmp(conf->train.sigma_dist, "uniform")) return (float)(lo + u * (hi - lo));
-    const double r = u * (sqrt(hi) - sqrt(lo)) + sqrt(lo);
-    return (float)(r * r);
+    return sr_train_sigma(conf, u);
 }
 
 static double epoch_lr(const semrep_conf *conf, long epoch)

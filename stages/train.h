@@ -10,6 +10,9 @@
 
 typedef struct sr_trainer sr_trainer;
 
+/* A training sigma from a uniform u in (0, 1), by train.sigma_dist. */
+float sr_train_sigma(const semrep_conf *conf, float u);
+
 /* Collective: the model (resumed from the training state when there is
  * one), the data, the buffers. 0, or -1 with err on every rank. */
 int sr_trainer_open(sr_trainer **t, const semrep_conf *conf, semrep_comm *comm, char *err, size_t errlen);
