@@ -45,6 +45,14 @@ check "samples on 1 rank, 2 ranks, resumed, 2 tasks: $d1 $d2 $dr $dt" \
   '[ -n "$d1" ] && [ "$d1" = "$d2" ] && [ "$d1" = "$dr" ] && [ "$d1" = "$dt" ]'
 check "one PNG row per target" '[ "$(ls "$work/r1/reconstruct/" | wc -l)" = 3 ]'
 
+# Cluster targets: the mean phi of a cluster's members of clusters.nc.
+"$semrep" run "$conf" --set "output_dir=\"$work/full\"" >>"$work/log" 2>&1
+mv "$work/full/recon.nc" "$work/full/recon-images.nc"
+expect 0 "target 1 \(cluster 3\): relative phi error" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/full\"" \
+  --set "reconstruct.targets=[]" --set "reconstruct.clusters=[0,3]" --set reconstruct.cluster_k=4 --set reconstruct.cluster_sigma=0.2
+expect 1 "has no cluster 7 at sigma 0.2 with K = 4" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/full\"" \
+  --set "reconstruct.targets=[]" --set "reconstruct.clusters=[7]" --set reconstruct.cluster_k=4 --set reconstruct.cluster_sigma=0.2
+
 expect 0 "unconditional sampler, 0 failed" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/free\"" \
   "${base[@]}" --set 'reconstruct.sampler="unconditional"' --set reconstruct.samples=3 --set reconstruct.sigma_l=0.3 \
   --set reconstruct.h0=0.2
