@@ -129,3 +129,13 @@ int sr_data_open(const sr_dataset_conf *dc, const char *work_dir, const semrep_c
     }
     return 0;
 }
+
+void sr_data_hash(XXH3_state_t *h, const sr_dataset *ds)
+{
+    XXH3_64bits_update(h, ds->description, strlen(ds->description));
+    XXH3_64bits_update(h, ds->stamp, sizeof ds->stamp);
+    for (long i = 0; i < ds->count; i++) {
+        const long o = sr_dataset_origin(ds, i);
+        XXH3_64bits_update(h, &o, sizeof o);
+    }
+}

@@ -6,6 +6,7 @@
 #define SEMREP_STAGES_DATA_H
 
 #include <stddef.h>
+#include <xxhash.h>
 
 #include "comm/comm.h"
 #include "io/dataset.h"
@@ -14,5 +15,9 @@
  * that found it; the others say which rank). */
 int sr_data_open(const sr_dataset_conf *dc, const char *work_dir, const semrep_comm *comm, sr_dataset **ds,
                  char *err, size_t errlen);
+
+/* Adds to a fingerprint what identifies a data set's images: its
+ * description, its content stamp and the source index of every image used. */
+void sr_data_hash(XXH3_state_t *h, const sr_dataset *ds);
 
 #endif

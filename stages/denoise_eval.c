@@ -101,13 +101,9 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
                 const long image = sr_dataset_origin(ds, b0 + k);
                 const sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE,
                                           .i0 = (uint32_t)image, .i2 = sr_rng_float_bits(sigma)};
-                float *y = noisy + (size_t)k * per_image;
-                sr_rng_gaussian(&st, 0, per_image, y);
-                for (size_t p = 0; p < per_image; p++) y[p] = clean[(size_t)k * per_image + p] + sigma * y[p];
+                sr_rng_add_gaussian(&st, clean + (size_t)k * per_image, sigma, per_image, noisy + (size_t)k * per_image);
             }
-            sr_unet_put_images(&wk, noisy, sr_unet_input(&wk));
-            sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
-            sr_unet_get_images(&wk, sr_unet_output(&wk), denoised);
+            sr_unet_denoise(&net, &wk, noisy, denoised);
             for (long k = 0; k < n; k++) {
                 const size_t at = (size_t)k * per_image;
                 const double out = psnr(denoised + at, clean + at, per_image);
@@ -125,13 +121,9 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
             sr_rng_uniform(&st, 0, 1, &u);
             const float sigma = sr_train_sigma(conf, u);
             st.i1 = 2;
-            float *y = noisy + (size_t)k * per_image;
-            sr_rng_gaussian(&st, 0, per_image, y);
-            for (size_t p = 0; p < per_image; p++) y[p] = clean[(size_t)k * per_image + p] + sigma * y[p];
+            sr_rng_add_gaussian(&st, clean + (size_t)k * per_image, sigma, per_image, noisy + (size_t)k * per_image);
         }
-        sr_unet_put_images(&wk, noisy, sr_unet_input(&wk));
-        sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
-        sr_unet_get_images(&wk, sr_unet_output(&wk), denoised);
+        sr_unet_denoise(&net, &wk, noisy, denoised);
         for (size_t p = 0; p < (size_t)n * per_image; p++)
             sums[3 * NSIGMA] += ((double)denoised[p] - clean[p]) * ((double)denoised[p] - clean[p]);
     }

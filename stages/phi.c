@@ -67,12 +67,7 @@ static void make_fingerprint(phi_run *r)
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
-    XXH3_64bits_update(h, r->ds->description, strlen(r->ds->description));
-    XXH3_64bits_update(h, r->ds->stamp, sizeof r->ds->stamp);
-    for (long i = 0; i < r->ds->count; i++) {
-        const long o = sr_dataset_origin(r->ds, i);
-        XXH3_64bits_update(h, &o, sizeof o);
-    }
+    sr_data_hash(h, r->ds);
     const long long settings[5] = {c->seed, c->phi.draws, c->phi.batch, c->phi.block_means, r->ds->size};
     XXH3_64bits_update(h, settings, sizeof settings);
     XXH3_64bits_update(h, c->phi.sigmas, sizeof(double) * (size_t)c->phi.nsigmas);

@@ -19,8 +19,7 @@ void sr_phi_compute(const sr_unet *net, sr_unet_work *wk, uint32_t seed, const l
             }
             const sr_rng_stream st = {.seed = seed, .domain = SR_RNG_PHI_NOISE, .i0 = (uint32_t)keys[i],
                                       .i1 = (uint32_t)k, .i2 = sr_rng_float_bits(sigma)};
-            sr_rng_gaussian(&st, 0, per_image, y);
-            for (size_t p = 0; p < per_image; p++) y[p] = x[p] + sigma * y[p];
+            sr_rng_add_gaussian(&st, x, sigma, per_image, y);
         }
     }
     sr_unet_put_images(wk, noisy, sr_unet_input(wk));

@@ -161,20 +161,12 @@ static void project(recon_run *r, sr_unet_work *wk, float *y, const float *targe
     free(m), free(v), free(grad), free(means), free(dmeans), free(first), free(done);
 }
 
-/* D(y) for the batch, into out. */
-static void denoise(recon_run *r, sr_unet_work *wk, const float *y, float *out)
-{
-    sr_unet_put_images(wk, y, sr_unet_input(wk));
-    sr_unet_forward(&r->net, wk, SR_UPTO_OUTPUT);
-    sr_unet_get_images(wk, sr_unet_output(wk), out);
-}
-
-static void noise(recon_run *r, long pair, uint32_t step, float *z)
+/* The noise of a sample at a step: a pure function of (seed, target, sample, step). */
+static sr_rng_stream noise(const recon_run *r, long pair, uint32_t step)
 {
     const int S = r->conf->reconstruct.samples;
-    const sr_rng_stream s = {.seed = (uint32_t)r->conf->seed, .domain = SR_RNG_RECON, .i0 = (uint32_t)(pair / S),
-                             .i1 = (uint32_t)(pair % S), .i2 = step};
-    sr_rng_gaussian(&s, 0, r->per_image, z);
+    return (sr_rng_stream){.seed = (uint32_t)r->conf->seed, .domain = SR_RNG_RECON, .i0 = (uint32_t)(pair / S),
+                           .i1 = (uint32_t)(pair % S), .i2 = step};
 }
 
 static bool finite_image(const float *x, size_t n)
@@ -203,12 +195,11 @@ static void fixed_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out *o,
         targets_phi(r, tid, ntid, (float)sigma, c->reconstruct.draws, tphi);
         for (int i = 0; i < b; i++) {
             memcpy(want + (size_t)i * r->kmid, tphi + (size_t)row_of[i] * r->kmid, sizeof(float) * r->kmid);
-            float *yi = y + (size_t)i * r->per_image;
-            noise(r, p0 + i, (uint32_t)k, yi);
-            for (size_t p = 0; p < r->per_image; p++) yi[p] = o->x[(size_t)i * r->per_image + p] + (float)sigma * yi[p];
+            const sr_rng_stream st = noise(r, p0 + i, (uint32_t)k);
+            sr_rng_add_gaussian(&st, o->x + (size_t)i * r->per_image, (float)sigma, r->per_image, y + (size_t)i * r->per_image);
         }
         project(r, wk, y, want, frozen);
-        denoise(r, wk, y, o->x);
+        sr_unet_denoise(&r->net, wk, y, o->x);
         for (int i = 0; i < b; i++) {
             if (frozen[i] || finite_image(o->x + (size_t)i * r->per_image, r->per_image)) continue;
             frozen[i] = true;
@@ -236,9 +227,8 @@ static void adaptive_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out 
     bool *frozen = calloc((size_t)b, sizeof(bool));
     int active = b;
     for (int i = 0; i < b; i++) {
-        float *yi = y + (size_t)i * r->per_image;
-        noise(r, p0 + i, 0, yi);
-        for (size_t p = 0; p < r->per_image; p++) yi[p] = r->mean_image[p] + (float)c->reconstruct.sigma0 * yi[p];
+        const sr_rng_stream st = noise(r, p0 + i, 0);
+        sr_rng_add_gaussian(&st, r->mean_image, (float)c->reconstruct.sigma0, r->per_image, y + (size_t)i * r->per_image);
         sigma[i] = c->reconstruct.sigma0;
     }
     int t = 1;
@@ -249,7 +239,7 @@ static void adaptive_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out 
                 if (!frozen[i]) targets_phi(r, &tid[row_of[i]], 1, (float)sigma[i], c->reconstruct.draws, want + (size_t)i * r->kmid);
             project(r, wk, y, want, frozen);
         }
-        denoise(r, wk, y, d);
+        sr_unet_denoise(&r->net, wk, y, d);
         for (int i = 0; i < b; i++) {
             if (frozen[i]) continue;
             float *yi = y + (size_t)i * r->per_image, *di = d + (size_t)i * r->per_image;
@@ -270,7 +260,8 @@ static void adaptive_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out 
                 continue;
             }
             const double gamma = sigma[i] * sqrt(fmax((1 - beta * h) * (1 - beta * h) - (1 - h) * (1 - h), 0.0));
-            noise(r, p0 + i, (uint32_t)t, z);
+            const sr_rng_stream st = noise(r, p0 + i, (uint32_t)t);
+            sr_rng_gaussian(&st, 0, r->per_image, z);
             for (size_t p = 0; p < r->per_image; p++) yi[p] += (float)(h * di[p] + gamma * z[p]);
         }
     }
@@ -703,8 +694,7 @@ static void make_fingerprint(recon_run *r)
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
-    XXH3_64bits_update(h, r->ds->description, strlen(r->ds->description));
-    XXH3_64bits_update(h, r->ds->stamp, sizeof r->ds->stamp);
+    sr_data_hash(h, r->ds);
     XXH3_64bits_update(h, r->targets, sizeof(target) * (size_t)r->ntargets);
     XXH3_64bits_update(h, r->mask, sizeof(float) * r->kmid);
     XXH3_64bits_update(h, r->mean_image, sizeof(float) * r->per_image);

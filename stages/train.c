@@ -86,10 +86,8 @@ static double step(trainer *t, long epoch, long in_epoch)
         const float sigma = draw_sigma(conf, epoch, image);
         const sr_rng_stream s = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_TRAIN_NOISE, .i0 = (uint32_t)epoch,
                                  .i1 = (uint32_t)image};
-        float *y = t->host_noisy + (size_t)k * per_image;
-        const float *x = t->host_clean + (size_t)k * per_image;
-        sr_rng_gaussian(&s, 0, per_image, y);
-        for (size_t p = 0; p < per_image; p++) y[p] = x[p] + sigma * y[p];
+        sr_rng_add_gaussian(&s, t->host_clean + (size_t)k * per_image, sigma, per_image,
+                            t->host_noisy + (size_t)k * per_image);
     }
     sr_unet_put_images(wk, t->host_noisy, sr_unet_input(wk));
     sr_unet_put_images(wk, t->host_clean, t->clean);

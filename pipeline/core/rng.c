@@ -63,3 +63,9 @@ void sr_rng_gaussian(const sr_rng_stream *s, uint64_t first, size_t count, float
         for (unsigned w = (unsigned)(e % 4); w < 4 && j < count; w++, j++) out[j] = z[w];
     }
 }
+
+void sr_rng_add_gaussian(const sr_rng_stream *s, const float *x, float sigma, size_t count, float *y)
+{
+    sr_rng_gaussian(s, 0, count, y);
+    for (size_t j = 0; j < count; j++) y[j] = x[j] + sigma * y[j];
+}

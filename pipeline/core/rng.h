@@ -39,4 +39,7 @@ void sr_rng_uniform(const sr_rng_stream *s, uint64_t first, size_t count, float 
 /* out[j] = standard normal (Box-Muller on pairs of words), element first + j. */
 void sr_rng_gaussian(const sr_rng_stream *s, uint64_t first, size_t count, float *out);
 
+/* y[j] = x[j] + sigma * (element j of the stream's normals): a noisy image. */
+void sr_rng_add_gaussian(const sr_rng_stream *s, const float *x, float sigma, size_t count, float *y);
+
 #endif

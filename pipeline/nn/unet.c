@@ -487,6 +487,13 @@ void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const 
     }
 }
 
+void sr_unet_denoise(const sr_unet *net, sr_unet_work *wk, const float *host_y, float *host_out)
+{
+    sr_unet_put_images(wk, host_y, sr_unet_input(wk));
+    sr_unet_forward(net, wk, SR_UPTO_OUTPUT);
+    sr_unet_get_images(wk, sr_unet_output(wk), host_out);
+}
+
 double sr_unet_forward_flops(const sr_unet *net, int h, int w, sr_upto upto)
 {
     double flops = 0.0;

@@ -122,6 +122,9 @@ void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto);
 void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const float *d_output,
                       const float *d_means, float *param_grad, bool input_grad);
 
+/* D(y) of the workspace's n images, host NCHW in and out. */
+void sr_unet_denoise(const sr_unet *net, sr_unet_work *wk, const float *host_y, float *host_out);
+
 /* Floating-point operations (two per multiply-add) of the convolutions of
  * one image through the ops a forward runs (benchmarks). */
 double sr_unet_forward_flops(const sr_unet *net, int h, int w, sr_upto upto);
