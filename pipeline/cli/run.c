@@ -120,12 +120,8 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
         status = stage->run(&conf, comm) ? SR_EXIT_FAILED : SR_EXIT_OK;
         if (!status && comm->rank == 0) record(&conf, stage->name, model);
     }
-    if (comm->rank == 0 && !status) {
-        printf("not built yet:");
-        for (int s = 0; s < sr_stage_count; s++)
-            if (!sr_stages[s].run) printf(" %s", sr_stages[s].name);
-        printf(" (the results so far are in %s)\n", conf.output_dir);
-    }
+    for (int s = 0; s < sr_stage_count && comm->rank == 0 && !status; s++)
+        if (!sr_stages[s].run) printf("not built yet: stage %s\n", sr_stages[s].name);
     sr_conf_free(&conf);
     return status;
 }
