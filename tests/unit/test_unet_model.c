@@ -95,19 +95,26 @@ static void test_bad_shapes(void)
     CU_ASSERT_EQUAL(sr_unet_size_check(&s, 32, 48, err, sizeof err), 0);
 }
 
+/* SPEC.md's default shape with seeded weights and gammas of order one (so
+ * that the normalised layers matter). */
+static void default_net(sr_unet *net, uint32_t seed)
+{
+    char err[256];
+    const sr_unet_shape shape = sr_unet_shape_default();
+    CU_ASSERT_FATAL(sr_unet_plan(net, &shape, err, sizeof err) == 0);
+    sr_unet_alloc(net, be);
+    sr_unet_init_weights(net, seed);
+    for (int i = 0; i < net->nparams; i++)
+        if (strstr(net->params[i].name, "gammas"))
+            sr_test_uniform(200 + i, 0.5f, 1.5f, net->params[i].count, net->param + net->params[i].offset);
+}
+
 /* Image 5 of a batch of 64 and the same image alone: same output and block
  * means (to GEMM rounding, since the product sizes differ). */
 static void test_batch_independence(void)
 {
     sr_unet net;
-    char err[256];
-    const sr_unet_shape shape = sr_unet_shape_default();
-    CU_ASSERT_FATAL(sr_unet_plan(&net, &shape, err, sizeof err) == 0);
-    sr_unet_alloc(&net, be);
-    sr_unet_init_weights(&net, 11);
-    for (int i = 0; i < net.nparams; i++)
-        if (strstr(net.params[i].name, "gammas"))
-            sr_test_uniform(200 + i, 0.5f, 1.5f, net.params[i].count, net.param + net.params[i].offset);
+    default_net(&net, 11);
     const int n = 64, hw = 32 * 32, pick = 5;
     float *batch = malloc(sizeof(float) * n * hw), *out = malloc(sizeof(float) * n * hw);
     sr_test_uniform(60, 0, 1, (size_t)n * hw, batch);
@@ -143,11 +150,7 @@ static void test_batch_independence(void)
 static void test_thread_count_independence(void)
 {
     sr_unet net;
-    char err[256];
-    const sr_unet_shape shape = sr_unet_shape_default();
-    CU_ASSERT_FATAL(sr_unet_plan(&net, &shape, err, sizeof err) == 0);
-    sr_unet_alloc(&net, be);
-    sr_unet_init_weights(&net, 5);
+    default_net(&net, 5);
     const int n = 8, hw = 32 * 32;
     float *x = malloc(sizeof(float) * n * hw);
     sr_test_uniform(70, 0, 1, (size_t)n * hw, x);
