@@ -15,7 +15,6 @@ expect 2 "unknown option --bogus" -- "$semrep" bench --bogus 1
 expect 1 "cannot read the conf /nonexistent/x.conf" -- "$semrep" run /nonexistent/x.conf
 expect 1 "cannot read the conf x.conf" -- "$semrep" stage phi x.conf
 expect 2 "unknown stage 'phy'" -- "$semrep" stage phy x.conf
-expect 1 "stage reconstruct is not built yet" -- "$semrep" stage reconstruct "$conf"
 
 # Confs and files: what they hold, and bad ones refused with one line.
 fixtures=$(dirname "$0")/../fixtures
