@@ -205,10 +205,9 @@ static int def(int ncid, const char *name, nc_type type, int ndims, const int *d
     return var;
 }
 
-static void write_space(int ncid, const char *prefix, int has_sigma, size_t s, const space_result *x,
-                        const cluster_run *r, const int *v, const char *f)
+static void write_space(int ncid, int has_sigma, size_t s, const space_result *x, const cluster_run *r, const int *v,
+                        const char *f)
 {
-    (void)prefix;
     const size_t nk = (size_t)r->nk, n = (size_t)r->images;
     const size_t o = has_sigma ? 1 : 0;
     size_t start[4] = {s, 0, 0, 0}, count[4] = {1, nk, 0, 0};
@@ -294,8 +293,8 @@ static void write_clusters(const cluster_run *r, const char *path)
     SR_NC(nc_put_var_double(ncid, vs, sig), tmp);
     SR_NC(nc_put_var_int(ncid, vk, r->conf->cluster.k), tmp);
     SR_NC(nc_put_var_int(ncid, vknn, knn_k), tmp);
-    for (int s = 0; s < r->nsig; s++) write_space(ncid, "", 1, (size_t)s, &r->per_sigma[s], r, v, tmp);
-    if (r->conf->cluster.pixels) write_space(ncid, "pixel_", 0, 0, &r->pixels, r, pv, tmp);
+    for (int s = 0; s < r->nsig; s++) write_space(ncid, 1, (size_t)s, &r->per_sigma[s], r, v, tmp);
+    if (r->conf->cluster.pixels) write_space(ncid, 0, 0, &r->pixels, r, pv, tmp);
     SR_NC(nc_close(ncid), tmp);
     sr_commit_file(tmp, path);
 }
@@ -347,7 +346,7 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "cluster: another rank could not start");
     }
     sr_shard(r.images, 1, comm->rank, comm->size, &r.first, &r.end);
-    const long n = r.images, mine = r.end - r.first;
+    const long n = r.images;
     const int K = r.f.channels, words = sr_set_words(K);
     r.labels = SR_MALLOC(sizeof(int) * (size_t)n, "the labels");
     sr_phi_read_labels(&r.f, 0, n, r.labels);
@@ -394,7 +393,6 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         free(pixels), free(index);
         sr_dataset_close(ds);
     }
-    (void)mine;
     if (comm->rank == 0) {
         char path[SR_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/clusters.nc", conf->output_dir);

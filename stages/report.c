@@ -317,8 +317,8 @@ static void statistics(report *r, int ncid, int s, const char *label)
 /* clusters.nc at sigma index s, for the first K: grids and neighbour rows. */
 static void grids(report *r, int ncid, int s, const char *label)
 {
-    const size_t S = dim_len(ncid, "sigma"), nk = dim_len(ncid, "k"), kmax = dim_len(ncid, "cluster"),
-                 m = dim_len(ncid, "member"), n = dim_len(ncid, "image"), nn = dim_len(ncid, "neighbour");
+    const size_t kmax = dim_len(ncid, "cluster"), m = dim_len(ncid, "member"), n = dim_len(ncid, "image"),
+                 nn = dim_len(ncid, "neighbour");
     int var, k0 = 0;
     if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var1_int(ncid, var, (size_t[]){0}, &k0);
     int *sizes = calloc(kmax, sizeof(int));
@@ -362,7 +362,6 @@ static void grids(report *r, int ncid, int s, const char *label)
         html(r, "</div>\n");
     }
     html(r, "</div>\n");
-    (void)S, (void)nk;
     free(nbr), free(shown), free(sizes), free(members);
 }
 

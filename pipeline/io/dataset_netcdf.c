@@ -122,7 +122,6 @@ int sr_dataset_open_netcdf(sr_dataset *ds, char *err, size_t errlen)
     ds->size = c->size;
     snprintf(ds->description, sizeof ds->description, "NetCDF %s:%s (%ld images of %dx%dx%d)", c->file, c->variable,
              ds->source_count, im->channels, im->height, im->width);
-    (void)rc;
     if (c->label_variable[0] && read_labels(ds, im, ds->source_count, err, errlen)) return -1;
     const char *file = c->file;
     sr_dataset_stamp_files(ds, &file, 1);
