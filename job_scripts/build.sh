@@ -26,6 +26,27 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The CUDA backend is built when a CUDA toolkit is found: nvcc on PATH, or
+# NVIDIA's /usr/local/cuda. With SEMREP_INSTALL_CUDA=1 and neither there,
+# Debian's toolkit (non-free, about 1.5 GB) is installed first, so that the
+# backend always compiles where that is asked for (tests/run.sh, CI).
+if ! command -v nvcc >/dev/null && [ -z "${CUDACXX:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
+if ! command -v nvcc >/dev/null && [ -z "${CUDACXX:-}" ] && [ "${SEMREP_INSTALL_CUDA:-0}" = 1 ]; then
+  echo "semrep: installing Debian's CUDA toolkit (nvidia-cuda-toolkit, non-free) for the CUDA backend"
+  cat > /etc/apt/sources.list.d/semrep-non-free.sources <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: contrib non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nvidia-cuda-toolkit >/dev/null
+fi
+
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs" >/dev/null

@@ -64,8 +64,7 @@ static void write_results(const semrep_conf *conf, const char *path, const doubl
 int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
 {
     char err[1024] = "";
-    const int threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
-    const sr_backend *be = sr_backend_select(conf->backend, threads, err, sizeof err);
+    const sr_backend *be = sr_stage_backend(conf, comm, 0, err, sizeof err);
     const int batch = conf->phi.batch;
     sr_unet net = {0};
     sr_dataset *ds = NULL;

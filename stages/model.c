@@ -5,6 +5,15 @@
 
 #include "io/checkpoint.h"
 
+const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *comm, int threads, char *err,
+                                   size_t errlen)
+{
+    if (threads == 0) threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
+    const sr_backend_request request = {
+        .name = conf->backend, .threads = threads, .device = comm->local_rank, .gpu_math = conf->gpu_math};
+    return sr_backend_select(&request, err, errlen);
+}
+
 void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len)
 {
     if (conf->model.checkpoint[0]) snprintf(path, len, "%s", conf->model.checkpoint);

@@ -10,6 +10,14 @@
 #include "io/conf.h"
 #include "nn/unet.h"
 
+#include "comm/comm.h"
+
+/* The backend the conf asks for on this rank: its `backend` and `gpu_math`,
+ * `threads` (0: the conf's, and when that is 0 too, the node's cores shared
+ * by its ranks), the GPU of the rank's node-local rank. NULL with the reason. */
+const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *comm, int threads, char *err,
+                                   size_t errlen);
+
 /* model.checkpoint, or <output_dir>/checkpoint.nc when that is empty. */
 void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len);
 

@@ -322,8 +322,7 @@ static int existing(const phi_run *r, char *err, size_t errlen)
 static int prepare(phi_run *r, char *err, size_t errlen)
 {
     const semrep_conf *c = r->conf;
-    const int threads = c->threads ? c->threads : sr_comm_default_threads(r->comm);
-    const sr_backend *be = sr_backend_select(c->backend, threads, err, errlen);
+    const sr_backend *be = sr_stage_backend(c, r->comm, 0, err, errlen);
     if (!be || sr_output_ready(c->output_dir, err, errlen)) return -1;
     /* the workspace of one chunk's draws, and of its one-draw sigma 0 */
     if (sr_model_open(c, be, c->phi.batch * (c->phi.draws + 1), false, &r->net, err, errlen)) return -1;

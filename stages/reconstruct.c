@@ -711,8 +711,7 @@ static void make_fingerprint(recon_run *r)
 static int prepare(recon_run *r, char *err, size_t errlen)
 {
     const semrep_conf *c = r->conf;
-    const int threads = c->threads ? c->threads : sr_comm_default_threads(r->comm);
-    const sr_backend *be = sr_backend_select(c->backend, threads, err, errlen);
+    const sr_backend *be = sr_stage_backend(c, r->comm, 0, err, errlen);
     if (!be || sr_output_ready(c->output_dir, err, errlen)) return -1;
     if (c->reconstruct.task >= c->reconstruct.tasks)
         return sr_report(err, errlen, "reconstruct.task = %d must be below reconstruct.tasks = %d", c->reconstruct.task,

@@ -100,7 +100,7 @@ static double step(trainer *t, long epoch, long in_epoch)
     be->axpby(count, 2.0f / (float)t->batch, wk->d_output, 0.0f, wk->d_output);
     be->zero(t->grad, t->net.param_floats * sizeof(float));
     sr_unet_backward(&t->net, wk, SR_UPTO_OUTPUT, wk->d_output, NULL, t->grad, false);
-    sr_comm_sum_floats(t->comm, t->grad, t->net.param_floats);
+    sr_comm_sum_floats(t->comm, t->be, t->grad, t->net.param_floats);
     sr_comm_sum(t->comm, &loss, 1);
     t->adam.lr = (float)epoch_lr(conf, epoch);
     sr_adam_step(&t->adam, &t->net, t->grad);
@@ -197,8 +197,9 @@ static int prepare_model(trainer *t, char *err, size_t errlen)
 {
     const semrep_conf *conf = t->conf;
     semrep_comm *comm = t->comm;
-    /* first: every rank of the node takes part in this */
-    const int threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
+    /* first: every rank of the node takes part in choosing the threads */
+    const sr_backend *be = t->be = sr_stage_backend(conf, comm, 0, err, errlen);
+    if (!be) return -1;
     t->batch = conf->train.batch;
     if (t->batch < comm->size)
         return sr_report(err, errlen, "train.batch = %ld is smaller than the %d ranks; each rank needs an image of every batch",
@@ -207,8 +208,6 @@ static int prepare_model(trainer *t, char *err, size_t errlen)
     paths(t);
     sr_shard(t->batch, 1, comm->rank, comm->size, &t->first, &t->end);
     const long mine = t->end - t->first;
-    const sr_backend *be = t->be = sr_backend_select(conf->backend, threads, err, errlen);
-    if (!be) return -1;
     return sr_model_plan(conf, be, (int)mine, true, &t->net, err, errlen);
 }
 

@@ -212,7 +212,7 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
     int status = sr_cli_conf(path, args, comm, &conf);
     if (status) return status;
     char err[1024], ckpt[SR_PATH_MAX + 32];
-    const sr_backend *be = sr_backend_select(conf.backend, 1, err, sizeof err);
+    const sr_backend *be = sr_stage_backend(&conf, comm, 1, err, sizeof err);
     sr_unet net;
     if (!be || sr_model_plan(&conf, be, conf.phi.batch, false, &net, err, sizeof err)) {
         sr_conf_free(&conf);

@@ -131,13 +131,18 @@ int sr_comm_any(const semrep_comm *comm, int flag)
     return any;
 }
 
-void sr_comm_sum_floats(const semrep_comm *comm, float *values, size_t count)
+void sr_comm_sum_floats(const semrep_comm *comm, const sr_backend *be, float *values, size_t count)
 {
     if (comm->size == 1) return;
     const size_t bucket = (size_t)1 << 23; /* 32 MiB: few calls, bounded MPI buffers */
+    static float *staging;                /* one host bucket for device memory, kept for the next step */
+    if (!be->host_memory && !staging) staging = SR_MALLOC(bucket * sizeof(float), "the host bucket of a GPU reduction");
     for (size_t at = 0; at < count; at += bucket) {
         const size_t n = count - at < bucket ? count - at : bucket;
-        SR_MPI(MPI_Allreduce(MPI_IN_PLACE, values + at, (int)n, MPI_FLOAT, MPI_SUM, comm->world));
+        float *host = be->host_memory ? values + at : staging;
+        if (!be->host_memory) be->to_host(host, values + at, n * sizeof(float));
+        SR_MPI(MPI_Allreduce(MPI_IN_PLACE, host, (int)n, MPI_FLOAT, MPI_SUM, comm->world));
+        if (!be->host_memory) be->to_device(values + at, host, n * sizeof(float));
     }
 }
 

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/backend.h"
+
 typedef struct semrep_comm {
     int rank, size;             /* in the whole job */
     int local_rank, local_size; /* among the ranks on this node */
@@ -31,8 +33,10 @@ void sr_comm_sum(const semrep_comm *comm, double *values, int count);
 void sr_comm_min(const semrep_comm *comm, double *values, int count);
 void sr_comm_max(const semrep_comm *comm, double *values, int count);
 void sr_comm_barrier(const semrep_comm *comm);
-/* In-place sum over ranks of a float array (gradients), in a few large buckets. */
-void sr_comm_sum_floats(const semrep_comm *comm, float *values, size_t count);
+/* In-place sum over ranks of a float array in backend memory (gradients), in
+ * a few large buckets. GPU memory goes through one host bucket (no
+ * CUDA-aware MPI or NCCL needed); the stage does not know which. */
+void sr_comm_sum_floats(const semrep_comm *comm, const sr_backend *be, float *values, size_t count);
 /* 1 when every rank passes the same value (e.g. a checksum of its weights). */
 int sr_comm_same(const semrep_comm *comm, uint64_t value);
 /* Rank root's bytes to every rank. */

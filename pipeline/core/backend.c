@@ -3,13 +3,36 @@
 #include <stdio.h>
 #include <string.h>
 
-const sr_backend *sr_backend_select(const char *name, int threads, char *err, size_t errlen)
+#ifndef SEMREP_WITH_CUDA
+/* Built without the CUDA toolkit: no GPU is ever seen. */
+int sr_backend_cuda_devices(void) { return 0; }
+
+const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen)
 {
-    /* "auto" means a GPU when one is visible; this build has no CUDA backend yet. */
-    if (!strcmp(name, "auto") || !strcmp(name, "cpu")) return sr_backend_cpu(threads);
-    if (!strcmp(name, "cuda"))
-        snprintf(err, errlen, "backend = \"cuda\": this semrep was built without the CUDA backend; use \"auto\" or \"cpu\"");
-    else
-        snprintf(err, errlen, "backend = \"%s\" is not one of auto, cpu, cuda", name);
+    snprintf(err, errlen, "backend = \"cuda\": this semrep was built without the CUDA toolkit; "
+                          "rebuild where nvcc is found, or use \"auto\" or \"cpu\"");
     return NULL;
+}
+#endif
+
+static bool known_math(const char *math)
+{
+    return !strcmp(math, "fp32") || !strcmp(math, "tf32") || !strcmp(math, "bf16");
+}
+
+const sr_backend *sr_backend_select(const sr_backend_request *req, char *err, size_t errlen)
+{
+    const char *math = req->gpu_math && *req->gpu_math ? req->gpu_math : "fp32";
+    if (!known_math(math)) {
+        snprintf(err, errlen, "gpu_math = \"%s\" is not one of fp32, tf32, bf16", math);
+        return NULL;
+    }
+    const bool gpu = !strcmp(req->name, "cuda"), any = !strcmp(req->name, "auto");
+    if (!gpu && !any && strcmp(req->name, "cpu")) {
+        snprintf(err, errlen, "backend = \"%s\" is not one of auto, cpu, cuda", req->name);
+        return NULL;
+    }
+    /* "auto": the GPU when this process sees one */
+    if (gpu || (any && sr_backend_cuda_devices() > 0)) return sr_backend_cuda(req->device, math, err, errlen);
+    return sr_backend_cpu(req->threads);
 }

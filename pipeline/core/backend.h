@@ -17,6 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus /* the CUDA backend includes this from C++ */
+extern "C" {
+#endif
+
 /* The normalisation that follows a convolution (SPEC.md section 1). */
 typedef enum {
     SR_NORM_NONE = 0, /* no normalisation (first conv of block 0, final conv) */
@@ -38,6 +42,9 @@ typedef struct {
 
 typedef struct sr_backend {
     const char *name;
+    /* true when backend memory is host memory (the CPU): a caller may then
+     * hand it to MPI or read it directly; otherwise it goes through to_host. */
+    bool host_memory;
     /* One line on what runs the products, e.g. the BLAS, its kernels, threads. */
     void (*describe)(char *text, size_t len);
 
@@ -113,6 +120,14 @@ typedef struct sr_backend {
                  float lr, float beta1, float beta2, float eps, long step);
 } sr_backend;
 
+/* What a run asks for; sr_backend_select turns it into a backend. */
+typedef struct {
+    const char *name;     /* "auto" (a GPU when one is visible, else the CPU), "cpu", "cuda" */
+    int threads;          /* CPU threads; 0: OpenMP's default */
+    int device;           /* GPU: this rank's node-local rank, taken modulo the visible GPUs */
+    const char *gpu_math; /* GPU products: "fp32", "tf32" or "bf16" (tensor cores, FP32 sums) */
+} sr_backend_request;
+
 /* The CPU backend: OpenBLAS sgemm and OpenMP loops over `threads` threads
  * (0: OpenMP's default, all the cores this process may use). */
 const sr_backend *sr_backend_cpu(int threads);
@@ -122,7 +137,18 @@ const sr_backend *sr_backend_cpu(int threads);
  * OPENBLAS_CORETYPE=Haswell and executes the program again. */
 void sr_backend_cpu_prepare(char **argv);
 
-/* The backend a conf names ("auto", "cpu", "cuda"); NULL with the reason in err. */
-const sr_backend *sr_backend_select(const char *name, int threads, char *err, size_t errlen);
+/* The backend a run asks for; NULL with the reason in err. */
+const sr_backend *sr_backend_select(const sr_backend_request *request, char *err, size_t errlen);
+
+/* The CUDA backend (built when the CUDA toolkit was found: SEMREP_WITH_CUDA):
+ * the number of GPUs this process sees (0 when none or no driver), and the
+ * backend on GPU `device` with products in `gpu_math`; NULL with the reason.
+ * One device per process: a second call must name the same one. */
+int sr_backend_cuda_devices(void);
+const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

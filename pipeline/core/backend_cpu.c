@@ -497,6 +497,7 @@ static void cpu_adam(float *param, const float *grad, float *m, float *v, size_t
 
 static const sr_backend cpu_backend = {
     .name = "cpu",
+    .host_memory = true,
     .describe = cpu_describe,
     .alloc = cpu_alloc,
     .release = cpu_release,

@@ -9,8 +9,15 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus /* the CUDA backend includes this from C++ */
+#define SR_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define SR_NORETURN _Noreturn
+#endif
+
 /* Prints "semrep: error: <message> (file:line)" to stderr and ends the run. */
-_Noreturn void sr_die(const char *file, int line, const char *fmt, ...)
+SR_NORETURN void sr_die(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Replaces exit(1) after an error, e.g. with MPI_Abort. */
@@ -31,5 +38,9 @@ int sr_report(char *err, size_t errlen, const char *fmt, ...) __attribute__((for
 /* malloc that names what it was for and its size when it fails. */
 void *sr_malloc_named(size_t bytes, const char *what, const char *file, int line);
 #define SR_MALLOC(bytes, what) sr_malloc_named((bytes), (what), __FILE__, __LINE__)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

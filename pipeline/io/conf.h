@@ -39,6 +39,7 @@ typedef struct semrep_conf {
     long seed;
     char backend[16];              /* "auto", "cpu", "cuda" */
     int threads;                   /* per rank; 0: the node's cores shared by its ranks */
+    char gpu_math[8];              /* "fp32", "tf32", "bf16": the GPU's products */
     sr_dataset_conf dataset;       /* the analysis data */
     struct {
         sr_dataset_conf dataset;   /* the training data */

@@ -48,6 +48,7 @@ const sr_conf_key sr_conf_keys[] = {
     NUM("seed", SR_KEY_INT, seed, 0, 4294967295.0, "1", "the seed of every random stream"),
     STR("backend", backend, "auto|cpu|cuda", "\"auto\"", "auto: a GPU when one is visible, else the CPU"),
     NUM("threads", SR_KEY_INT, threads, 0, 1024, "0", "threads per rank; 0: the node's cores shared by its ranks"),
+    STR("gpu_math", gpu_math, "fp32|tf32|bf16", "\"fp32\"", "GPU products: plain FP32, or tensor cores on TF32 or BF16 inputs with FP32 sums"),
     DATASET_KEYS("dataset.", dataset, "t10k"),
     DATASET_KEYS("train.dataset.", train.dataset, "train"),
     NUM("train.epochs", SR_KEY_INT, train.epochs, 1, 1e6, "10", "passes over the training data"),

@@ -48,7 +48,7 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
         CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
         CU_ASSERT_EQUAL_FATAL(rec->ndim, p->ndim);
         for (int d = 0; d < p->ndim; d++) CU_ASSERT_EQUAL_FATAL(rec->dims[d], p->dims[d]);
-        memcpy(net.param + p->offset, rec->data, sizeof(float) * p->count);
+        be->to_device(net.param + p->offset, rec->data, sizeof(float) * p->count);
     }
 
     const sr_record *in = sr_fixture_get(fx, "input");
@@ -57,37 +57,42 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
     sr_unet_work wk;
     sr_unet_work_init(&wk, &net, n, h, w, true);
     float *host = malloc(sizeof(float) * images);
+    const size_t nmeans = sr_unet_means_count(&wk);
+    float *all_means = malloc(sizeof(float) * nmeans), *means = malloc(sizeof(float) * nmeans);
 
     /* Forward: the output and every block mean. */
     sr_unet_put_images(&wk, in->data, sr_unet_input(&wk));
     sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
     sr_unet_get_images(&wk, sr_unet_output(&wk), host);
     check("output D(y)", host, sr_fixture_get(fx, "output"));
+    be->to_host(all_means, wk.means, sizeof(float) * nmeans);
     for (int b = 0; b < net.nblocks; b++) {
         char name[32];
         snprintf(name, sizeof name, "mean.%d", b);
-        check(name, wk.means + (size_t)n * net.block_offset[b], sr_fixture_get(fx, name));
+        check(name, all_means + (size_t)n * net.block_offset[b], sr_fixture_get(fx, name));
     }
 
     /* The encoder + middle path alone gives the same block means. */
-    float *means = malloc(sizeof(float) * sr_unet_means_count(&wk));
-    memcpy(means, wk.means, sizeof(float) * sr_unet_means_count(&wk));
     sr_unet_forward(&net, &wk, SR_UPTO_MID);
+    be->to_host(means, wk.means, sizeof(float) * nmeans);
     const size_t upto_mid = (size_t)n * net.block_offset[net.shape.levels + 1];
-    CU_ASSERT(memcmp(means, wk.means, sizeof(float) * upto_mid) == 0);
+    CU_ASSERT(memcmp(all_means, means, sizeof(float) * upto_mid) == 0);
 
     /* Input gradient of L = 0.5 sum (abar_mid - target)^2. */
     const sr_record *target = sr_fixture_get(fx, "target");
     const size_t mid = (size_t)n * net.block_offset[net.shape.levels];
-    memset(wk.d_means, 0, sizeof(float) * sr_unet_means_count(&wk));
-    for (size_t i = 0; i < target->count; i++) wk.d_means[mid + i] = wk.means[mid + i] - target->data[i];
+    memset(means, 0, sizeof(float) * nmeans);
+    for (size_t i = 0; i < target->count; i++) means[mid + i] = all_means[mid + i] - target->data[i];
+    be->to_device(wk.d_means, means, sizeof(float) * nmeans);
     sr_unet_backward(&net, &wk, SR_UPTO_MID, NULL, wk.d_means, NULL, true);
     sr_unet_get_images(&wk, sr_unet_input_grad(&wk), host);
     check("input gradient of L(mid)", host, sr_fixture_get(fx, "input_grad"));
 
     /* Parameter gradients of sum (D(y) - x)^2 / n. */
     const sr_record *clean = sr_fixture_get(fx, "clean");
-    float *grad = calloc(net.param_floats, sizeof(float));
+    float *grad_dev = be->alloc(net.param_floats * sizeof(float)), *grad = malloc(net.param_floats * sizeof(float));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(grad_dev);
+    be->zero(grad_dev, net.param_floats * sizeof(float));
     sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
     sr_unet_get_images(&wk, sr_unet_output(&wk), host);
     double loss = 0.0;
@@ -100,7 +105,8 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
     printf("\n    training loss %.6f (PyTorch %.6f)", loss, ref_loss);
     CU_ASSERT(fabs(loss - ref_loss) < TOL * ref_loss);
     sr_unet_put_images(&wk, host, wk.d_output);
-    sr_unet_backward(&net, &wk, SR_UPTO_OUTPUT, wk.d_output, NULL, grad, false);
+    sr_unet_backward(&net, &wk, SR_UPTO_OUTPUT, wk.d_output, NULL, grad_dev, false);
+    be->to_host(grad, grad_dev, net.param_floats * sizeof(float));
     double worst = 0.0;
     for (int i = 0; i < net.nparams; i++) {
         const sr_param *p = &net.params[i];
@@ -116,7 +122,8 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
     }
     printf("\n    parameter gradients        max rel diff %.2e (worst tensor)", worst);
 
-    free(grad), free(means), free(host);
+    be->release(grad_dev);
+    free(grad), free(means), free(all_means), free(host);
     sr_unet_work_free(&wk);
     sr_unet_free(&net);
     sr_fixture_free(fx);
@@ -141,7 +148,7 @@ static void test_batch_norm_residual(void)
 
 int main(void)
 {
-    be = sr_backend_cpu(0);
+    be = sr_test_backend();
     const sr_test tests[] = {
         {"layer norm, clean output, vs PyTorch", test_layer_norm_clean},
         {"batch norm (running sd), residual output, upsample bias, vs PyTorch", test_batch_norm_residual},

@@ -124,3 +124,24 @@ void sr_test_remove_tree(const char *dir)
 {
     if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
+
+const sr_backend *sr_test_backend(void)
+{
+    const char *name = getenv("SEMREP_TEST_BACKEND");
+    if (!name || !*name) name = "cpu";
+    char err[256];
+    const sr_backend_request request = {.name = name, .gpu_math = "fp32"};
+    if (!strcmp(name, "cuda") && sr_backend_cuda_devices() < 1) {
+        printf("SKIPPED: SEMREP_TEST_BACKEND=cuda but no GPU is visible (or semrep was built without CUDA)\n");
+        exit(77);
+    }
+    const sr_backend *be = sr_backend_select(&request, err, sizeof err);
+    if (!be) {
+        fprintf(stderr, "SEMREP_TEST_BACKEND=%s: %s\n", name, err);
+        exit(1);
+    }
+    char text[256];
+    be->describe(text, sizeof text);
+    printf("backend %s: %s\n", be->name, text);
+    return be;
+}

@@ -6,6 +6,8 @@
 #include <CUnit/CUnit.h>
 #include <stddef.h>
 
+#include "core/backend.h"
+
 typedef struct {
     const char *name;
     void (*run)(void);
@@ -42,6 +44,11 @@ double sr_norm_rel_diff(const double *a, const double *b, size_t n);
 void sr_test_temp_dir(char *template_path);
 /* rm -rf, for a test's temporary folder. */
 void sr_test_remove_tree(const char *dir);
+
+/* The backend a suite runs on: SEMREP_TEST_BACKEND ("cpu", the default, or
+ * "cuda"). When "cuda" is asked for and no GPU is visible, prints why and
+ * exits with 77, which CTest reports as skipped. */
+const sr_backend *sr_test_backend(void);
 
 /* Uniform in [lo, hi) from a fixed test stream (index names the stream). */
 void sr_test_uniform(unsigned index, float lo, float hi, size_t n, float *out);

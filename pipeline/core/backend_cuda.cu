@@ -1,0 +1,677 @@
+/* The CUDA backend: cuBLAS for the products, one kernel per elementwise or
+ * reduction op of backend.h, every launch and library call checked.
+ *
+ * Everything runs on the default stream, in order, so a to_host after a
+ * kernel sees its result and nothing needs events. Reductions never use
+ * atomics: each sum is one block's fixed-order tree over fixed-stride
+ * partial sums (in double, like the CPU's), so a run repeats bit for bit on
+ * the same GPU and launch shape. Results differ from the CPU's by rounding
+ * only (documented tolerance: tests/gpu/test_cuda_backend.c). */
+#include "core/backend.h"
+#include "core/check.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#define CU(call)                                                                                        \
+    do {                                                                                                \
+        const cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess)                                                                          \
+            sr_die(__FILE__, __LINE__, "CUDA: %s failed: %s; check the GPU with nvidia-smi", #call,     \
+                   cudaGetErrorString(e_));                                                             \
+    } while (0)
+
+#define CUBLAS(call)                                                                                    \
+    do {                                                                                                \
+        const cublasStatus_t s_ = (call);                                                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                \
+            sr_die(__FILE__, __LINE__, "cuBLAS: %s failed with status %d (%s)", #call, (int)s_,         \
+                   cublasGetStatusString(s_));                                                          \
+    } while (0)
+
+/* After every launch: a bad configuration shows here, a fault at the next sync. */
+#define LAUNCHED() CU(cudaGetLastError())
+
+static const int THREADS = 256;   /* elementwise kernels */
+static const int REDUCE = 512;    /* reduction blocks: a power of two */
+static const int DOT_BLOCKS = 1024;
+static_assert((REDUCE & (REDUCE - 1)) == 0, "block_sum halves blockDim: REDUCE must be a power of two");
+static_assert(THREADS % 32 == 0, "k_plane_means gives each warp one plane: THREADS must be whole warps");
+
+static struct {
+    int device;                   /* -1 until chosen */
+    cublasHandle_t blas;
+    cublasComputeType_t compute;
+    char math[8];
+    double *partials;             /* DOT_BLOCKS, for dot */
+} gpu = {-1, NULL, CUBLAS_COMPUTE_32F, "", NULL};
+
+static int blocks_for(size_t count)
+{
+    const size_t b = (count + THREADS - 1) / THREADS;
+    return (int)(b < 1 ? 1 : b > 65535u * 32u ? 65535u * 32u : b); /* grid-stride loops cover the rest */
+}
+
+#define FOR_EACH(idx, count) \
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < (count); idx += (size_t)gridDim.x * blockDim.x)
+
+/* Sums v over the block, in a fixed order; the result is valid in thread 0. */
+__device__ static double block_sum(double v, double *shared)
+{
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) shared[threadIdx.x] += shared[threadIdx.x + half];
+        __syncthreads();
+    }
+    const double total = shared[0];
+    __syncthreads(); /* shared is reused by the caller's next sum */
+    return total;
+}
+
+/* ---- memory ------------------------------------------------------------------ */
+
+static void *gpu_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 64) == cudaSuccess) return p;
+    cudaGetLastError(); /* or the next LAUNCHED() reports this failure as its own */
+    return NULL;
+}
+
+static void gpu_release(void *p) { CU(cudaFree(p)); }
+static void gpu_to_device(void *dst, const void *src, size_t bytes) { CU(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice)); }
+static void gpu_to_host(void *dst, const void *src, size_t bytes) { CU(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost)); }
+static void gpu_zero(void *p, size_t bytes) { CU(cudaMemset(p, 0, bytes)); }
+static void gpu_sync(void) { CU(cudaDeviceSynchronize()); }
+
+static size_t gpu_memory_bytes(void)
+{
+    size_t free_bytes = 0, total = 0;
+    CU(cudaMemGetInfo(&free_bytes, &total));
+    return free_bytes;
+}
+
+static void gpu_describe(char *text, size_t len)
+{
+    cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, gpu.device));
+    int runtime = 0, driver = 0, blas = 0;
+    CU(cudaRuntimeGetVersion(&runtime));
+    CU(cudaDriverGetVersion(&driver));
+    CUBLAS(cublasGetVersion(gpu.blas, &blas));
+    snprintf(text, len, "%s (GPU %d, sm_%d%d, %.0f GiB), CUDA runtime %d, driver %d, cuBLAS %d, %s products",
+             prop.name, gpu.device, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0, runtime, driver,
+             blas, gpu.math);
+}
+
+/* ---- products ---------------------------------------------------------------- */
+
+/* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the same
+ * buffers with the operands swapped. */
+static void gpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc)
+{
+    CUBLAS(cublasGemmEx(gpu.blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+                        &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c, CUDA_R_32F, ldc, gpu.compute,
+                        CUBLAS_GEMM_DEFAULT));
+}
+
+/* ---- layout ------------------------------------------------------------------- */
+
+__global__ static void k_transpose_planes(const float *src, int outer, int inner, int hw, float *dst)
+{
+    /* src planes [outer][inner], dst planes [inner][outer] */
+    const size_t count = (size_t)outer * inner * hw;
+    FOR_EACH(e, count) {
+        const size_t p = e % hw, plane = e / hw;
+        const size_t o = plane / inner, in = plane % inner;
+        dst[(in * outer + o) * hw + p] = src[e];
+    }
+}
+
+static void gpu_nchw_to_cnhw(const float *src, int n, int c, int hw, float *dst)
+{
+    k_transpose_planes<<<blocks_for((size_t)n * c * hw), THREADS>>>(src, n, c, hw, dst);
+    LAUNCHED();
+}
+
+static void gpu_cnhw_to_nchw(const float *src, int n, int c, int hw, float *dst)
+{
+    k_transpose_planes<<<blocks_for((size_t)n * c * hw), THREADS>>>(src, c, n, hw, dst);
+    LAUNCHED();
+}
+
+/* ---- 3x3 convolution by unfolding ---------------------------------------------- */
+
+__global__ static void k_im2col3x3(const float *x, int c, int n, int h, int w, int i0, int i1, float *col)
+{
+    const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw, count = 9 * (size_t)c * cols;
+    FOR_EACH(e, count) {
+        const size_t row = e / cols, j = e % cols;
+        const int ch = (int)(row / 9), tap = (int)(row % 9);
+        const int i = i0 + (int)(j / hw), p = (int)(j % hw), y = p / w + tap / 3 - 1, xx = p % w + tap % 3 - 1;
+        col[e] = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[((size_t)ch * n + i) * hw + (size_t)y * w + xx] : 0.0f;
+    }
+}
+
+/* One thread per pixel of dx gathers its nine taps in the CPU's order. */
+__global__ static void k_col2im3x3(const float *col, int c, int n, int h, int w, int i0, int i1, float *dx)
+{
+    const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw, count = (size_t)c * cols;
+    FOR_EACH(e, count) {
+        const int ch = (int)(e / cols);
+        const size_t j = e % cols;
+        const int ii = (int)(j / hw), p = (int)(j % hw), y = p / w, xx = p % w;
+        float *d = dx + ((size_t)ch * n + i0 + ii) * hw + p;
+        float acc = *d;
+        for (int tap = 0; tap < 9; tap++) {
+            const int sy = y - (tap / 3 - 1), sx = xx - (tap % 3 - 1);
+            if (sy < 0 || sy >= h || sx < 0 || sx >= w) continue;
+            acc += col[((size_t)ch * 9 + tap) * cols + (size_t)ii * hw + (size_t)sy * w + sx];
+        }
+        *d = acc;
+    }
+}
+
+static void gpu_im2col3x3(const float *x, int c, int n, int h, int w, int i0, int i1, float *col)
+{
+    k_im2col3x3<<<blocks_for(9 * (size_t)c * (i1 - i0) * h * w), THREADS>>>(x, c, n, h, w, i0, i1, col);
+    LAUNCHED();
+}
+
+static void gpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, int i1, float *dx)
+{
+    k_col2im3x3<<<blocks_for((size_t)c * (i1 - i0) * h * w), THREADS>>>(col, c, n, h, w, i0, i1, dx);
+    LAUNCHED();
+}
+
+/* ---- Winograd F(2x2, 3x3): the CPU's transforms, one thread per tile ------------ */
+
+__global__ static void k_winograd_weights(const float *w, int k, int c, float *u)
+{
+    const size_t kc = (size_t)k * c;
+    FOR_EACH(p, kc) {
+        const float *g = w + p * 9;
+        float t[4][3];
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = g[j];
+            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+            t[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; i++) {
+            const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
+                                t[i][2]};
+            for (int j = 0; j < 4; j++) u[(size_t)(i * 4 + j) * kc + p] = r[j];
+        }
+    }
+}
+
+__global__ static void k_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
+{
+    const int th = h / 2, tw = w / 2;
+    const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)c * tiles;
+    FOR_EACH(e, plane) {
+        const int ch = (int)(e / tiles);
+        const size_t t = e % tiles;
+        const int ii = (int)(t / ((size_t)th * tw)), ty = (int)(t % ((size_t)th * tw)) / tw, tx = (int)(t % tw);
+        const float *src = x + ((size_t)ch * n + i0 + ii) * hw;
+        float d[4][4];
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b++) {
+                const int y = 2 * ty + a - 1, xx = 2 * tx + b - 1;
+                d[a][b] = (y >= 0 && y < h && xx >= 0 && xx < w) ? src[(size_t)y * w + xx] : 0.0f;
+            }
+        float r[4][4]; /* B^T d */
+        for (int b = 0; b < 4; b++) {
+            r[0][b] = d[0][b] - d[2][b];
+            r[1][b] = d[1][b] + d[2][b];
+            r[2][b] = d[2][b] - d[1][b];
+            r[3][b] = d[1][b] - d[3][b];
+        }
+        float *out = v + e;
+        for (int a = 0; a < 4; a++) { /* (B^T d) B */
+            out[(size_t)(a * 4 + 0) * plane] = r[a][0] - r[a][2];
+            out[(size_t)(a * 4 + 1) * plane] = r[a][1] + r[a][2];
+            out[(size_t)(a * 4 + 2) * plane] = r[a][2] - r[a][1];
+            out[(size_t)(a * 4 + 3) * plane] = r[a][1] - r[a][3];
+        }
+    }
+}
+
+__global__ static void k_winograd_output(const float *m, int k, int n, int h, int w, int i0, int i1, float *y)
+{
+    const int th = h / 2, tw = w / 2;
+    const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)k * tiles;
+    FOR_EACH(e, plane) {
+        const int kk = (int)(e / tiles);
+        const size_t t = e % tiles;
+        const int ii = (int)(t / ((size_t)th * tw)), ty = (int)(t % ((size_t)th * tw)) / tw, tx = (int)(t % tw);
+        float q[4][4];
+        for (int s = 0; s < 16; s++) q[s / 4][s % 4] = m[(size_t)s * plane + e];
+        float r[2][4]; /* A^T q */
+        for (int b = 0; b < 4; b++) {
+            r[0][b] = q[0][b] + q[1][b] + q[2][b];
+            r[1][b] = q[1][b] - q[2][b] - q[3][b];
+        }
+        float *row = y + ((size_t)kk * n + i0 + ii) * hw + (size_t)(2 * ty) * w + 2 * tx;
+        for (int a = 0; a < 2; a++) { /* (A^T q) A */
+            row[(size_t)a * w] = r[a][0] + r[a][1] + r[a][2];
+            row[(size_t)a * w + 1] = r[a][1] - r[a][2] - r[a][3];
+        }
+    }
+}
+
+static void gpu_winograd_weights(const float *w, int k, int c, float *u)
+{
+    k_winograd_weights<<<blocks_for((size_t)k * c), THREADS>>>(w, k, c, u);
+    LAUNCHED();
+}
+
+static void gpu_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
+{
+    k_winograd_input<<<blocks_for((size_t)c * (i1 - i0) * (h / 2) * (w / 2)), THREADS>>>(x, c, n, h, w, i0, i1, v);
+    LAUNCHED();
+}
+
+static void gpu_winograd_output(const float *m, int k, int n, int h, int w, int i0, int i1, float *y)
+{
+    k_winograd_output<<<blocks_for((size_t)k * (i1 - i0) * (h / 2) * (w / 2)), THREADS>>>(m, k, n, h, w, i0, i1, y);
+    LAUNCHED();
+}
+
+/* ---- a conv unit's tail: bias, normalisation, ReLU ------------------------------ */
+
+__device__ static float unit_divisor(const sr_unit &unit, const float *stats, int ch, int i)
+{
+    switch (unit.norm) {
+    case SR_NORM_LAYER: return stats[3 * i + 1];
+    case SR_NORM_BATCH: return unit.running_sd[ch];
+    default: return 1.0f;
+    }
+}
+
+__device__ static float unit_scale(const sr_unit &unit, const float *stats, int ch, int i)
+{
+    return unit.norm == SR_NORM_NONE ? 1.0f : unit.gamma[ch] / unit_divisor(unit, stats, ch, i);
+}
+
+/* Layer norm, one block per image: u += bias and the image's mean and std. */
+__global__ static void k_unit_moments(sr_unit unit, float *u, float *stats)
+{
+    extern __shared__ double shared[];
+    const int i = blockIdx.x, n = unit.n;
+    const size_t hw = (size_t)unit.hw, count = (size_t)unit.k * hw;
+    double sum = 0.0, sumsq = 0.0;
+    for (size_t e = threadIdx.x; e < count; e += blockDim.x) {
+        const int ch = (int)(e / hw);
+        float *up = u + ((size_t)ch * n + i) * hw + e % hw;
+        const float v = *up + (unit.bias ? unit.bias[ch] : 0.0f);
+        *up = v;
+        sum += v;
+        sumsq += (double)v * v;
+    }
+    sum = block_sum(sum, shared);
+    sumsq = block_sum(sumsq, shared);
+    if (threadIdx.x == 0) {
+        const double mean = sum / (double)count, var = fmax(sumsq / (double)count - mean * mean, 0.0);
+        stats[3 * i] = (float)mean;
+        stats[3 * i + 1] = (float)sqrt(var) + SR_NORM_EPS;
+    }
+}
+
+/* a = relu(u * scale); without layer norm the bias is added here too. */
+__global__ static void k_unit_apply(sr_unit unit, bool add_bias, float *u, float *a, const float *stats)
+{
+    const size_t hw = (size_t)unit.hw, count = (size_t)unit.k * unit.n * hw;
+    FOR_EACH(e, count) {
+        const size_t plane = e / hw;
+        const int ch = (int)(plane / unit.n), i = (int)(plane % unit.n);
+        float v = u[e];
+        if (add_bias) u[e] = v = v + unit.bias[ch];
+        v *= unit_scale(unit, stats, ch, i);
+        a[e] = unit.relu ? (v < 0.0f ? 0.0f : v) : v;
+    }
+}
+
+static void gpu_unit_forward(const sr_unit *unit, float *u, float *a, float *stats)
+{
+    const bool layer = unit->norm == SR_NORM_LAYER;
+    if (unit->n < 1) return; /* a grid of no blocks is an error; the CPU does nothing */
+    if (layer) {
+        k_unit_moments<<<unit->n, REDUCE, REDUCE * sizeof(double)>>>(*unit, u, stats);
+        LAUNCHED();
+    }
+    k_unit_apply<<<blocks_for((size_t)unit->k * unit->n * unit->hw), THREADS>>>(*unit, !layer && unit->bias, u, a,
+                                                                               stats);
+    LAUNCHED();
+}
+
+/* Backward, per image (one block each): the ReLU mask on da and, for the
+ * layer norm, S_i = sum_c gamma_c sum_p dy u into the stats' third slot. */
+__global__ static void k_unit_mask(sr_unit unit, const float *u, const float *a, float *stats, float *da)
+{
+    extern __shared__ double shared[];
+    const int i = blockIdx.x, n = unit.n;
+    const size_t hw = (size_t)unit.hw, count = (size_t)unit.k * hw;
+    const bool layer = unit.norm == SR_NORM_LAYER;
+    double s = 0.0;
+    for (size_t e = threadIdx.x; e < count; e += blockDim.x) {
+        const int ch = (int)(e / hw);
+        const size_t off = ((size_t)ch * n + i) * hw + e % hw;
+        if (unit.relu && a[off] <= 0.0f) da[off] = 0.0f;
+        if (layer) s += (double)da[off] * u[off] * unit.gamma[ch];
+    }
+    if (!layer) return;
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) stats[3 * i + 2] = (float)s;
+}
+
+/* Per channel (one block each): the gradient of u in place, dgamma, dbias. */
+__global__ static void k_unit_grad(sr_unit unit, const float *u, const float *stats, float *da, float *dgamma,
+                                   float *dbias)
+{
+    extern __shared__ double shared[];
+    const int ch = blockIdx.x, n = unit.n, k = unit.k;
+    const size_t hw = (size_t)unit.hw, count = (size_t)n * hw;
+    const bool layer = unit.norm == SR_NORM_LAYER;
+    float *dp = da + (size_t)ch * count;
+    const float *up = u + (size_t)ch * count;
+    double dg = 0.0, db = 0.0;
+    for (size_t e = threadIdx.x; e < count; e += blockDim.x) {
+        const int i = (int)(e / hw);
+        const float g = unit_scale(unit, stats, ch, i), inv = 1.0f / unit_divisor(unit, stats, ch, i);
+        float coef = 0.0f, mean = 0.0f;
+        if (layer) {
+            const double d = stats[3 * i + 1], sd = d - SR_NORM_EPS;
+            coef = sd > 0.0 ? (float)(stats[3 * i + 2] / (d * d * ((double)k * (double)hw) * sd)) : 0.0f;
+            mean = stats[3 * i];
+        }
+        const float dy = dp[e];
+        dg += (double)dy * up[e] * inv;
+        const float du = g * dy - coef * (up[e] - mean);
+        dp[e] = du;
+        db += du;
+    }
+    dg = block_sum(dg, shared);
+    db = block_sum(db, shared);
+    if (threadIdx.x == 0) {
+        if (dgamma && unit.norm != SR_NORM_NONE) dgamma[ch] += (float)dg;
+        if (dbias) dbias[ch] += (float)db;
+    }
+}
+
+static void gpu_unit_backward(const sr_unit *unit, const float *u, const float *a, float *stats, float *da,
+                              float *dgamma, float *dbias)
+{
+    /* grids of n and k blocks: skip the empty ones (a launch error), as the CPU's loops do */
+    if (unit->n > 0 && (unit->relu || unit->norm == SR_NORM_LAYER)) {
+        k_unit_mask<<<unit->n, REDUCE, REDUCE * sizeof(double)>>>(*unit, u, a, stats, da);
+        LAUNCHED();
+    }
+    if (unit->k < 1) return;
+    k_unit_grad<<<unit->k, REDUCE, REDUCE * sizeof(double)>>>(*unit, u, stats, da, dgamma, dbias);
+    LAUNCHED();
+}
+
+/* ---- ConvTranspose 2x2 stride 2 -------------------------------------------------- */
+
+/* y[kk, i, 2y + dy, 2x + dx] <-> col[(kk * 4 + dy * 2 + dx), (i, y, x)]: the
+ * index of col that pixel e of y (size 2h x 2w) comes from. */
+__device__ static size_t convt_source(size_t e, int n, int h, int w)
+{
+    const size_t hw4 = (size_t)4 * h * w, plane = e / hw4, p = e % hw4;
+    const int kk = (int)(plane / n), i = (int)(plane % n), Y = (int)(p / (2 * w)), X = (int)(p % (2 * w));
+    const int q = (Y % 2) * 2 + X % 2;
+    return ((size_t)kk * 4 + q) * ((size_t)n * h * w) + (size_t)i * h * w + (size_t)(Y / 2) * w + X / 2;
+}
+
+__global__ static void k_convt_scatter(const float *col, const float *bias, int k, int n, int h, int w, float *y)
+{
+    const size_t count = (size_t)k * n * 4 * h * w;
+    FOR_EACH(e, count) y[e] = col[convt_source(e, n, h, w)] + (bias ? bias[e / ((size_t)n * 4 * h * w)] : 0.0f);
+}
+
+__global__ static void k_convt_gather(const float *dy, int k, int n, int h, int w, float *dcol)
+{
+    const size_t count = (size_t)k * n * 4 * h * w;
+    FOR_EACH(e, count) dcol[convt_source(e, n, h, w)] = dy[e];
+}
+
+/* dbias[c] += sum of channel c's contiguous `count` values (one block each). */
+__global__ static void k_channel_sums(const float *x, size_t count, float *out)
+{
+    extern __shared__ double shared[];
+    const float *p = x + (size_t)blockIdx.x * count;
+    double s = 0.0;
+    for (size_t e = threadIdx.x; e < count; e += blockDim.x) s += p[e];
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) out[blockIdx.x] += (float)s;
+}
+
+static void gpu_convt_scatter(const float *col, const float *bias, int k, int n, int h, int w, float *y)
+{
+    k_convt_scatter<<<blocks_for((size_t)k * n * 4 * h * w), THREADS>>>(col, bias, k, n, h, w, y);
+    LAUNCHED();
+}
+
+static void gpu_convt_gather(const float *dy, int k, int n, int h, int w, float *dcol, float *dbias)
+{
+    k_convt_gather<<<blocks_for((size_t)k * n * 4 * h * w), THREADS>>>(dy, k, n, h, w, dcol);
+    LAUNCHED();
+    if (!dbias || k < 1) return;
+    k_channel_sums<<<k, REDUCE, REDUCE * sizeof(double)>>>(dy, (size_t)n * 4 * h * w, dbias);
+    LAUNCHED();
+}
+
+/* ---- pooling and means ------------------------------------------------------------- */
+
+__global__ static void k_pool2x2(const float *x, size_t planes, int h, int w, float *y)
+{
+    const int oh = h / 2, ow = w / 2;
+    FOR_EACH(e, planes * oh * ow) {
+        const size_t plane = e / ((size_t)oh * ow);
+        const int p = (int)(e % ((size_t)oh * ow)), yy = p / ow, xx = p % ow;
+        const float *s = x + plane * h * w + (size_t)2 * yy * w + 2 * xx;
+        y[e] = 0.25f * (s[0] + s[1] + s[w] + s[w + 1]);
+    }
+}
+
+__global__ static void k_pool2x2_backward(const float *dy, size_t planes, int h, int w, float *dx)
+{
+    const int oh = h / 2, ow = w / 2;
+    FOR_EACH(e, planes * h * w) {
+        const size_t plane = e / ((size_t)h * w);
+        const int p = (int)(e % ((size_t)h * w)), yy = p / w, xx = p % w;
+        dx[e] += 0.25f * dy[plane * oh * ow + (size_t)(yy / 2) * ow + xx / 2];
+    }
+}
+
+/* One warp per (channel, image) plane; lanes sum strided, then a fixed tree.
+ * The early return is warp-uniform (THREADS is whole warps, so all 32 lanes
+ * share `plane`): every lane that reaches the full-mask shuffle is present. */
+__global__ static void k_plane_means(const float *x, int c, int n, int hw, float *means)
+{
+    const size_t plane = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (plane >= (size_t)c * n) return;
+    const float *p = x + plane * hw;
+    double s = 0.0;
+    for (int q = lane; q < hw; q += 32) s += p[q];
+    for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffffu, s, off);
+    const int ch = (int)(plane / n), i = (int)(plane % n);
+    if (lane == 0) means[(size_t)i * c + ch] = (float)(s / hw);
+}
+
+__global__ static void k_plane_means_backward(const float *dmeans, int c, int n, int hw, float *dx)
+{
+    FOR_EACH(e, (size_t)c * n * hw) {
+        const size_t plane = e / hw;
+        const int ch = (int)(plane / n), i = (int)(plane % n);
+        dx[e] += dmeans[(size_t)i * c + ch] / (float)hw;
+    }
+}
+
+static void gpu_pool2x2(const float *x, int c, int n, int h, int w, float *y)
+{
+    k_pool2x2<<<blocks_for((size_t)c * n * h * w / 4), THREADS>>>(x, (size_t)c * n, h, w, y);
+    LAUNCHED();
+}
+
+static void gpu_pool2x2_backward(const float *dy, int c, int n, int h, int w, float *dx)
+{
+    k_pool2x2_backward<<<blocks_for((size_t)c * n * h * w), THREADS>>>(dy, (size_t)c * n, h, w, dx);
+    LAUNCHED();
+}
+
+static void gpu_plane_means(const float *x, int c, int n, int hw, float *means)
+{
+    const size_t threads = (size_t)c * n * 32;
+    if (!threads) return;
+    k_plane_means<<<(unsigned)((threads + THREADS - 1) / THREADS), THREADS>>>(x, c, n, hw, means);
+    LAUNCHED();
+}
+
+static void gpu_plane_means_backward(const float *dmeans, int c, int n, int hw, float *dx)
+{
+    k_plane_means_backward<<<blocks_for((size_t)c * n * hw), THREADS>>>(dmeans, c, n, hw, dx);
+    LAUNCHED();
+}
+
+/* ---- vectors ------------------------------------------------------------------------- */
+
+__global__ static void k_dot(size_t count, const float *a, const float *b, double *partials)
+{
+    extern __shared__ double shared[];
+    double s = 0.0;
+    FOR_EACH(e, count) s += (double)a[e] * b[e];
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+static double gpu_dot(size_t count, const float *a, const float *b)
+{
+    k_dot<<<DOT_BLOCKS, REDUCE, REDUCE * sizeof(double)>>>(count, a, b, gpu.partials);
+    LAUNCHED();
+    double host[DOT_BLOCKS], sum = 0.0;
+    gpu_to_host(host, gpu.partials, sizeof host);
+    for (int j = 0; j < DOT_BLOCKS; j++) sum += host[j];
+    return sum;
+}
+
+__global__ static void k_axpby(size_t count, float alpha, const float *src, float beta, float *dst)
+{
+    FOR_EACH(e, count) dst[e] = beta == 0.0f ? alpha * src[e] : alpha * src[e] + beta * dst[e];
+}
+
+static void gpu_axpby(size_t count, float alpha, const float *src, float beta, float *dst)
+{
+    k_axpby<<<blocks_for(count), THREADS>>>(count, alpha, src, beta, dst);
+    LAUNCHED();
+}
+
+__global__ static void k_adam(float *param, const float *grad, float *m, float *v, size_t count, float beta1,
+                              float beta2, float eps, float step_size, float inv_sqrt_bc2)
+{
+    FOR_EACH(e, count) {
+        const float g = grad[e];
+        const float mm = m[e] = beta1 * m[e] + (1.0f - beta1) * g;
+        const float vv = v[e] = beta2 * v[e] + (1.0f - beta2) * g * g;
+        param[e] -= step_size * mm / (sqrtf(vv) * inv_sqrt_bc2 + eps);
+    }
+}
+
+static void gpu_adam(float *param, const float *grad, float *m, float *v, size_t count, float lr, float beta1,
+                     float beta2, float eps, long step)
+{
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    k_adam<<<blocks_for(count), THREADS>>>(param, grad, m, v, count, beta1, beta2, eps, (float)(lr / bc1),
+                                           (float)(1.0 / sqrt(bc2)));
+    LAUNCHED();
+}
+
+/* ---- the table ------------------------------------------------------------------------ */
+
+static sr_backend cuda_backend = {
+    .name = "cuda",
+    .host_memory = false,
+    .describe = gpu_describe,
+    .alloc = gpu_alloc,
+    .release = gpu_release,
+    .to_device = gpu_to_device,
+    .to_host = gpu_to_host,
+    .zero = gpu_zero,
+    .sync = gpu_sync,
+    .gemm = gpu_gemm,
+    .nchw_to_cnhw = gpu_nchw_to_cnhw,
+    .cnhw_to_nchw = gpu_cnhw_to_nchw,
+    .im2col3x3 = gpu_im2col3x3,
+    .col2im3x3 = gpu_col2im3x3,
+    .winograd_weights = gpu_winograd_weights,
+    .winograd_input = gpu_winograd_input,
+    .winograd_output = gpu_winograd_output,
+    .unit_forward = gpu_unit_forward,
+    .unit_backward = gpu_unit_backward,
+    .convt_scatter = gpu_convt_scatter,
+    .convt_gather = gpu_convt_gather,
+    .pool2x2 = gpu_pool2x2,
+    .pool2x2_backward = gpu_pool2x2_backward,
+    .plane_means = gpu_plane_means,
+    .plane_means_backward = gpu_plane_means_backward,
+    .dot = gpu_dot,
+    .axpby = gpu_axpby,
+    .memory_bytes = gpu_memory_bytes,
+    .adam = gpu_adam,
+};
+
+extern "C" int sr_backend_cuda_devices(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError(); /* no driver or no device: not an error for "auto" */
+        return 0;
+    }
+    return count;
+}
+
+extern "C" const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen)
+{
+    const int count = sr_backend_cuda_devices();
+    if (count < 1) {
+        snprintf(err, errlen, "backend = \"cuda\" but this process sees no GPU (check nvidia-smi, "
+                              "CUDA_VISIBLE_DEVICES and the job's GPU request), or use backend = \"cpu\"");
+        return NULL;
+    }
+    device %= count;
+    if (gpu.device >= 0) {
+        if (gpu.device != device || strcmp(gpu.math, gpu_math)) {
+            snprintf(err, errlen, "the CUDA backend already runs on GPU %d with %s products; one device per process",
+                     gpu.device, gpu.math);
+            return NULL;
+        }
+        return &cuda_backend;
+    }
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaMalloc(&gpu.partials, DOT_BLOCKS * sizeof(double));
+    if (e != cudaSuccess) {
+        snprintf(err, errlen, "GPU %d cannot be used: %s (check nvidia-smi: the GPU may be busy, in exclusive mode "
+                              "or out of memory)", device, cudaGetErrorString(e));
+        cudaGetLastError();
+        return NULL;
+    }
+    const cublasStatus_t s = cublasCreate(&gpu.blas);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        snprintf(err, errlen, "cuBLAS cannot start on GPU %d: %s", device, cublasGetStatusString(s));
+        return NULL;
+    }
+    gpu.compute = !strcmp(gpu_math, "tf32")   ? CUBLAS_COMPUTE_32F_FAST_TF32
+                  : !strcmp(gpu_math, "bf16") ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                              : CUBLAS_COMPUTE_32F;
+    snprintf(gpu.math, sizeof gpu.math, "%s", gpu_math);
+    gpu.device = device;
+    return &cuda_backend;
+}
