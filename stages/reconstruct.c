@@ -90,7 +90,7 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
         float *mid = SR_MALLOC(sizeof(float) * (size_t)m * r->kmid, "the target's phi");
         long keys[MAX_MEMBERS];
         if (sr_dataset_read_list(r->ds, tg->images, m, clean, err, sizeof err)) SR_FAIL("%s", err);
-        for (int i = 0; i < m; i++) keys[i] = sr_dataset_origin(r->ds, tg->images[i]);
+        for (int i = 0; i < m; i++) keys[i] = sr_dataset_noise_key(r->ds, tg->images[i]);
         sr_phi_compute(&r->net, &wk, (uint32_t)r->conf->seed, keys, clean, m, sigma, draws, noisy, means, mid, NULL);
         for (int c = 0; c < r->kmid; c++) {
             double sum = 0.0;

@@ -1,7 +1,7 @@
 # Sourced by the shell tests: a work folder removed at exit, counters, and
 # the closing line CTest's log and CI read ("N passed, N failed").
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -n "${SEMREP_KEEP_TEST_WORK:-}" ] || trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
 
 # check DESCRIPTION CONDITION: CONDITION (a shell expression) holds.

@@ -126,6 +126,12 @@ void sr_dataset_close(sr_dataset *ds)
 
 long sr_dataset_origin(const sr_dataset *ds, long i) { return ds->selection ? ds->selection[i] : i; }
 
+uint32_t sr_dataset_noise_key(const sr_dataset *ds, long i)
+{
+    const long origin = sr_dataset_origin(ds, i);
+    return (ds->source->noise_key ? ds->source->noise_key(ds, origin) : (uint32_t)origin) & 0x7fffffffu;
+}
+
 int sr_dataset_label(const sr_dataset *ds, long i) { return ds->labels ? ds->labels[sr_dataset_origin(ds, i)] : -1; }
 
 void sr_dataset_name(const sr_dataset *ds, long i, char *out, size_t len)

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "io/conf.h"
 
@@ -25,6 +26,9 @@ typedef struct {
     int (*read)(sr_dataset *ds, const long *index, long count, float *images, char *err, size_t errlen);
     void (*name)(const sr_dataset *ds, long index, char *out, size_t len);
     void (*close)(sr_dataset *ds);
+    /* The image's noise key when its source index is not stable (a folder
+     * that grows shifts its sorted indices): NULL to key by the index. */
+    uint32_t (*noise_key)(const sr_dataset *ds, long index);
 } sr_dataset_source;
 
 struct sr_dataset {
@@ -59,6 +63,11 @@ int sr_dataset_read_list(sr_dataset *ds, const long *positions, long count, floa
  * its source name (a file path, or file and record). */
 long sr_dataset_origin(const sr_dataset *ds, long i);
 int sr_dataset_label(const sr_dataset *ds, long i);
+/* What names the noise of position i (phi's draws, SPEC.md section 3): its
+ * source index for files of fixed order (IDX, NetCDF), a hash of its file
+ * name in a PNG folder, so that an image keeps its noise when others are
+ * added around it. Below 2^31: the reconstruction's samples use the rest. */
+uint32_t sr_dataset_noise_key(const sr_dataset *ds, long i);
 void sr_dataset_name(const sr_dataset *ds, long i, char *out, size_t len);
 
 /* Sets ds->stamp from the paths, sizes and times of a source's files. */

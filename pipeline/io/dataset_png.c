@@ -45,7 +45,16 @@ static void png_close(sr_dataset *ds)
     free(im);
 }
 
-static const sr_dataset_source png_source = {.read = png_read, .name = png_name, .close = png_close};
+/* The file's name within the folder: it does not move when files are added. */
+static uint32_t png_noise_key(const sr_dataset *ds, long index)
+{
+    const png_impl *im = ds->impl;
+    const char *name = im->m.entries[im->valid[index]].name;
+    return XXH32(name, strlen(name), 0);
+}
+
+static const sr_dataset_source png_source = {
+    .read = png_read, .name = png_name, .close = png_close, .noise_key = png_noise_key};
 
 int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t errlen)
 {

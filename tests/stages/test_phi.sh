@@ -63,4 +63,53 @@ expect 1 "r1/phi.nc was made from the checkpoint with checksum [0-9a-f]+, not th
   --set dataset.limit=72
 expect 0 "phi.nc is up to date" -- "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/r1\"" --set dataset.limit=72
 
+# A growing PNG folder (the nightly case): 40 images, then 24 more whose
+# names sort between them. The rerun computes only the 24; the 40 rows are
+# copied unchanged, and every row matches a fresh run on all 64 (to the
+# rounding of computing an image in other company: the noise is the same).
+pngs() { /usr/bin/python3 - "$work/png" "$@" <<'PY'
+import gzip, struct, sys, zlib
+folder, names = sys.argv[1], [int(a) for a in sys.argv[2:]]
+raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()[16:]
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+import os
+os.makedirs(folder, exist_ok=True)
+for n in names:
+    rows = b"".join(b"\0" + raw[n * 784 + 28 * y: n * 784 + 28 * y + 28] for y in range(28))
+    with open(f"{folder}/img-{n:03d}.png", "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+PY
+}
+pngs $(seq 0 2 78)
+SETS=(--set 'dataset.kind="png"' --set "dataset.path=\"$work/png\"" --set 'dataset.labels=""' --set dataset.limit=0)
+phi "$work/grow"
+cp "$work/grow/phi.nc" "$work/phi-before.nc"
+pngs $(seq 1 2 47)
+phi "$work/grow" mp 2
+check "the rerun reuses the 40 rows it had" 'grep -q "holds 40 of these 64 images (same model and settings); computing the other 24" "$work/log"'
+phi "$work/fresh"
+grown=$(/usr/bin/python3 - "$work" <<'PY'
+import sys, numpy as np, netCDF4
+w = sys.argv[1]
+def rows(path):
+    d = netCDF4.Dataset(path)
+    names = ["".join(c.decode() for c in row if c) for row in d["source"][:].filled(b"")]
+    return {n.rsplit("/", 1)[1]: (d["phi"][:, i, :], d["block_mean"][:, i, :], int(d["image_key"][i]))
+            for i, n in enumerate(names)}
+before, grown, fresh = rows(f"{w}/phi-before.nc"), rows(f"{w}/grow/phi.nc"), rows(f"{w}/fresh/phi.nc")
+same_old = all(np.array_equal(before[n][0], grown[n][0]) and np.array_equal(before[n][1], grown[n][1]) for n in before)
+scale = max(np.abs(r[0]).max() for r in fresh.values())
+worst = max(np.abs(grown[n][0] - fresh[n][0]).max() / scale for n in fresh)
+keys = all(grown[n][2] == fresh[n][2] for n in fresh)
+print(f"{len(before)} {len(grown)} {int(same_old)} {int(keys)} {worst:.1e}")
+PY
+)
+read -r n_before n_grown same_old same_keys worst <<<"$grown"
+check "grown phi.nc: $n_before then $n_grown images, old rows copied ($same_old), identities as fresh ($same_keys)" \
+  '[ "$n_before" = 40 ] && [ "$n_grown" = 64 ] && [ "$same_old" = 1 ] && [ "$same_keys" = 1 ]'
+check "grown phi.nc against a fresh run on all 64: max rel diff $worst" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not float(\"$worst\") < 1e-5)'"
+
 finish
