@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The nightly run, for cron: resubmits CONF's pipeline (job_scripts/submit.sh)
-# into a folder of its own for the night, so that a growing data set never
-# meets the phi.nc of yesterday's images (which phi refuses to mix with).
-# A PNG folder's manifest is kept in each night's folder; phi is computed
-# again for every image: phi for only the new images is not built yet.
-#   0 2 * * * /path/to/semrep/job_scripts/nightly.sh /path/to/my.conf runs/nightly
+# into one folder that lives from night to night. When the data set has
+# grown, phi is computed for the new images only (the others' rows are
+# reused from last night's phi.nc), stats, clusters, reconstructions and the
+# report are made again, and the report says what changed since the last
+# night (docs/usage.md).
+#   0 2 * * * /path/to/semrep/job_scripts/nightly.sh /path/to/my.conf /path/to/runs/nightly
 set -euo pipefail
-if [ $# -lt 2 ]; then echo "usage: job_scripts/nightly.sh CONF OUTPUT_ROOT [--set KEY=VALUE]..." >&2; exit 2; fi
-conf=$1 root=$2
+if [ $# -lt 2 ]; then echo "usage: job_scripts/nightly.sh CONF OUTPUT_DIR [--set KEY=VALUE]..." >&2; exit 2; fi
+conf=$1 out=$2
 shift 2
-exec "$(dirname "$0")/submit.sh" "$conf" --set "output_dir=\"$root/$(date +%Y-%m-%d)\"" "$@"
+exec "$(dirname "$0")/submit.sh" "$conf" --set "output_dir=\"$out\"" "$@"

@@ -130,6 +130,11 @@ int sr_data_open(const sr_dataset_conf *dc, const char *work_dir, const semrep_c
     return 0;
 }
 
+void sr_data_source_id(const sr_dataset_conf *c, char *out, size_t len)
+{
+    snprintf(out, len, "%s %s", c->kind, !strcmp(c->kind, "png") ? c->path : !strcmp(c->kind, "idx") ? c->images : c->file);
+}
+
 void sr_data_hash(XXH3_state_t *h, const sr_dataset *ds)
 {
     XXH3_64bits_update(h, ds->description, strlen(ds->description));

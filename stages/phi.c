@@ -91,12 +91,6 @@ static void make_fingerprints(phi_run *r)
     XXH3_freeState(h);
 }
 
-/* Which source the images come from (not how many): "png /data/folder". */
-static void source_id(const sr_dataset_conf *c, char *out, size_t len)
-{
-    snprintf(out, len, "%s %s", c->kind, !strcmp(c->kind, "png") ? c->path : !strcmp(c->kind, "idx") ? c->images : c->file);
-}
-
 /* An image's identity: its pixels and its noise key. */
 static uint64_t identity(const float *pixels, size_t count, uint32_t noise_key)
 {
@@ -298,8 +292,13 @@ static void define_file(const phi_run *r, int ncid, const char *file, phi_vars *
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset", ds->description, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset_stamp", ds->stamp, file);
     char source[SR_PATH_MAX + 32];
-    source_id(&c->dataset, source, sizeof source);
+    sr_data_source_id(&c->dataset, source, sizeof source);
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset_source", source, file);
+    char number[32];
+    snprintf(number, sizeof number, "%ld", r->ntodo);
+    sr_nc_put_text(ncid, NC_GLOBAL, "images_computed", number, file);
+    snprintf(number, sizeof number, "%ld", ds->count - r->ntodo);
+    sr_nc_put_text(ncid, NC_GLOBAL, "images_reused", number, file);
     const long long seed = c->seed;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "seed", NC_INT64, 1, &seed), file);
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, file);
@@ -493,7 +492,7 @@ static int existing(const phi_run *r, char *err, size_t errlen)
         return sr_report(err, errlen, "%s exists but cannot be opened; move it away to compute phi again", r->path);
     char fp[17] = "", prov[17] = "", sum[17] = "", data[2 * SR_PATH_MAX] = "", source[SR_PATH_MAX + 32] = "",
          ours[SR_PATH_MAX + 32];
-    source_id(&r->conf->dataset, ours, sizeof ours);
+    sr_data_source_id(&r->conf->dataset, ours, sizeof ours);
     sr_nc_get_text(ncid, NC_GLOBAL, "dataset_source", source, sizeof source);
     sr_nc_get_text(ncid, NC_GLOBAL, "fingerprint", fp, sizeof fp);
     sr_nc_get_text(ncid, NC_GLOBAL, "provenance", prov, sizeof prov);

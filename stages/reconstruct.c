@@ -58,7 +58,7 @@ typedef struct {
     float *mask;                 /* [kmid] 1 for the channels the projection matches */
     int masked;
     float *mean_image;           /* [per_image] the data set's mean value per colour channel */
-    char checksum[17], fingerprint[17], path[SR_PATH_MAX + 32], dir[SR_PATH_MAX + 32];
+    char checksum[17], fingerprint[17], provenance[17], path[SR_PATH_MAX + 32], dir[SR_PATH_MAX + 32];
     bool conditional, fixed;
 } recon_run;
 
@@ -474,6 +474,10 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", r->checksum, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "provenance", r->provenance, tmp);
+    char source[SR_PATH_MAX + 32];
+    sr_data_source_id(&c->dataset, source, sizeof source);
+    sr_nc_put_text(ncid, NC_GLOBAL, "dataset_source", source, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "sampler", c->reconstruct.sampler, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "mask", c->reconstruct.mask, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, tmp);
@@ -688,23 +692,31 @@ static void mean_image(recon_run *r)
         for (int p = 0; p < hw; p++) r->mean_image[(size_t)ch * hw + p] = (float)(total[ch] / ((double)r->ds->count * hw));
 }
 
-static void make_fingerprint(recon_run *r)
+/* What the samples depend on (fingerprint), and the same without the
+ * images (provenance): a recon.nc of the same provenance and data source
+ * but other images (a folder that grew) is replaced, anything else refused. */
+static void make_fingerprints(recon_run *r)
 {
     const semrep_conf *c = r->conf;
-    XXH3_state_t *h = XXH3_createState();
-    XXH3_64bits_reset(h);
-    XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
-    sr_data_hash(h, r->ds);
-    XXH3_64bits_update(h, r->targets, sizeof(target) * (size_t)r->ntargets);
-    XXH3_64bits_update(h, r->mask, sizeof(float) * r->kmid);
-    XXH3_64bits_update(h, r->mean_image, sizeof(float) * r->per_image);
     /* every setting but the task split and the run's length */
     semrep_conf settings = *c;
     settings.reconstruct.tasks = settings.reconstruct.task = 0;
     settings.reconstruct.run_batches = 0;
-    XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
-    XXH3_64bits_update(h, &c->seed, sizeof c->seed);
-    snprintf(r->fingerprint, sizeof r->fingerprint, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
+    XXH3_state_t *h = XXH3_createState();
+    for (int with_data = 0; with_data < 2; with_data++) {
+        XXH3_64bits_reset(h);
+        XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
+        XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
+        XXH3_64bits_update(h, &c->seed, sizeof c->seed);
+        if (with_data) {
+            sr_data_hash(h, r->ds);
+            XXH3_64bits_update(h, r->targets, sizeof(target) * (size_t)r->ntargets);
+            XXH3_64bits_update(h, r->mask, sizeof(float) * r->kmid);
+            XXH3_64bits_update(h, r->mean_image, sizeof(float) * r->per_image);
+        }
+        snprintf(with_data ? r->fingerprint : r->provenance, sizeof r->fingerprint, "%016llx",
+                 (unsigned long long)XXH3_64bits_digest(h));
+    }
     XXH3_freeState(h);
 }
 
@@ -748,13 +760,19 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "reconstruct: another rank could not start");
     }
     mean_image(&r);
-    make_fingerprint(&r);
-    /* an existing recon.nc: up to date, or made from something else */
+    make_fingerprints(&r);
+    /* an existing recon.nc: up to date, from earlier images of this data set
+     * (computed again), or made from something else (refused) */
     int state = 0;
     if (comm->rank == 0 && access(r.path, F_OK) == 0) {
-        char have[17] = "";
+        char have[17] = "", prov[17] = "", source[SR_PATH_MAX + 32] = "", ours[SR_PATH_MAX + 32];
         sr_file_text_attr(r.path, "fingerprint", have, sizeof have);
-        state = strcmp(have, r.fingerprint) ? -1 : 1;
+        sr_file_text_attr(r.path, "provenance", prov, sizeof prov);
+        sr_file_text_attr(r.path, "dataset_source", source, sizeof source);
+        sr_data_source_id(&conf->dataset, ours, sizeof ours);
+        state = !strcmp(have, r.fingerprint) ? 1 : !strcmp(prov, r.provenance) && !strcmp(source, ours) ? 0 : -1;
+        if (state == 0)
+            printf("reconstruct: %s is from earlier images of this data set; computing it again\n", r.path);
     }
     sr_comm_bcast(comm, &state, sizeof state, 0);
     if (state != 0) {

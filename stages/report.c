@@ -31,22 +31,12 @@
 #include "stages/phi_file.h"
 #include "stages/stage.h"
 
+#include "stages/report_page.h"
+
 #define GRID_CLUSTERS 20 /* clusters shown per grid, biggest first */
-#define GRID_MEMBERS 12
 #define NEIGHBOUR_ROWS 8
 
-typedef struct {
-    const semrep_conf *conf;
-    char dir[SR_PATH_MAX + 64]; /* the folder being built */
-    FILE *html;
-    sr_dataset *ds;
-    char *thumb_done;           /* [images] a thumbnail is written */
-    long images;
-    char err[2048];
-} report;
-
-static void html(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void html(report *r, const char *fmt, ...)
+void html(report *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -54,7 +44,7 @@ static void html(report *r, const char *fmt, ...)
     va_end(ap);
 }
 
-static void escaped(report *r, const char *text)
+void escaped(report *r, const char *text)
 {
     for (const char *p = text; *p; p++) {
         if (*p == '<') fputs("&lt;", r->html);
@@ -70,7 +60,7 @@ static int file_exists(const char *dir, const char *name, char *path, size_t len
     return access(path, R_OK) == 0;
 }
 
-static double *var_doubles(int ncid, const char *name, size_t count)
+double *var_doubles(int ncid, const char *name, size_t count)
 {
     int var;
     double *v = calloc(count ? count : 1, sizeof(double));
@@ -78,7 +68,7 @@ static double *var_doubles(int ncid, const char *name, size_t count)
     return v;
 }
 
-static size_t dim_len(int ncid, const char *name)
+size_t dim_len(int ncid, const char *name)
 {
     int d;
     size_t len = 0;
@@ -87,7 +77,7 @@ static size_t dim_len(int ncid, const char *name)
 }
 
 /* A table, both in the page and as tables/NAME.csv. cells: rows x cols strings. */
-static void table(report *r, const char *name, const char *caption, int rows, int cols, char (*cells)[48])
+void table(report *r, const char *name, const char *caption, int rows, int cols, char (*cells)[48])
 {
     char path[SR_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/tables/%s.csv", r->dir, name);
@@ -162,7 +152,7 @@ static void thumbnail(report *r, long position)
     r->thumb_done[position] = 1;
 }
 
-static void image_cell(report *r, long position, const char *title)
+void image_cell(report *r, long position, const char *title)
 {
     if (position < 0 || position >= r->images) return; /* not an image of this data set */
     thumbnail(r, position);
@@ -476,6 +466,7 @@ static void build(report *r, const char *model, double seconds)
     denoiser(r, model);
     reconstructions(r);
     const int stats_id = open_analysis(r, "stats.nc"), clusters_id = open_analysis(r, "clusters.nc");
+    changes(r, clusters_id);
     if (clusters_id >= 0) {
         html(r, "<h2>What phi groups together</h2>\n");
         measures(r, clusters_id);
@@ -510,9 +501,9 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
     report r = {.conf = conf};
     int status = 0;
     if (comm->rank == 0) {
-        char model[SR_PATH_MAX + 32], final[SR_PATH_MAX + 32], page[SR_PATH_MAX + 128];
+        char model[SR_PATH_MAX + 32], page[SR_PATH_MAX + 128], *final = r.final;
         sr_model_checkpoint_path(conf, model, sizeof model);
-        snprintf(final, sizeof final, "%s/report", conf->output_dir);
+        snprintf(r.final, sizeof r.final, "%s/report", conf->output_dir);
         snprintf(r.dir, sizeof r.dir, "%s.tmp.%ld", final, (long)getpid());
         semrep_comm self;
         sr_comm_self(comm, &self);

@@ -7,10 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The tests also need PyTorch, netCDF4, xxhash and scikit-learn for Python
 # (the converter's and the analysis fixtures' scripts), netcdf-bin (ncdump),
-# and SLURM with munge (the job scripts' test runs a one-node SLURM).
+# SLURM with munge (the job scripts' test runs a one-node SLURM), and
+# Chromium (the report's browser test).
 # The CUDA backend is built too (installing a toolkit if none is here), so
 # it always compiles; its tests skip, saying so, where no GPU is visible.
-SEMREP_INSTALL_CUDA=1 job_scripts/build.sh python3-torch python3-netcdf4 python3-xxhash python3-sklearn netcdf-bin slurm-wlm munge
+SEMREP_INSTALL_CUDA=1 job_scripts/build.sh python3-torch python3-netcdf4 python3-xxhash python3-sklearn netcdf-bin slurm-wlm munge chromium
 . job_scripts/env.sh
 if [ ! -x build/tests/test_cuda_backend ]; then
   echo "tests/run.sh: error: the CUDA backend was not built (no CUDA toolkit found by cmake); see job_scripts/build.sh" >&2

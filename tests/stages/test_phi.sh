@@ -67,21 +67,7 @@ expect 0 "phi.nc is up to date" -- "$semrep" stage phi "$conf" --set "$model" --
 # names sort between them. The rerun computes only the 24; the 40 rows are
 # copied unchanged, and every row matches a fresh run on all 64 (to the
 # rounding of computing an image in other company: the noise is the same).
-pngs() { /usr/bin/python3 - "$work/png" "$@" <<'PY'
-import gzip, struct, sys, zlib
-folder, names = sys.argv[1], [int(a) for a in sys.argv[2:]]
-raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()[16:]
-def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-import os
-os.makedirs(folder, exist_ok=True)
-for n in names:
-    rows = b"".join(b"\0" + raw[n * 784 + 28 * y: n * 784 + 28 * y + 28] for y in range(28))
-    with open(f"{folder}/img-{n:03d}.png", "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-PY
-}
+pngs() { /usr/bin/python3 "$(dirname "$0")/../fixtures/write_pngs.py" "$work/png" "$@"; }
 pngs $(seq 0 2 78)
 SETS=(--set 'dataset.kind="png"' --set "dataset.path=\"$work/png\"" --set 'dataset.labels=""' --set dataset.limit=0)
 phi "$work/grow"

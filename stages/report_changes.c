@@ -1,0 +1,267 @@
+/* "What changed since the last run", for nightly runs over a growing data
+ * set: every report records its images and their clusters in
+ * tables/images.tsv (source name, label, the cluster at each sigma and K)
+ * and the run in tables/run.tsv; the next report reads the last one's
+ * before replacing it and says which images came and went, how many phi
+ * rows were computed or reused, and how far the clusters of the images
+ * both runs saw moved (adjusted Rand index between the two clusterings). */
+#define _GNU_SOURCE /* strdup, strtok_r */
+#include <math.h>
+#include <netcdf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/check.h"
+#include "io/nc.h"
+#include "stages/measures.h"
+#include "stages/phi_file.h"
+#include "stages/report_page.h"
+
+#define MAX_COLUMNS 64  /* sigma x K clusterings compared */
+#define ADDED_SHOWN 24
+
+typedef struct {
+    int ncols;
+    char col[MAX_COLUMNS][32];   /* "sigma 51 K 10" */
+    long rows;
+    char **source;               /* [rows] */
+    int *cluster;                /* [rows][ncols] */
+    long *order;                 /* rows sorted by source */
+    char date[64], checkpoint[32], images[32];
+} listing;
+
+static const listing *sort_by;
+static int by_source(const void *a, const void *b)
+{
+    return strcmp(sort_by->source[*(const long *)a], sort_by->source[*(const long *)b]);
+}
+
+/* The row of `source` in a sorted listing, or -1. */
+static long find(const listing *l, const char *source)
+{
+    long lo = 0, hi = l->rows - 1;
+    while (lo <= hi) {
+        const long mid = (lo + hi) / 2, at = l->order[mid];
+        const int c = strcmp(l->source[at], source);
+        if (!c) return at;
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+static void listing_free(listing *l)
+{
+    for (long i = 0; i < l->rows; i++) free(l->source[i]);
+    free(l->source), free(l->cluster), free(l->order);
+}
+
+/* The last report's tables/images.tsv and run.tsv; 0 rows when there is none. */
+static void read_last(const report *r, listing *l)
+{
+    memset(l, 0, sizeof *l);
+    char path[SR_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/tables/run.tsv", r->final);
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    if (f) {
+        if (fgets(line, sizeof line, f) && fgets(line, sizeof line, f)) /* header, then the run */
+            sscanf(line, "%63[^\t]\t%31[^\t]\t%31[^\t\n]", l->date, l->checkpoint, l->images);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/tables/images.tsv", r->final);
+    if (!(f = fopen(path, "r"))) return;
+    if (fgets(line, sizeof line, f)) { /* position, source, label, then the clusterings */
+        line[strcspn(line, "\n")] = 0;
+        char *save = NULL, *field = strtok_r(line, "\t", &save);
+        for (int j = 0; field; j++, field = strtok_r(NULL, "\t", &save))
+            if (j >= 3 && l->ncols < MAX_COLUMNS) snprintf(l->col[l->ncols++], sizeof l->col[0], "%s", field);
+    }
+    long cap = 1024;
+    l->source = SR_MALLOC(sizeof(char *) * cap, "the last run's images");
+    l->cluster = SR_MALLOC(sizeof(int) * cap * (l->ncols ? l->ncols : 1), "the last run's clusters");
+    char *big = SR_MALLOC(1 << 16, "a line of images.tsv");
+    while (fgets(big, 1 << 16, f)) {
+        big[strcspn(big, "\n")] = 0;
+        if (l->rows == cap) {
+            cap *= 2;
+            l->source = realloc(l->source, sizeof(char *) * cap);
+            l->cluster = realloc(l->cluster, sizeof(int) * cap * (l->ncols ? l->ncols : 1));
+            SR_CHECK(l->source && l->cluster, "out of memory reading %s", path);
+        }
+        char *save = NULL, *field = strtok_r(big, "\t", &save);
+        int j = 0;
+        for (; field; j++, field = strtok_r(NULL, "\t", &save)) {
+            if (j == 1) l->source[l->rows] = strdup(field);
+            else if (j >= 3 && j - 3 < l->ncols) l->cluster[l->rows * l->ncols + j - 3] = atoi(field);
+        }
+        if (j < 3 + l->ncols) { /* a short line: the file was cut; compare nothing rather than half */
+            if (j > 1) free(l->source[l->rows]);
+            break;
+        }
+        l->rows++;
+    }
+    free(big);
+    fclose(f);
+    l->order = SR_MALLOC(sizeof(long) * (l->rows ? l->rows : 1), "the last run's images");
+    for (long i = 0; i < l->rows; i++) l->order[i] = i;
+    sort_by = l;
+    qsort(l->order, (size_t)l->rows, sizeof(long), by_source);
+}
+
+/* This run's listing: from the data set and clusters.nc's assignments. */
+static void read_now(report *r, int clusters_id, listing *l)
+{
+    memset(l, 0, sizeof *l);
+    l->rows = r->images;
+    size_t S = 0, nk = 0;
+    int var;
+    if (clusters_id >= 0 && nc_inq_varid(clusters_id, "assignment", &var) == NC_NOERR) {
+        S = dim_len(clusters_id, "sigma"), nk = dim_len(clusters_id, "k");
+        if (S * nk > MAX_COLUMNS) S = MAX_COLUMNS / (nk ? nk : 1);
+    }
+    l->ncols = (int)(S * nk);
+    l->source = SR_MALLOC(sizeof(char *) * (l->rows ? l->rows : 1), "the images");
+    l->cluster = SR_MALLOC(sizeof(int) * (l->rows ? l->rows : 1) * (l->ncols ? l->ncols : 1), "the clusters");
+    double *sig = var_doubles(clusters_id, "sigma", S), *ks = var_doubles(clusters_id, "k", nk);
+    int *one = SR_MALLOC(sizeof(int) * (l->rows ? l->rows : 1), "one clustering");
+    for (size_t s = 0; s < S; s++)
+        for (size_t q = 0; q < nk; q++) {
+            const int c = (int)(s * nk + q);
+            snprintf(l->col[c], sizeof l->col[0], "sigma %.4g K %.0f", sig[s] * 255.0, ks[q]);
+            const size_t start[3] = {s, q, 0}, count[3] = {1, 1, (size_t)l->rows};
+            SR_NC(nc_get_vara_int(clusters_id, var, start, count, one), "clusters.nc");
+            for (long i = 0; i < l->rows; i++) l->cluster[i * l->ncols + c] = one[i];
+        }
+    free(one), free(sig), free(ks);
+    for (long i = 0; i < l->rows; i++) {
+        char name[SR_NAME_MAX];
+        sr_dataset_name(r->ds, i, name, sizeof name);
+        for (char *p = name; *p; p++)
+            if (*p == '\t' || *p == '\n') *p = ' '; /* the listing's separators */
+        l->source[i] = strdup(name);
+    }
+    l->order = SR_MALLOC(sizeof(long) * (l->rows ? l->rows : 1), "the images");
+    for (long i = 0; i < l->rows; i++) l->order[i] = i;
+    sort_by = l;
+    qsort(l->order, (size_t)l->rows, sizeof(long), by_source);
+}
+
+static void write_now(const report *r, const listing *l, const char *when, const char *checkpoint)
+{
+    char path[SR_PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/tables/images.tsv", r->dir);
+    FILE *f = fopen(path, "w");
+    SR_CHECK(f, "cannot write %s; check the output folder", path);
+    fprintf(f, "position\tsource\tlabel");
+    for (int c = 0; c < l->ncols; c++) fprintf(f, "\t%s", l->col[c]);
+    fputc('\n', f);
+    for (long i = 0; i < l->rows; i++) {
+        fprintf(f, "%ld\t%s\t%d", i, l->source[i], sr_dataset_label(r->ds, i));
+        for (int c = 0; c < l->ncols; c++) fprintf(f, "\t%d", l->cluster[i * l->ncols + c]);
+        fputc('\n', f);
+    }
+    SR_CHECK(fclose(f) == 0, "cannot write %s; check the disk", path);
+    snprintf(path, sizeof path, "%s/tables/run.tsv", r->dir);
+    f = fopen(path, "w");
+    SR_CHECK(f, "cannot write %s; check the output folder", path);
+    fprintf(f, "date\tcheckpoint\timages\n%s\t%s\t%ld\n", when, checkpoint, l->rows);
+    SR_CHECK(fclose(f) == 0, "cannot write %s; check the disk", path);
+}
+
+/* ARI between two clusterings of the same images (labels of either may be
+ * any non-negative ints; -1: left out). */
+static double agreement(const int *a, const int *b, long n)
+{
+    int ka = 0, kb = 0;
+    for (long i = 0; i < n; i++) {
+        if (a[i] + 1 > ka) ka = a[i] + 1;
+        if (b[i] + 1 > kb) kb = b[i] + 1;
+    }
+    if (ka < 1 || kb < 1) return NAN;
+    double *t = calloc((size_t)ka * kb, sizeof(double));
+    SR_CHECK(t, "out of memory comparing two clusterings");
+    for (long i = 0; i < n; i++)
+        if (a[i] >= 0 && b[i] >= 0) t[(size_t)a[i] * kb + b[i]] += 1.0;
+    const double ari = sr_ari(t, ka, kb);
+    free(t);
+    return ari;
+}
+
+void changes(report *r, int clusters_id)
+{
+    listing last, now;
+    read_last(r, &last);
+    read_now(r, clusters_id, &now);
+    char when[64], checkpoint[32] = "";
+    const time_t t = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
+    char phi_path[SR_PATH_MAX + 32];
+    snprintf(phi_path, sizeof phi_path, "%s/phi.nc", r->conf->output_dir);
+    sr_file_text_attr(phi_path, "checkpoint_checksum", checkpoint, sizeof checkpoint);
+    write_now(r, &now, when, checkpoint);
+
+    html(r, "<h2>What changed since the last run</h2>\n");
+    if (!last.rows) {
+        html(r, "<p>No earlier report in this folder: nothing to compare with. The next run will compare "
+                "itself with this one (<a href=\"tables/images.tsv\">tables/images.tsv</a>).</p>\n");
+        listing_free(&last), listing_free(&now);
+        return;
+    }
+    long kept = 0, added = 0;
+    long *last_row = SR_MALLOC(sizeof(long) * (now.rows ? now.rows : 1), "matching the last run");
+    for (long i = 0; i < now.rows; i++) {
+        last_row[i] = find(&last, now.source[i]);
+        if (last_row[i] >= 0) kept++;
+        else added++;
+    }
+    char reused[32] = "", computed[32] = "";
+    sr_file_text_attr(phi_path, "images_reused", reused, sizeof reused);
+    sr_file_text_attr(phi_path, "images_computed", computed, sizeof computed);
+    html(r, "<p>The last report: ");
+    escaped(r, last.date);
+    html(r, ", %ld images%s. Now %ld images: <b>%ld added</b>, <b>%ld removed</b>, %ld in both.", last.rows,
+         strcmp(last.checkpoint, checkpoint) ? " from <b>another model</b>" : "", now.rows, added,
+         last.rows - kept, kept);
+    if (computed[0]) html(r, " phi was computed for %s images and copied for %s.", computed, reused[0] ? reused : "0");
+    html(r, "</p>\n");
+
+    /* how far the clusters of the images both runs saw moved */
+    int rows = 1;
+    char (*cells)[48] = calloc((size_t)(MAX_COLUMNS + 1) * 2, 48);
+    snprintf(cells[0], 48, "clustering"), snprintf(cells[1], 48, "ARI, last run vs now");
+    int *a = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters"), *b = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters");
+    for (int c = 0; c < now.ncols; c++) {
+        int lc = -1;
+        for (int j = 0; j < last.ncols && lc < 0; j++)
+            if (!strcmp(last.col[j], now.col[c])) lc = j;
+        if (lc < 0) continue;
+        long n = 0;
+        for (long i = 0; i < now.rows; i++)
+            if (last_row[i] >= 0) {
+                a[n] = last.cluster[last_row[i] * last.ncols + lc];
+                b[n++] = now.cluster[i * now.ncols + c];
+            }
+        snprintf(cells[rows * 2], 48, "%s", now.col[c]);
+        snprintf(cells[rows * 2 + 1], 48, "%.3f", agreement(a, b, n));
+        rows++;
+    }
+    if (rows > 1)
+        table(r, "changes", "agreement of the clusters of the images in both runs (1: the same partition; "
+                            "near 0: as unrelated as chance)", rows, 2, cells);
+    if (added) {
+        html(r, "<h3>Added images (the first %d)</h3>\n<div class=\"grid\"><div class=\"row\">", ADDED_SHOWN);
+        int shown = 0;
+        for (long i = 0; i < now.rows && shown < ADDED_SHOWN; i++)
+            if (last_row[i] < 0) {
+                if (shown && shown % GRID_MEMBERS == 0) html(r, "</div><div class=\"row\">");
+                image_cell(r, i, "added");
+                shown++;
+            }
+        html(r, "</div></div>\n");
+    }
+    free(a), free(b), free(cells), free(last_row);
+    listing_free(&last), listing_free(&now);
+}

@@ -1,0 +1,43 @@
+/* The report's page under construction and the helpers that write into it,
+ * shared by report.c (the sections on this run) and report_changes.c (what
+ * changed since the last run). */
+#ifndef SEMREP_STAGES_REPORT_PAGE_H
+#define SEMREP_STAGES_REPORT_PAGE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "io/conf.h"
+#include "io/dataset.h"
+
+#define GRID_MEMBERS 12 /* pictures in one row of a grid */
+
+typedef struct {
+    const semrep_conf *conf;
+    char dir[SR_PATH_MAX + 64];   /* the folder being built */
+    char final[SR_PATH_MAX + 32]; /* where it goes: <output_dir>/report, the last run's until then */
+    FILE *html;
+    sr_dataset *ds;
+    char *thumb_done;             /* [images] a thumbnail is written */
+    long images;
+    char err[2048];
+} report;
+
+void html(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* text with <, > and & escaped */
+void escaped(report *r, const char *text);
+/* A table, both in the page and as tables/NAME.csv. cells: rows x cols strings. */
+void table(report *r, const char *name, const char *caption, int rows, int cols, char (*cells)[48]);
+/* Image `position` of the data set as a thumbnail, titled. */
+void image_cell(report *r, long position, const char *title);
+/* A NetCDF variable as doubles (zeros when absent); a dimension's length (0 when absent). */
+double *var_doubles(int ncid, const char *name, size_t count);
+size_t dim_len(int ncid, const char *name);
+
+/* "What changed since the last run": compares this run's images and
+ * clusters (clusters_id: clusters.nc, or -1) with the ones the last report
+ * in the folder recorded, and records this run's for the next
+ * (tables/images.tsv, tables/run.tsv). */
+void changes(report *r, int clusters_id);
+
+#endif

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The nightly run over a growing folder, as users run it: `semrep run` on a
+# labelled PNG folder of 40 images, then again after 24 more arrive (their
+# names sort between the others). The second run computes phi for the 24
+# only, redoes stats, clusters and the report, and the report says what
+# changed. Then headless Chromium opens the report: every picture must load
+# and every section be there; its screenshot is kept in SHOTS.
+#   test_nightly.sh SEMREP SHOTS
+set -u
+semrep=$(realpath "$1")
+shots=$2
+conf=$(cd "$(dirname "$0")/../../conf" && pwd)/tiny-test.conf
+. "$(dirname "$0")/../lib.sh"
+pngs() { /usr/bin/python3 "$(dirname "$0")/../fixtures/write_pngs.py" "$work/png" --classes "$@"; }
+run() {
+  mpirun --oversubscribe --allow-run-as-root -np 2 "$semrep" run "$conf" --set "output_dir=\"$work/night\"" \
+    --set 'dataset.kind="png"' --set "dataset.path=\"$work/png\"" --set 'dataset.labels=""' --set dataset.limit=0 \
+    --set 'reconstruct.targets=[0, 39]' >>"$work/log" 2>&1
+}
+
+pngs $(seq 0 2 78)
+run
+check "the first night runs every stage" '[ -f "$work/night/report/index.html" ] && [ -f "$work/night/recon.nc" ]'
+check "the first report has nothing to compare with" 'grep -q "No earlier report in this folder" "$work/night/report/index.html"'
+
+pngs $(seq 1 2 47)
+run
+page=$work/night/report/index.html
+check "the second night computes phi for the 24 new images only" \
+  'grep -q "holds 40 of these 64 images (same model and settings); computing the other 24" "$work/log"'
+check "the report counts them" 'grep -q "<b>24 added</b>, <b>0 removed</b>, 40 in both" "$page"'
+check "phi was computed for 24 and copied for 40" 'grep -q "phi was computed for 24 images and copied for 40" "$page"'
+rows=$(($(wc -l <"$work/night/report/tables/images.tsv") - 1))
+check "the report lists the 64 images: $rows" '[ "$rows" = 64 ]'
+ari=$(sed -n '2p' "$work/night/report/tables/changes.csv" | cut -d, -f2)
+check "the clusters of the 40 are compared with last night's: ARI $ari" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not -1 <= float(\"$ari\") <= 1)'"
+
+# The page in a browser: a copy with a script that, once everything has
+# loaded, lists the pictures that did not and the sections.
+browser=$(command -v chromium || true)
+check "Debian's chromium is installed (tests/run.sh installs it)" '[ -n "$browser" ]'
+if [ -n "$browser" ]; then
+  flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking
+         --disable-component-update --disable-sync "--user-data-dir=$work/chromium")
+  probe=$work/night/report/browser-check.html
+  cp "$(dirname "$0")/report_probe.js" "$work/night/report/browser-check.js"
+  sed 's|</body>|<script src="browser-check.js"></script></body>|' "$page" >"$probe"
+  timeout 120 "$browser" "${flags[@]}" --virtual-time-budget=20000 --dump-dom "file://$probe" >"$work/dom.html" 2>>"$work/log"
+  result=$(sed -n '/<pre id="semrep-check">/,/<\/pre>/p' "$work/dom.html")
+  images=$(sed -n 's/.*IMAGES \([0-9]*\) BROKEN \([0-9]*\).*/\1 \2/p' <<<"$result")
+  read -r n_images n_broken <<<"$images"
+  check "the browser loaded every picture of the report: ${n_images:-?} pictures, ${n_broken:-?} broken" \
+    '[ "${n_images:-0}" -gt 20 ] && [ "$n_broken" = 0 ]'
+  for section in "The denoiser" "What changed since the last run" "What phi groups together" \
+                 "phi at sigma 0 of 255" "phi at sigma 51 of 255" "Samples of p(x | phi)"; do
+    check "the browser shows the section \"$section\"" 'grep -qF "$section" <<<"$result"'
+  done
+  rm -f "$probe" "$work/night/report/browser-check.js"
+  mkdir -p "$shots"
+  timeout 120 "$browser" "${flags[@]}" --window-size=1100,2600 --hide-scrollbars \
+    "--screenshot=$shots/nightly-report.png" "file://$page" >>"$work/log" 2>&1
+  check "the screenshot is kept: $shots/nightly-report.png" '[ -s "$shots/nightly-report.png" ]'
+fi
+[ "$failed" = 0 ] || tail -20 "$work/log"
+finish
