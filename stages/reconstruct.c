@@ -706,14 +706,14 @@ static void make_fingerprints(recon_run *r)
     for (int with_data = 0; with_data < 2; with_data++) {
         XXH3_64bits_reset(h);
         XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
-        XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
-        XXH3_64bits_update(h, &c->seed, sizeof c->seed);
         if (with_data) {
             sr_data_hash(h, r->ds);
             XXH3_64bits_update(h, r->targets, sizeof(target) * (size_t)r->ntargets);
             XXH3_64bits_update(h, r->mask, sizeof(float) * r->kmid);
             XXH3_64bits_update(h, r->mean_image, sizeof(float) * r->per_image);
         }
+        XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
+        XXH3_64bits_update(h, &c->seed, sizeof c->seed);
         snprintf(with_data ? r->fingerprint : r->provenance, sizeof r->fingerprint, "%016llx",
                  (unsigned long long)XXH3_64bits_digest(h));
     }

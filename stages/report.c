@@ -176,7 +176,7 @@ static void provenance(report *r, const char *model, double seconds)
     escaped(r, c->source[0] ? c->source : "(defaults)");
     html(r, "</code>; output folder <code>");
     escaped(r, c->output_dir);
-    html(r, "</code>; the stages before the report ran %.0f s.</p>\n<ul>\n", seconds);
+    html(r, "</code>; phi.nc was written %.0f s before this report.</p>\n<ul>\n", seconds);
     if (!sr_checkpoint_read_info(model, &info, r->err, sizeof r->err)) {
         char k[128];
         sr_format_ints(info.shape.kernels, info.shape.levels + 1, k, sizeof k);
@@ -492,7 +492,7 @@ static const char style[] =
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}"
     "caption{text-align:left;font-style:italic}figure{display:inline-block;margin:.5em}"
-    ".grid .row{display:flex;align-items:center;gap:3px;margin:3px 0}.lab{width:7em;font-size:.8em}"
+    ".grid .row,.row{display:flex;align-items:center;gap:3px;margin:3px 0}.lab{min-width:7em;font-size:.8em}"
     "img.t{width:56px;height:56px;image-rendering:pixelated;border:1px solid #ddd}.sep{width:1em}"
     "pre{font-size:.75em;background:#f6f6f6;padding:.5em}.warn{color:#a00}";
 
