@@ -26,6 +26,7 @@
 #include "io/nc.h"
 #include "io/png_image.h"
 #include "stages/data.h"
+#include "stages/recon_measures.h"
 #include "stages/model.h"
 #include "stages/phi_compute.h"
 #include "stages/phi_file.h"
@@ -176,6 +177,18 @@ static bool finite_image(const float *x, size_t n)
     return true;
 }
 
+/* A test hook (tests/stages/test_reconstruct.sh): SEMREP_TEST_NAN=PAIR:STEP
+ * puts a NaN into sample PAIR as step STEP begins, to show that a sample
+ * that goes wrong stops alone, the others go on, and it is reported. */
+static void inject_test_nan(long p0, int b, int step, float *y, size_t per_image)
+{
+    const char *hook = getenv("SEMREP_TEST_NAN");
+    long pair;
+    int at;
+    if (hook && sscanf(hook, "%ld:%d", &pair, &at) == 2 && at == step && pair >= p0 && pair < p0 + b)
+        y[(size_t)(pair - p0) * per_image] = NAN;
+}
+
 /* The fixed-schedule sampler: sigma_k from sigma_max to sigma_min; at each,
  * y = x + sigma_k z, y = P(y, phi*_k), x = D(y). */
 static void fixed_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out *o, const int *tid, int ntid,
@@ -198,6 +211,7 @@ static void fixed_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out *o,
             const sr_rng_stream st = noise(r, p0 + i, (uint32_t)k);
             sr_rng_add_gaussian(&st, o->x + (size_t)i * r->per_image, (float)sigma, r->per_image, y + (size_t)i * r->per_image);
         }
+        inject_test_nan(p0, b, k + 1, y, r->per_image);
         project(r, wk, y, want, frozen);
         sr_unet_denoise(&r->net, wk, y, o->x);
         for (int i = 0; i < b; i++) {
@@ -239,6 +253,7 @@ static void adaptive_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out 
                 if (!frozen[i]) targets_phi(r, &tid[row_of[i]], 1, (float)sigma[i], c->reconstruct.draws, want + (size_t)i * r->kmid);
             project(r, wk, y, want, frozen);
         }
+        inject_test_nan(p0, b, t, y, r->per_image);
         sr_unet_denoise(&r->net, wk, y, d);
         for (int i = 0; i < b; i++) {
             if (frozen[i]) continue;
@@ -467,6 +482,27 @@ static void assemble(recon_run *r, char *err, size_t errlen)
                 error[(size_t)a * r->pairs + t * S + j] = r->conditional && den > 0 ? (float)sqrt(num / den) : NAN;
             }
         }
+    /* what the samples share with their target, at the analysis sigma
+     * nearest the clusters' (recon_measures.h) */
+    int am = 0;
+    for (int a = 1; a < A; a++)
+        if (fabs(c->reconstruct.analysis_sigmas[a] - c->reconstruct.cluster_sigma) <
+            fabs(c->reconstruct.analysis_sigmas[am] - c->reconstruct.cluster_sigma))
+            am = a;
+    long *timage = SR_MALLOC(sizeof(long) * (size_t)T, "the targets"), *tcluster = SR_MALLOC(sizeof(long) * (size_t)T, "the targets");
+    for (int t = 0; t < T; t++) {
+        const target *tg = &r->targets[t];
+        timage[t] = r->conditional && tg->kind == TARGET_IMAGE ? tg->id : -1;
+        tcluster[t] = r->conditional && tg->kind == TARGET_CLUSTER ? tg->id : -1;
+    }
+    const sr_recon_samples in = {.targets = T, .samples = S, .kmid = K, .per_image = r->per_image, .x = samples,
+                                 .phi = sphi + (size_t)am * r->pairs * K, .failed = failed, .target_image = timage,
+                                 .target_cluster = tcluster, .sigma = c->reconstruct.analysis_sigmas[am],
+                                 .cluster_k = c->reconstruct.cluster_k};
+    sr_recon_measures m;
+    sr_recon_measure(c->output_dir, r->ds, &in, &m);
+    free(timage), free(tcluster);
+
     sr_tmp_path(r->path, tmp, sizeof tmp);
     int ncid, version = 1, dt, ds_, dc, dy, dx, da, df, dr;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
@@ -504,6 +540,21 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     SR_NC(nc_def_var(ncid, "steps", NC_INT, 2, (int[]){dt, ds_}, &v[7]), tmp);
     SR_NC(nc_def_var(ncid, "failed", NC_INT, 2, (int[]){dt, ds_}, &v[8]), tmp);
     SR_NC(nc_def_var(ncid, "reason", NC_CHAR, 3, (int[]){dt, ds_, dr}, &v[9]), tmp);
+    int mv[5];
+    SR_NC(nc_def_var(ncid, "own_cluster_share", NC_FLOAT, 1, &dt, &mv[0]), tmp);
+    sr_nc_put_text(ncid, mv[0], "meaning", "share of the target's samples whose phi is nearest the centre of the target's cluster (NaN: not measured)", tmp);
+    SR_NC(nc_def_var(ncid, "nn_label_share", NC_FLOAT, 1, &dt, &mv[1]), tmp);
+    sr_nc_put_text(ncid, mv[1], "meaning", "share whose nearest data-set image in phi has the target's label (a cluster's: its commonest)", tmp);
+    SR_NC(nc_def_var(ncid, "diversity", NC_FLOAT, 1, &dt, &mv[2]), tmp);
+    sr_nc_put_text(ncid, mv[2], "meaning", "mean RMS pixel distance between two samples of the target; attribute diversity_data: the same between data-set images", tmp);
+    SR_NC(nc_def_var(ncid, "nearest_cluster", NC_INT, 2, (int[]){dt, ds_}, &mv[3]), tmp);
+    SR_NC(nc_def_var(ncid, "nearest_image", NC_INT64, 2, (int[]){dt, ds_}, &mv[4]), tmp);
+    SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "measures_sigma", NC_DOUBLE, 1, &in.sigma), tmp);
+    SR_NC(nc_put_att_int(ncid, NC_GLOBAL, "measures_k", NC_INT, 1, &m.k), tmp);
+    SR_NC(nc_put_att_double(ncid, mv[2], "diversity_data", NC_DOUBLE, 1, &m.diversity_data), tmp);
+    const double stats4[4] = {m.pr_samples, m.pr_data, m.norm_samples, m.norm_data};
+    SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "phi_pr_samples_data_norm_samples_data", NC_DOUBLE, 4, stats4), tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "measures_note", m.note, tmp);
     SR_NC(nc_enddef(ncid), tmp);
     int *kinds = SR_MALLOC(sizeof(int) * (size_t)T, "the targets");
     long long *ids = SR_MALLOC(sizeof(long long) * (size_t)T, "the targets");
@@ -519,6 +570,14 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     SR_NC(nc_put_var_int(ncid, v[7], steps), tmp);
     SR_NC(nc_put_var_int(ncid, v[8], failed), tmp);
     SR_NC(nc_put_var_text(ncid, v[9], &reason[0][0]), tmp);
+    SR_NC(nc_put_var_float(ncid, mv[0], m.own_cluster), tmp);
+    SR_NC(nc_put_var_float(ncid, mv[1], m.nn_label), tmp);
+    SR_NC(nc_put_var_float(ncid, mv[2], m.diversity), tmp);
+    SR_NC(nc_put_var_int(ncid, mv[3], m.nearest_cluster), tmp);
+    long long *near = SR_MALLOC(sizeof(long long) * (size_t)r->pairs, "the nearest images");
+    for (long p = 0; p < r->pairs; p++) near[p] = m.nearest_image[p];
+    SR_NC(nc_put_var_longlong(ncid, mv[4], near), tmp);
+    free(near);
     SR_NC(nc_close(ncid), tmp);
     for (int t = 0;; t++) { /* rows of an earlier run with more targets go */
         char old[SR_PATH_MAX + 96];
@@ -535,11 +594,19 @@ static void assemble(recon_run *r, char *err, size_t errlen)
                r->targets[t].id);
         for (int a = 0; a < A; a++) {
             double mean = 0.0;
-            for (int j = 0; j < S; j++) mean += error[(size_t)a * r->pairs + t * S + j] / S;
-            printf("  %.3f at sigma %.4g", mean, c->reconstruct.analysis_sigmas[a] * 255.0);
+            int good = 0;
+            for (int j = 0; j < S; j++)
+                if (!failed[t * S + j]) mean += error[(size_t)a * r->pairs + t * S + j], good++;
+            printf("  %.3f at sigma %.4g", good ? mean / good : NAN, c->reconstruct.analysis_sigmas[a] * 255.0);
         }
-        printf("\n");
+        printf("\n    in its own cluster %.2f, nearest image of its label %.2f, diversity %.3f\n", m.own_cluster[t],
+               m.nn_label[t], m.diversity[t]);
     }
+    printf("  at sigma %.4g: K = %d; diversity between data-set images %.3f; participation ratio of phi %.3f "
+           "(data set %.3f), |phi| %.3f (data set %.3f)\n",
+           in.sigma * 255.0, m.k, m.diversity_data, m.pr_samples, m.pr_data, m.norm_samples, m.norm_data);
+    if (m.note[0]) printf("  not measured: %s\n", m.note);
+    sr_recon_measures_free(&m);
     printf("  written to %s and %s/target-*.png\n", r->path, dir);
     free(samples), free(sphi), free(steps), free(failed), free(reason), free(tphi), free(error);
 }

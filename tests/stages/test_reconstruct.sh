@@ -50,12 +50,59 @@ check "one PNG row per target" '[ "$(ls "$work/r1/reconstruct/" | wc -l)" = 3 ]'
 mv "$work/full/recon.nc" "$work/full/recon-images.nc"
 expect 0 "target 1 \(cluster 3\): relative phi error" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/full\"" \
   --set "reconstruct.targets=[]" --set "reconstruct.clusters=[0,3]" --set reconstruct.cluster_k=4 --set reconstruct.cluster_sigma=0.2
+# The measures of recon.nc against numpy on the same files: the share of a
+# target's samples nearest its cluster's centre (the mean phi of its
+# images), the share whose nearest image carries the cluster's commonest
+# label, the samples' mean RMS distance.
+measured=$(/usr/bin/python3 - "$work/full" <<'PY'
+import sys, itertools, numpy as np, netCDF4
+w = sys.argv[1]
+r, p, c = (netCDF4.Dataset(f"{w}/{f}.nc") for f in ("recon", "phi", "clusters"))
+sigma = float(r.measures_sigma)
+phi = p["phi"][list(np.round(p["sigma"][:], 9)).index(round(sigma, 9))].astype(np.float64)
+labels = p["label"][:]
+assign = c["assignment"][list(np.round(c["sigma"][:], 9)).index(round(sigma, 9)), list(c["k"][:]).index(4)]
+centres = np.stack([phi[assign == k].mean(0) for k in range(4)])
+sp = r["sample_phi"][list(np.round(r["asigma"][:], 9)).index(round(sigma, 9))].astype(np.float64)
+x = r["samples"][:].astype(np.float64)
+worst = 0.0
+for t, cid in enumerate(r["target_id"][:]):
+    own = np.mean(np.argmin(((sp[t][:, None] - centres[None]) ** 2).sum(-1), 1) == cid)
+    want = np.bincount(labels[assign == cid]).argmax()
+    nn = np.mean(labels[np.argmin(((sp[t][:, None] - phi[None]) ** 2).sum(-1), 1)] == want)
+    div = np.mean([np.sqrt(np.mean((x[t, i] - x[t, j]) ** 2)) for i, j in itertools.combinations(range(x.shape[1]), 2)])
+    worst = max(worst, abs(own - r["own_cluster_share"][t]), abs(nn - r["nn_label_share"][t]),
+                abs(div - r["diversity"][t]) / div)
+print(f"{worst:.1e}")
+PY
+)
+check "own-cluster share, label share and diversity as numpy finds them: worst difference $measured" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not float(\"$measured\") < 1e-5)'"
 expect 1 "has no cluster 7 at sigma 0.2 with K = 4" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/full\"" \
   --set "reconstruct.targets=[]" --set "reconstruct.clusters=[7]" --set reconstruct.cluster_k=4 --set reconstruct.cluster_sigma=0.2
 
 expect 0 "unconditional sampler, 0 failed" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/free\"" \
   "${base[@]}" --set 'reconstruct.sampler="unconditional"' --set reconstruct.samples=3 --set reconstruct.sigma_l=0.3 \
   --set reconstruct.h0=0.2
+# A sample that turns NaN (a test hook puts one in) stops and is reported;
+# the others go on, in both samplers.
+SEMREP_TEST_NAN=1:2 expect 0 "3 target\(s\) x 2 sample\(s\), fixed sampler, 1 failed" -- \
+  "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/nan\"" "${base[@]}" --set reconstruct.max_iter=5
+nan=$(/usr/bin/python3 - "$work/nan" <<'PY'
+import sys, numpy as np, netCDF4
+r = netCDF4.Dataset(f"{sys.argv[1]}/recon.nc")
+failed, x = r["failed"][:], r["samples"][:]
+reason = b"".join(c for c in r["reason"][0, 1] if c).decode()
+others = np.isfinite(np.delete(x.reshape(6, -1), 1, axis=0)).all()
+print(int(failed.sum()), int(failed[0, 1]), int(others), reason.replace(" ", "_"))
+PY
+)
+read -r n_failed which others reason <<<"$nan"
+check "the NaN sample alone failed ($n_failed, pair 1: $which), the others are finite ($others): $reason" \
+  '[ "$n_failed" = 1 ] && [ "$which" = 1 ] && [ "$others" = 1 ] && [ "$reason" = "not_finite_after_step_2_(sigma_0.677)" ]'
+SEMREP_TEST_NAN=0:3 expect 0 "unconditional sampler, 1 failed" -- "$semrep" stage reconstruct "$conf" \
+  --set "output_dir=\"$work/free-nan\"" "${base[@]}" --set 'reconstruct.sampler="unconditional"' \
+  --set reconstruct.samples=3 --set reconstruct.sigma_l=0.3 --set reconstruct.h0=0.2
 expect 1 "reconstruct.targets: image 99 is beyond the 64 images" -- "$semrep" stage reconstruct "$conf" \
   --set "output_dir=\"$work/bad\"" "${base[@]}" --set "reconstruct.targets=[99]"
 expect 1 "needs .*stats.nc; run the stats stage first" -- "$semrep" stage reconstruct "$conf" \
