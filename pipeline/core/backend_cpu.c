@@ -4,6 +4,7 @@
  * thread, and every reduction runs in a fixed order whatever the number of
  * threads, so results do not depend on the thread count. */
 #include "core/backend.h"
+#include "core/winograd_tile.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -143,21 +144,7 @@ static void cpu_winograd_weights(const float *w, int k, int c, float *u)
 {
     const size_t kc = (size_t)k * c;
 #pragma omp parallel for schedule(static) if (worth_threads(kc * 16))
-    for (size_t p = 0; p < kc; p++) {
-        const float *g = w + p * 9;
-        float t[4][3]; /* G g */
-        for (int j = 0; j < 3; j++) {
-            t[0][j] = g[j];
-            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-            t[3][j] = g[6 + j];
-        }
-        for (int i = 0; i < 4; i++) { /* (G g) G^T */
-            const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                                t[i][2]};
-            for (int j = 0; j < 4; j++) u[(size_t)(i * 4 + j) * kc + p] = r[j];
-        }
-    }
+    for (size_t p = 0; p < kc; p++) sr_winograd_weight_tile(w + p * 9, u + p, kc);
 }
 
 static void cpu_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
@@ -211,21 +198,8 @@ static void cpu_winograd_output(const float *m, int k, int n, int h, int w, int 
             const float *src = m + (size_t)kk * tiles + (size_t)(i - i0) * th * tw;
             float *dst = y + ((size_t)kk * n + i) * hw;
             for (int ty = 0; ty < th; ty++)
-                for (int tx = 0; tx < tw; tx++) {
-                    const size_t at = (size_t)ty * tw + tx;
-                    float q[4][4];
-                    for (int e = 0; e < 16; e++) q[e / 4][e % 4] = src[(size_t)e * plane + at];
-                    float t[2][4]; /* A^T q */
-                    for (int b = 0; b < 4; b++) {
-                        t[0][b] = q[0][b] + q[1][b] + q[2][b];
-                        t[1][b] = q[1][b] - q[2][b] - q[3][b];
-                    }
-                    float *row = dst + (size_t)(2 * ty) * w + 2 * tx;
-                    for (int a = 0; a < 2; a++) { /* (A^T q) A */
-                        row[(size_t)a * w] = t[a][0] + t[a][1] + t[a][2];
-                        row[(size_t)a * w + 1] = t[a][1] - t[a][2] - t[a][3];
-                    }
-                }
+                for (int tx = 0; tx < tw; tx++)
+                    sr_winograd_output_tile(src + (size_t)ty * tw + tx, plane, dst + (size_t)(2 * ty) * w + 2 * tx, w);
         }
 }
 

@@ -9,6 +9,7 @@
  * only (documented tolerance: tests/gpu/test_cuda_backend.c). */
 #include "core/backend.h"
 #include "core/check.h"
+#include "core/winograd_tile.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -194,21 +195,7 @@ static void gpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, 
 __global__ static void k_winograd_weights(const float *w, int k, int c, float *u)
 {
     const size_t kc = (size_t)k * c;
-    FOR_EACH(p, kc) {
-        const float *g = w + p * 9;
-        float t[4][3];
-        for (int j = 0; j < 3; j++) {
-            t[0][j] = g[j];
-            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-            t[3][j] = g[6 + j];
-        }
-        for (int i = 0; i < 4; i++) {
-            const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                                t[i][2]};
-            for (int j = 0; j < 4; j++) u[(size_t)(i * 4 + j) * kc + p] = r[j];
-        }
-    }
+    FOR_EACH(p, kc) sr_winograd_weight_tile(w + p * 9, u + p, kc);
 }
 
 __global__ static void k_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
@@ -251,18 +238,7 @@ __global__ static void k_winograd_output(const float *m, int k, int n, int h, in
         const int kk = (int)(e / tiles);
         const size_t t = e % tiles;
         const int ii = (int)(t / ((size_t)th * tw)), ty = (int)(t % ((size_t)th * tw)) / tw, tx = (int)(t % tw);
-        float q[4][4];
-        for (int s = 0; s < 16; s++) q[s / 4][s % 4] = m[(size_t)s * plane + e];
-        float r[2][4]; /* A^T q */
-        for (int b = 0; b < 4; b++) {
-            r[0][b] = q[0][b] + q[1][b] + q[2][b];
-            r[1][b] = q[1][b] - q[2][b] - q[3][b];
-        }
-        float *row = y + ((size_t)kk * n + i0 + ii) * hw + (size_t)(2 * ty) * w + 2 * tx;
-        for (int a = 0; a < 2; a++) { /* (A^T q) A */
-            row[(size_t)a * w] = r[a][0] + r[a][1] + r[a][2];
-            row[(size_t)a * w + 1] = r[a][1] - r[a][2] - r[a][3];
-        }
+        sr_winograd_output_tile(m + e, plane, y + ((size_t)kk * n + i0 + ii) * hw + (size_t)(2 * ty) * w + 2 * tx, w);
     }
 }
 
