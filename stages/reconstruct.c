@@ -61,6 +61,7 @@ typedef struct {
     float *mean_image;           /* [per_image] the data set's mean value per colour channel */
     char checksum[17], fingerprint[17], provenance[17], path[SR_PATH_MAX + 32], dir[SR_PATH_MAX + 32];
     bool conditional, fixed;
+    sr_unet_work target_wk;      /* the targets' phi: kept while the size stays (n = 0: none yet) */
 } recon_run;
 
 /* What one batch gives. */
@@ -75,7 +76,8 @@ typedef struct {
 /* ---- targets' phi ---------------------------------------------------------- */
 
 /* The mean over each target's images of their phi at sigma: out[t][kmid].
- * One target at a time: its images' draws go through the engine together. */
+ * One target at a time: its images' draws go through the engine together,
+ * in a workspace kept from call to call (every step of a sampler calls). */
 static void targets_phi(recon_run *r, const int *which, int count, float sigma, int draws, float *out)
 {
     const int n = sigma == 0.0f ? 1 : draws;
@@ -83,23 +85,25 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
     for (int t = 0; t < count; t++) {
         const target *tg = &r->targets[which[t]];
         const int m = tg->nimages;
-        sr_unet_work wk;
-        sr_unet_work_init(&wk, &r->net, m * n, r->size, r->size, false);
+        if (r->target_wk.n != m * n) {
+            if (r->target_wk.n) sr_unet_work_free(&r->target_wk);
+            sr_unet_work_init(&r->target_wk, &r->net, m * n, r->size, r->size, false);
+        }
+        sr_unet_work *wk = &r->target_wk;
         float *clean = SR_MALLOC(sizeof(float) * r->per_image * m, "the target's images");
         float *noisy = SR_MALLOC(sizeof(float) * r->per_image * m * n, "the target's noisy images");
-        float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&wk), "the target's block means");
+        float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(wk), "the target's block means");
         float *mid = SR_MALLOC(sizeof(float) * (size_t)m * r->kmid, "the target's phi");
         long keys[MAX_MEMBERS];
         if (sr_dataset_read_list(r->ds, tg->images, m, clean, err, sizeof err)) SR_FAIL("%s", err);
         for (int i = 0; i < m; i++) keys[i] = sr_dataset_noise_key(r->ds, tg->images[i]);
-        sr_phi_compute(&r->net, &wk, (uint32_t)r->conf->seed, keys, clean, m, sigma, draws, noisy, means, mid, NULL);
+        sr_phi_compute(&r->net, wk, (uint32_t)r->conf->seed, keys, clean, m, sigma, draws, noisy, means, mid, NULL);
         for (int c = 0; c < r->kmid; c++) {
             double sum = 0.0;
             for (int i = 0; i < m; i++) sum += mid[(size_t)i * r->kmid + c];
             out[(size_t)t * r->kmid + c] = (float)(sum / m);
         }
         free(clean), free(noisy), free(means), free(mid);
-        sr_unet_work_free(&wk);
     }
 }
 
@@ -843,7 +847,8 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     }
     sr_comm_bcast(comm, &state, sizeof state, 0);
     if (state != 0) {
-        free(r.targets), free(r.mask), free(r.mean_image);
+        if (r.target_wk.n) sr_unet_work_free(&r.target_wk);
+    free(r.targets), free(r.mask), free(r.mean_image);
         sr_unet_free(&r.net);
         sr_dataset_close(r.ds);
         if (state > 0 && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
@@ -893,6 +898,7 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
         }
     }
     sr_comm_barrier(comm);
+    if (r.target_wk.n) sr_unet_work_free(&r.target_wk);
     free(r.targets), free(r.mask), free(r.mean_image);
     sr_unet_free(&r.net);
     sr_dataset_close(r.ds);
