@@ -10,4 +10,12 @@ set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: job_scripts/nightly.sh CONF OUTPUT_DIR [--set KEY=VALUE]..." >&2; exit 2; fi
 conf=$1 out=$2
 shift 2
+# Two chains in one folder would share its phi chunks: while the last
+# night's is still queued or running, submit nothing (and say so to cron).
+tag="semrep-nightly:$(realpath -m -- "$out")"
+if command -v squeue >/dev/null && squeue -h -u "$(id -un)" -o "%k" | grep -qxF -- "$tag"; then
+  echo "semrep: the last chain for $out is still queued or running; not submitting another into the same folder" >&2
+  exit 1
+fi
+export SEMREP_CHAIN_TAG=$tag
 exec "$(dirname "$0")/submit.sh" "$conf" --set "output_dir=\"$out\"" "$@"

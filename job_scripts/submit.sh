@@ -6,7 +6,9 @@
 #   job that writes recon.nc) -> report
 # Stages resume from their last checkpoint or chunk, so resubmitting after a
 # failure or a time limit continues. Extra sbatch options for every job go in
-# SEMREP_SBATCH (e.g. "--partition=gpu --gres=gpu:4 --ntasks-per-node=4").
+# SEMREP_SBATCH (e.g. "--partition=gpu --gres=gpu:4 --ntasks-per-node=4");
+# SEMREP_CHAIN_TAG, when set, becomes every job's --comment (nightly.sh uses
+# it to see whether the last chain for a folder is still in the queue).
 #   job_scripts/submit.sh CONF [--set KEY=VALUE]...
 set -euo pipefail
 if [ $# -lt 1 ]; then echo "usage: job_scripts/submit.sh CONF [--set KEY=VALUE]..." >&2; exit 2; fi
@@ -17,7 +19,7 @@ export SEMREP_HOME=$top
 [ -x "$top/build/semrep" ] || "$top/job_scripts/build.sh"
 tasks=${SEMREP_RECON_TASKS:-4}
 # shellcheck disable=SC2086
-submit() { sbatch --parsable --export=ALL ${SEMREP_SBATCH:-} "$@"; }
+submit() { sbatch --parsable --export=ALL ${SEMREP_SBATCH:-} ${SEMREP_CHAIN_TAG:+"--comment=$SEMREP_CHAIN_TAG"} "$@"; }
 after=()
 chain() { local name=$1; shift; local id
   id=$(submit "${after[@]}" --job-name="semrep-$name" "$@")

@@ -16,11 +16,12 @@
 int sr_data_open(const sr_dataset_conf *dc, const char *work_dir, const semrep_comm *comm, sr_dataset **ds,
                  char *err, size_t errlen);
 
-/* Adds to a fingerprint what identifies a data set's images: its
- * description, its content stamp and the source index of every image used. */
 /* Which source the images come from, not which or how many of them:
  * "png /data/folder", "idx /path/images.gz", "netcdf /path/file.nc". */
 void sr_data_source_id(const sr_dataset_conf *c, char *out, size_t len);
+
+/* Adds to a fingerprint what identifies a data set's images: its
+ * description, its content stamp and the source index of every image used. */
 void sr_data_hash(XXH3_state_t *h, const sr_dataset *ds);
 
 #endif

@@ -61,6 +61,7 @@ typedef struct {
     sr_unet_work many, one; /* all draws of a chunk; one draw (sigma 0) */
     float *clean, *noisy, *means, *phi, *unit_means;
     long *keys; /* the chunk's images' noise keys (sr_dataset_noise_key) */
+    unsigned long long *chunk_ident; /* the chunk's images' identities, from the pixels phi was computed on */
 } phi_run;
 
 static int draws_at(const phi_run *r, int s) { return r->conf->phi.sigmas[s] == 0.0 ? 1 : r->conf->phi.draws; }
@@ -85,6 +86,13 @@ static void make_fingerprints(phi_run *r)
         if (with_data) sr_data_hash(h, r->ds);
         XXH3_64bits_update(h, settings, sizeof settings);
         XXH3_64bits_update(h, c->phi.sigmas, sizeof(double) * (size_t)c->phi.nsigmas);
+        /* what rounds differently: a GPU and its products (the CPU's hashes
+         * stay as they were before GPUs), and noise named by file names */
+        if (!r->net.be->host_memory) {
+            XXH3_64bits_update(h, r->net.be->name, strlen(r->net.be->name));
+            XXH3_64bits_update(h, c->gpu_math, strlen(c->gpu_math));
+        }
+        if (r->ds->source->noise_key) XXH3_64bits_update(h, "noise keyed by name", 19);
         snprintf(with_data ? r->fingerprint : r->provenance, sizeof r->fingerprint, "%016llx",
                  (unsigned long long)XXH3_64bits_digest(h));
     }
@@ -206,7 +214,11 @@ static void compute_chunk(phi_run *r, const long *positions, int b)
     char err[1024];
     fit_workspaces(r, b);
     if (sr_dataset_read_list(r->ds, positions, b, r->clean, err, sizeof err)) SR_FAIL("%s", err);
-    for (int i = 0; i < b; i++) r->keys[i] = sr_dataset_noise_key(r->ds, positions[i]);
+    const size_t per_image = (size_t)r->ds->channels * r->ds->size * r->ds->size;
+    for (int i = 0; i < b; i++) {
+        r->keys[i] = sr_dataset_noise_key(r->ds, positions[i]);
+        r->chunk_ident[i] = identity(r->clean + (size_t)i * per_image, per_image, (uint32_t)r->keys[i]);
+    }
     for (int s = 0; s < r->nsig; s++) {
         const int n = draws_at(r, s);
         sr_phi_compute(&r->net, n == 1 ? &r->one : &r->many, (uint32_t)c->seed, r->keys, r->clean, b,
@@ -235,12 +247,14 @@ static void write_chunk(const phi_run *r, long chunk, const long *positions, int
     SR_NC(nc_def_dim(ncid, "image", (size_t)b, &dims[1]), tmp);
     SR_NC(nc_def_dim(ncid, "channel", (size_t)r->kmid, &dims[2]), tmp);
     SR_NC(nc_def_var(ncid, "phi", NC_FLOAT, 3, dims, &var), tmp);
-    int uvar = -1;
+    int uvar = -1, kvar;
+    SR_NC(nc_def_var(ncid, "image_key", NC_UINT64, 1, &dims[1], &kvar), tmp);
     if (r->blocks) {
         SR_NC(nc_def_dim(ncid, "unit", (size_t)r->units, &dims[2]), tmp);
         SR_NC(nc_def_var(ncid, "block_mean", NC_FLOAT, 3, dims, &uvar), tmp);
     }
     SR_NC(nc_enddef(ncid), tmp);
+    SR_NC(nc_put_var_ulonglong(ncid, kvar, r->chunk_ident), tmp);
     SR_NC(nc_put_var_float(ncid, var, r->phi), tmp);
     if (r->blocks) SR_NC(nc_put_var_float(ncid, uvar, r->unit_means), tmp);
     SR_NC(nc_close(ncid), tmp);
@@ -350,40 +364,53 @@ static void define_file(const phi_run *r, int ncid, const char *file, phi_vars *
     }
 }
 
-/* Where assembly reads rows from: the previous phi.nc (file -1) or a
- * chunk, kept open while consecutive images come from it. */
+/* A file assembly reads rows from: the previous phi.nc (number -1, kept
+ * open) or a chunk (the last one used is kept open). */
 typedef struct {
-    const phi_run *r;
-    long open_file; /* -2: none open */
-    int ncid, var_phi, var_unit;
-} row_source;
-
-static void source_open(row_source *src, long file)
-{
-    if (src->open_file == file) return;
-    if (src->open_file != -2) nc_close(src->ncid);
+    long number; /* -2: none open */
+    int ncid, var_phi, var_unit, var_key; /* var_key -1: a chunk from before image keys */
     char path[SR_PATH_MAX + 64];
-    if (file < 0) snprintf(path, sizeof path, "%s", src->r->path);
-    else chunk_path(src->r, file, path, sizeof path);
-    SR_NC(nc_open(path, NC_NOWRITE, &src->ncid), path);
-    SR_NC(nc_inq_varid(src->ncid, "phi", &src->var_phi), path);
-    if (src->r->blocks) SR_NC(nc_inq_varid(src->ncid, "block_mean", &src->var_unit), path);
-    src->open_file = file;
+} row_file;
+
+static row_file *source_open(const phi_run *r, row_file *previous, row_file *chunk, long number)
+{
+    row_file *f = number < 0 ? previous : chunk;
+    if (f->number == number) return f;
+    if (f->number != -2) nc_close(f->ncid);
+    if (number < 0) snprintf(f->path, sizeof f->path, "%s", r->path);
+    else {
+        chunk_path(r, number, f->path, sizeof f->path);
+        /* another run in this folder could have replaced it since it was checked */
+        if (!chunk_done(r, number))
+            SR_FAIL("%s is not the chunk this run computed (is another run using %s?); run again", f->path,
+                    r->conf->output_dir);
+    }
+    SR_NC(nc_open(f->path, NC_NOWRITE, &f->ncid), f->path);
+    SR_NC(nc_inq_varid(f->ncid, "phi", &f->var_phi), f->path);
+    if (r->blocks) SR_NC(nc_inq_varid(f->ncid, "block_mean", &f->var_unit), f->path);
+    if (nc_inq_varid(f->ncid, "image_key", &f->var_key) != NC_NOERR) f->var_key = -1;
+    f->number = number;
+    return f;
 }
 
-/* Rows [row, row + n) of the open source into images [at, at + n) of the
- * assembly buffers (sigma-major, b images wide). */
-static void source_read(row_source *src, long row, int n, int at, int b, float *phi, float *units, float *scratch)
+/* Rows [row, row + n) of a file into images [at, at + n) of the assembly
+ * buffers (sigma-major, b images wide) and their identities into keys;
+ * false when the file has no identities (the caller computes them). */
+static bool source_read(const phi_run *r, const row_file *f, long row, int n, int at, int b, float *phi, float *units,
+                        float *scratch, unsigned long long *keys)
 {
-    const phi_run *r = src->r;
     for (int pass = 0; pass < (r->blocks ? 2 : 1); pass++) {
         const int width = pass ? r->units : r->kmid;
         float *out = pass ? units : phi;
         const size_t start[3] = {0, (size_t)row, 0}, count[3] = {(size_t)r->nsig, (size_t)n, (size_t)width};
-        SR_NC(nc_get_vara_float(src->ncid, pass ? src->var_unit : src->var_phi, start, count, scratch), "phi rows");
+        SR_NC(nc_get_vara_float(f->ncid, pass ? f->var_unit : f->var_phi, start, count, scratch), f->path);
         for (int s = 0; s < r->nsig; s++)
             memcpy(out + ((size_t)s * b + at) * width, scratch + (size_t)s * n * width, sizeof(float) * n * width);
     }
+    if (f->var_key < 0) return false;
+    const size_t start[1] = {(size_t)row}, count[1] = {(size_t)n};
+    SR_NC(nc_get_vara_ulonglong(f->ncid, f->var_key, start, count, keys + at), f->path);
+    return true;
 }
 
 /* Every rank writes a contiguous range of images, gathering their rows from
@@ -419,12 +446,13 @@ static int assemble(phi_run *r, char *err, size_t errlen)
     long long *index = SR_MALLOC(sizeof(long long) * (size_t)b_max, "a block's indices");
     unsigned long long *keys = SR_MALLOC(sizeof(unsigned long long) * (size_t)b_max, "a block's identities");
     int *label = SR_MALLOC(sizeof(int) * (size_t)b_max, "a block's labels");
-    row_source src = {.r = r, .open_file = -2};
+    row_file previous = {.number = -2}, current = {.number = -2};
     long first, end;
     sr_shard(ds->count, b_max, r->comm->rank, r->comm->size, &first, &end);
     for (long i0 = first; i0 < end; i0 += b_max) {
         const int b = (int)(end - i0 < b_max ? end - i0 : b_max);
         /* runs of images whose rows follow each other in one source */
+        bool keyed = true;
         for (int i = 0; i < b;) {
             const long p = i0 + i;
             const long file = r->todo_index[p] < 0 ? -1 : r->todo_index[p] / b_max;
@@ -437,17 +465,18 @@ static int assemble(phi_run *r, char *err, size_t errlen)
                 if (qfile != file || qrow != row + n) break;
                 n++;
             }
-            source_open(&src, file);
-            source_read(&src, row, n, i, b, phi, units, scratch);
+            const row_file *f = source_open(r, &previous, &current, file);
+            keyed &= source_read(r, f, row, n, i, b, phi, units, scratch, keys);
             i += n;
         }
-        if (!r->ident && sr_dataset_read(r->ds, i0, b, r->clean, err, errlen)) SR_FAIL("%s", err);
+        /* chunks from before image keys: the identities from the pixels as they are now */
+        if (!keyed && sr_dataset_read(r->ds, i0, b, r->clean, err, errlen)) SR_FAIL("%s", err);
         memset(names, 0, (size_t)b * SR_NAME_MAX);
         for (int i = 0; i < b; i++) {
             index[i] = sr_dataset_origin(ds, i0 + i);
             label[i] = sr_dataset_label(ds, i0 + i);
-            keys[i] = r->ident ? r->ident[i0 + i]
-                               : identity(r->clean + (size_t)i * per_image, per_image, sr_dataset_noise_key(ds, i0 + i));
+            if (!keyed)
+                keys[i] = identity(r->clean + (size_t)i * per_image, per_image, sr_dataset_noise_key(ds, i0 + i));
             sr_dataset_name(ds, i0 + i, names + (size_t)i * SR_NAME_MAX, SR_NAME_MAX);
         }
         const size_t start1[1] = {(size_t)i0}, count1[1] = {(size_t)b};
@@ -464,7 +493,8 @@ static int assemble(phi_run *r, char *err, size_t errlen)
             SR_NC(nc_put_vara_float(ncid, v.unit, start3, countu, units), tmp);
         }
     }
-    if (src.open_file != -2) nc_close(src.ncid);
+    if (previous.number != -2) nc_close(previous.ncid);
+    if (current.number != -2) nc_close(current.ncid);
     free(phi), free(units), free(scratch), free(names), free(index), free(keys), free(label);
     SR_NC(nc_close(ncid), tmp);
     sr_comm_barrier(r->comm);
@@ -503,6 +533,9 @@ static int existing(const phi_run *r, char *err, size_t errlen)
     if (!strcmp(fp, r->fingerprint)) return 1;
     const bool same_source = !strcmp(source, ours);
     if (keyed && same_source && !strcmp(prov, r->provenance)) return 2;
+    if (!keyed && !strcmp(sum, r->checksum) && (same_source || !strcmp(data, r->ds->description)))
+        return sr_report(err, errlen, "%s was made by a semrep without image keys, so its rows cannot be reused for "
+                                      "other images; move it away to compute phi again", r->path);
     if (strcmp(sum, r->checksum))
         return sr_report(err, errlen, "%s was made from the checkpoint with checksum %s, not this run's %s; move it away or use another output_dir",
                          r->path, sum, r->checksum);
@@ -534,7 +567,7 @@ static void release(phi_run *r)
         sr_unet_work_free(&r->many);
     }
     free(r->clean), free(r->noisy), free(r->means), free(r->phi), free(r->unit_means), free(r->keys);
-    free(r->todo), free(r->todo_index), free(r->reuse_row), free(r->ident);
+    free(r->todo), free(r->todo_index), free(r->reuse_row), free(r->ident), free(r->chunk_ident);
     if (r->net.params) sr_unet_free(&r->net);
     sr_dataset_close(r->ds);
 }
@@ -586,6 +619,7 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
     r.end_chunk = (end + batch - 1) / batch;
     const size_t most = (size_t)batch * conf->phi.draws;
     r.keys = SR_MALLOC(sizeof(long) * (size_t)batch, "a chunk's keys");
+    r.chunk_ident = SR_MALLOC(sizeof(unsigned long long) * (size_t)batch, "a chunk's identities");
     r.noisy = SR_MALLOC(sizeof(float) * per_image * most, "a chunk's noisy images");
     r.means = SR_MALLOC(sizeof(float) * most * (size_t)r.units, "a chunk's block means");
     r.phi = SR_MALLOC(sizeof(float) * (size_t)r.nsig * batch * r.kmid, "a chunk's phi");

@@ -124,6 +124,7 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
     const int T = in->targets, S = in->samples, K = in->kmid;
     const long rows = (long)T * S;
     memset(m, 0, sizeof *m);
+    m->pr_data = m->norm_data = NAN;
     m->own_cluster = SR_MALLOC(sizeof(float) * (size_t)T, "the own-cluster shares");
     m->nn_label = SR_MALLOC(sizeof(float) * (size_t)T, "the label shares");
     m->diversity = SR_MALLOC(sizeof(float) * (size_t)T, "the diversities");
@@ -153,7 +154,8 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
     snprintf(path, sizeof path, "%s/phi.nc", output_dir);
     sr_phi_file f;
     if (sr_phi_open(path, &f, err, sizeof err)) {
-        add_note(m, "no phi.nc: neighbours, labels and clusters are not measured");
+        add_note(m, err);
+        add_note(m, "so neighbours, labels and clusters are not measured");
         return;
     }
     const int s = sr_phi_sigma_index(&f, in->sigma);
@@ -174,6 +176,9 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
     m->pr_data = mean_pr(all, n, K, NULL);
     m->norm_data = mean_norm(all, n, K, NULL);
     if (!labelled) add_note(m, "no labels: the label share is not measured");
+    if (in->cluster_sigma_differs)
+        add_note(m, "cluster targets: reconstruct.cluster_sigma is not one of analysis_sigmas, so their own cluster "
+                    "and label are not measured");
 
     int *assign = SR_MALLOC(sizeof(int) * (size_t)n, "the clustering");
     m->k = read_assignment(output_dir, in->sigma, in->cluster_k, n, assign, m);
@@ -199,7 +204,7 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
         if (in->target_image[t] >= 0) {
             own = m->k ? assign[in->target_image[t]] : -1;
             want = labelled ? label[in->target_image[t]] : -1;
-        } else if (in->target_cluster[t] >= 0) {
+        } else if (in->target_cluster[t] >= 0 && !in->cluster_sigma_differs) {
             own = m->k ? (int)in->target_cluster[t] : -1;
             if (labelled && m->k) {
                 long votes[256] = {0};
@@ -215,10 +220,10 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
             if (in->failed[row]) continue;
             good++;
             const float *v = in->phi + (size_t)row * K;
-            m->nearest_image[row] = nearest(v, all, n, K);
+            m->nearest_image[row] = nearest(v, all, n, K); /* -1 when its phi is not finite */
             if (m->k) m->nearest_cluster[row] = (int)nearest(v, centres, m->k, K);
             in_cluster += own >= 0 && m->nearest_cluster[row] == own;
-            same_label += want >= 0 && label[m->nearest_image[row]] == want;
+            same_label += want >= 0 && m->nearest_image[row] >= 0 && label[m->nearest_image[row]] == want;
         }
         if (good && own >= 0) m->own_cluster[t] = (float)in_cluster / good;
         if (good && want >= 0) m->nn_label[t] = (float)same_label / good;

@@ -10,6 +10,7 @@
 #ifndef SEMREP_STAGES_RECON_MEASURES_H
 #define SEMREP_STAGES_RECON_MEASURES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "io/dataset.h"
@@ -24,6 +25,7 @@ typedef struct {
     const long *target_cluster;  /* [T] the target cluster (of cluster_k); -1 for an image or none */
     double sigma;                /* pixel units; must be one of phi.nc's and clusters.nc's */
     int cluster_k;               /* which K of clusters.nc; 0: its first */
+    bool cluster_sigma_differs;  /* `sigma` is not the one cluster targets were chosen at: skip them */
 } sr_recon_samples;
 
 typedef struct {

@@ -502,7 +502,9 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     const sr_recon_samples in = {.targets = T, .samples = S, .kmid = K, .per_image = r->per_image, .x = samples,
                                  .phi = sphi + (size_t)am * r->pairs * K, .failed = failed, .target_image = timage,
                                  .target_cluster = tcluster, .sigma = c->reconstruct.analysis_sigmas[am],
-                                 .cluster_k = c->reconstruct.cluster_k};
+                                 .cluster_k = c->reconstruct.cluster_k,
+                                 .cluster_sigma_differs = fabs(c->reconstruct.analysis_sigmas[am] -
+                                                               c->reconstruct.cluster_sigma) > 1e-9};
     sr_recon_measures m;
     sr_recon_measure(c->output_dir, r->ds, &in, &m);
     free(timage), free(tcluster);

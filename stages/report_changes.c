@@ -29,7 +29,8 @@ typedef struct {
     char **source;               /* [rows] */
     int *cluster;                /* [rows][ncols] */
     long *order;                 /* rows sorted by source */
-    char date[64], checkpoint[32], images[32];
+    char date[64], checkpoint[32], images[32], phi[32]; /* the run: when, its model, images, phi.nc's fingerprint */
+    bool mismatch;               /* clusters.nc is not of these images: no clusterings listed */
 } listing;
 
 static const listing *sort_by;
@@ -68,7 +69,7 @@ static void read_last(const report *r, listing *l)
     char line[8192];
     if (f) {
         if (fgets(line, sizeof line, f) && fgets(line, sizeof line, f)) /* header, then the run */
-            sscanf(line, "%63[^\t]\t%31[^\t]\t%31[^\t\n]", l->date, l->checkpoint, l->images);
+            sscanf(line, "%63[^\t]\t%31[^\t]\t%31[^\t]\t%31[^\t\n]", l->date, l->checkpoint, l->images, l->phi);
         fclose(f);
     }
     snprintf(path, sizeof path, "%s/tables/images.tsv", r->final);
@@ -94,7 +95,7 @@ static void read_last(const report *r, listing *l)
         char *save = NULL, *field = strtok_r(big, "\t", &save);
         int j = 0;
         for (; field; j++, field = strtok_r(NULL, "\t", &save)) {
-            if (j == 1) l->source[l->rows] = strdup(field);
+            if (j == 1) SR_CHECK(l->source[l->rows] = strdup(field), "out of memory reading %s", path);
             else if (j >= 3 && j - 3 < l->ncols) l->cluster[l->rows * l->ncols + j - 3] = atoi(field);
         }
         if (j < 3 + l->ncols) { /* a short line: the file was cut; compare nothing rather than half */
@@ -121,6 +122,8 @@ static void read_now(report *r, int clusters_id, listing *l)
     if (clusters_id >= 0 && nc_inq_varid(clusters_id, "assignment", &var) == NC_NOERR) {
         S = dim_len(clusters_id, "sigma"), nk = dim_len(clusters_id, "k");
         if (S * nk > MAX_COLUMNS) S = MAX_COLUMNS / (nk ? nk : 1);
+        /* clusters.nc of other images (the data set changed since): none */
+        if (dim_len(clusters_id, "image") != (size_t)l->rows) S = nk = 0, l->mismatch = true;
     }
     l->ncols = (int)(S * nk);
     l->source = SR_MALLOC(sizeof(char *) * (l->rows ? l->rows : 1), "the images");
@@ -132,7 +135,7 @@ static void read_now(report *r, int clusters_id, listing *l)
             const int c = (int)(s * nk + q);
             snprintf(l->col[c], sizeof l->col[0], "sigma %.4g K %.0f", sig[s] * 255.0, ks[q]);
             const size_t start[3] = {s, q, 0}, count[3] = {1, 1, (size_t)l->rows};
-            SR_NC(nc_get_vara_int(clusters_id, var, start, count, one), "clusters.nc");
+            SR_NC(nc_get_vara_int(clusters_id, var, start, count, one), "clusters.nc of the report's output folder");
             for (long i = 0; i < l->rows; i++) l->cluster[i * l->ncols + c] = one[i];
         }
     free(one), free(sig), free(ks);
@@ -142,6 +145,7 @@ static void read_now(report *r, int clusters_id, listing *l)
         for (char *p = name; *p; p++)
             if (*p == '\t' || *p == '\n') *p = ' '; /* the listing's separators */
         l->source[i] = strdup(name);
+        SR_CHECK(l->source[i], "out of memory listing the images");
     }
     l->order = SR_MALLOC(sizeof(long) * (l->rows ? l->rows : 1), "the images");
     for (long i = 0; i < l->rows; i++) l->order[i] = i;
@@ -149,7 +153,7 @@ static void read_now(report *r, int clusters_id, listing *l)
     qsort(l->order, (size_t)l->rows, sizeof(long), by_source);
 }
 
-static void write_now(const report *r, const listing *l, const char *when, const char *checkpoint)
+static void write_now(const report *r, const listing *l, const char *when, const char *checkpoint, const char *phi)
 {
     char path[SR_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/tables/images.tsv", r->dir);
@@ -167,7 +171,7 @@ static void write_now(const report *r, const listing *l, const char *when, const
     snprintf(path, sizeof path, "%s/tables/run.tsv", r->dir);
     f = fopen(path, "w");
     SR_CHECK(f, "cannot write %s; check the output folder", path);
-    fprintf(f, "date\tcheckpoint\timages\n%s\t%s\t%ld\n", when, checkpoint, l->rows);
+    fprintf(f, "date\tcheckpoint\timages\tphi_fingerprint\n%s\t%s\t%ld\t%s\n", when, checkpoint, l->rows, phi);
     SR_CHECK(fclose(f) == 0, "cannot write %s; check the disk", path);
 }
 
@@ -181,6 +185,7 @@ static double agreement(const int *a, const int *b, long n)
         if (b[i] + 1 > kb) kb = b[i] + 1;
     }
     if (ka < 1 || kb < 1) return NAN;
+    if (n < 1) return NAN;
     double *t = calloc((size_t)ka * kb, sizeof(double));
     SR_CHECK(t, "out of memory comparing two clusterings");
     for (long i = 0; i < n; i++)
@@ -195,15 +200,19 @@ void changes(report *r, int clusters_id)
     listing last, now;
     read_last(r, &last);
     read_now(r, clusters_id, &now);
-    char when[64], checkpoint[32] = "";
+    char when[64], checkpoint[32] = "", fingerprint[32] = "";
     const time_t t = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
     char phi_path[SR_PATH_MAX + 32];
     snprintf(phi_path, sizeof phi_path, "%s/phi.nc", r->conf->output_dir);
     sr_file_text_attr(phi_path, "checkpoint_checksum", checkpoint, sizeof checkpoint);
-    write_now(r, &now, when, checkpoint);
+    sr_file_text_attr(phi_path, "fingerprint", fingerprint, sizeof fingerprint);
+    write_now(r, &now, when, checkpoint, fingerprint);
 
     html(r, "<h2>What changed since the last run</h2>\n");
+    if (now.mismatch)
+        html(r, "<p class=\"warn\">clusters.nc is not of the images the data set has now: run the cluster stage "
+                "again (semrep run does); clusters are not compared.</p>\n");
     if (!last.rows) {
         html(r, "<p>No earlier report in this folder: nothing to compare with. The next run will compare "
                 "itself with this one (<a href=\"tables/images.tsv\">tables/images.tsv</a>).</p>\n");
@@ -225,12 +234,15 @@ void changes(report *r, int clusters_id)
     html(r, ", %ld images%s. Now %ld images: <b>%ld added</b>, <b>%ld removed</b>, %ld in both.", last.rows,
          strcmp(last.checkpoint, checkpoint) ? " from <b>another model</b>" : "", now.rows, added,
          last.rows - kept, kept);
-    if (computed[0]) html(r, " phi was computed for %s images and copied for %s.", computed, reused[0] ? reused : "0");
+    if (last.phi[0] && !strcmp(last.phi, fingerprint)) html(r, " phi.nc is unchanged since the last report.");
+    else if (computed[0])
+        html(r, " phi was computed for %s images and copied for %s.", computed, reused[0] ? reused : "0");
     html(r, "</p>\n");
 
     /* how far the clusters of the images both runs saw moved */
     int rows = 1;
     char (*cells)[48] = calloc((size_t)(MAX_COLUMNS + 1) * 2, 48);
+    SR_CHECK(cells, "out of memory for the table of changes");
     snprintf(cells[0], 48, "clustering"), snprintf(cells[1], 48, "ARI, last run vs now");
     int *a = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters"), *b = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters");
     for (int c = 0; c < now.ncols; c++) {
@@ -248,11 +260,14 @@ void changes(report *r, int clusters_id)
         snprintf(cells[rows * 2 + 1], 48, "%.3f", agreement(a, b, n));
         rows++;
     }
-    if (rows > 1)
+    if (!kept) html(r, "<p>No image is in both runs: there is no clustering to compare.</p>\n");
+    else if (rows > 1)
         table(r, "changes", "agreement of the clusters of the images in both runs (1: the same partition; "
                             "near 0: as unrelated as chance)", rows, 2, cells);
     if (added) {
-        html(r, "<h3>Added images (the first %d)</h3>\n<div class=\"grid\"><div class=\"row\">", ADDED_SHOWN);
+        if (added > ADDED_SHOWN) html(r, "<h3>Added images (the first %d)</h3>\n", ADDED_SHOWN);
+        else html(r, "<h3>Added images</h3>\n");
+        html(r, "<div class=\"grid\"><div class=\"row\">");
         int shown = 0;
         for (long i = 0; i < now.rows && shown < ADDED_SHOWN; i++)
             if (last_row[i] < 0) {

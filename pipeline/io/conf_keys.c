@@ -46,7 +46,7 @@
 const sr_conf_key sr_conf_keys[] = {
     STR("output_dir", output_dir, NULL, "\"runs/default\"", "the run's output folder (relative: to the working directory)"),
     NUM("seed", SR_KEY_INT, seed, 0, 4294967295.0, "1", "the seed of every random stream"),
-    STR("backend", backend, "auto|cpu|cuda", "\"auto\"", "auto: a GPU when one is visible, else the CPU"),
+    STR("backend", backend, "auto|cpu|cuda", "\"auto\"", "auto: a GPU when one is visible (one that cannot start is an error), else the CPU"),
     NUM("threads", SR_KEY_INT, threads, 0, 1024, "0", "threads per rank; 0: the node's cores shared by its ranks"),
     STR("gpu_math", gpu_math, "fp32|tf32|bf16", "\"fp32\"", "GPU products: plain FP32, or tensor cores on TF32 or BF16 inputs with FP32 sums"),
     DATASET_KEYS("dataset.", dataset, "t10k"),

@@ -14,6 +14,8 @@ fi
 cd "$work"
 SEMREP_RECON_TASKS=2 "$top/job_scripts/nightly.sh" "$top/conf/tiny-test.conf" "$work/run" 2>"$work/jobs"
 check "submit.sh queued the chain: $(tr '\n' ' ' <"$work/jobs")" 'grep -q "report: job" "$work/jobs" && grep -q "reconstruct-array: job" "$work/jobs"'
+expect 1 "the last chain for .*/run is still queued or running; not submitting another" -- \
+  "$top/job_scripts/nightly.sh" "$top/conf/tiny-test.conf" "$work/run"
 for _ in $(seq 1 300); do
   [ -z "$(squeue -h -u root -n semrep-train,semrep-denoise-eval,semrep-phi,semrep-stats,semrep-cluster,semrep-reconstruct-array,semrep-reconstruct,semrep-report 2>/dev/null)" ] && break
   sleep 1

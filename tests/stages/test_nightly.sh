@@ -3,7 +3,8 @@
 # labelled PNG folder of 40 images, then again after 24 more arrive (their
 # names sort between the others). The second run computes phi for the 24
 # only, redoes stats, clusters and the report, and the report says what
-# changed. Then headless Chromium opens the report: every picture must load
+# changed; a night with nothing new and one with images removed say so.
+# Then headless Chromium opens the report: every picture must load
 # and every section be there; its screenshot is kept in SHOTS.
 #   test_nightly.sh SEMREP SHOTS
 set -u
@@ -35,6 +36,18 @@ check "the report lists the 64 images: $rows" '[ "$rows" = 64 ]'
 ari=$(sed -n '2p' "$work/night/report/tables/changes.csv" | cut -d, -f2)
 check "the clusters of the 40 are compared with last night's: ARI $ari" \
   "/usr/bin/python3 -c 'import sys; sys.exit(not -1 <= float(\"$ari\") <= 1)'"
+
+# A night with nothing new, then one with 8 images gone.
+run
+check "a night with nothing new makes no new report" 'grep -q "report: up to date (same conf and inputs)" "$work/log"'
+"$semrep" stage report "$conf" --set "output_dir=\"$work/night\"" --set 'dataset.kind="png"' \
+  --set "dataset.path=\"$work/png\"" --set 'dataset.labels=""' --set dataset.limit=0 >>"$work/log" 2>&1
+check "a report made again by hand: phi.nc unchanged" \
+  'grep -q "<b>0 added</b>, <b>0 removed</b>, 64 in both. phi.nc is unchanged since the last report" "$page"'
+rm "$work"/png/*/img-00[0-7].png
+run
+check "a night with 8 images removed: none computed, 56 copied" \
+  'grep -q "<b>0 added</b>, <b>8 removed</b>, 56 in both. phi was computed for 0 images and copied for 56" "$page"'
 
 # The page in a browser: a copy with a script that, once everything has
 # loaded, lists the pictures that did not and the sections.
