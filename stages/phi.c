@@ -59,8 +59,8 @@ typedef struct {
     char path[SR_PATH_MAX + 32], chunk_dir[SR_PATH_MAX + 32];
     /* per chunk */
     sr_unet_work many, one; /* all draws of a chunk; one draw (sigma 0) */
-    float *clean, *noisy, *means, *phi, *unit_means;
-    long *keys; /* the chunk's images' noise keys (sr_dataset_noise_key) */
+    float *clean, *means, *phi, *unit_means;
+    uint32_t *keys; /* the chunk's images' noise keys (sr_dataset_noise_key) */
     unsigned long long *chunk_ident; /* the chunk's images' identities, from the pixels phi was computed on */
 } phi_run;
 
@@ -217,12 +217,12 @@ static void compute_chunk(phi_run *r, const long *positions, int b)
     const size_t per_image = (size_t)r->ds->channels * r->ds->size * r->ds->size;
     for (int i = 0; i < b; i++) {
         r->keys[i] = sr_dataset_noise_key(r->ds, positions[i]);
-        r->chunk_ident[i] = identity(r->clean + (size_t)i * per_image, per_image, (uint32_t)r->keys[i]);
+        r->chunk_ident[i] = identity(r->clean + (size_t)i * per_image, per_image, r->keys[i]);
     }
     for (int s = 0; s < r->nsig; s++) {
         const int n = draws_at(r, s);
         sr_phi_compute(&r->net, n == 1 ? &r->one : &r->many, (uint32_t)c->seed, r->keys, r->clean, b,
-                       (float)c->phi.sigmas[s], n, r->noisy, r->means, r->phi + (size_t)s * b * r->kmid,
+                       (float)c->phi.sigmas[s], n, r->means, r->phi + (size_t)s * b * r->kmid,
                        r->blocks ? r->unit_means + (size_t)s * b * r->units : NULL);
     }
 }
@@ -566,7 +566,7 @@ static void release(phi_run *r)
         sr_unet_work_free(&r->one);
         sr_unet_work_free(&r->many);
     }
-    free(r->clean), free(r->noisy), free(r->means), free(r->phi), free(r->unit_means), free(r->keys);
+    free(r->clean), free(r->means), free(r->phi), free(r->unit_means), free(r->keys);
     free(r->todo), free(r->todo_index), free(r->reuse_row), free(r->ident), free(r->chunk_ident);
     if (r->net.params) sr_unet_free(&r->net);
     sr_dataset_close(r->ds);
@@ -618,9 +618,8 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
     r.first_chunk = first / batch;
     r.end_chunk = (end + batch - 1) / batch;
     const size_t most = (size_t)batch * conf->phi.draws;
-    r.keys = SR_MALLOC(sizeof(long) * (size_t)batch, "a chunk's keys");
+    r.keys = SR_MALLOC(sizeof(uint32_t) * (size_t)batch, "a chunk's keys");
     r.chunk_ident = SR_MALLOC(sizeof(unsigned long long) * (size_t)batch, "a chunk's identities");
-    r.noisy = SR_MALLOC(sizeof(float) * per_image * most, "a chunk's noisy images");
     r.means = SR_MALLOC(sizeof(float) * most * (size_t)r.units, "a chunk's block means");
     r.phi = SR_MALLOC(sizeof(float) * (size_t)r.nsig * batch * r.kmid, "a chunk's phi");
     r.unit_means = SR_MALLOC(sizeof(float) * (size_t)r.nsig * batch * r.units, "a chunk's block means");

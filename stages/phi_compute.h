@@ -10,11 +10,12 @@
 
 #include "nn/unet.h"
 
-/* wk holds b * draws images (b at sigma 0); noisy has room for as many
- * images, means for sr_unet_means_count(wk) floats. Writes mid (b x the
- * middle block's channels) and, when units is not NULL, every block's means
- * (b x all blocks' channels; runs the decoder). keys[i]: the image's noise key. */
-void sr_phi_compute(const sr_unet *net, sr_unet_work *wk, uint32_t seed, const long *keys, const float *clean, int b,
-                    float sigma, int draws, float *noisy, float *means, float *mid, float *units);
+/* wk holds b * draws images (b at sigma 0); means has room for
+ * sr_unet_means_count(wk) floats. clean: b host NCHW images. Writes mid (b x
+ * the middle block's channels) and, when units is not NULL, every block's
+ * means (b x all blocks' channels; runs the decoder). keys[i]: the image's
+ * noise key. The noisy copies are made by the backend (noisy_copies). */
+void sr_phi_compute(const sr_unet *net, sr_unet_work *wk, uint32_t seed, const uint32_t *keys, const float *clean,
+                    int b, float sigma, int draws, float *means, float *mid, float *units);
 
 #endif

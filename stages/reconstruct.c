@@ -91,19 +91,18 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
         }
         sr_unet_work *wk = &r->target_wk;
         float *clean = SR_MALLOC(sizeof(float) * r->per_image * m, "the target's images");
-        float *noisy = SR_MALLOC(sizeof(float) * r->per_image * m * n, "the target's noisy images");
         float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(wk), "the target's block means");
         float *mid = SR_MALLOC(sizeof(float) * (size_t)m * r->kmid, "the target's phi");
-        long keys[MAX_MEMBERS];
+        uint32_t keys[MAX_MEMBERS];
         if (sr_dataset_read_list(r->ds, tg->images, m, clean, err, sizeof err)) SR_FAIL("%s", err);
         for (int i = 0; i < m; i++) keys[i] = sr_dataset_noise_key(r->ds, tg->images[i]);
-        sr_phi_compute(&r->net, wk, (uint32_t)r->conf->seed, keys, clean, m, sigma, draws, noisy, means, mid, NULL);
+        sr_phi_compute(&r->net, wk, (uint32_t)r->conf->seed, keys, clean, m, sigma, draws, means, mid, NULL);
         for (int c = 0; c < r->kmid; c++) {
             double sum = 0.0;
             for (int i = 0; i < m; i++) sum += mid[(size_t)i * r->kmid + c];
             out[(size_t)t * r->kmid + c] = (float)(sum / m);
         }
-        free(clean), free(noisy), free(means), free(mid);
+        free(clean), free(means), free(mid);
     }
 }
 
@@ -319,16 +318,15 @@ static void run_batch(recon_run *r, long batch, batch_out *o)
     sr_unet_work many, one;
     sr_unet_work_init(&many, &r->net, b * c->reconstruct.draws, r->size, r->size, false);
     sr_unet_work_init(&one, &r->net, b, r->size, r->size, false);
-    float *noisy = SR_MALLOC(sizeof(float) * r->per_image * b * c->reconstruct.draws, "the samples' noisy copies");
     float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&many), "the samples' block means");
-    long *keys = SR_MALLOC(sizeof(long) * b, "the samples' keys");
-    for (int i = 0; i < b; i++) keys[i] = (long)(SAMPLE_KEY | (uint32_t)(p0 + i));
+    uint32_t *keys = SR_MALLOC(sizeof(uint32_t) * b, "the samples' keys");
+    for (int i = 0; i < b; i++) keys[i] = SAMPLE_KEY | (uint32_t)(p0 + i);
     for (int a = 0; a < r->nanalysis; a++) {
         const float sigma = (float)c->reconstruct.analysis_sigmas[a];
         sr_phi_compute(&r->net, sigma == 0.0f ? &one : &many, (uint32_t)c->seed, keys, o->x, b, sigma,
-                       c->reconstruct.draws, noisy, means, o->phi + (size_t)a * b * r->kmid, NULL);
+                       c->reconstruct.draws, means, o->phi + (size_t)a * b * r->kmid, NULL);
     }
-    free(noisy), free(means), free(keys), free(tid), free(row_of);
+    free(means), free(keys), free(tid), free(row_of);
     sr_unet_work_free(&many);
     sr_unet_work_free(&one);
 }

@@ -106,6 +106,15 @@ typedef struct sr_backend {
     void (*plane_means)(const float *x, int c, int n, int hw, float *means);
     void (*plane_means_backward)(const float *dmeans, int c, int n, int hw, float *dx);
 
+    /* phi's noisy copies, drawn where the engine runs: copy j = i * n + k of
+     * image i of x (NCHW, b images of c x hw) is x_i + sigma z, z's element e
+     * being element e of the normals of Philox stream (seed, domain; keys[i],
+     * k, bits of sigma), as sr_rng_gaussian draws them (core/rng_block.h);
+     * written to dst in CNHW over b * n images. keys is host memory; sigma 0
+     * makes plain copies. */
+    void (*noisy_copies)(const float *x, int b, int n, int c, int hw, float sigma, uint32_t seed, uint32_t domain,
+                         const uint32_t *keys, float *dst);
+
     /* sum of a[i] * b[i], accumulated in double (for losses, which are reported) */
     double (*dot)(size_t count, const float *a, const float *b);
     /* dst[i] = alpha * src[i] + beta * dst[i]; beta == 0 ignores dst's old value. */

@@ -4,6 +4,9 @@
  * thread, and every reduction runs in a fixed order whatever the number of
  * threads, so results do not depend on the thread count. */
 #include "core/backend.h"
+#include "core/check.h"
+#include "core/rng.h"
+#include "core/rng_block.h"
 #include "core/winograd_tile.h"
 
 #include <cblas.h>
@@ -436,6 +439,24 @@ static void cpu_plane_means_backward(const float *dmeans, int c, int n, int hw, 
         }
 }
 
+static void cpu_noisy_copies(const float *x, int b, int n, int c, int hw, float sigma, uint32_t seed,
+                             uint32_t domain, const uint32_t *keys, float *dst)
+{
+    const size_t per_image = (size_t)c * hw, copies = (size_t)b * n;
+    const uint32_t bits = sr_rng_float_bits(sigma);
+    SR_CHECK(per_image / 4 <= UINT32_MAX, "an image of %zu values is beyond the noise streams' 2^34", per_image);
+#pragma omp parallel for schedule(static) if (worth_threads(copies * per_image))
+    for (size_t j = 0; j < copies; j++) {
+        const float *src = x + (j / n) * per_image;
+        for (size_t e = 0; e < per_image; e += 4) {
+            float z[4] = {0};
+            if (sigma != 0.0f) sr_rng_gaussian_block(seed, domain, keys[j / n], (uint32_t)(j % n), bits, (uint32_t)(e / 4), z);
+            for (size_t q = e; q < e + 4 && q < per_image; q++)
+                dst[((q / hw) * copies + j) * hw + q % hw] = sigma != 0.0f ? src[q] + sigma * z[q - e] : src[q];
+        }
+    }
+}
+
 static double cpu_dot(size_t count, const float *a, const float *b)
 {
     double sum = 0.0;
@@ -495,6 +516,7 @@ static const sr_backend cpu_backend = {
     .pool2x2_backward = cpu_pool2x2_backward,
     .plane_means = cpu_plane_means,
     .plane_means_backward = cpu_plane_means_backward,
+    .noisy_copies = cpu_noisy_copies,
     .dot = cpu_dot,
     .axpby = cpu_axpby,
     .memory_bytes = cpu_memory_bytes,

@@ -9,6 +9,7 @@
  * only (documented tolerance: tests/gpu/test_cuda_backend.c). */
 #include "core/backend.h"
 #include "core/check.h"
+#include "core/rng_block.h"
 #include "core/winograd_tile.h"
 
 #include <cublas_v2.h>
@@ -48,7 +49,9 @@ static struct {
     cublasComputeType_t compute;
     char math[8];
     double *partials;             /* DOT_BLOCKS, for dot */
-} gpu = {-1, NULL, CUBLAS_COMPUTE_32F, "", NULL};
+    uint32_t *keys;               /* noisy_copies' keys */
+    size_t keys_cap;
+} gpu = {-1, NULL, CUBLAS_COMPUTE_32F, "", NULL, NULL, 0};
 
 static int blocks_for(size_t count)
 {
@@ -518,6 +521,42 @@ static void gpu_plane_means_backward(const float *dmeans, int c, int n, int hw, 
     LAUNCHED();
 }
 
+/* ---- phi's noise ------------------------------------------------------------------------ */
+
+/* One thread per value of dst (CNHW): it draws the Philox block its
+ * element falls in (four threads draw each block: cheaper than sharing). */
+__global__ static void k_noisy_copies(const float *x, int n, int hw, size_t copies, size_t per_image, float sigma,
+                                      uint32_t bits, uint32_t seed, uint32_t domain, const uint32_t *keys, float *dst)
+{
+    FOR_EACH(o, copies * per_image) {
+        const size_t plane = o / hw, j = plane % copies, e = (plane / copies) * hw + o % hw, i = j / n;
+        float v = x[i * per_image + e];
+        if (sigma != 0.0f) {
+            float z[4];
+            sr_rng_gaussian_block(seed, domain, keys[i], (uint32_t)(j % n), bits, (uint32_t)(e / 4), z);
+            v = v + sigma * z[e % 4];
+        }
+        dst[o] = v;
+    }
+}
+
+static void gpu_noisy_copies(const float *x, int b, int n, int c, int hw, float sigma, uint32_t seed, uint32_t domain,
+                             const uint32_t *keys, float *dst)
+{
+    if ((size_t)b > gpu.keys_cap) { /* the images' keys, on the device; grows to the largest batch */
+        if (gpu.keys) CU(cudaFree(gpu.keys));
+        gpu.keys_cap = (size_t)b;
+        CU(cudaMalloc(&gpu.keys, sizeof(uint32_t) * gpu.keys_cap));
+    }
+    CU(cudaMemcpy(gpu.keys, keys, sizeof(uint32_t) * b, cudaMemcpyHostToDevice));
+    const size_t copies = (size_t)b * n, per_image = (size_t)c * hw;
+    uint32_t bits;
+    memcpy(&bits, &sigma, sizeof bits);
+    k_noisy_copies<<<blocks_for(copies * per_image), THREADS>>>(x, n, hw, copies, per_image, sigma, bits, seed, domain,
+                                                                 gpu.keys, dst);
+    LAUNCHED();
+}
+
 /* ---- vectors ------------------------------------------------------------------------- */
 
 __global__ static void k_dot(size_t count, const float *a, const float *b, double *partials)
@@ -598,6 +637,7 @@ static sr_backend cuda_backend = {
     .pool2x2_backward = gpu_pool2x2_backward,
     .plane_means = gpu_plane_means,
     .plane_means_backward = gpu_plane_means_backward,
+    .noisy_copies = gpu_noisy_copies,
     .dot = gpu_dot,
     .axpby = gpu_axpby,
     .memory_bytes = gpu_memory_bytes,

@@ -3,9 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-#include <Random123/philox.h>
-
 #include "core/check.h"
+#include "core/rng_block.h"
 
 uint32_t sr_rng_float_bits(float value)
 {
@@ -18,15 +17,7 @@ static philox4x32_ctr_t block(const sr_rng_stream *s, uint64_t index)
 {
     SR_CHECK(index <= UINT32_MAX, "random stream element %llu is beyond 2^34; split the request",
              (unsigned long long)index * 4);
-    philox4x32_ctr_t ctr = {{(uint32_t)index, s->i0, s->i1, s->i2}};
-    philox4x32_key_t key = {{s->seed, s->domain}};
-    return philox4x32(ctr, key);
-}
-
-/* A 32-bit word to the open interval (0, 1): the top 24 bits, centred. */
-static inline float to_unit(uint32_t word)
-{
-    return ((float)(word >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    return sr_rng_block(s->seed, s->domain, s->i0, s->i1, s->i2, (uint32_t)index);
 }
 
 void sr_rng_words(const sr_rng_stream *s, uint64_t first, size_t count, uint32_t *out)
@@ -43,23 +34,18 @@ void sr_rng_uniform(const sr_rng_stream *s, uint64_t first, size_t count, float 
     for (size_t j = 0; j < count;) {
         const uint64_t e = first + j;
         const philox4x32_ctr_t r = block(s, e / 4);
-        for (unsigned w = (unsigned)(e % 4); w < 4 && j < count; w++, j++) out[j] = to_unit(r.v[w]);
+        for (unsigned w = (unsigned)(e % 4); w < 4 && j < count; w++, j++) out[j] = sr_rng_unit(r.v[w]);
     }
 }
 
 void sr_rng_gaussian(const sr_rng_stream *s, uint64_t first, size_t count, float *out)
 {
-    const float two_pi = 6.283185307179586f;
     for (size_t j = 0; j < count;) {
         const uint64_t e = first + j;
-        const philox4x32_ctr_t r = block(s, e / 4);
+        SR_CHECK(e / 4 <= UINT32_MAX, "random stream element %llu is beyond 2^34; split the request",
+                 (unsigned long long)e);
         float z[4];
-        for (int pair = 0; pair < 2; pair++) {
-            const float radius = sqrtf(-2.0f * logf(to_unit(r.v[2 * pair])));
-            const float angle = two_pi * to_unit(r.v[2 * pair + 1]);
-            z[2 * pair] = radius * cosf(angle);
-            z[2 * pair + 1] = radius * sinf(angle);
-        }
+        sr_rng_gaussian_block(s->seed, s->domain, s->i0, s->i1, s->i2, (uint32_t)(e / 4), z);
         for (unsigned w = (unsigned)(e % 4); w < 4 && j < count; w++, j++) out[j] = z[w];
     }
 }

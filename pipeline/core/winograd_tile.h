@@ -9,11 +9,7 @@
 
 #include <stddef.h>
 
-#ifdef __CUDACC__
-#define SR_HOST_DEVICE __host__ __device__
-#else
-#define SR_HOST_DEVICE
-#endif
+#include "core/host_device.h"
 
 /* u[(i * 4 + j) * stride] = (G g G^T)[i][j] for the 3x3 kernel g (row-major). */
 static inline SR_HOST_DEVICE void sr_winograd_weight_tile(const float *g, float *u, size_t stride)

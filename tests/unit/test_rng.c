@@ -3,6 +3,7 @@
  * does not depend on what else was drawn) and the moments of the normals. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/rng.h"
@@ -87,6 +88,44 @@ static void test_gaussian_moments(void)
     free(z);
 }
 
+/* The backend's noisy copies (phi's draws, made where the engine runs)
+ * against the host path they replace: sr_rng_add_gaussian on each image's
+ * stream, then laid out channel-major by hand. Bit for bit on the CPU. */
+static void test_noisy_copies(void)
+{
+    const sr_backend *be = sr_test_backend();
+    enum { B = 3, N = 4, C = 2, HW = 15 }; /* HW * C not a multiple of 4: the last block is partial */
+    const uint32_t keys[B] = {7, 0x7fffffff, 123456};
+    const float sigma = 0.3f;
+    float x[B * C * HW], want[B * N * C * HW], got[B * N * C * HW], one[C * HW];
+    sr_test_uniform(5, 0.0f, 1.0f, B * C * HW, x);
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < N; k++) {
+            const sr_rng_stream st = {.seed = 9, .domain = SR_RNG_PHI_NOISE, .i0 = keys[i], .i1 = (uint32_t)k,
+                                      .i2 = sr_rng_float_bits(sigma)};
+            sr_rng_add_gaussian(&st, x + i * C * HW, sigma, C * HW, one);
+            for (int ch = 0; ch < C; ch++)
+                for (int p = 0; p < HW; p++) want[(ch * B * N + i * N + k) * HW + p] = one[ch * HW + p];
+        }
+    float *dx = be->alloc(sizeof x), *dy = be->alloc(sizeof got);
+    CU_ASSERT_FATAL(dx && dy);
+    be->to_device(dx, x, sizeof x);
+    be->noisy_copies(dx, B, N, C, HW, sigma, 9, SR_RNG_PHI_NOISE, keys, dy);
+    be->to_host(got, dy, sizeof got);
+    const double d = sr_max_rel_diff(got, want, B * N * C * HW);
+    printf("\n    noisy copies on %s vs the host path: max rel diff %.2e", be->name, d);
+    /* the CPU is the host path; a GPU's logf, sinf and cosf round differently */
+    CU_ASSERT(be->host_memory ? d == 0.0 : d < 1e-6);
+    be->noisy_copies(dx, B, 1, C, HW, 0.0f, 9, SR_RNG_PHI_NOISE, keys, dy); /* sigma 0: plain copies */
+    be->to_host(got, dy, sizeof x);
+    int same = 1;
+    for (int i = 0; i < B; i++)
+        for (int ch = 0; ch < C; ch++)
+            for (int p = 0; p < HW; p++) same &= got[(ch * B + i) * HW + p] == x[(i * C + ch) * HW + p];
+    CU_ASSERT(same);
+    be->release(dx), be->release(dy);
+}
+
 int main(void)
 {
     const sr_test tests[] = {
@@ -94,6 +133,7 @@ int main(void)
         {"gaussian by hand", test_gaussian_by_hand},
         {"elements are pure functions of their indices", test_elements_are_pure},
         {"gaussian moments", test_gaussian_moments},
+        {"the backend's noisy copies against the host path", test_noisy_copies},
         {NULL, NULL},
     };
     return sr_test_run("rng", tests);
