@@ -27,8 +27,9 @@ chain() { local name=$1; shift; local id
   after=(--dependency="afterok:$id")
 }
 model=$("$top/build/semrep" info "$conf" "$@" | sed -n 's/^  checkpoint: none yet at \([^ ]*\).*/\1/p')
-if [ -n "$model" ]; then chain train "$top/job_scripts/slurm/stage.sbatch" train "$conf" "$@"; fi
-for stage in denoise-eval phi stats cluster; do chain "$stage" "$top/job_scripts/slurm/stage.sbatch" "$stage" "$conf" "$@"; done
-chain reconstruct-array --array="0-$((tasks - 1))" "$top/job_scripts/slurm/stage.sbatch" reconstruct "$conf" "$@"
-chain reconstruct "$top/job_scripts/slurm/stage.sbatch" reconstruct "$conf" "$@"
-chain report "$top/job_scripts/slurm/stage.sbatch" report "$conf" "$@"
+jobs=$top/job_scripts/slurm
+if [ -n "$model" ]; then chain train "$jobs/train.sbatch" "$conf" "$@"; fi
+for stage in denoise-eval phi stats cluster; do chain "$stage" "$jobs/$stage.sbatch" "$conf" "$@"; done
+chain reconstruct-array --array="0-$((tasks - 1))" "$jobs/reconstruct.sbatch" "$conf" "$@"
+chain reconstruct "$jobs/reconstruct.sbatch" "$conf" "$@"
+chain report "$jobs/report.sbatch" "$conf" "$@"

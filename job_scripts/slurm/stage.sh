@@ -1,11 +1,6 @@
 #!/usr/bin/env bash
-# One stage of semrep as a SLURM job: sbatch [options] stage.sbatch STAGE CONF [--set KEY=VALUE]...
-# submit.sh chains these; the resources below are defaults to override on
-# the sbatch line (--nodes, --ntasks-per-node, --gres=gpu:N, --time ...).
-#SBATCH --job-name=semrep
-#SBATCH --ntasks=2
-#SBATCH --cpus-per-task=1
-#SBATCH --output=semrep-%x-%j.out
+# The body of every stage's sbatch script (job_scripts/slurm/STAGE.sbatch),
+# run inside the job: stage.sh STAGE CONF [--set KEY=VALUE]...
 set -euo pipefail
 stage=$1 conf=$2
 shift 2
