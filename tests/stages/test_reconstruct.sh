@@ -78,6 +78,11 @@ PY
 )
 check "own-cluster share, label share and diversity as numpy finds them: worst difference $measured" \
   "/usr/bin/python3 -c 'import sys; sys.exit(not float(\"$measured\") < 1e-5)'"
+rm "$work/full/recon.nc"
+expect 0 "not measured: .*cluster targets: reconstruct.cluster_sigma is not one of analysis_sigmas" -- \
+  "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/full\"" --set "reconstruct.targets=[]" \
+  --set "reconstruct.clusters=[0]" --set reconstruct.cluster_k=4 --set reconstruct.cluster_sigma=0.2 \
+  --set "reconstruct.analysis_sigmas=[0.0]" --set reconstruct.samples=2 --set reconstruct.steps=2
 expect 1 "has no cluster 7 at sigma 0.2 with K = 4" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/full\"" \
   --set "reconstruct.targets=[]" --set "reconstruct.clusters=[7]" --set reconstruct.cluster_k=4 --set reconstruct.cluster_sigma=0.2
 
