@@ -1,6 +1,7 @@
 /* comm/ under mpirun -np 2: reductions against their closed forms, the node
  * layout of a one-node job. */
 #define _GNU_SOURCE
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "comm/comm.h"
@@ -38,12 +39,35 @@ static void test_reductions(void)
     CU_ASSERT_DOUBLE_EQUAL(hi[2], 0, 0);
 }
 
+/* A float array summed over ranks, in host memory and through the host
+ * bucket that device memory takes: a backend like the CPU's that says its
+ * memory is not the host's. More than one 2^23-float bucket, so the buckets'
+ * seams are crossed; every value is an integer, so the sums are exact. */
+static void test_sum_floats(void)
+{
+    const size_t count = ((size_t)1 << 23) + 1000;
+    sr_backend device_like = *sr_backend_cpu(1);
+    device_like.host_memory = false;
+    const sr_backend *backends[2] = {sr_backend_cpu(1), &device_like};
+    float *v = malloc(sizeof(float) * count);
+    CU_ASSERT_FATAL(v != NULL);
+    for (int b = 0; b < 2; b++) {
+        for (size_t i = 0; i < count; i++) v[i] = (float)((i % 1000) * (comm.rank + 1));
+        sr_comm_sum_floats(&comm, backends[b], v, count);
+        size_t wrong = 0;
+        for (size_t i = 0; i < count; i++) wrong += v[i] != (float)((i % 1000) * 3); /* 1 + 2 */
+        CU_ASSERT_EQUAL(wrong, 0);
+    }
+    free(v);
+}
+
 int main(int argc, char **argv)
 {
     sr_comm_init(&comm, &argc, &argv);
     const sr_test tests[] = {
         {"one-node layout of two ranks", test_layout},
         {"sum, min and max over ranks", test_reductions},
+        {"float sums over ranks, in host memory and through the host bucket", test_sum_floats},
         {NULL, NULL},
     };
     const int failed = sr_test_run("mpi_comm", tests);
