@@ -55,7 +55,6 @@ typedef struct {
      * phi.nc lacks); per position, its row in the previous phi.nc or -1, and
      * its index in todo or -1 (NULL without a previous file) */
     long *todo, ntodo, *reuse_row, *todo_index;
-    uint64_t *ident;        /* [count] image identities, known up front when reusing; else NULL */
     char path[SR_PATH_MAX + 32], chunk_dir[SR_PATH_MAX + 32];
     /* per chunk */
     sr_unet_work many, one; /* all draws of a chunk; one draw (sigma 0) */
@@ -105,8 +104,9 @@ static uint64_t identity(const float *pixels, size_t count, uint32_t noise_key)
     return XXH3_64bits_withSeed(pixels, sizeof(float) * count, noise_key);
 }
 
-/* The identities of every image: each rank hashes a share, rank 0 joins them. */
-static void identify_all(phi_run *r)
+/* The identities of every image: each rank hashes a share; rank 0 gets
+ * them all (a malloc'd array), the other ranks NULL. */
+static uint64_t *identify_all(phi_run *r)
 {
     const long count = r->ds->count, batch = r->conf->phi.batch;
     const size_t per_image = (size_t)r->ds->channels * r->ds->size * r->ds->size;
@@ -124,12 +124,7 @@ static void identify_all(phi_run *r)
     size_t total;
     sr_comm_gather(r->comm, mine, sizeof(uint64_t) * (size_t)(end - first), &all, &total);
     free(mine);
-    r->ident = SR_MALLOC(sizeof(uint64_t) * (size_t)count, "image identities");
-    if (r->comm->rank == 0) {
-        memcpy(r->ident, all, sizeof(uint64_t) * (size_t)count);
-        free(all);
-    }
-    sr_comm_bcast(r->comm, r->ident, sizeof(uint64_t) * (size_t)count, 0);
+    return (uint64_t *)all;
 }
 
 static int by_key(const void *a, const void *b)
@@ -139,8 +134,8 @@ static int by_key(const void *a, const void *b)
 }
 
 /* reuse_row: each image's row in the previous phi.nc (its image_key
- * variable), matched by identity on rank 0 and sent to all. */
-static void match_previous(phi_run *r)
+ * variable), matched by identity (ident, on rank 0) and sent to all. */
+static void match_previous(phi_run *r, const uint64_t *ident)
 {
     const long count = r->ds->count;
     r->reuse_row = SR_MALLOC(sizeof(long) * (size_t)count, "rows to reuse");
@@ -158,7 +153,7 @@ static void match_previous(phi_run *r)
         for (size_t j = 0; j < old; j++) pairs[j][0] = keys[j], pairs[j][1] = j;
         qsort(pairs, old, sizeof *pairs, by_key);
         for (long i = 0; i < count; i++) {
-            const uint64_t want[2] = {r->ident[i], 0};
+            const uint64_t want[2] = {ident[i], 0};
             const uint64_t(*hit)[2] = bsearch(want, pairs, old, sizeof *pairs, by_key);
             r->reuse_row[i] = hit ? (long)(*hit)[1] : -1;
         }
@@ -567,7 +562,7 @@ static void release(phi_run *r)
         sr_unet_work_free(&r->many);
     }
     free(r->clean), free(r->means), free(r->phi), free(r->unit_means), free(r->keys);
-    free(r->todo), free(r->todo_index), free(r->reuse_row), free(r->ident), free(r->chunk_ident);
+    free(r->todo), free(r->todo_index), free(r->reuse_row), free(r->chunk_ident);
     if (r->net.params) sr_unet_free(&r->net);
     sr_dataset_close(r->ds);
 }
@@ -605,8 +600,9 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
     const size_t per_image = (size_t)r.ds->channels * r.ds->size * r.ds->size;
     r.clean = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a chunk's images");
     if (state == 2) { /* a growing data set: reuse what the previous phi.nc has */
-        identify_all(&r);
-        match_previous(&r);
+        uint64_t *ident = identify_all(&r);
+        match_previous(&r, ident);
+        free(ident);
     }
     plan_work(&r);
     if (state == 2 && comm->rank == 0)
