@@ -201,15 +201,24 @@ __global__ static void k_winograd_weights(const float *w, int k, int c, float *u
     FOR_EACH(p, kc) sr_winograd_weight_tile(w + p * 9, u + p, kc);
 }
 
+/* Value e of a Winograd plane (channel-major over the tiles of images
+ * i0..): where its channel's image starts in the CNHW batch, and the
+ * tile's row and column. */
+__device__ static size_t tile_of(size_t e, size_t tiles, int n, int i0, int th, int tw, size_t hw, int *ty, int *tx)
+{
+    const size_t ch = e / tiles, t = e % tiles, per_image = (size_t)th * tw;
+    *ty = (int)((t % per_image) / tw);
+    *tx = (int)(t % tw);
+    return (ch * n + i0 + t / per_image) * hw;
+}
+
 __global__ static void k_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
 {
     const int th = h / 2, tw = w / 2;
     const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)c * tiles;
     FOR_EACH(e, plane) {
-        const int ch = (int)(e / tiles);
-        const size_t t = e % tiles;
-        const int ii = (int)(t / ((size_t)th * tw)), ty = (int)(t % ((size_t)th * tw)) / tw, tx = (int)(t % tw);
-        const float *src = x + ((size_t)ch * n + i0 + ii) * hw;
+        int ty, tx;
+        const float *src = x + tile_of(e, tiles, n, i0, th, tw, hw, &ty, &tx);
         float d[4][4];
         for (int a = 0; a < 4; a++)
             for (int b = 0; b < 4; b++) {
@@ -238,10 +247,9 @@ __global__ static void k_winograd_output(const float *m, int k, int n, int h, in
     const int th = h / 2, tw = w / 2;
     const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)k * tiles;
     FOR_EACH(e, plane) {
-        const int kk = (int)(e / tiles);
-        const size_t t = e % tiles;
-        const int ii = (int)(t / ((size_t)th * tw)), ty = (int)(t % ((size_t)th * tw)) / tw, tx = (int)(t % tw);
-        sr_winograd_output_tile(m + e, plane, y + ((size_t)kk * n + i0 + ii) * hw + (size_t)(2 * ty) * w + 2 * tx, w);
+        int ty, tx;
+        const size_t at = tile_of(e, tiles, n, i0, th, tw, hw, &ty, &tx);
+        sr_winograd_output_tile(m + e, plane, y + at + (size_t)(2 * ty) * w + 2 * tx, w);
     }
 }
 
