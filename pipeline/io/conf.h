@@ -78,6 +78,9 @@ typedef struct semrep_conf {
         double sigmas[SR_MAX_SIGMAS];
         int restarts, max_iter, neighbours, members;
         bool pixels;
+        long exact_max;               /* exact all-pairs measures up to this many images; sampled above */
+        int queries;                  /* above exact_max: the k-NN queries sampled */
+        int pixel_dims;               /* pixel baseline: random projection to this many dimensions above it */
     } cluster;
     struct {
         char sampler[16], mask[16];
