@@ -94,14 +94,13 @@ int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t 
         ds->class_names = calloc((size_t)ds->nclasses, SR_CLASS_NAME_MAX);
         memcpy(ds->class_names, im->m.class_names, (size_t)ds->nclasses * SR_CLASS_NAME_MAX);
     }
-    /* the content: every file's name, size, time and verdict */
+    /* the content: every file's name, identity (sr_file_id) and verdict */
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     for (long i = 0; i < im->m.count; i++) {
         const sr_manifest_entry *e = &im->m.entries[i];
         XXH3_64bits_update(h, e->name, strlen(e->name) + 1);
-        XXH3_64bits_update(h, &e->bytes, sizeof e->bytes);
-        XXH3_64bits_update(h, &e->mtime, sizeof e->mtime);
+        XXH3_64bits_update(h, &e->id, sizeof e->id);
         XXH3_64bits_update(h, e->reason, strlen(e->reason) + 1);
     }
     snprintf(ds->stamp, sizeof ds->stamp, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
