@@ -293,8 +293,11 @@ static char *widen_integers(ctx *c, const char *text)
     if (!out) return fail(c, NULL, "out of memory reading the conf"), NULL;
     size_t o = 0;
     long line = 1;
+    int in_array = 0;           /* libconfig's [arrays] hold one type: int and int64 do not mix */
+    const char *name = "", *name_end = name; /* the last setting name, for errors */
     for (const char *p = text; *p;) {
         const char *start = p;
+        in_array += (*p == '[') - (*p == ']');
         if (*p == '"') { /* a string, with its escapes */
             for (p++; *p && *p != '"'; p++) p += p[0] == '\\' && p[1];
             p += *p == '"';
@@ -304,18 +307,22 @@ static char *widen_integers(ctx *c, const char *text)
             const char *end = strstr(p + 2, "*/");
             p = end ? end + 2 : p + strlen(p);
         } else if (isalpha((unsigned char)*p) || *p == '*' || *p == '_' || *p == '@') { /* a name or keyword */
-            for (p++; isalnum((unsigned char)*p) || strchr("-_*", *p); p++) {}
+            for (p++; *p && (isalnum((unsigned char)*p) || strchr("-_*", *p)); p++) {}
+            name = start, name_end = p;
         } else if (isdigit((unsigned char)*p) || ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
             const bool hex = p[*p == '-' || *p == '+'] == '0' && (p[1 + (*p == '-' || *p == '+')] | 0x20) == 'x';
             char *end;
             errno = 0;
             const long long v = hex ? (long long)strtoull(p, &end, 16) : strtoll(p, &end, 10);
             if (!hex && (*end == '.' || *end == 'e' || *end == 'E')) { /* a float */
-                for (p = end + 1; isalnum((unsigned char)*p) || strchr(".+-", *p); p++) {}
+                for (p = end + 1; *p && (isalnum((unsigned char)*p) || strchr(".+-", *p)); p++) {}
             } else {
                 if (errno == ERANGE || (hex && end - p > 18))
                     return free(out), fail(c, NULL, "line %ld: the integer %.*s is out of range", line,
                                            (int)(end - p), p), NULL;
+                if (in_array > 0 && (v > INT_MAX || v < INT_MIN)) /* every list's entries are below 2^31 */
+                    return free(out), fail(c, NULL, "line %ld: %.*s: the list entry %.*s is out of range", line,
+                                           (int)(name_end - name), name, (int)(end - p), p), NULL;
                 p = end;
                 const bool suffixed = *p == 'L';
                 memcpy(out + o, start, (size_t)(p - start));

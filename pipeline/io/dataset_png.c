@@ -30,8 +30,11 @@ static int png_read(sr_dataset *ds, const long *index, long count, float *images
         char path[SR_PATH_MAX * 2];
         png_name(ds, index[k], path, sizeof path);
         /* The manifest found it valid: failing now means it changed since. */
-        if (sr_png_load(path, ds->channels, ds->size, ds->conf.max_pixels, images + (size_t)k * out, err, errlen))
+        if (sr_png_load(path, ds->channels, ds->size, ds->conf.max_pixels, images + (size_t)k * out, err, errlen)) {
+            for (char *p = err; *p; p++) /* the message stays one line whatever the name holds */
+                if ((unsigned char)*p < 0x20) *p = ' ';
             return -1;
+        }
     }
     return 0;
 }
@@ -78,12 +81,14 @@ int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t 
             im->valid[ds->source_count++] = i;
         }
     }
+    char bad_name[4 * SR_NAME_MAX + 1]; /* one line, whatever the name holds */
+    if (first_bad) sr_escape_name(first_bad->name, bad_name, sizeof bad_name);
     if (bad && !strcmp(c->on_bad_image, "fail"))
         SR_BAD("%s/%s: %s (dataset.on_bad_image = \"fail\"; %ld bad of %ld; the list is in %s)", c->path,
-            first_bad->name, first_bad->reason, bad, im->m.count, path);
+            bad_name, first_bad->reason, bad, im->m.count, path);
     if ((double)bad > c->max_bad_share * (double)im->m.count)
         SR_BAD("%ld of %ld images in %s are bad, above dataset.max_bad_share = %g; first: %s: %s (the list is in %s)", bad,
-            im->m.count, c->path, c->max_bad_share, first_bad->name, first_bad->reason, path);
+            im->m.count, c->path, c->max_bad_share, bad_name, first_bad->reason, path);
     ds->skipped = bad;
     ds->channels = c->channels;
     ds->size = c->size;

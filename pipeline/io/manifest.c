@@ -166,19 +166,25 @@ void sr_manifest_check(const sr_manifest *m, sr_manifest_entry *e, int channels,
     }
 }
 
-/* A name as one field of one line: backslash, tab, line breaks and every
- * other control byte become C-style escapes (\\, \t, \n, \r, \xHH); other
- * bytes, UTF-8 included, stay as they are. */
+void sr_escape_name(const char *name, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 5 <= len; p++) {
+        if (*p == '\\') o += (size_t)sprintf(out + o, "\\\\");
+        else if (*p == '\t') o += (size_t)sprintf(out + o, "\\t");
+        else if (*p == '\n') o += (size_t)sprintf(out + o, "\\n");
+        else if (*p == '\r') o += (size_t)sprintf(out + o, "\\r");
+        else if (*p < 0x20 || *p == 0x7f) o += (size_t)sprintf(out + o, "\\x%02x", *p);
+        else out[o++] = (char)*p;
+    }
+    if (len) out[o < len ? o : len - 1] = '\0';
+}
+
 static void put_escaped(FILE *f, const char *text)
 {
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        if (*p == '\\') fputs("\\\\", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\r') fputs("\\r", f);
-        else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\x%02x", *p);
-        else fputc(*p, f);
-    }
+    char escaped[4 * SR_PATH_MAX + 1]; /* the folder is the longest: 4 bytes at most per byte */
+    sr_escape_name(text, escaped, sizeof escaped);
+    fputs(escaped, f);
 }
 
 /* Undoes put_escaped on the field [from, to) into out (len bytes); -1 when

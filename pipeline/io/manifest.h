@@ -54,6 +54,11 @@ int sr_manifest_write(const char *path, const sr_manifest *m, char *err, size_t 
  * tab or line break in a file name keeps the manifest whole. */
 int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen);
 void sr_manifest_free(sr_manifest *m);
+/* A name as the manifest writes it, one field of one line: backslash, tab,
+ * line breaks and every other control byte become C-style escapes (\\, \t,
+ * \n, \r, \xHH); other bytes, UTF-8 included, stay. Also for messages,
+ * which are one line. out needs 4 bytes per byte of name, and one more. */
+void sr_escape_name(const char *name, char *out, size_t len);
 
 /* Where a folder's manifest lives in a run's output folder. */
 void sr_manifest_path(const char *work_dir, const char *folder, char *out, size_t len);

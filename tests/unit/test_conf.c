@@ -170,6 +170,8 @@ static void test_wide_integers(void)
     expect_refused("phi = { draws = 4294967297; };\n", 0, NULL, "phi.draws = 4294967297 is out of range", NULL);
     expect_refused("dataset = { limit = 99999999999999999999; };\n", 0, NULL,
                    "line 1: the integer 99999999999999999999 is out of range", NULL);
+    expect_refused("reconstruct = { targets = [1, 4294967296]; };\n", 0, NULL,
+                   "line 1: targets: the list entry 4294967296 is out of range", NULL);
     char *over[] = {"seed=4294967296"};
     expect_refused("", 1, over, "seed = 4294967296 is out of range", NULL);
     char *huge[] = {"dataset.limit=99999999999999999999"};

@@ -392,6 +392,18 @@ static void test_png_odd_names(void)
     int lines = 0;
     for (const char *p = text; *p; p++) lines += *p == '\n';
     CU_ASSERT_EQUAL(lines, 5 + 4);
+    /* a bad file with a line break in its name: named escaped, in one line */
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/bad\nname.png", root);
+    write_file(bad, "not a png at all", 16);
+    snprintf(dc.on_bad_image, sizeof dc.on_bad_image, "fail");
+    expect_refused(&dc, "odd/bad\\nname.png: is not a PNG file", "on_bad_image = \"fail\"");
+    snprintf(dc.on_bad_image, sizeof dc.on_bad_image, "skip");
+    dc.max_bad_share = 0.5;
+    sr_dataset *ds = open_ok(&dc);
+    CU_ASSERT_EQUAL(ds->count, 4);
+    CU_ASSERT_EQUAL(ds->skipped, 1);
+    sr_dataset_close(ds);
 }
 
 /* Only regular files are read: a FIFO given as any input file is refused by
