@@ -33,7 +33,7 @@ sr_file_id sr_file_id_of(const struct stat *st)
 {
     return (sr_file_id){.size = st->st_size, .mtime_s = st->st_mtim.tv_sec, .mtime_ns = st->st_mtim.tv_nsec,
                         .ctime_s = st->st_ctim.tv_sec, .ctime_ns = st->st_ctim.tv_nsec,
-                        .inode = (long long)st->st_ino, .device = (long long)st->st_dev};
+                        .inode = (long long)st->st_ino};
 }
 
 int sr_file_stamp(const char *path, sr_file_id *id)

@@ -10,11 +10,12 @@ int sr_make_dirs(const char *path, char *err, size_t errlen);
 /* rm -rf; 0, or -1 when something could not be removed. */
 int sr_remove_tree(const char *path);
 /* What identifies a file's content without reading it: size, modification
- * and change times to the nanosecond, inode and device. A file rewritten with
- * the same size and whole-second time still changes its nanoseconds, change
- * time or inode. */
+ * and change times to the nanosecond, and inode. A file rewritten with the
+ * same size and whole-second time still changes its nanoseconds, change time
+ * or inode. Not the device: NFS numbers one mount differently on each node,
+ * and a SLURM chain moves between nodes. */
 typedef struct {
-    long long size, mtime_s, mtime_ns, ctime_s, ctime_ns, inode, device;
+    long long size, mtime_s, mtime_ns, ctime_s, ctime_ns, inode;
 } sr_file_id;
 /* 0, or -1 (errno set) when the file cannot be read. */
 int sr_file_stamp(const char *path, sr_file_id *id);

@@ -125,12 +125,6 @@ int sr_manifest_list(const char *folder, long max_pixels, sr_manifest *m, char *
     return rc;
 }
 
-/* What the manifest keeps of a file's identity: all but the device. */
-static bool same_file(const sr_file_id *a, const sr_file_id *b)
-{
-    return a->size == b->size && a->mtime_s == b->mtime_s && a->mtime_ns == b->mtime_ns && a->ctime_s == b->ctime_s &&
-           a->ctime_ns == b->ctime_ns && a->inode == b->inode;
-}
 
 long sr_manifest_reuse(sr_manifest *m, const sr_manifest *old)
 {
@@ -141,7 +135,7 @@ long sr_manifest_reuse(sr_manifest *m, const sr_manifest *old)
         /* both lists are sorted: walk them together */
         while (comparable && j < old->count && strcmp(old->entries[j].name, e->name) < 0) j++;
         const sr_manifest_entry *o = comparable && j < old->count ? &old->entries[j] : NULL;
-        if (!e->checked && o && !strcmp(o->name, e->name) && same_file(&o->id, &e->id) && o->checked) {
+        if (!e->checked && o && !strcmp(o->name, e->name) && !memcmp(&o->id, &e->id, sizeof e->id) && o->checked) {
             e->checked = true;
             memcpy(e->reason, o->reason, sizeof e->reason);
         }

@@ -19,7 +19,7 @@
 
 typedef struct {
     char name[SR_NAME_MAX];     /* path relative to the folder, raw bytes (escaped only in the file) */
-    sr_file_id id;              /* size, times, inode (the device is not kept) */
+    sr_file_id id;              /* size, times, inode */
     int cls;                    /* class, -1 when unlabelled */
     bool checked;               /* verdict known */
     char reason[SR_REASON_MAX]; /* "" when valid */
