@@ -57,6 +57,11 @@ static int select_images(sr_dataset *ds, char *err, size_t errlen)
                 sel = grown;
             }
             sel[n++] = v;
+            if (n > SR_MAX_IMAGES) {
+                fclose(f);
+                free(sel);
+                SR_BAD("%s lists more than %ld images; semrep uses at most that many", c->index_file, SR_MAX_IMAGES);
+            }
         }
         fclose(f);
         if (n == 0) {

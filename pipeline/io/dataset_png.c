@@ -70,6 +70,9 @@ int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t 
     sr_manifest_path(work_dir, c->path, path, sizeof path);
     if (sr_manifest_read(path, &im->m, why, sizeof why))
         SR_BAD("the PNG folder %s has no manifest yet (%s); semrep's stages build it", c->path, why);
+    if (im->m.count > SR_MAX_IMAGES)
+        SR_BAD("the PNG folder %s holds %ld PNG files; semrep reads at most %ld: split it", c->path, im->m.count,
+               SR_MAX_IMAGES);
     long bad = 0;
     const sr_manifest_entry *first_bad = NULL;
     im->valid = SR_MALLOC(sizeof(long) * (size_t)(im->m.count ? im->m.count : 1), "the image list");
