@@ -81,9 +81,10 @@ static int gunzip(const char *path, const char *what, int to_fd, unsigned char *
     int n;
     while (buf && (n = gzread(gz, buf + (to_fd >= 0 ? 0 : used), (unsigned)(to_fd >= 0 ? cap : cap - used))) > 0) {
         const unsigned char *got = buf + (to_fd >= 0 ? 0 : used);
-        if (total < (long long)sizeof head) memcpy(head + total, got, (size_t)n < sizeof head - total ? (size_t)n : sizeof head - total);
+        const size_t kept = (size_t)total < sizeof head ? (size_t)total : sizeof head; /* header bytes so far */
+        memcpy(head + kept, got, (size_t)n < sizeof head - kept ? (size_t)n : sizeof head - kept);
         total += n;
-        if (claimed == 0) claimed = idx_claimed_bytes(head, total < (long long)sizeof head ? (size_t)total : sizeof head);
+        if (claimed == 0) claimed = idx_claimed_bytes(head, (size_t)total < sizeof head ? (size_t)total : sizeof head);
         if (claimed < 0 || (claimed > 0 && total > claimed)) {
             free(buf);
             gzclose(gz);
@@ -129,7 +130,8 @@ static int gunzip(const char *path, const char *what, int to_fd, unsigned char *
 }
 
 /* The uncompressed image file: the file itself, or its copy in the cache
- * folder, named by the source's size and time so a changed file is redone. */
+ * folder, named by a hash of the source's identity (sr_file_id) so a changed
+ * file is redone. */
 static int uncompressed_path(const char *path, const char *work_dir, char *out, size_t len, char *err, size_t errlen)
 {
     bool gzip;
