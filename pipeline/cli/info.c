@@ -257,6 +257,6 @@ int sr_cmd_info(int argc, char **argv, semrep_comm *comm)
     if (access(path, R_OK) != 0)
         return sr_comm_error(comm, SR_EXIT_FAILED, "cannot read %s; check the path", path);
     char err[1024]; /* a FIFO would block the reading of its first bytes */
-    if (sr_check_regular(path, "semrep info", false, err, sizeof err)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
+    if (sr_check_regular(path, "semrep info", err, sizeof err)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     return is_netcdf(path) ? info_netcdf(path, comm) : info_conf(path, &args, comm);
 }

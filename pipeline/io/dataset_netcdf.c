@@ -95,7 +95,7 @@ int sr_dataset_open_netcdf(sr_dataset *ds, char *err, size_t errlen)
     im->ncid = -1;
     ds->source = &netcdf_source;
     ds->impl = im;
-    if (sr_check_regular(c->file, "dataset.file", false, err, errlen)) return -1;
+    if (sr_check_regular(c->file, "dataset.file", err, errlen)) return -1;
     int rc = nc_open(c->file, NC_NOWRITE, &im->ncid);
     if (rc != NC_NOERR) {
         im->ncid = -1;

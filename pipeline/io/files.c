@@ -60,19 +60,19 @@ static int refuse_kind(const char *path, const char *what, mode_t mode, char *er
                      kind_of(mode));
 }
 
-int sr_check_regular(const char *path, const char *what, bool folder_ok, char *err, size_t errlen)
+int sr_check_regular(const char *path, const char *what, char *err, size_t errlen)
 {
     struct stat st;
     if (stat(path, &st) != 0)
         return sr_report(err, errlen, "cannot open %s (%s): %s; check the path", path, what, strerror(errno));
-    if (S_ISREG(st.st_mode) || (folder_ok && S_ISDIR(st.st_mode))) return 0;
+    if (S_ISREG(st.st_mode)) return 0;
     return refuse_kind(path, what, st.st_mode, err, errlen);
 }
 
 int sr_open_regular(const char *path, const char *what, char *err, size_t errlen)
 {
     /* stat first: opening a socket fails and opening a device may act on it */
-    if (sr_check_regular(path, what, false, err, errlen)) return -1;
+    if (sr_check_regular(path, what, err, errlen)) return -1;
     /* it may have been replaced since: O_NONBLOCK keeps a FIFO from blocking the open */
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return sr_report(err, errlen, "cannot open %s (%s): %s; check the path", path, what, strerror(errno));

@@ -2,7 +2,6 @@
 #ifndef SEMREP_IO_FILES_H
 #define SEMREP_IO_FILES_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 /* mkdir -p; 0, or -1 with the reason in err. */
@@ -23,10 +22,12 @@ struct stat;
 sr_file_id sr_file_id_of(const struct stat *st);
 
 /* Only regular files are read as data: a FIFO would block the reader for
- * ever, a device or socket is no data set. 0 when path is a regular file
- * (or a folder, where folder_ok); else -1 with one line in err naming the
- * file, `what` (the conf key or the role, e.g. "dataset.images") and its kind. */
-int sr_check_regular(const char *path, const char *what, bool folder_ok, char *err, size_t errlen);
+ * ever, a device or socket is no data set. 0 when path is a regular file;
+ * else -1 with one line in err naming the file, `what` (the conf key or the
+ * role, e.g. "dataset.images") and its kind. For readers that open by name
+ * themselves (libnetcdf); a file swapped for a FIFO between the check and
+ * their open is a race left open. */
+int sr_check_regular(const char *path, const char *what, char *err, size_t errlen);
 /* Opens a regular file for reading without ever blocking on a FIFO (opened
  * non-blocking, checked on the descriptor, then made blocking again): the
  * descriptor, or -1 with one line in err as sr_check_regular. */

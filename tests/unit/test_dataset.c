@@ -438,7 +438,7 @@ static void test_special_files(void)
     semrep_conf conf;
     CU_ASSERT_EQUAL(sr_conf_load(&conf, fifo, 0, NULL, err, sizeof err), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "a-fifo (the conf) is a FIFO"));
-    CU_ASSERT_EQUAL(sr_check_regular("/dev/null", "dataset.images", false, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(sr_check_regular("/dev/null", "dataset.images", err, sizeof err), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "/dev/null (dataset.images) is a character device"));
     /* a FIFO named like a PNG in a folder is listed as bad, not read */
     char root[512], name[600];
