@@ -12,6 +12,7 @@
 #include <math.h>
 #include <netcdf.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "io/files.h"
 #include "io/nc.h"
 #include "io/png_image.h"
+#include "io/text_escape.h"
 #include "stages/data.h"
 #include "stages/model.h"
 #include "stages/phi_file.h"
@@ -44,15 +46,7 @@ void html(report *r, const char *fmt, ...)
     va_end(ap);
 }
 
-void escaped(report *r, const char *text)
-{
-    for (const char *p = text; *p; p++) {
-        if (*p == '<') fputs("&lt;", r->html);
-        else if (*p == '>') fputs("&gt;", r->html);
-        else if (*p == '&') fputs("&amp;", r->html);
-        else fputc(*p, r->html);
-    }
-}
+void escaped(report *r, const char *text) { sr_html_text(r->html, text); }
 
 static int file_exists(const char *dir, const char *name, char *path, size_t len)
 {
@@ -60,12 +54,52 @@ static int file_exists(const char *dir, const char *name, char *path, size_t len
     return access(path, R_OK) == 0;
 }
 
+void nc_path(int ncid, char *path, size_t len)
+{
+    size_t n = 0;
+    if (nc_inq_path(ncid, &n, NULL) != NC_NOERR || n >= len || nc_inq_path(ncid, &n, path) != NC_NOERR)
+        snprintf(path, len, "a NetCDF file of the output folder");
+}
+
+/* The values a variable holds, all of them, or the whole read would run
+ * past `count`: a file whose variable and dimensions disagree is refused. */
 double *var_doubles(int ncid, const char *name, size_t count)
 {
-    int var;
+    int var, rank, dims[NC_MAX_VAR_DIMS];
     double *v = calloc(count ? count : 1, sizeof(double));
-    if (nc_inq_varid(ncid, name, &var) == NC_NOERR) nc_get_var_double(ncid, var, v);
+    char path[SR_PATH_MAX];
+    SR_CHECK(v, "out of memory for %zu values of %s", count, name);
+    if (nc_inq_varid(ncid, name, &var) != NC_NOERR) return v;
+    nc_path(ncid, path, sizeof path);
+    size_t held = 1, len;
+    SR_NC(nc_inq_var(ncid, var, NULL, NULL, &rank, dims, NULL), path);
+    for (int d = 0; d < rank; d++) {
+        SR_NC(nc_inq_dimlen(ncid, dims[d], &len), path);
+        held = len && held > SIZE_MAX / len ? SIZE_MAX : held * len;
+    }
+    if (held != count)
+        SR_FAIL("%s: %s holds %zu values where its dimensions say %zu; make the file again (delete it and run "
+                "semrep run)", path, name, held, count);
+    SR_NC(nc_get_var_double(ncid, var, v), path);
     return v;
+}
+
+int *k_values(int ncid, size_t *count)
+{
+    char path[SR_PATH_MAX];
+    const size_t clusters = dim_len(ncid, "cluster");
+    double *k = var_doubles(ncid, "k", *count = dim_len(ncid, "k"));
+    int *ks = SR_MALLOC(sizeof(int) * (*count ? *count : 1), "the K values");
+    for (size_t q = 0; q < *count; q++) {
+        if (!(k[q] >= 1 && k[q] <= (double)clusters)) {
+            nc_path(ncid, path, sizeof path);
+            SR_FAIL("%s: k holds %.0f where the file has %zu clusters; make it again (delete it and run semrep run)",
+                    path, k[q], clusters);
+        }
+        ks[q] = (int)k[q];
+    }
+    free(k);
+    return ks;
 }
 
 size_t dim_len(int ncid, const char *name)
@@ -83,14 +117,17 @@ void table(report *r, const char *name, const char *caption, int rows, int cols,
     snprintf(path, sizeof path, "%s/tables/%s.csv", r->dir, name);
     FILE *csv = fopen(path, "w");
     SR_CHECK(csv, "cannot write %s; check the output folder", path);
-    html(r, "<table><caption>%s (<a href=\"tables/%s.csv\">CSV</a>)</caption>\n", caption, name);
+    html(r, "<table><caption>");
+    escaped(r, caption);
+    html(r, " (<a href=\"tables/%s.csv\">CSV</a>)</caption>\n", name);
     for (int i = 0; i < rows; i++) {
         html(r, "<tr>");
         for (int j = 0; j < cols; j++) {
             html(r, i ? "<td>" : "<th>");
             escaped(r, cells[i * cols + j]);
             html(r, i ? "</td>" : "</th>");
-            fprintf(csv, "%s%s", j ? "," : "", cells[i * cols + j]);
+            if (j) fputc(',', csv);
+            sr_csv_field(csv, cells[i * cols + j]);
         }
         html(r, "</tr>\n");
         fputc('\n', csv);
@@ -110,7 +147,9 @@ static void plot(report *r, const char *name, const char *alt, const char *scrip
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     FILE *f = fopen(gp, "w");
     SR_CHECK(f, "cannot write %s", gp);
-    fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9'\nset output '%s.png'\nset grid\n%s\n", name, script);
+    /* noenhanced: titles are shown as they are, not read as markup */
+    fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9' noenhanced\nset output '%s.png'\nset grid\n%s\n", name,
+            script);
     fclose(f);
     const pid_t pid = fork();
     SR_CHECK(pid >= 0, "cannot start gnuplot: out of processes");
@@ -124,7 +163,11 @@ static void plot(report *r, const char *name, const char *alt, const char *scrip
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         SR_FAIL("gnuplot could not draw %s (its messages are in %s); install Debian's gnuplot-nox", name, log);
-    html(r, "<figure><img src=\"plots/%s.png\" alt=\"%s\"><figcaption>%s</figcaption></figure>\n", name, alt, alt);
+    html(r, "<figure><img src=\"plots/%s.png\" alt=\"", name);
+    sr_html_attr(r->html, alt);
+    html(r, "\"><figcaption>");
+    escaped(r, alt);
+    html(r, "</figcaption></figure>\n");
 }
 
 /* plots/NAME.dat; `path` gets the name gnuplot, in that folder, uses. */
@@ -159,10 +202,46 @@ void image_cell(report *r, long position, const char *title)
     char name[SR_NAME_MAX];
     sr_dataset_name(r->ds, position, name, sizeof name);
     html(r, "<img class=\"t\" src=\"images/%ld.png\" title=\"", position);
-    escaped(r, title);
+    sr_html_attr(r->html, title);
     html(r, " ");
-    escaped(r, name);
+    sr_html_attr(r->html, name);
     html(r, "\">");
+}
+
+/* A table cell holding `text`, cut at a character (not inside a UTF-8
+ * sequence) and marked "..." when it does not fit. */
+static void cell_text(char cell[48], const char *text)
+{
+    size_t n = strlen(text);
+    if (n < 48) {
+        memcpy(cell, text, n + 1);
+        return;
+    }
+    n = 44;
+    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80) n--;
+    snprintf(cell, 48, "%.*s...", (int)n, text);
+}
+
+/* The classes of a labelled data set: each label's name and its images in this run. */
+static void classes(report *r)
+{
+    const sr_dataset *ds = r->ds;
+    if (ds->nclasses < 1 || !ds->labels) return;
+    long *count = calloc((size_t)ds->nclasses, sizeof(long));
+    char (*cells)[48] = calloc((size_t)(ds->nclasses + 1) * 3, 48);
+    SR_CHECK(count && cells, "out of memory for the table of %d classes", ds->nclasses);
+    for (long i = 0; i < ds->count; i++) {
+        const int label = sr_dataset_label(ds, i);
+        if (label >= 0 && label < ds->nclasses) count[label]++;
+    }
+    snprintf(cells[0], 48, "label"), snprintf(cells[1], 48, "class"), snprintf(cells[2], 48, "images");
+    for (int c = 0; c < ds->nclasses; c++) {
+        snprintf(cells[(c + 1) * 3], 48, "%d", c);
+        cell_text(cells[(c + 1) * 3 + 1], ds->class_names[c]);
+        snprintf(cells[(c + 1) * 3 + 2], 48, "%ld", count[c]);
+    }
+    table(r, "classes", "the classes: each label's name and its images in this run", ds->nclasses + 1, 3, cells);
+    free(count), free(cells);
 }
 
 static void provenance(report *r, const char *model, double seconds)
@@ -182,11 +261,15 @@ static void provenance(report *r, const char *model, double seconds)
         sr_format_ints(info.shape.kernels, info.shape.levels + 1, k, sizeof k);
         html(r, "<li>model <code>");
         escaped(r, model);
-        html(r, "</code>: kernels %s, %lld parameters, checksum %s</li>\n", k, info.parameters, info.checksum);
+        html(r, "</code>: kernels %s, %lld parameters, checksum ", k, info.parameters);
+        escaped(r, info.checksum);
+        html(r, "</li>\n");
     }
     html(r, "<li>data: ");
     escaped(r, r->ds->description);
-    html(r, ", %ld images used</li>\n</ul>\n<details><summary>the conf</summary><pre>", r->ds->count);
+    html(r, ", %ld images used</li>\n</ul>\n", r->ds->count);
+    classes(r);
+    html(r, "<details><summary>the conf</summary><pre>");
     escaped(r, c->text);
     html(r, "</pre></details>\n");
 }
@@ -259,16 +342,22 @@ static void statistics(report *r, int ncid, int s, const char *label)
             fprintf(f, "\n");
         }
         fclose(f);
-        int len = snprintf(script, sizeof script,
-                           "set xlabel 'normalised participation ratio (small: sparse)'\nset ylabel 'images'\nplot");
+        /* the block names come from the file: gnuplot strings, never commands */
+        char *pr = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&pr, &len);
+        SR_CHECK(m, "out of memory for the plot %s", name);
+        fputs("set xlabel 'normalised participation ratio (small: sparse)'\nset ylabel 'images'\nplot", m);
         char *save = NULL, *tok = strtok_r(blocks, ",", &save);
-        for (size_t b = 0; b < B && tok; b++, tok = strtok_r(NULL, ",", &save))
-            len += snprintf(script + len, sizeof script - (size_t)len, "%s '%s' using 1:%zu with lines title '%s'",
-                            b ? "," : "", dat, b + 2, tok);
-        snprintf(name, sizeof name, "pr_%d", s);
+        for (size_t b = 0; b < B && tok; b++, tok = strtok_r(NULL, ",", &save)) {
+            fprintf(m, "%s '%s' using 1:%zu with lines title ", b ? "," : "", dat, b + 2);
+            sr_gnuplot_string(m, tok);
+        }
+        SR_CHECK(fclose(m) == 0, "out of memory for the plot %s", name);
         char alt[128];
         snprintf(alt, sizeof alt, "participation ratio of each block's channel means, %s", label);
-        plot(r, name, alt, script);
+        plot(r, name, alt, pr);
+        free(pr);
     }
     /* channels by active share, the kinds apart */
     snprintf(name, sizeof name, "channels_%d", s);
@@ -309,8 +398,10 @@ static void grids(report *r, int ncid, int s, const char *label)
 {
     const size_t kmax = dim_len(ncid, "cluster"), m = dim_len(ncid, "member"), n = dim_len(ncid, "image"),
                  nn = dim_len(ncid, "neighbour");
-    int var, k0 = 0;
-    if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var1_int(ncid, var, (size_t[]){0}, &k0);
+    int var;
+    size_t nk;
+    int *ks = k_values(ncid, &nk), k0 = nk ? ks[0] : 0;
+    free(ks);
     int *sizes = calloc(kmax, sizeof(int));
     long long *members = calloc(kmax * m, sizeof(long long));
     const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, kmax}, cm[4] = {1, 1, kmax, m};
@@ -358,12 +449,12 @@ static void grids(report *r, int ncid, int s, const char *label)
 /* phi's measures beside the pixels', for every sigma and K. */
 static void measures(report *r, int ncid)
 {
-    const size_t S = dim_len(ncid, "sigma"), nk = dim_len(ncid, "k");
+    const size_t S = dim_len(ncid, "sigma");
     double *sig = var_doubles(ncid, "sigma", S), *knn = var_doubles(ncid, "knn_accuracy", S * 2);
     const char *names[3] = {"nmi", "purity", "ari"};
     double *v[3], *pv[3], *pknn = var_doubles(ncid, "pixel_knn_accuracy", 2);
-    int ks[64] = {0}, var, pixels = nc_inq_varid(ncid, "pixel_nmi", &var) == NC_NOERR;
-    if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var_int(ncid, var, ks);
+    size_t nk;
+    int var, pixels = nc_inq_varid(ncid, "pixel_nmi", &var) == NC_NOERR, *ks = k_values(ncid, &nk);
     for (int i = 0; i < 3; i++) {
         char pname[32];
         snprintf(pname, sizeof pname, "pixel_%s", names[i]);
@@ -390,7 +481,7 @@ static void measures(report *r, int ncid)
     table(r, "measures", "clusters and neighbours against the labels: phi beside the pixels (sigma in 0-255 units)",
           rows, cols, cells);
     for (int i = 0; i < 3; i++) free(v[i]), free(pv[i]);
-    free(cells), free(sig), free(knn), free(pknn);
+    free(cells), free(sig), free(knn), free(pknn), free(ks);
 }
 
 /* The index of a sigma in a file's sigma variable, or -1. */
@@ -433,8 +524,10 @@ static void reconstructions(report *r)
     const size_t T = dim_len(ncid, "target"), S = dim_len(ncid, "sample"), A = dim_len(ncid, "asigma");
     double *err = var_doubles(ncid, "phi_error", A * T * S), *asig = var_doubles(ncid, "asigma", A);
     nc_close(ncid);
-    html(r, "<h2>Samples of p(x | phi): the %s sampler</h2>\n<p>Each row: the target (or a cluster's members), then %zu samples whose phi was pulled towards the target's.</p>\n",
-         sampler, S);
+    html(r, "<h2>Samples of p(x | phi): the ");
+    escaped(r, sampler);
+    html(r, " sampler</h2>\n<p>Each row: the target (or a cluster's members), then %zu samples whose phi was pulled towards the target's.</p>\n",
+         S);
     for (size_t t = 0; t < T; t++) {
         char from[SR_PATH_MAX + 96], to[2 * SR_PATH_MAX];
         snprintf(from, sizeof from, "%s/reconstruct/target-%03zu.png", r->conf->output_dir, t);
