@@ -37,6 +37,7 @@
 
 #define GRID_CLUSTERS 20 /* clusters shown per grid, biggest first */
 #define NEIGHBOUR_ROWS 8
+#define MAX_K 100000     /* cluster.k's most (docs/conf.md) */
 
 void html(report *r, const char *fmt, ...)
 {
@@ -84,17 +85,30 @@ double *var_doubles(int ncid, const char *name, size_t count)
     return v;
 }
 
+int var_of_rank(int ncid, const char *name, int rank)
+{
+    int var, have;
+    char path[SR_PATH_MAX];
+    if (nc_inq_varid(ncid, name, &var) != NC_NOERR) return -1;
+    nc_path(ncid, path, sizeof path);
+    SR_NC(nc_inq_varndims(ncid, var, &have), path);
+    if (have != rank)
+        SR_FAIL("%s: %s has %d dimensions, not %d; make it again (delete it and run semrep run)", path, name, have,
+                rank);
+    return var;
+}
+
 int *k_values(int ncid, size_t *count)
 {
     char path[SR_PATH_MAX];
-    const size_t clusters = dim_len(ncid, "cluster");
+    const size_t clusters = dim_len(ncid, "cluster"), most = clusters < MAX_K ? clusters : MAX_K;
     double *k = var_doubles(ncid, "k", *count = dim_len(ncid, "k"));
     int *ks = SR_MALLOC(sizeof(int) * (*count ? *count : 1), "the K values");
     for (size_t q = 0; q < *count; q++) {
-        if (!(k[q] >= 1 && k[q] <= (double)clusters)) {
+        if (!(k[q] >= 1 && k[q] <= (double)most)) {
             nc_path(ncid, path, sizeof path);
-            SR_FAIL("%s: k holds %.0f where the file has %zu clusters; make it again (delete it and run semrep run)",
-                    path, k[q], clusters);
+            SR_FAIL("%s: k holds %.0f, not a number of clusters from 1 to %zu; make it again (delete it and run "
+                    "semrep run)", path, k[q], most);
         }
         ks[q] = (int)k[q];
     }
@@ -396,28 +410,32 @@ static void statistics(report *r, int ncid, int s, const char *label)
 /* clusters.nc at sigma index s, for the first K: grids and neighbour rows. */
 static void grids(report *r, int ncid, int s, const char *label)
 {
-    const size_t kmax = dim_len(ncid, "cluster"), m = dim_len(ncid, "member"), n = dim_len(ncid, "image"),
-                 nn = dim_len(ncid, "neighbour");
-    int var;
+    const size_t m = dim_len(ncid, "member"), n = dim_len(ncid, "image"), nn = dim_len(ncid, "neighbour"),
+                 mm = m < GRID_MEMBERS ? m : GRID_MEMBERS, mn = nn < GRID_MEMBERS ? nn : GRID_MEMBERS;
+    char path[SR_PATH_MAX];
+    nc_path(ncid, path, sizeof path);
     size_t nk;
-    int *ks = k_values(ncid, &nk), k0 = nk ? ks[0] : 0;
+    int *ks = k_values(ncid, &nk), k0 = nk ? ks[0] : 0, var;
     free(ks);
-    int *sizes = calloc(kmax, sizeof(int));
-    long long *members = calloc(kmax * m, sizeof(long long));
-    const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, kmax}, cm[4] = {1, 1, kmax, m};
-    if (nc_inq_varid(ncid, "cluster_size", &var) == NC_NOERR) nc_get_vara_int(ncid, var, start, cs, sizes);
-    if (nc_inq_varid(ncid, "members", &var) == NC_NOERR) nc_get_vara_longlong(ncid, var, start, cm, members);
+    /* the first K's clusters: their sizes and the members a grid shows */
+    int *sizes = calloc((size_t)k0 + 1, sizeof(int));
+    long long *members = calloc(((size_t)k0 + 1) * mm, sizeof(long long));
+    char *shown = calloc((size_t)k0 + 1, 1);
+    SR_CHECK(sizes && members && shown, "out of memory for the %d clusters of %s", k0, path);
+    const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, (size_t)k0}, cm[4] = {1, 1, (size_t)k0, mm};
+    if (k0 && (var = var_of_rank(ncid, "cluster_size", 3)) >= 0) SR_NC(nc_get_vara_int(ncid, var, start, cs, sizes), path);
+    if (k0 && mm && (var = var_of_rank(ncid, "members", 4)) >= 0)
+        SR_NC(nc_get_vara_longlong(ncid, var, start, cm, members), path);
     html(r, "<h3>%d clusters, %s: the biggest, each with its images nearest the centre</h3>\n<div class=\"grid\">\n", k0,
          label);
-    char *shown = calloc((size_t)k0, 1);
     for (int row = 0; row < GRID_CLUSTERS && row < k0; row++) {
         int best = -1;
         for (int c = 0; c < k0; c++)
             if (!shown[c] && (best < 0 || sizes[c] > sizes[best])) best = c;
         shown[best] = 1;
         html(r, "<div class=\"row\"><span class=\"lab\">cluster %d<br>%d images</span>", best, sizes[best]);
-        for (size_t j = 0; j < m && j < GRID_MEMBERS; j++) {
-            const long long i = members[(size_t)best * m + j];
+        for (size_t j = 0; j < mm; j++) {
+            const long long i = members[(size_t)best * mm + j];
             if (i < 0 || i >= r->images) continue;
             char title[64];
             snprintf(title, sizeof title, "image %lld", i);
@@ -426,16 +444,17 @@ static void grids(report *r, int ncid, int s, const char *label)
         html(r, "</div>\n");
     }
     html(r, "</div>\n<h3>Nearest neighbours in phi, %s</h3>\n<div class=\"grid\">\n", label);
-    int *nbr = calloc(nn ? nn : 1, sizeof(int));
-    for (long q = 0; q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
+    int nbr[GRID_MEMBERS];
+    var = mn ? var_of_rank(ncid, "neighbours", 3) : -1;
+    for (long q = 0; var >= 0 && q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
         const long query = q * (long)(n / NEIGHBOUR_ROWS);
         if (query >= r->images) break;
-        const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, nn};
-        if (nc_inq_varid(ncid, "neighbours", &var) != NC_NOERR || nc_get_vara_int(ncid, var, ns, nc, nbr) != NC_NOERR) break;
+        const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, mn};
+        SR_NC(nc_get_vara_int(ncid, var, ns, nc, nbr), path);
         html(r, "<div class=\"row\"><span class=\"lab\">image %ld<br>and its nearest</span>", query);
         image_cell(r, query, "query");
         html(r, "<span class=\"sep\"></span>");
-        for (size_t j = 0; j < nn && j < GRID_MEMBERS; j++) {
+        for (size_t j = 0; j < mn; j++) {
             char title[64];
             snprintf(title, sizeof title, "neighbour %zu", j + 1);
             image_cell(r, nbr[j], title);
@@ -443,7 +462,7 @@ static void grids(report *r, int ncid, int s, const char *label)
         html(r, "</div>\n");
     }
     html(r, "</div>\n");
-    free(nbr), free(shown), free(sizes), free(members);
+    free(shown), free(sizes), free(members);
 }
 
 /* phi's measures beside the pixels', for every sigma and K. */
@@ -522,6 +541,10 @@ static void reconstructions(report *r)
     char sampler[32] = "";
     sr_nc_get_text(ncid, NC_GLOBAL, "sampler", sampler, sizeof sampler);
     const size_t T = dim_len(ncid, "target"), S = dim_len(ncid, "sample"), A = dim_len(ncid, "asigma");
+    if (T && var_of_rank(ncid, "phi_error", 3) < 0) { /* each target's row needs it; its size bounds T */
+        nc_path(ncid, path, sizeof path);
+        SR_FAIL("%s has %zu targets and no phi_error; make it again (delete it and run semrep run)", path, T);
+    }
     double *err = var_doubles(ncid, "phi_error", A * T * S), *asig = var_doubles(ncid, "asigma", A);
     nc_close(ncid);
     html(r, "<h2>Samples of p(x | phi): the ");

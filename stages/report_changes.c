@@ -164,7 +164,7 @@ static void read_now(report *r, int clusters_id, listing *l)
     size_t S = 0, nk = 0;
     int var, *ks = NULL;
     char path[SR_PATH_MAX];
-    if (clusters_id >= 0 && nc_inq_varid(clusters_id, "assignment", &var) == NC_NOERR) {
+    if (clusters_id >= 0 && (var = var_of_rank(clusters_id, "assignment", 3)) >= 0) {
         nc_path(clusters_id, path, sizeof path);
         S = dim_len(clusters_id, "sigma"), ks = k_values(clusters_id, &nk);
         if (S > MAX_COLUMNS || S * nk > MAX_COLUMNS)

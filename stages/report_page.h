@@ -36,8 +36,11 @@ void image_cell(report *r, long position, const char *title);
 double *var_doubles(int ncid, const char *name, size_t count);
 size_t dim_len(int ncid, const char *name);
 void nc_path(int ncid, char *path, size_t len);
+/* The id of a variable that must have `rank` dimensions, or -1 when absent;
+ * a file where it has another rank is refused, naming it. */
+int var_of_rank(int ncid, const char *name, int rank);
 /* clusters.nc's K values (count of them in *count), each checked to be 1 to
- * the file's number of clusters: a file that says otherwise is refused. */
+ * the file's number of clusters (and 100000, cluster.k's most): a file that says otherwise is refused. */
 int *k_values(int ncid, size_t *count);
 
 /* "What changed since the last run": compares this run's images and

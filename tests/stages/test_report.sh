@@ -99,6 +99,15 @@ expect 1 "^semrep: error: $out/clusters.nc: assignment holds cluster 2000000000 
   "$semrep" stage report "$conf" "${args[@]}"
 cp "$work/clusters.nc" "$out/clusters.nc"
 nc_edit "$out/clusters.nc" "f['k'][0] = 2000000000"
-expect 1 "^semrep: error: $out/clusters.nc: k holds 2000000000 where the file has 6 clusters; make it again" -- \
+expect 1 "^semrep: error: $out/clusters.nc: k holds 2000000000, not a number of clusters from 1 to 6; make it again" -- \
+  "$semrep" stage report "$conf" "${args[@]}"
+# A variable larger than its dimensions say, and recon.nc without the errors its rows show.
+cp "$work/clusters.nc" "$out/clusters.nc"
+nc_edit "$out/clusters.nc" "f.renameVariable('nmi', 'nmi_was'); f.createVariable('nmi', 'f8', ('sigma', 'k', 'cluster'))[:] = 0"
+expect 1 "^semrep: error: $out/clusters.nc: nmi holds 450 values where its dimensions say 75; make the file again" -- \
+  "$semrep" stage report "$conf" "${args[@]}"
+cp "$work/clusters.nc" "$out/clusters.nc"
+nc_edit "$out/recon.nc" "f.renameVariable('phi_error', 'phi_error_was')"
+expect 1 "^semrep: error: $out/recon.nc has 1 targets and no phi_error; make it again" -- \
   "$semrep" stage report "$conf" "${args[@]}"
 finish
