@@ -419,7 +419,7 @@ static void grids(report *r, int ncid, int s, const char *label)
     free(ks);
     /* the first K's clusters: their sizes and the members a grid shows */
     int *sizes = calloc((size_t)k0 + 1, sizeof(int));
-    long long *members = calloc(((size_t)k0 + 1) * mm, sizeof(long long));
+    long long *members = calloc(((size_t)k0 + 1) * (mm ? mm : 1), sizeof(long long));
     char *shown = calloc((size_t)k0 + 1, 1);
     SR_CHECK(sizes && members && shown, "out of memory for the %d clusters of %s", k0, path);
     const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, (size_t)k0}, cm[4] = {1, 1, (size_t)k0, mm};

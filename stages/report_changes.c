@@ -109,11 +109,11 @@ static void read_last(const report *r, listing *l)
     snprintf(path, sizeof path, "%s/tables/images.tsv", r->final);
     if (!(f = fopen(path, "r"))) return;
     int ks[MAX_COLUMNS]; /* each column's K, from its name "sigma S K k" */
-    char why[160] = "";
+    char why[160] = "", *big = SR_MALLOC(1 << 16, "a line of images.tsv"); /* the header's 1024 columns fit */
     long lines = 1;
-    if (fgets(line, sizeof line, f)) { /* position, source, label, then the clusterings */
-        line[strcspn(line, "\n")] = 0;
-        char *save = NULL, *field = strtok_r(line, "\t", &save);
+    if (fgets(big, 1 << 16, f)) { /* position, source, label, then the clusterings */
+        big[strcspn(big, "\n")] = 0;
+        char *save = NULL, *field = strtok_r(big, "\t", &save);
         for (int j = 0; field && !why[0]; j++, field = strtok_r(NULL, "\t", &save)) {
             if (j < 3) continue;
             if (l->ncols == MAX_COLUMNS) snprintf(why, sizeof why, "more than %d clusterings", MAX_COLUMNS);
@@ -125,7 +125,6 @@ static void read_last(const report *r, listing *l)
     long cap = 1024;
     l->source = SR_MALLOC(sizeof(char *) * cap, "the last run's images");
     l->cluster = SR_MALLOC(sizeof(int) * cap * (l->ncols ? l->ncols : 1), "the last run's clusters");
-    char *big = SR_MALLOC(1 << 16, "a line of images.tsv");
     while (!why[0] && fgets(big, 1 << 16, f)) {
         lines++;
         if (!strchr(big, '\n') && !feof(f)) {
