@@ -295,8 +295,13 @@ void changes(report *r, int clusters_id)
          strcmp(last.checkpoint, checkpoint) ? " from <b>another model</b>" : "", now.rows, added,
          last.rows - kept, kept);
     if (last.phi[0] && !strcmp(last.phi, fingerprint)) html(r, " phi.nc is unchanged since the last report.");
-    else if (computed[0])
-        html(r, " phi was computed for %s images and copied for %s.", computed, reused[0] ? reused : "0");
+    else if (computed[0]) {
+        html(r, " phi was computed for ");
+        escaped(r, computed);
+        html(r, " images and copied for ");
+        escaped(r, reused[0] ? reused : "0");
+        html(r, ".");
+    }
     html(r, "</p>\n");
 
     /* how far the clusters of the images both runs saw moved */

@@ -68,12 +68,14 @@ PY
 check "every CSV table has one width and classes.csv holds the class name: $csv_check" \
   '[ "$csv_check" = "ragged [] class True" ]'
 
-# One report over three crafted inputs: a stats.nc block name that would end
-# its gnuplot title and run a command; a recon.nc sampler that is a script;
-# and the widest table a conf can make, 64 sigmas x 16 K values (a header
+# One report over four crafted inputs: a stats.nc block name that would end
+# its gnuplot title and run a command; recon.nc's sampler and phi.nc's
+# images_computed that are markup; and the widest table a conf can make, 64 sigmas x 16 K values (a header
 # of over 8 KiB), as the last report's, to be read back, not taken for damaged.
 nc_edit "$out/stats.nc" "f['pr_hist'].blocks = \"enc1' ; system 'touch $work/MARKER' ; print ',\" + 'mid\"; system(\"touch $work/MARKER2\") #,dec\nsystem \"touch $work/MARKER3\"'"
 nc_edit "$out/recon.nc" "f.sampler = '<script>alert(3)</script>'"
+nc_edit "$out/phi.nc" "f.images_computed = '<img src=x onerror=alert(4)>'"
+sed -i '2s/[^\t]*$/another-phi/' "$out/report/tables/run.tsv" # so that the page says what phi computed
 images=$out/report/tables/images.tsv
 /usr/bin/python3 - "$images" <<'PY'
 import sys
@@ -92,6 +94,8 @@ check "gnuplot ran no command from stats.nc" '[ ! -e "$work/MARKER" ] && [ ! -e 
 check "the block names are the plot's titles, quoted" 'grep -qF "title '"'"'enc1'"''"' ; system" "$out/report/plots/pr_0.gp"'
 check "recon.nc's sampler is text in the page" \
   '! grep -q "<script>" "$page" && grep -qF "the &lt;script&gt;alert(3)&lt;/script&gt; sampler" "$page"'
+check "phi.nc's images_computed is text in the page" \
+  'grep -qF "phi was computed for &lt;img src=x onerror=alert(4)&gt; images" "$page"'
 check "a last report with 1024 clusterings is read back, not taken for damaged" \
   '[ "$(tail -1 "$work/log")" = "report: $page" ] && grep -q "<b>0 added</b>, <b>0 removed</b>, 40 in both" "$page" && ! grep -q "damaged" "$page"'
 
