@@ -785,6 +785,14 @@ static void make_fingerprints(recon_run *r)
         }
         XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
         XXH3_64bits_update(h, &c->seed, sizeof c->seed);
+        const int noise_version = SR_RNG_NOISE_VERSION; /* samples of other noise never mix */
+        XXH3_64bits_update(h, &noise_version, sizeof noise_version);
+        /* what rounds differently, as phi's fingerprint: a GPU and its
+         * products (the CPU's hashes stay as they were before GPUs) */
+        if (!r->net.be->host_memory) {
+            XXH3_64bits_update(h, r->net.be->name, strlen(r->net.be->name));
+            XXH3_64bits_update(h, c->gpu_math, strlen(c->gpu_math));
+        }
         snprintf(with_data ? r->fingerprint : r->provenance, sizeof r->fingerprint, "%016llx",
                  (unsigned long long)XXH3_64bits_digest(h));
     }
@@ -852,7 +860,7 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
         sr_unet_free(&r.net);
         sr_dataset_close(r.ds);
         if (state > 0 && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
-        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data or settings; move it away or use another output_dir", r.path);
+        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data, settings, backend or noise version; move it away or use another output_dir", r.path);
     }
     r.pairs = (long)(r.conditional ? r.ntargets : 1) * conf->reconstruct.samples;
     r.nbatches = (r.pairs + conf->reconstruct.batch - 1) / conf->reconstruct.batch;
