@@ -150,10 +150,12 @@ void sr_backend_cpu_prepare(char **argv);
 const sr_backend *sr_backend_select(const sr_backend_request *request, char *err, size_t errlen);
 
 /* The CUDA backend (built when the CUDA toolkit was found: SEMREP_WITH_CUDA):
- * the number of GPUs this process sees (0 when none or no driver), and the
+ * the number of GPUs this process sees (0 with the reason in err when there
+ * is no NVIDIA driver or no device; -1 with the reason when a driver is there
+ * but CUDA cannot start: a broken driver never reads as "no GPU"), and the
  * backend on GPU `device` with products in `gpu_math`; NULL with the reason.
  * One device per process: a second call must name the same one. */
-int sr_backend_cuda_devices(void);
+int sr_backend_cuda_devices(char *err, size_t errlen);
 const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen);
 
 #ifdef __cplusplus

@@ -243,11 +243,16 @@ static void test_vectors(void)
 
 int main(void)
 {
-    if (sr_backend_cuda_devices() < 1) {
-        printf("SKIPPED: no GPU visible; the CUDA backend was built but not run\n");
+    char err[256];
+    const int devices = sr_backend_cuda_devices(err, sizeof err);
+    if (devices < 0) { /* a broken driver fails: it is not a CPU machine */
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (devices == 0) {
+        printf("SKIPPED: no GPU visible (%s); the CUDA backend was built but not run\n", err);
         return 77;
     }
-    char err[256];
     cpu = sr_backend_cpu(0);
     gpu = sr_backend_cuda(0, "fp32", err, sizeof err);
     if (!gpu) {
