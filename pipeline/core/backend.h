@@ -127,6 +127,13 @@ typedef struct sr_backend {
     /* Adam (PyTorch's form) on count parameters; step counts from 1. */
     void (*adam)(float *param, const float *grad, float *m, float *v, size_t count,
                  float lr, float beta1, float beta2, float eps, long step);
+    /* Adam on n images of c x hw values in the engine's layout (CNHW: the
+     * pixels a projection moves): the images whose active[i] is 0 (backend
+     * memory, n bytes) keep their values and moments. The reconstruction's
+     * form, the update in double: param -= lr (m / bc1) / (sqrt(v / bc2) + eps),
+     * bc = 1 - beta^step; step counts from 1. */
+    void (*adam_masked)(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
+                        const uint8_t *active, double lr, float beta1, float beta2, float eps, long step);
 } sr_backend;
 
 /* What a run asks for; sr_backend_select turns it into a backend. */

@@ -632,6 +632,29 @@ static void gpu_adam(float *param, const float *grad, float *m, float *v, size_t
     LAUNCHED();
 }
 
+__global__ static void k_adam_masked(float *param, const float *grad, float *m, float *v, size_t count, int n,
+                                     int hw, const uint8_t *active, double lr, float beta1, float beta2, float eps,
+                                     double bc1, double bc2)
+{
+    FOR_EACH(e, count) {
+        if (!active[(e / hw) % n]) continue;
+        const float g = grad[e];
+        const float mm = m[e] = beta1 * m[e] + (1.0f - beta1) * g;
+        const float vv = v[e] = beta2 * v[e] + (1.0f - beta2) * g * g;
+        param[e] -= (float)(lr * (mm / bc1) / (sqrt(vv / bc2) + eps));
+    }
+}
+
+static void gpu_adam_masked(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
+                            const uint8_t *active, double lr, float beta1, float beta2, float eps, long step)
+{
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    const size_t count = (size_t)c * n * hw;
+    k_adam_masked<<<blocks_for(count), THREADS>>>(param, grad, m, v, count, n, hw, active, lr, beta1, beta2, eps, bc1,
+                                                  bc2);
+    LAUNCHED();
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 static sr_backend cuda_backend = {
