@@ -85,6 +85,8 @@ static void make_fingerprints(phi_run *r)
         if (with_data) sr_data_hash(h, r->ds);
         XXH3_64bits_update(h, settings, sizeof settings);
         XXH3_64bits_update(h, c->phi.sigmas, sizeof(double) * (size_t)c->phi.nsigmas);
+        const int noise_version = SR_RNG_NOISE_VERSION; /* rows of other noise never mix */
+        XXH3_64bits_update(h, &noise_version, sizeof noise_version);
         /* what rounds differently: a GPU and its products (the CPU's hashes
          * stay as they were before GPUs), and noise named by file names */
         if (!r->net.be->host_memory) {
@@ -560,7 +562,7 @@ static int existing(const phi_run *r, char *err, size_t errlen)
                          r->path, sum, r->checksum);
     if (!same_source && strcmp(data, r->ds->description))
         return sr_report(err, errlen, "%s was made from another data set (%s); move it away or use another output_dir", r->path, data);
-    return sr_report(err, errlen, "%s was made with other phi settings or images; move it away or use another output_dir", r->path);
+    return sr_report(err, errlen, "%s was made with other phi settings, images or noise version; move it away or use another output_dir", r->path);
 }
 
 /* ---- the stage -------------------------------------------------------------- */

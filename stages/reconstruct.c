@@ -62,6 +62,7 @@ typedef struct {
     char checksum[17], fingerprint[17], provenance[17], path[SR_PATH_MAX + 32], dir[SR_PATH_MAX + 32];
     bool conditional, fixed;
     sr_unet_work target_wk;      /* the targets' phi: kept while the size stays (n = 0: none yet) */
+    float **target_pixels;       /* [ntargets] each target's images, read once (NULL until needed) */
 } recon_run;
 
 /* What one batch gives. */
@@ -90,11 +91,14 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
             sr_unet_work_init(&r->target_wk, &r->net, m * n, r->size, r->size, false);
         }
         sr_unet_work *wk = &r->target_wk;
-        float *clean = SR_MALLOC(sizeof(float) * r->per_image * m, "the target's images");
+        float *clean = r->target_pixels[which[t]]; /* every sampler step asks again */
+        if (!clean) {
+            clean = r->target_pixels[which[t]] = SR_MALLOC(sizeof(float) * r->per_image * m, "the target's images");
+            if (sr_dataset_read_list(r->ds, tg->images, m, clean, err, sizeof err)) SR_FAIL("%s", err);
+        }
         float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(wk), "the target's block means");
         float *mid = SR_MALLOC(sizeof(float) * (size_t)m * r->kmid, "the target's phi");
         uint32_t keys[MAX_MEMBERS];
-        if (sr_dataset_read_list(r->ds, tg->images, m, clean, err, sizeof err)) SR_FAIL("%s", err);
         for (int i = 0; i < m; i++) keys[i] = sr_dataset_noise_key(r->ds, tg->images[i]);
         sr_phi_compute(&r->net, wk, (uint32_t)r->conf->seed, keys, clean, m, sigma, draws, means, mid, NULL);
         for (int c = 0; c < r->kmid; c++) {
@@ -102,8 +106,14 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
             for (int i = 0; i < m; i++) sum += mid[(size_t)i * r->kmid + c];
             out[(size_t)t * r->kmid + c] = (float)(sum / m);
         }
-        free(clean), free(means), free(mid);
+        free(means), free(mid);
     }
+}
+
+static void free_target_pixels(recon_run *r)
+{
+    for (int t = 0; r->target_pixels && t < r->ntargets; t++) free(r->target_pixels[t]);
+    free(r->target_pixels);
 }
 
 /* ---- the projection ------------------------------------------------------ */
@@ -111,58 +121,67 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
 /* P(y, phi*): Adam on the pixels of every sample not `frozen`, the model
  * fixed, on L = mean over the masked channels of (abar_mid(y) - phi*)^2;
  * each sample stops when its L falls below stop_ratio of its first. Adam
- * starts afresh at every call. */
+ * starts afresh at every call. y and Adam's moments stay where the engine
+ * runs (the input buffer holds y); each iteration brings back only the
+ * middle block's means and sends back their gradient. */
 static void project(recon_run *r, sr_unet_work *wk, float *y, const float *target_phi, const bool *frozen)
 {
     const semrep_conf *c = r->conf;
+    const sr_backend *be = r->net.be;
     const int b = wk->n, K = r->kmid, mid = r->net.shape.levels;
-    const size_t count = r->per_image * b, nmeans = sr_unet_means_count(wk);
+    const size_t count = r->per_image * b, nmid = (size_t)b * K;
     const size_t mid_at = (size_t)b * r->net.block_offset[mid];
-    float *m = calloc(count, sizeof(float)), *v = calloc(count, sizeof(float));
-    float *grad = SR_MALLOC(sizeof(float) * count, "the projection's gradient");
-    float *means = SR_MALLOC(sizeof(float) * nmeans, "the projection's means");
-    float *dmeans = calloc(nmeans, sizeof(float));
+    float *moments = be->alloc(2 * sizeof(float) * count);
+    uint8_t *d_active = be->alloc((size_t)b);
+    if (!moments || !d_active)
+        SR_FAIL("the %s backend has no room for the projection's Adam moments (%zu bytes); lower reconstruct.batch",
+                be->name, 2 * sizeof(float) * count);
+    be->zero(moments, 2 * sizeof(float) * count);
+    be->zero(wk->d_means, sizeof(float) * sr_unet_means_count(wk)); /* only the middle block's are sent */
+    float *abar_all = SR_MALLOC(sizeof(float) * nmid, "the projection's means");
+    float *dmeans = SR_MALLOC(sizeof(float) * nmid, "the projection's means");
     double *first = SR_MALLOC(sizeof(double) * b, "the projection");
-    bool *done = SR_MALLOC(sizeof(bool) * b, "the projection");
+    uint8_t *active_of = SR_MALLOC((size_t)b, "the projection");
     int active = 0;
-    for (int i = 0; i < b; i++) active += !(done[i] = frozen[i]);
+    for (int i = 0; i < b; i++) {
+        active_of[i] = !frozen[i];
+        active += active_of[i];
+    }
+    be->to_device(d_active, active_of, (size_t)b);
+    float *x = sr_unet_input(wk);
+    sr_unet_put_images(wk, y, x);
     const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
     for (int it = 0; it < c->reconstruct.max_iter && active; it++) {
-        sr_unet_put_images(wk, y, sr_unet_input(wk));
         sr_unet_forward(&r->net, wk, SR_UPTO_MID);
-        r->net.be->to_host(means, wk->means, sizeof(float) * nmeans);
+        be->to_host(abar_all, wk->means + mid_at, sizeof(float) * nmid);
+        bool stopped = false;
         for (int i = 0; i < b; i++) {
-            float *dm = dmeans + mid_at + (size_t)i * K;
-            const float *abar = means + mid_at + (size_t)i * K, *want = target_phi + (size_t)i * K;
+            float *dm = dmeans + (size_t)i * K;
+            const float *abar = abar_all + (size_t)i * K, *want = target_phi + (size_t)i * K;
             double loss = 0.0;
             for (int ch = 0; ch < K; ch++) {
                 const double e = (double)abar[ch] - want[ch];
                 loss += r->mask[ch] * e * e / r->masked;
-                dm[ch] = done[i] ? 0.0f : (float)(2.0 * r->mask[ch] * e / r->masked);
+                dm[ch] = active_of[i] ? (float)(2.0 * r->mask[ch] * e / r->masked) : 0.0f;
             }
-            if (done[i]) continue;
+            if (!active_of[i]) continue;
             if (it == 0) first[i] = loss;
             else if (loss < c->reconstruct.stop_ratio * first[i]) {
-                done[i] = true;
+                active_of[i] = 0, stopped = true;
                 active--;
                 memset(dm, 0, sizeof(float) * K);
             }
         }
         if (!active) break;
-        r->net.be->to_device(wk->d_means, dmeans, sizeof(float) * nmeans);
+        be->to_device(wk->d_means + mid_at, dmeans, sizeof(float) * nmid);
+        if (stopped) be->to_device(d_active, active_of, (size_t)b);
         sr_unet_backward(&r->net, wk, SR_UPTO_MID, NULL, wk->d_means, NULL, true);
-        sr_unet_get_images(wk, sr_unet_input_grad(wk), grad);
-        const double bc1 = 1.0 - pow(beta1, it + 1), bc2 = 1.0 - pow(beta2, it + 1);
-        for (int i = 0; i < b; i++) {
-            if (done[i]) continue;
-            for (size_t p = i * r->per_image; p < (i + 1) * r->per_image; p++) {
-                m[p] = beta1 * m[p] + (1.0f - beta1) * grad[p];
-                v[p] = beta2 * v[p] + (1.0f - beta2) * grad[p] * grad[p];
-                y[p] -= (float)(c->reconstruct.lr * (m[p] / bc1) / (sqrt(v[p] / bc2) + eps));
-            }
-        }
+        be->adam_masked(x, sr_unet_input_grad(wk), moments, moments + count, r->channels, b, r->size * r->size,
+                        d_active, c->reconstruct.lr, beta1, beta2, eps, it + 1);
     }
-    free(m), free(v), free(grad), free(means), free(dmeans), free(first), free(done);
+    sr_unet_get_images(wk, x, y);
+    be->release(moments), be->release(d_active);
+    free(abar_all), free(dmeans), free(first), free(active_of);
 }
 
 /* The noise of a sample at a step: a pure function of (seed, target, sample, step). */
@@ -700,6 +719,8 @@ static int choose_targets(recon_run *r, char *err, size_t errlen)
     const semrep_conf *c = r->conf;
     const int n = c->reconstruct.ntargets + c->reconstruct.random + c->reconstruct.nclusters;
     r->targets = calloc((size_t)(n ? n : 1), sizeof(target));
+    r->target_pixels = SR_MALLOC(sizeof(float *) * (n ? n : 1), "the targets' images");
+    for (int t = 0; t < (n ? n : 1); t++) r->target_pixels[t] = NULL;
     if (!r->conditional) {
         r->ntargets = 1;
         r->targets[0] = (target){.kind = TARGET_NONE, .id = -1};
@@ -785,6 +806,14 @@ static void make_fingerprints(recon_run *r)
         }
         XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
         XXH3_64bits_update(h, &c->seed, sizeof c->seed);
+        const int noise_version = SR_RNG_NOISE_VERSION; /* samples of other noise never mix */
+        XXH3_64bits_update(h, &noise_version, sizeof noise_version);
+        /* what rounds differently, as phi's fingerprint: a GPU and its
+         * products (the CPU's hashes stay as they were before GPUs) */
+        if (!r->net.be->host_memory) {
+            XXH3_64bits_update(h, r->net.be->name, strlen(r->net.be->name));
+            XXH3_64bits_update(h, c->gpu_math, strlen(c->gpu_math));
+        }
         snprintf(with_data ? r->fingerprint : r->provenance, sizeof r->fingerprint, "%016llx",
                  (unsigned long long)XXH3_64bits_digest(h));
     }
@@ -848,11 +877,12 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     sr_comm_bcast(comm, &state, sizeof state, 0);
     if (state != 0) {
         if (r.target_wk.n) sr_unet_work_free(&r.target_wk);
+    free_target_pixels(&r);
     free(r.targets), free(r.mask), free(r.mean_image);
         sr_unet_free(&r.net);
         sr_dataset_close(r.ds);
         if (state > 0 && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
-        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data or settings; move it away or use another output_dir", r.path);
+        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data, settings, backend or noise version; move it away or use another output_dir", r.path);
     }
     r.pairs = (long)(r.conditional ? r.ntargets : 1) * conf->reconstruct.samples;
     r.nbatches = (r.pairs + conf->reconstruct.batch - 1) / conf->reconstruct.batch;
@@ -899,6 +929,7 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     }
     sr_comm_barrier(comm);
     if (r.target_wk.n) sr_unet_work_free(&r.target_wk);
+    free_target_pixels(&r);
     free(r.targets), free(r.mask), free(r.mean_image);
     sr_unet_free(&r.net);
     sr_dataset_close(r.ds);

@@ -5,7 +5,11 @@
 
 #ifndef SEMREP_WITH_CUDA
 /* Built without the CUDA toolkit: no GPU is ever seen. */
-int sr_backend_cuda_devices(void) { return 0; }
+int sr_backend_cuda_devices(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "this semrep was built without the CUDA toolkit");
+    return 0;
+}
 
 const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen)
 {
@@ -32,7 +36,9 @@ const sr_backend *sr_backend_select(const sr_backend_request *req, char *err, si
         snprintf(err, errlen, "backend = \"%s\" is not one of auto, cpu, cuda", req->name);
         return NULL;
     }
-    /* "auto": the GPU when this process sees one */
-    if (gpu || (any && sr_backend_cuda_devices() > 0)) return sr_backend_cuda(req->device, math, err, errlen);
+    /* "auto": the GPU when this process sees one; a broken driver is an error */
+    const int devices = any ? sr_backend_cuda_devices(err, errlen) : 0;
+    if (devices < 0) return NULL;
+    if (gpu || devices > 0) return sr_backend_cuda(req->device, math, err, errlen);
     return sr_backend_cpu(req->threads);
 }

@@ -127,6 +127,13 @@ typedef struct sr_backend {
     /* Adam (PyTorch's form) on count parameters; step counts from 1. */
     void (*adam)(float *param, const float *grad, float *m, float *v, size_t count,
                  float lr, float beta1, float beta2, float eps, long step);
+    /* Adam on n images of c x hw values in the engine's layout (CNHW: the
+     * pixels a projection moves): the images whose active[i] is 0 (backend
+     * memory, n bytes) keep their values and moments. The reconstruction's
+     * form, the update in double: param -= lr (m / bc1) / (sqrt(v / bc2) + eps),
+     * bc = 1 - beta^step; step counts from 1. */
+    void (*adam_masked)(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
+                        const uint8_t *active, double lr, float beta1, float beta2, float eps, long step);
 } sr_backend;
 
 /* What a run asks for; sr_backend_select turns it into a backend. */
@@ -150,10 +157,12 @@ void sr_backend_cpu_prepare(char **argv);
 const sr_backend *sr_backend_select(const sr_backend_request *request, char *err, size_t errlen);
 
 /* The CUDA backend (built when the CUDA toolkit was found: SEMREP_WITH_CUDA):
- * the number of GPUs this process sees (0 when none or no driver), and the
+ * the number of GPUs this process sees (0 with the reason in err when there
+ * is no NVIDIA driver or no device; -1 with the reason when a driver is there
+ * but CUDA cannot start: a broken driver never reads as "no GPU"), and the
  * backend on GPU `device` with products in `gpu_math`; NULL with the reason.
  * One device per process: a second call must name the same one. */
-int sr_backend_cuda_devices(void);
+int sr_backend_cuda_devices(char *err, size_t errlen);
 const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen);
 
 #ifdef __cplusplus

@@ -490,6 +490,23 @@ static void cpu_adam(float *param, const float *grad, float *m, float *v, size_t
     }
 }
 
+static void cpu_adam_masked(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
+                            const uint8_t *active, double lr, float beta1, float beta2, float eps, long step)
+{
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    const size_t planes = (size_t)c * n;
+#pragma omp parallel for schedule(static) if (worth_threads(planes * hw))
+    for (size_t plane = 0; plane < planes; plane++) {
+        if (!active[plane % n]) continue;
+        for (size_t e = plane * hw; e < (plane + 1) * hw; e++) {
+            const float g = grad[e];
+            m[e] = beta1 * m[e] + (1.0f - beta1) * g;
+            v[e] = beta2 * v[e] + (1.0f - beta2) * g * g;
+            param[e] -= (float)(lr * (m[e] / bc1) / (sqrt(v[e] / bc2) + eps));
+        }
+    }
+}
+
 static const sr_backend cpu_backend = {
     .name = "cpu",
     .host_memory = true,
@@ -521,6 +538,7 @@ static const sr_backend cpu_backend = {
     .axpby = cpu_axpby,
     .memory_bytes = cpu_memory_bytes,
     .adam = cpu_adam,
+    .adam_masked = cpu_adam_masked,
 };
 
 void sr_backend_cpu_prepare(char **argv)

@@ -15,7 +15,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CU(call)                                                                                        \
@@ -34,8 +36,20 @@
                    cublasGetStatusString(s_));                                                          \
     } while (0)
 
-/* After every launch: a bad configuration shows here, a fault at the next sync. */
-#define LAUNCHED() CU(cudaGetLastError())
+/* After every launch: a bad configuration shows here, a fault at the next
+ * sync, which may be another kernel's. With SEMREP_CUDA_SYNC=1 (the op tests
+ * set it; benchmarks must not) every launch is waited for, so a fault names
+ * the line of the kernel that made it. */
+#define LAUNCHED()                                                                                      \
+    do {                                                                                                \
+        CU(cudaGetLastError());                                                                         \
+        if (gpu.sync_launches) {                                                                        \
+            const cudaError_t k_ = cudaDeviceSynchronize();                                             \
+            if (k_ != cudaSuccess)                                                                      \
+                sr_die(__FILE__, __LINE__, "CUDA: the kernel launched here failed: %s (SEMREP_CUDA_SYNC=1)", \
+                       cudaGetErrorString(k_));                                                         \
+        }                                                                                               \
+    } while (0)
 
 static const int THREADS = 256;   /* elementwise kernels */
 static const int REDUCE = 512;    /* reduction blocks: a power of two */
@@ -51,7 +65,8 @@ static struct {
     double *partials;             /* DOT_BLOCKS, for dot */
     uint32_t *keys;               /* noisy_copies' keys */
     size_t keys_cap;
-} gpu = {-1, NULL, CUBLAS_COMPUTE_32F, "", NULL, NULL, 0};
+    bool sync_launches;           /* SEMREP_CUDA_SYNC=1: wait for every kernel */
+} gpu = {-1, NULL, CUBLAS_COMPUTE_32F, "", NULL, NULL, 0, false};
 
 static int blocks_for(size_t count)
 {
@@ -617,6 +632,29 @@ static void gpu_adam(float *param, const float *grad, float *m, float *v, size_t
     LAUNCHED();
 }
 
+__global__ static void k_adam_masked(float *param, const float *grad, float *m, float *v, size_t count, int n,
+                                     int hw, const uint8_t *active, double lr, float beta1, float beta2, float eps,
+                                     double bc1, double bc2)
+{
+    FOR_EACH(e, count) {
+        if (!active[(e / hw) % n]) continue;
+        const float g = grad[e];
+        const float mm = m[e] = beta1 * m[e] + (1.0f - beta1) * g;
+        const float vv = v[e] = beta2 * v[e] + (1.0f - beta2) * g * g;
+        param[e] -= (float)(lr * (mm / bc1) / (sqrt(vv / bc2) + eps));
+    }
+}
+
+static void gpu_adam_masked(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
+                            const uint8_t *active, double lr, float beta1, float beta2, float eps, long step)
+{
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    const size_t count = (size_t)c * n * hw;
+    k_adam_masked<<<blocks_for(count), THREADS>>>(param, grad, m, v, count, n, hw, active, lr, beta1, beta2, eps, bc1,
+                                                  bc2);
+    LAUNCHED();
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 static sr_backend cuda_backend = {
@@ -650,24 +688,40 @@ static sr_backend cuda_backend = {
     .axpby = gpu_axpby,
     .memory_bytes = gpu_memory_bytes,
     .adam = gpu_adam,
+    .adam_masked = gpu_adam_masked,
 };
 
-extern "C" int sr_backend_cuda_devices(void)
+extern "C" int sr_backend_cuda_devices(char *err, size_t errlen)
 {
     int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) {
-        cudaGetLastError(); /* no driver or no device: not an error for "auto" */
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e == cudaSuccess) return count;
+    cudaGetLastError();
+    /* "no GPU" only where there is none: no device, or no driver at all
+     * (the runtime then says the driver is too old); anything else is a
+     * driver that is there but broken, and must not pass for a CPU machine */
+    void *driver = e == cudaErrorInsufficientDriver ? dlopen("libcuda.so.1", RTLD_LAZY) : NULL;
+    if (driver) dlclose(driver);
+    if (e == cudaErrorNoDevice || (e == cudaErrorInsufficientDriver && !driver)) {
+        snprintf(err, errlen, "%s", e == cudaErrorNoDevice ? "the NVIDIA driver sees no GPU" : "no NVIDIA driver (libcuda.so.1)");
         return 0;
     }
-    return count;
+    snprintf(err, errlen, "CUDA cannot start: %s (%s); check the driver with nvidia-smi, or use backend = \"cpu\"",
+             cudaGetErrorName(e), cudaGetErrorString(e));
+    return -1;
 }
 
 extern "C" const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen)
 {
-    const int count = sr_backend_cuda_devices();
+    char why[192];
+    const int count = sr_backend_cuda_devices(why, sizeof why);
+    if (count < 0) {
+        snprintf(err, errlen, "backend = \"cuda\": %s", why);
+        return NULL;
+    }
     if (count < 1) {
-        snprintf(err, errlen, "backend = \"cuda\" but this process sees no GPU (check nvidia-smi, "
-                              "CUDA_VISIBLE_DEVICES and the job's GPU request), or use backend = \"cpu\"");
+        snprintf(err, errlen, "backend = \"cuda\" but this process sees no GPU (%s; check nvidia-smi, "
+                              "CUDA_VISIBLE_DEVICES and the job's GPU request), or use backend = \"cpu\"", why);
         return NULL;
     }
     device %= count;
@@ -696,6 +750,8 @@ extern "C" const sr_backend *sr_backend_cuda(int device, const char *gpu_math, c
                   : !strcmp(gpu_math, "bf16") ? CUBLAS_COMPUTE_32F_FAST_16BF
                                               : CUBLAS_COMPUTE_32F;
     snprintf(gpu.math, sizeof gpu.math, "%s", gpu_math);
+    const char *sync = getenv("SEMREP_CUDA_SYNC");
+    gpu.sync_launches = sync && !strcmp(sync, "1");
     gpu.device = device;
     return &cuda_backend;
 }

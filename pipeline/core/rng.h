@@ -13,6 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of the bits-to-normals transform (core/rng_block.h): 1 was
+ * libm's logf, sinf and cosf; 2 is arithmetic that rounds the same on the CPU
+ * and the GPU. The fingerprints of files made from noise hash it, so rows
+ * drawn with one version are never mixed with rows drawn with another. */
+#define SR_RNG_NOISE_VERSION 2
+
 typedef enum {
     SR_RNG_INIT = 1,     /* weight initialisation */
     SR_RNG_TRAIN_NOISE,  /* training noise images */

@@ -6,7 +6,8 @@
 #   tests/gpu/fetch_deps.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-packages=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 librandom123-dev
+# libquadmath0: libgfortran5 (OpenBLAS's LAPACK) needs it, and the image may lack it
+packages=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libquadmath0 librandom123-dev
           libcunit1 libcunit1-dev pkgconf pkgconf-bin libpkgconf3)
 rm -rf .gpu-deps
 mkdir -p .gpu-deps

@@ -449,6 +449,39 @@ static void test_adam_closed_form(void)
     model_free(&m);
 }
 
+/* The projection's masked Adam: two steps with gradients g and -g/2 against
+ * the rule by hand in double, on images in the engine's layout ([c][n][hw]);
+ * the images not active keep their pixels and moments bit for bit. */
+static void test_adam_masked_closed_form(void)
+{
+    enum { C = 3, N = 4, HW = 50, COUNT = C * N * HW };
+    const uint8_t active[N] = {1, 0, 1, 0};
+    float *p = uniform(51, -1, 1, COUNT), *g = uniform(52, -1, 1, COUNT), *p0 = malloc(sizeof(float) * COUNT);
+    float *mv = calloc(2 * COUNT, sizeof(float));
+    memcpy(p0, p, sizeof(float) * COUNT);
+    be->adam_masked(p, g, mv, mv + COUNT, C, N, HW, active, 0.01, 0.9f, 0.999f, 1e-8f, 1);
+    for (size_t e = 0; e < COUNT; e++) g[e] *= -0.5f;
+    be->adam_masked(p, g, mv, mv + COUNT, C, N, HW, active, 0.01, 0.9f, 0.999f, 1e-8f, 2);
+    double worst = 0.0;
+    int kept = 1;
+    for (size_t e = 0; e < COUNT; e++) {
+        if (!active[(e / HW) % N]) {
+            kept &= p[e] == p0[e] && mv[e] == 0.0f && mv[COUNT + e] == 0.0f;
+            continue;
+        }
+        const double g2 = g[e], g1 = -2.0 * g2;
+        const double m1 = 0.1 * g1, v1 = 0.001 * g1 * g1;
+        const double p1 = p0[e] - 0.01 * (m1 / 0.1) / (sqrt(v1 / 0.001) + 1e-8);
+        const double m2 = 0.9 * m1 + 0.1 * g2, v2 = 0.999 * v1 + 0.001 * g2 * g2;
+        const double p2 = p1 - 0.01 * (m2 / (1 - 0.81)) / (sqrt(v2 / (1 - 0.999 * 0.999)) + 1e-8);
+        worst = fmax(worst, fabs(p2 - p[e]));
+    }
+    printf("\n    masked Adam two steps: max |difference| %.2e", worst);
+    CU_ASSERT(worst < 1e-6);
+    CU_ASSERT(kept);
+    free(p), free(g), free(p0), free(mv);
+}
+
 int main(void)
 {
     be = sr_backend_cpu(0);
@@ -465,6 +498,7 @@ int main(void)
         {"UNet parameter gradient vs finite differences", test_unet_parameter_gradient},
         {"residual UNet input gradient (output and block means)", test_residual_input_gradient},
         {"Adam vs closed form", test_adam_closed_form},
+        {"masked Adam (the projection's) vs closed form", test_adam_masked_closed_form},
         {NULL, NULL},
     };
     return sr_test_run("layers", tests);

@@ -131,8 +131,13 @@ const sr_backend *sr_test_backend(void)
     if (!name || !*name) name = "cpu";
     char err[256];
     const sr_backend_request request = {.name = name, .gpu_math = "fp32"};
-    if (!strcmp(name, "cuda") && sr_backend_cuda_devices() < 1) {
-        printf("SKIPPED: SEMREP_TEST_BACKEND=cuda but no GPU is visible (or semrep was built without CUDA)\n");
+    const int devices = strcmp(name, "cuda") ? 1 : sr_backend_cuda_devices(err, sizeof err);
+    if (devices < 0) { /* a broken driver fails the test: it is not a CPU machine */
+        fprintf(stderr, "SEMREP_TEST_BACKEND=cuda: %s\n", err);
+        exit(1);
+    }
+    if (devices == 0) {
+        printf("SKIPPED: SEMREP_TEST_BACKEND=cuda but no GPU is visible: %s\n", err);
         exit(77);
     }
     const sr_backend *be = sr_backend_select(&request, err, sizeof err);
