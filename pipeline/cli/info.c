@@ -1,5 +1,6 @@
 /* semrep info CONF|FILE: what a conf describes (its model, its data, its
  * checkpoint's state) or what a file of this project holds. */
+#define _GNU_SOURCE /* mkdtemp */
 #include <netcdf.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <xxhash.h>
 
 #include "cli/commands.h"
+#include "io/files.h"
 #include "io/checkpoint.h"
 #include "io/manifest.h"
 #include "io/nc.h"
@@ -172,7 +174,8 @@ static int info_netcdf(const char *path, const semrep_comm *comm)
 }
 
 /* Opens the data set (building a PNG folder's manifest if it must) and
- * says what it holds; a data set that cannot be opened is an error. */
+ * says what it holds; a data set that cannot be opened is an error.
+ * work_dir is a scratch folder: info writes nothing into output_dir. */
 static int print_dataset(const char *name, const sr_dataset_conf *d, const char *work_dir, const semrep_comm *comm)
 {
     sr_dataset *ds;
@@ -192,7 +195,7 @@ static int print_dataset(const char *name, const sr_dataset_conf *d, const char 
         if (ds->skipped) {
             char manifest[2 * SR_PATH_MAX];
             sr_manifest_path(work_dir, d->path, manifest, sizeof manifest);
-            printf("         %ld bad images left out, listed with their reasons in %s:\n", ds->skipped, manifest);
+            printf("         %ld bad images left out (a run lists them all in its output_dir's manifest):\n", ds->skipped);
             sr_manifest m;
             if (!sr_manifest_read(manifest, &m, err, sizeof err)) {
                 for (long i = 0, shown = 0; i < m.count && shown < 5; i++)
@@ -236,8 +239,22 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
         if (!have_checkpoint) printf("  checkpoint: none yet at %s (the train stage makes it)\n", ckpt);
         else if (!status) printf("  checkpoint: %s, matches the conf, verified\n", ckpt);
     }
-    if (!status) status = print_dataset("analysis data", &conf.dataset, conf.output_dir, comm);
-    if (!status) status = print_dataset("training data", &conf.train.dataset, conf.output_dir, comm);
+    /* the data sets' manifest and uncompressed copies go to a scratch folder, removed after */
+    char scratch[SR_PATH_MAX] = "";
+    if (comm->rank == 0) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(scratch, sizeof scratch, "%s/semrep-info.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(scratch)) scratch[0] = '\0';
+    }
+    sr_comm_bcast(comm, scratch, sizeof scratch, 0);
+    if (!status && !scratch[0])
+        status = sr_comm_error(comm, SR_EXIT_FAILED, "cannot make a scratch folder in %s; set TMPDIR to a writable folder",
+                               getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!status) status = print_dataset("analysis data", &conf.dataset, scratch, comm);
+    if (!status) status = print_dataset("training data", &conf.train.dataset, scratch, comm);
+    sr_comm_barrier(comm);
+    if (comm->rank == 0 && scratch[0] && sr_remove_tree(scratch))
+        fprintf(stderr, "semrep: note: could not remove the scratch folder %s\n", scratch);
     sr_unet_free(&net);
     sr_conf_free(&conf);
     return status;
