@@ -267,7 +267,8 @@ int sr_cmd_info(int argc, char **argv, semrep_comm *comm)
         "  a conf: its model (shape, parameters, memory), its checkpoint's state, its data\n"
         "  a file this project wrote (a checkpoint, ...): what it holds, verified\n";
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, NULL, 1, 1, usage, comm, &args, &done);
+    static const char *const options[] = {"--adopt!", NULL}; /* as run takes it; info writes nothing */
+    int done, status = sr_cli_args(argc, argv, options, 1, 1, usage, comm, &args, &done);
     if (status || done) return status;
     const char *path = args.positional[0];
     if (access(path, R_OK) != 0)
