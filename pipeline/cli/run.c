@@ -107,12 +107,12 @@ static int claim_output(const semrep_conf *conf, const sr_args *args, const semr
     return SR_EXIT_OK;
 }
 
+static const char *const options[] = {"--adopt!", NULL};
+
 /* The stages the conf enables, in order. Train runs only when there is no
  * model yet (the default conf ships one); a stage whose output is there for
  * the same conf and inputs is skipped (phi and reconstruct check that
  * themselves); an interrupted one resumes. */
-static const char *const options[] = {"--adopt!", NULL};
-
 int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
 {
     static const char usage[] = "usage: semrep run CONF [--adopt] [--set KEY=VALUE]...\n"
