@@ -1,10 +1,13 @@
 /* semrep info CONF|FILE: what a conf describes (its model, its data, its
  * checkpoint's state) or what a file of this project holds. */
 #define _GNU_SOURCE /* mkdtemp */
+#include <dirent.h>
+#include <fnmatch.h>
 #include <netcdf.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -13,6 +16,7 @@
 #include "io/checkpoint.h"
 #include "io/manifest.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "stages/data.h"
 #include "stages/model.h"
 
@@ -209,6 +213,37 @@ static int print_dataset(const char *name, const sr_dataset_conf *d, const char 
     return SR_EXIT_OK;
 }
 
+/* The scratch folder starts with links to output_dir's manifests and
+ * uncompressed IDX copies, so that info reuses them without writing there (a
+ * manifest brought up to date replaces its link, not the file, which the
+ * scratch folder's record lists as its own). A link
+ * that cannot be made only costs the time to build that file again. */
+static void link_work_files(const char *output_dir, const char *scratch)
+{
+    static const char *const subs[] = {"", "/cache"};
+    char from_dir[SR_PATH_MAX];
+    if (!realpath(output_dir, from_dir)) return; /* no output folder yet: nothing to reuse */
+    for (int i = 0; i < 2; i++) {
+        char dir[SR_PATH_MAX + 16], to_dir[SR_PATH_MAX + 16];
+        snprintf(dir, sizeof dir, "%s%s", from_dir, subs[i]);
+        snprintf(to_dir, sizeof to_dir, "%s%s", scratch, subs[i]);
+        DIR *d = opendir(dir);
+        if (!d || (i && mkdir(to_dir, 0755) != 0)) {
+            if (d) closedir(d);
+            continue;
+        }
+        for (struct dirent *e; (e = readdir(d));) {
+            if (e->d_name[0] == '.' || (!i && fnmatch("manifest-*.tsv", e->d_name, 0))) continue;
+            char target[2 * SR_PATH_MAX], link[2 * SR_PATH_MAX];
+            snprintf(target, sizeof target, "%s/%s", dir, e->d_name);
+            snprintf(link, sizeof link, "%s/%s", to_dir, e->d_name);
+            if (symlink(target, link) != 0) break;
+            if (!i) sr_outdir_register(scratch, (const char *[]){e->d_name}, 1); /* the scratch copy's own */
+        }
+        closedir(d);
+    }
+}
+
 static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
 {
     semrep_conf conf;
@@ -246,6 +281,7 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
         snprintf(scratch, sizeof scratch, "%s/semrep-info.XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(scratch)) scratch[0] = '\0';
     }
+    if (comm->rank == 0 && scratch[0]) link_work_files(conf.output_dir, scratch);
     sr_comm_bcast(comm, scratch, sizeof scratch, 0);
     if (!status && !scratch[0])
         status = sr_comm_error(comm, SR_EXIT_FAILED, "cannot make a scratch folder in %s; set TMPDIR to a writable folder",

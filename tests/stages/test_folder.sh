@@ -102,8 +102,15 @@ expect 0 "64 images used" -- "$semrep" info "$conf" --adopt --set "output_dir=\"
 check "info leaves an absent output_dir absent" '[ ! -e "$work/info" ]'
 expect 0 "16 images used" -- "$semrep" info "$conf" --set "output_dir=\"$work/info\"" "${pngset[@]}"
 check "info on a PNG folder leaves output_dir absent" '[ ! -e "$work/info" ]'
+run "$out" "${pngset[@]}" >/dev/null 2>&1  # a manifest and a cache that info may read
 before=$(listing "$out")
-expect 0 "16 images used" -- "$semrep" info "$conf" --set "output_dir=\"$out\"" "${pngset[@]}"
-check "info leaves an existing output_dir unchanged" '[ "$(listing "$out")" = "$before" ]'
+touch "$work/mark"
+class=$(ls "$work/png" | head -1)
+echo 99 >"$work/png/$class/bad.png"  # a change to the folder: info must not bring output_dir's manifest up to date
+expect 0 "1 bad images left out" -- "$semrep" info "$conf" --set "output_dir=\"$out\"" "${pngset[@]}" \
+  --set 'dataset.on_bad_image="skip"' --set dataset.max_bad_share=0.5
+check "info leaves an existing output_dir unchanged" \
+  '[ "$(listing "$out")" = "$before" ] && [ -z "$(find "$out" -newer "$work/mark")" ]'
+rm "$work/png/$class/bad.png"
 
 finish
