@@ -125,15 +125,25 @@ bool sr_outdir_owns(const char *dir, const char *rel)
     return yes;
 }
 
-int sr_outdir_check(const char *dir, const char *rel, char *err, size_t errlen)
+/* sr_outdir_check against a record already read */
+static int check_in(const owned *o, const char *dir, const char *rel, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     record_path(dir, rel, path, sizeof path);
     struct stat st;
-    if (lstat(path, &st) != 0 || sr_outdir_owns(dir, rel)) return 0;
+    if (lstat(path, &st) != 0 || has(o, rel)) return 0;
     SR_BAD("%s is there and semrep did not write it (it is not in %s/" SR_OUTDIR_RECORD
            "); move it away or use another output_dir",
            path, dir);
+}
+
+int sr_outdir_check(const char *dir, const char *rel, char *err, size_t errlen)
+{
+    owned o;
+    load(dir, &o);
+    const int rc = check_in(&o, dir, rel, err, errlen);
+    release(&o);
+    return rc;
 }
 
 void sr_outdir_register(const char *dir, const char *const *rels, size_t n)
@@ -234,24 +244,28 @@ static int deeper_first(const void *a, const void *b)
 
 int sr_outdir_replace(const char *dir, const char *sub, const char *from, char *err, size_t errlen)
 {
-    owned files = {0}; /* from's files, renamed "sub/..." as they will be */
+    owned files = {0}, record; /* from's files, renamed "sub/..." as they will be */
     list_files(from, "", &files);
+    load(dir, &record);
     int rc = 0;
     for (size_t i = 0; i < files.n; i++) {
         char *named;
         SR_CHECK(asprintf(&named, "%s/%s", sub, files.paths[i]) > 0, "out of memory replacing %s/%s", dir, sub);
         free((char *)files.paths[i]);
         files.paths[i] = named;
-        if (!rc) rc = sr_outdir_check(dir, named, err, errlen);
+        if (!rc) rc = check_in(&record, dir, named, err, errlen);
     }
+    release(&record);
     if (!rc) {
         qsort(files.paths, files.n, sizeof *files.paths, deeper_first);
+        char made[PATH_MAX] = ""; /* the last folder made: a folder's files come together */
         for (size_t i = 0; i < files.n; i++) {
             char src[PATH_MAX], dst[PATH_MAX], folder[PATH_MAX];
             record_path(from, files.paths[i] + strlen(sub) + 1, src, sizeof src);
             record_path(dir, files.paths[i], dst, sizeof dst);
             snprintf(folder, sizeof folder, "%.*s", (int)(strrchr(dst, '/') - dst), dst);
-            if (sr_make_dirs(folder, err, errlen)) SR_FAIL("%s", err);
+            if (strcmp(folder, made) && sr_make_dirs(folder, err, errlen)) SR_FAIL("%s", err);
+            snprintf(made, sizeof made, "%s", folder);
             SR_CHECK(rename(src, dst) == 0, "cannot move %s to %s: %s; check the output folder", src, dst, strerror(errno));
         }
         sr_outdir_register(dir, files.paths, files.n);
