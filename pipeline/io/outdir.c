@@ -367,7 +367,8 @@ static void resolve(const char *path, char *out, size_t len)
             if (slash == head) snprintf(head, sizeof head, "/");
         }
     }
-    SR_CHECK(snprintf(out, len, "%s%s%s", real, *tail ? "/" : "", tail) < (int)len, "path too long: %s", path);
+    const bool slash = *tail && strcmp(real, "/") != 0;
+    SR_CHECK(snprintf(out, len, "%s%s%s", real, slash ? "/" : "", tail) < (int)len, "path too long: %s", path);
 }
 
 int sr_outdir_claim(const char *dir, bool adopt, const char *const *data_dirs, int ndata, char *err, size_t errlen)
