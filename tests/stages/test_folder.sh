@@ -97,7 +97,10 @@ expect 1 "output_dir .*/png is inside the data folder" -- run "$work/png" "${png
 expect 1 "output_dir .*/png/x/y is inside the data folder" -- \
   "$semrep" stage phi "$conf" --set "output_dir=\"$work/png/x/y\"" "${pngset[@]}"
 
-# semrep info writes nothing: an absent output_dir stays absent, an existing one unchanged.
+# semrep info writes nothing: an absent output_dir stays absent, an existing
+# one unchanged, and its scratch folder (in TMPDIR) is gone afterwards.
+export TMPDIR=$work/tmp
+mkdir "$TMPDIR"
 expect 0 "64 images used" -- "$semrep" info "$conf" --adopt --set "output_dir=\"$work/info\""
 check "info leaves an absent output_dir absent" '[ ! -e "$work/info" ]'
 expect 0 "16 images used" -- "$semrep" info "$conf" --set "output_dir=\"$work/info\"" "${pngset[@]}"
@@ -112,5 +115,6 @@ expect 0 "1 bad images left out" -- "$semrep" info "$conf" --set "output_dir=\"$
 check "info leaves an existing output_dir unchanged" \
   '[ "$(listing "$out")" = "$before" ] && [ -z "$(find "$out" -newer "$work/mark")" ]'
 rm "$work/png/$class/bad.png"
+check "info removed its scratch folders" '[ -z "$(ls -A "$TMPDIR")" ]'
 
 finish
