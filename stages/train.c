@@ -55,6 +55,15 @@ float sr_train_sigma(const semrep_conf *conf, float u)
     return (float)(r * r);
 }
 
+/* train's files in the output folder, as paths from it (the model when it is there); their count. */
+static int outputs(const semrep_conf *conf, const char *model, const char *names[3])
+{
+    const size_t n = strlen(conf->output_dir);
+    names[0] = "train-state.nc", names[1] = "train-curve.nc";
+    names[2] = !strncmp(model, conf->output_dir, n) && model[n] == '/' ? model + n + 1 : NULL;
+    return names[2] ? 3 : 2;
+}
+
 static float draw_sigma(const semrep_conf *conf, long epoch, long image)
 {
     const sr_rng_stream s = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_TRAIN_SIGMA, .i0 = (uint32_t)epoch,
@@ -115,15 +124,6 @@ static uint64_t weights_checksum(const sr_unet *net)
     const uint64_t h = XXH3_64bits(host, net->param_floats * sizeof(float));
     free(host);
     return h;
-}
-
-/* train's files in the output folder, as paths from it (the model when it is there); their count. */
-static int outputs(const semrep_conf *conf, const char *model, const char *names[3])
-{
-    const size_t n = strlen(conf->output_dir);
-    names[0] = "train-state.nc", names[1] = "train-curve.nc";
-    names[2] = !strncmp(model, conf->output_dir, n) && model[n] == '/' ? model + n + 1 : NULL;
-    return names[2] ? 3 : 2;
 }
 
 /* Every rank must hold the same weights; rank 0 writes the state, then the
