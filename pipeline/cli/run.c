@@ -13,6 +13,23 @@
 #include "stages/phi_file.h"
 #include "stages/stage.h"
 
+/* Rank 0 takes the output folder as semrep's (docs/usage.md: what a run may
+ * write and delete), refusing a foreign one unless --adopt; all ranks agree. */
+static int claim_output(const semrep_conf *conf, const sr_args *args, const semrep_comm *comm)
+{
+    char err[4 * SR_PATH_MAX] = "";
+    int rc = 0;
+    if (comm->rank == 0) {
+        const char *data[2] = {!strcmp(conf->dataset.kind, "png") ? conf->dataset.path : NULL,
+                               !strcmp(conf->train.dataset.kind, "png") ? conf->train.dataset.path : NULL};
+        rc = sr_outdir_claim(conf->output_dir, sr_args_flag(args, "--adopt"), data, 2, err, sizeof err);
+    }
+    if (sr_comm_any(comm, rc)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err[0] ? err : "rank 0 failed");
+    return SR_EXIT_OK;
+}
+
+static const char *const options[] = {"--adopt!", NULL};
+
 /* What a stage that has no check of its own reads and writes, for `run` to
  * skip it when nothing changed: its inputs (a file and the attribute that
  * identifies its content, or NULL for the file's size and time) and its output. */
@@ -91,23 +108,6 @@ static void record(const semrep_conf *conf, const char *stage, const char *model
     fprintf(out, "%s\n", key);
     if (fclose(out) == 0) sr_outdir_commit(tmp, conf->output_dir, strrchr(path, '/') + 1);
 }
-
-/* Rank 0 takes the output folder as semrep's (docs/usage.md: what a run may
- * write and delete), refusing a foreign one unless --adopt; all ranks agree. */
-static int claim_output(const semrep_conf *conf, const sr_args *args, const semrep_comm *comm)
-{
-    char err[4 * SR_PATH_MAX] = "";
-    int rc = 0;
-    if (comm->rank == 0) {
-        const char *data[2] = {!strcmp(conf->dataset.kind, "png") ? conf->dataset.path : NULL,
-                               !strcmp(conf->train.dataset.kind, "png") ? conf->train.dataset.path : NULL};
-        rc = sr_outdir_claim(conf->output_dir, sr_args_flag(args, "--adopt"), data, 2, err, sizeof err);
-    }
-    if (sr_comm_any(comm, rc)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err[0] ? err : "rank 0 failed");
-    return SR_EXIT_OK;
-}
-
-static const char *const options[] = {"--adopt!", NULL};
 
 /* The stages the conf enables, in order. Train runs only when there is no
  * model yet (the default conf ships one); a stage whose output is there for
