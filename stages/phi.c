@@ -279,6 +279,30 @@ static bool chunk_done(const phi_run *r, long chunk)
     return ok;
 }
 
+/* A chunk file left by an earlier run still holds these images: the
+ * identities it stored match those of the pixels as they are now (the data
+ * stamp in the fingerprint is cheap and nearly always enough; this is read
+ * only for chunks found at the start of a run). A chunk without identities
+ * is computed again. */
+static bool chunk_current(phi_run *r, long chunk)
+{
+    const long *positions;
+    const int b = chunk_images(r, chunk, &positions);
+    char path[SR_PATH_MAX + 64], err[1024];
+    chunk_path(r, chunk, path, sizeof path);
+    if (sr_dataset_read_list(r->ds, positions, b, r->clean, err, sizeof err)) SR_FAIL("%s", err);
+    int ncid, var;
+    SR_NC(nc_open(path, NC_NOWRITE, &ncid), path);
+    bool same = nc_inq_varid(ncid, "image_key", &var) == NC_NOERR;
+    if (same) SR_NC(nc_get_var_ulonglong(ncid, var, r->chunk_ident), path);
+    nc_close(ncid);
+    const size_t per_image = (size_t)r->ds->channels * r->ds->size * r->ds->size;
+    for (int i = 0; same && i < b; i++)
+        same = r->chunk_ident[i] == identity(r->clean + (size_t)i * per_image, per_image,
+                                             sr_dataset_noise_key(r->ds, positions[i]));
+    return same;
+}
+
 /* ---- phi.nc ----------------------------------------------------------------- */
 
 typedef struct {
@@ -628,7 +652,7 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
     long done_images = 0, computed = 0, draws_per_image = 0;
     for (int s = 0; s < r.nsig; s++) draws_per_image += draws_at(&r, s);
     for (long chunk = r.first_chunk; chunk < r.end_chunk; chunk++) {
-        if (chunk_done(&r, chunk)) continue;
+        if (chunk_done(&r, chunk) && chunk_current(&r, chunk)) continue;
         if (conf->phi.run_chunks && computed == conf->phi.run_chunks) break;
         const long *positions;
         const int b = chunk_images(&r, chunk, &positions);

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <netcdf.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "io/nc.h"
 #include "io/outdir.h"
 #include "io/png_image.h"
+#include "io/text_escape.h"
 #include "stages/data.h"
 #include "stages/model.h"
 #include "stages/phi_file.h"
@@ -36,6 +38,7 @@
 
 #define GRID_CLUSTERS 20 /* clusters shown per grid, biggest first */
 #define NEIGHBOUR_ROWS 8
+#define MAX_K 100000     /* cluster.k's most (docs/conf.md) */
 
 void html(report *r, const char *fmt, ...)
 {
@@ -45,15 +48,7 @@ void html(report *r, const char *fmt, ...)
     va_end(ap);
 }
 
-void escaped(report *r, const char *text)
-{
-    for (const char *p = text; *p; p++) {
-        if (*p == '<') fputs("&lt;", r->html);
-        else if (*p == '>') fputs("&gt;", r->html);
-        else if (*p == '&') fputs("&amp;", r->html);
-        else fputc(*p, r->html);
-    }
-}
+void escaped(report *r, const char *text) { sr_html_text(r->html, text); }
 
 static int file_exists(const char *dir, const char *name, char *path, size_t len)
 {
@@ -61,12 +56,65 @@ static int file_exists(const char *dir, const char *name, char *path, size_t len
     return access(path, R_OK) == 0;
 }
 
+void nc_path(int ncid, char *path, size_t len)
+{
+    size_t n = 0;
+    if (nc_inq_path(ncid, &n, NULL) != NC_NOERR || n >= len || nc_inq_path(ncid, &n, path) != NC_NOERR)
+        snprintf(path, len, "a NetCDF file of the output folder");
+}
+
+/* The values a variable holds, all of them, or the whole read would run
+ * past `count`: a file whose variable and dimensions disagree is refused. */
 double *var_doubles(int ncid, const char *name, size_t count)
 {
-    int var;
+    int var, rank, dims[NC_MAX_VAR_DIMS];
     double *v = calloc(count ? count : 1, sizeof(double));
-    if (nc_inq_varid(ncid, name, &var) == NC_NOERR) nc_get_var_double(ncid, var, v);
+    char path[SR_PATH_MAX];
+    SR_CHECK(v, "out of memory for %zu values of %s", count, name);
+    if (nc_inq_varid(ncid, name, &var) != NC_NOERR) return v;
+    nc_path(ncid, path, sizeof path);
+    size_t held = 1, len;
+    SR_NC(nc_inq_var(ncid, var, NULL, NULL, &rank, dims, NULL), path);
+    for (int d = 0; d < rank; d++) {
+        SR_NC(nc_inq_dimlen(ncid, dims[d], &len), path);
+        held = len && held > SIZE_MAX / len ? SIZE_MAX : held * len;
+    }
+    if (held != count)
+        SR_FAIL("%s: %s holds %zu values where its dimensions say %zu; make the file again (delete it and run "
+                "semrep run)", path, name, held, count);
+    SR_NC(nc_get_var_double(ncid, var, v), path);
     return v;
+}
+
+int var_of_rank(int ncid, const char *name, int rank)
+{
+    int var, have;
+    char path[SR_PATH_MAX];
+    if (nc_inq_varid(ncid, name, &var) != NC_NOERR) return -1;
+    nc_path(ncid, path, sizeof path);
+    SR_NC(nc_inq_varndims(ncid, var, &have), path);
+    if (have != rank)
+        SR_FAIL("%s: %s has %d dimensions, not %d; make it again (delete it and run semrep run)", path, name, have,
+                rank);
+    return var;
+}
+
+int *k_values(int ncid, size_t *count)
+{
+    char path[SR_PATH_MAX];
+    const size_t clusters = dim_len(ncid, "cluster"), most = clusters < MAX_K ? clusters : MAX_K;
+    double *k = var_doubles(ncid, "k", *count = dim_len(ncid, "k"));
+    int *ks = SR_MALLOC(sizeof(int) * (*count ? *count : 1), "the K values");
+    for (size_t q = 0; q < *count; q++) {
+        if (!(k[q] >= 1 && k[q] <= (double)most)) {
+            nc_path(ncid, path, sizeof path);
+            SR_FAIL("%s: k holds %.0f, not a number of clusters from 1 to %zu; make it again (delete it and run "
+                    "semrep run)", path, k[q], most);
+        }
+        ks[q] = (int)k[q];
+    }
+    free(k);
+    return ks;
 }
 
 size_t dim_len(int ncid, const char *name)
@@ -84,14 +132,17 @@ void table(report *r, const char *name, const char *caption, int rows, int cols,
     snprintf(path, sizeof path, "%s/tables/%s.csv", r->dir, name);
     FILE *csv = fopen(path, "w");
     SR_CHECK(csv, "cannot write %s; check the output folder", path);
-    html(r, "<table><caption>%s (<a href=\"tables/%s.csv\">CSV</a>)</caption>\n", caption, name);
+    html(r, "<table><caption>");
+    escaped(r, caption);
+    html(r, " (<a href=\"tables/%s.csv\">CSV</a>)</caption>\n", name);
     for (int i = 0; i < rows; i++) {
         html(r, "<tr>");
         for (int j = 0; j < cols; j++) {
             html(r, i ? "<td>" : "<th>");
             escaped(r, cells[i * cols + j]);
             html(r, i ? "</td>" : "</th>");
-            fprintf(csv, "%s%s", j ? "," : "", cells[i * cols + j]);
+            if (j) fputc(',', csv);
+            sr_csv_field(csv, cells[i * cols + j]);
         }
         html(r, "</tr>\n");
         fputc('\n', csv);
@@ -111,7 +162,9 @@ static void plot(report *r, const char *name, const char *alt, const char *scrip
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     FILE *f = fopen(gp, "w");
     SR_CHECK(f, "cannot write %s", gp);
-    fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9'\nset output '%s.png'\nset grid\n%s\n", name, script);
+    /* noenhanced: titles are shown as they are, not read as markup */
+    fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9' noenhanced\nset output '%s.png'\nset grid\n%s\n", name,
+            script);
     fclose(f);
     const pid_t pid = fork();
     SR_CHECK(pid >= 0, "cannot start gnuplot: out of processes");
@@ -125,7 +178,11 @@ static void plot(report *r, const char *name, const char *alt, const char *scrip
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         SR_FAIL("gnuplot could not draw %s (its messages are in %s); install Debian's gnuplot-nox", name, log);
-    html(r, "<figure><img src=\"plots/%s.png\" alt=\"%s\"><figcaption>%s</figcaption></figure>\n", name, alt, alt);
+    html(r, "<figure><img src=\"plots/%s.png\" alt=\"", name);
+    sr_html_attr(r->html, alt);
+    html(r, "\"><figcaption>");
+    escaped(r, alt);
+    html(r, "</figcaption></figure>\n");
 }
 
 /* plots/NAME.dat; `path` gets the name gnuplot, in that folder, uses. */
@@ -160,10 +217,48 @@ void image_cell(report *r, long position, const char *title)
     char name[SR_NAME_MAX];
     sr_dataset_name(r->ds, position, name, sizeof name);
     html(r, "<img class=\"t\" src=\"images/%ld.png\" title=\"", position);
-    escaped(r, title);
+    sr_html_attr(r->html, title);
     html(r, " ");
-    escaped(r, name);
+    sr_html_attr(r->html, name);
     html(r, "\">");
+}
+
+/* A table cell holding `text`, cut at a character (not inside a UTF-8
+ * sequence) and marked "..." when it does not fit. */
+static void cell_text(char cell[48], const char *text)
+{
+    size_t n = strlen(text);
+    if (n < 48) {
+        memcpy(cell, text, n + 1);
+        return;
+    }
+    n = 44;
+    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80) n--;
+    snprintf(cell, 48, "%.*s...", (int)n, text);
+}
+
+/* The classes of a labelled data set: each label's name and its images in this run. */
+static void classes(report *r)
+{
+    const sr_dataset *ds = r->ds;
+    if (ds->nclasses < 1 || !ds->labels) return;
+    long *count = calloc((size_t)ds->nclasses, sizeof(long));
+    char (*cells)[48] = calloc((size_t)(ds->nclasses + 1) * 3, 48);
+    SR_CHECK(count && cells, "out of memory for the table of %d classes", ds->nclasses);
+    for (long i = 0; i < ds->count; i++) {
+        const int label = sr_dataset_label(ds, i);
+        if (label >= 0 && label < ds->nclasses) count[label]++;
+    }
+    snprintf(cells[0], 48, "label"), snprintf(cells[1], 48, "class"), snprintf(cells[2], 48, "images");
+    for (int c = 0; c < ds->nclasses; c++) {
+        snprintf(cells[(c + 1) * 3], 48, "%d", c);
+        cell_text(cells[(c + 1) * 3 + 1], ds->class_names[c]);
+        snprintf(cells[(c + 1) * 3 + 2], 48, "%ld", count[c]);
+    }
+    html(r, "<details><summary>the %d classes</summary>\n", ds->nclasses); /* folded: ImageNet has 1000 */
+    table(r, "classes", "each label's class name and its images in this run", ds->nclasses + 1, 3, cells);
+    html(r, "</details>\n");
+    free(count), free(cells);
 }
 
 static void provenance(report *r, const char *model, double seconds)
@@ -183,11 +278,15 @@ static void provenance(report *r, const char *model, double seconds)
         sr_format_ints(info.shape.kernels, info.shape.levels + 1, k, sizeof k);
         html(r, "<li>model <code>");
         escaped(r, model);
-        html(r, "</code>: kernels %s, %lld parameters, checksum %s</li>\n", k, info.parameters, info.checksum);
+        html(r, "</code>: kernels %s, %lld parameters, checksum ", k, info.parameters);
+        escaped(r, info.checksum);
+        html(r, "</li>\n");
     }
     html(r, "<li>data: ");
     escaped(r, r->ds->description);
-    html(r, ", %ld images used</li>\n</ul>\n<details><summary>the conf</summary><pre>", r->ds->count);
+    html(r, ", %ld images used</li>\n</ul>\n", r->ds->count);
+    classes(r);
+    html(r, "<details><summary>the conf</summary><pre>");
     escaped(r, c->text);
     html(r, "</pre></details>\n");
 }
@@ -260,16 +359,22 @@ static void statistics(report *r, int ncid, int s, const char *label)
             fprintf(f, "\n");
         }
         fclose(f);
-        int len = snprintf(script, sizeof script,
-                           "set xlabel 'normalised participation ratio (small: sparse)'\nset ylabel 'images'\nplot");
+        /* the block names come from the file: gnuplot strings, never commands */
+        char *pr = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&pr, &len);
+        SR_CHECK(m, "out of memory for the plot %s", name);
+        fputs("set xlabel 'normalised participation ratio (small: sparse)'\nset ylabel 'images'\nplot", m);
         char *save = NULL, *tok = strtok_r(blocks, ",", &save);
-        for (size_t b = 0; b < B && tok; b++, tok = strtok_r(NULL, ",", &save))
-            len += snprintf(script + len, sizeof script - (size_t)len, "%s '%s' using 1:%zu with lines title '%s'",
-                            b ? "," : "", dat, b + 2, tok);
-        snprintf(name, sizeof name, "pr_%d", s);
+        for (size_t b = 0; b < B && tok; b++, tok = strtok_r(NULL, ",", &save)) {
+            fprintf(m, "%s '%s' using 1:%zu with lines title ", b ? "," : "", dat, b + 2);
+            sr_gnuplot_string(m, tok);
+        }
+        SR_CHECK(fclose(m) == 0, "out of memory for the plot %s", name);
         char alt[128];
         snprintf(alt, sizeof alt, "participation ratio of each block's channel means, %s", label);
-        plot(r, name, alt, script);
+        plot(r, name, alt, pr);
+        free(pr);
     }
     /* channels by active share, the kinds apart */
     snprintf(name, sizeof name, "channels_%d", s);
@@ -308,26 +413,32 @@ static void statistics(report *r, int ncid, int s, const char *label)
 /* clusters.nc at sigma index s, for the first K: grids and neighbour rows. */
 static void grids(report *r, int ncid, int s, const char *label)
 {
-    const size_t kmax = dim_len(ncid, "cluster"), m = dim_len(ncid, "member"), n = dim_len(ncid, "image"),
-                 nn = dim_len(ncid, "neighbour");
-    int var, k0 = 0;
-    if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var1_int(ncid, var, (size_t[]){0}, &k0);
-    int *sizes = calloc(kmax, sizeof(int));
-    long long *members = calloc(kmax * m, sizeof(long long));
-    const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, kmax}, cm[4] = {1, 1, kmax, m};
-    if (nc_inq_varid(ncid, "cluster_size", &var) == NC_NOERR) nc_get_vara_int(ncid, var, start, cs, sizes);
-    if (nc_inq_varid(ncid, "members", &var) == NC_NOERR) nc_get_vara_longlong(ncid, var, start, cm, members);
+    const size_t m = dim_len(ncid, "member"), n = dim_len(ncid, "image"), nn = dim_len(ncid, "neighbour"),
+                 mm = m < GRID_MEMBERS ? m : GRID_MEMBERS, mn = nn < GRID_MEMBERS ? nn : GRID_MEMBERS;
+    char path[SR_PATH_MAX];
+    nc_path(ncid, path, sizeof path);
+    size_t nk;
+    int *ks = k_values(ncid, &nk), k0 = nk ? ks[0] : 0, var;
+    free(ks);
+    /* the first K's clusters: their sizes and the members a grid shows */
+    int *sizes = calloc((size_t)k0 + 1, sizeof(int));
+    long long *members = calloc(((size_t)k0 + 1) * (mm ? mm : 1), sizeof(long long));
+    char *shown = calloc((size_t)k0 + 1, 1);
+    SR_CHECK(sizes && members && shown, "out of memory for the %d clusters of %s", k0, path);
+    const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, (size_t)k0}, cm[4] = {1, 1, (size_t)k0, mm};
+    if (k0 && (var = var_of_rank(ncid, "cluster_size", 3)) >= 0) SR_NC(nc_get_vara_int(ncid, var, start, cs, sizes), path);
+    if (k0 && mm && (var = var_of_rank(ncid, "members", 4)) >= 0)
+        SR_NC(nc_get_vara_longlong(ncid, var, start, cm, members), path);
     html(r, "<h3>%d clusters, %s: the biggest, each with its images nearest the centre</h3>\n<div class=\"grid\">\n", k0,
          label);
-    char *shown = calloc((size_t)k0, 1);
     for (int row = 0; row < GRID_CLUSTERS && row < k0; row++) {
         int best = -1;
         for (int c = 0; c < k0; c++)
             if (!shown[c] && (best < 0 || sizes[c] > sizes[best])) best = c;
         shown[best] = 1;
         html(r, "<div class=\"row\"><span class=\"lab\">cluster %d<br>%d images</span>", best, sizes[best]);
-        for (size_t j = 0; j < m && j < GRID_MEMBERS; j++) {
-            const long long i = members[(size_t)best * m + j];
+        for (size_t j = 0; j < mm; j++) {
+            const long long i = members[(size_t)best * mm + j];
             if (i < 0 || i >= r->images) continue;
             char title[64];
             snprintf(title, sizeof title, "image %lld", i);
@@ -336,16 +447,17 @@ static void grids(report *r, int ncid, int s, const char *label)
         html(r, "</div>\n");
     }
     html(r, "</div>\n<h3>Nearest neighbours in phi, %s</h3>\n<div class=\"grid\">\n", label);
-    int *nbr = calloc(nn ? nn : 1, sizeof(int));
-    for (long q = 0; q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
+    int nbr[GRID_MEMBERS];
+    var = mn ? var_of_rank(ncid, "neighbours", 3) : -1;
+    for (long q = 0; var >= 0 && q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
         const long query = q * (long)(n / NEIGHBOUR_ROWS);
         if (query >= r->images) break;
-        const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, nn};
-        if (nc_inq_varid(ncid, "neighbours", &var) != NC_NOERR || nc_get_vara_int(ncid, var, ns, nc, nbr) != NC_NOERR) break;
+        const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, mn};
+        SR_NC(nc_get_vara_int(ncid, var, ns, nc, nbr), path);
         html(r, "<div class=\"row\"><span class=\"lab\">image %ld<br>and its nearest</span>", query);
         image_cell(r, query, "query");
         html(r, "<span class=\"sep\"></span>");
-        for (size_t j = 0; j < nn && j < GRID_MEMBERS; j++) {
+        for (size_t j = 0; j < mn; j++) {
             char title[64];
             snprintf(title, sizeof title, "neighbour %zu", j + 1);
             image_cell(r, nbr[j], title);
@@ -353,18 +465,18 @@ static void grids(report *r, int ncid, int s, const char *label)
         html(r, "</div>\n");
     }
     html(r, "</div>\n");
-    free(nbr), free(shown), free(sizes), free(members);
+    free(shown), free(sizes), free(members);
 }
 
 /* phi's measures beside the pixels', for every sigma and K. */
 static void measures(report *r, int ncid)
 {
-    const size_t S = dim_len(ncid, "sigma"), nk = dim_len(ncid, "k");
+    const size_t S = dim_len(ncid, "sigma");
     double *sig = var_doubles(ncid, "sigma", S), *knn = var_doubles(ncid, "knn_accuracy", S * 2);
     const char *names[3] = {"nmi", "purity", "ari"};
     double *v[3], *pv[3], *pknn = var_doubles(ncid, "pixel_knn_accuracy", 2);
-    int ks[64] = {0}, var, pixels = nc_inq_varid(ncid, "pixel_nmi", &var) == NC_NOERR;
-    if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var_int(ncid, var, ks);
+    size_t nk;
+    int var, pixels = nc_inq_varid(ncid, "pixel_nmi", &var) == NC_NOERR, *ks = k_values(ncid, &nk);
     for (int i = 0; i < 3; i++) {
         char pname[32];
         snprintf(pname, sizeof pname, "pixel_%s", names[i]);
@@ -391,7 +503,7 @@ static void measures(report *r, int ncid)
     table(r, "measures", "clusters and neighbours against the labels: phi beside the pixels (sigma in 0-255 units)",
           rows, cols, cells);
     for (int i = 0; i < 3; i++) free(v[i]), free(pv[i]);
-    free(cells), free(sig), free(knn), free(pknn);
+    free(cells), free(sig), free(knn), free(pknn), free(ks);
 }
 
 /* The index of a sigma in a file's sigma variable, or -1. */
@@ -432,10 +544,16 @@ static void reconstructions(report *r)
     char sampler[32] = "";
     sr_nc_get_text(ncid, NC_GLOBAL, "sampler", sampler, sizeof sampler);
     const size_t T = dim_len(ncid, "target"), S = dim_len(ncid, "sample"), A = dim_len(ncid, "asigma");
+    if (T && var_of_rank(ncid, "phi_error", 3) < 0) { /* each target's row needs it; its size bounds T */
+        nc_path(ncid, path, sizeof path);
+        SR_FAIL("%s has %zu targets and no phi_error; make it again (delete it and run semrep run)", path, T);
+    }
     double *err = var_doubles(ncid, "phi_error", A * T * S), *asig = var_doubles(ncid, "asigma", A);
     nc_close(ncid);
-    html(r, "<h2>Samples of p(x | phi): the %s sampler</h2>\n<p>Each row: the target (or a cluster's members), then %zu samples whose phi was pulled towards the target's.</p>\n",
-         sampler, S);
+    html(r, "<h2>Samples of p(x | phi): the ");
+    escaped(r, sampler);
+    html(r, " sampler</h2>\n<p>Each row: the target (or a cluster's members), then %zu samples whose phi was pulled towards the target's.</p>\n",
+         S);
     for (size_t t = 0; t < T; t++) {
         char from[SR_PATH_MAX + 96], to[2 * SR_PATH_MAX];
         snprintf(from, sizeof from, "%s/reconstruct/target-%03zu.png", r->conf->output_dir, t);

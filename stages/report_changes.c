@@ -6,6 +6,7 @@
  * rows were computed or reused, and how far the clusters of the images
  * both runs saw moved (adjusted Rand index between the two clusterings). */
 #define _GNU_SOURCE /* strdup, strtok_r */
+#include <errno.h>
 #include <math.h>
 #include <netcdf.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@
 #include "stages/phi_file.h"
 #include "stages/report_page.h"
 
-#define MAX_COLUMNS 64  /* sigma x K clusterings compared */
+#define MAX_COLUMNS (64 * 16) /* sigma x K clusterings compared: the conf's most, phi.sigmas x cluster.k */
 #define ADDED_SHOWN 24
 
 typedef struct {
@@ -31,6 +32,7 @@ typedef struct {
     long *order;                 /* rows sorted by source */
     char date[64], checkpoint[32], images[32], phi[32]; /* the run: when, its model, images, phi.nc's fingerprint */
     bool mismatch;               /* clusters.nc is not of these images: no clusterings listed */
+    char damaged[256];           /* why the last report's images.tsv is not compared with, or "" */
 } listing;
 
 static const listing *sort_by;
@@ -59,7 +61,39 @@ static void listing_free(listing *l)
     free(l->source), free(l->cluster), free(l->order);
 }
 
-/* The last report's tables/images.tsv and run.tsv; 0 rows when there is none. */
+/* An integer field of images.tsv, whole, in [lo, hi); -1 when it is not. */
+static int field_in(const char *field, long lo, long hi, long *value)
+{
+    char *end;
+    errno = 0;
+    *value = strtol(field, &end, 10);
+    return errno || end == field || *end || *value < lo || *value >= hi ? -1 : 0;
+}
+
+/* A row of images.tsv (position, source, label, a cluster per column) into
+ * row l->rows; 0, or -1 with why it is damaged. */
+static int read_row(listing *l, char *line, const int *ks, char *why, size_t len)
+{
+    char *save = NULL, *field = strtok_r(line, "\t", &save);
+    long v;
+    int j = 0;
+    for (; field; j++, field = strtok_r(NULL, "\t", &save)) {
+        if (j == 0 && field_in(field, l->rows, l->rows + 1, &v))
+            return snprintf(why, len, "the position is %.32s, not %ld", field, l->rows), -1;
+        if (j == 1) SR_CHECK(l->source[l->rows] = strdup(field), "out of memory reading the last report");
+        if (j >= 3 && j - 3 < l->ncols) {
+            if (field_in(field, -1, ks[j - 3], &v)) /* -1: left out */
+                return snprintf(why, len, "%.32s is not a cluster of %s", field, l->col[j - 3]), -1;
+            l->cluster[l->rows * l->ncols + j - 3] = (int)v;
+        }
+    }
+    if (j != 3 + l->ncols) return snprintf(why, len, "%d fields, not %d", j, 3 + l->ncols), -1;
+    return 0;
+}
+
+/* The last report's tables/images.tsv and run.tsv; 0 rows when there is
+ * none. A damaged images.tsv (edited, or cut) is not compared with at all:
+ * 0 rows and the reason in l->damaged; this report replaces it. */
 static void read_last(const report *r, listing *l)
 {
     memset(l, 0, sizeof *l);
@@ -74,17 +108,29 @@ static void read_last(const report *r, listing *l)
     }
     snprintf(path, sizeof path, "%s/tables/images.tsv", r->final);
     if (!(f = fopen(path, "r"))) return;
-    if (fgets(line, sizeof line, f)) { /* position, source, label, then the clusterings */
-        line[strcspn(line, "\n")] = 0;
-        char *save = NULL, *field = strtok_r(line, "\t", &save);
-        for (int j = 0; field; j++, field = strtok_r(NULL, "\t", &save))
-            if (j >= 3 && l->ncols < MAX_COLUMNS) snprintf(l->col[l->ncols++], sizeof l->col[0], "%s", field);
+    int ks[MAX_COLUMNS]; /* each column's K, from its name "sigma S K k" */
+    char why[160] = "", *big = SR_MALLOC(1 << 16, "a line of images.tsv"); /* the header's 1024 columns fit */
+    long lines = 1;
+    if (fgets(big, 1 << 16, f)) { /* position, source, label, then the clusterings */
+        big[strcspn(big, "\n")] = 0;
+        char *save = NULL, *field = strtok_r(big, "\t", &save);
+        for (int j = 0; field && !why[0]; j++, field = strtok_r(NULL, "\t", &save)) {
+            if (j < 3) continue;
+            if (l->ncols == MAX_COLUMNS) snprintf(why, sizeof why, "more than %d clusterings", MAX_COLUMNS);
+            else if (sscanf(field, "sigma %*g K %d", &ks[l->ncols]) != 1 || ks[l->ncols] < 1)
+                snprintf(why, sizeof why, "%.32s is not a clustering", field);
+            else snprintf(l->col[l->ncols++], sizeof l->col[0], "%s", field);
+        }
     }
     long cap = 1024;
     l->source = SR_MALLOC(sizeof(char *) * cap, "the last run's images");
     l->cluster = SR_MALLOC(sizeof(int) * cap * (l->ncols ? l->ncols : 1), "the last run's clusters");
-    char *big = SR_MALLOC(1 << 16, "a line of images.tsv");
-    while (fgets(big, 1 << 16, f)) {
+    while (!why[0] && fgets(big, 1 << 16, f)) {
+        lines++;
+        if (!strchr(big, '\n') && !feof(f)) {
+            snprintf(why, sizeof why, "longer than %d characters", (1 << 16) - 1);
+            break;
+        }
         big[strcspn(big, "\n")] = 0;
         if (l->rows == cap) {
             cap *= 2;
@@ -92,20 +138,17 @@ static void read_last(const report *r, listing *l)
             l->cluster = realloc(l->cluster, sizeof(int) * cap * (l->ncols ? l->ncols : 1));
             SR_CHECK(l->source && l->cluster, "out of memory reading %s", path);
         }
-        char *save = NULL, *field = strtok_r(big, "\t", &save);
-        int j = 0;
-        for (; field; j++, field = strtok_r(NULL, "\t", &save)) {
-            if (j == 1) SR_CHECK(l->source[l->rows] = strdup(field), "out of memory reading %s", path);
-            else if (j >= 3 && j - 3 < l->ncols) l->cluster[l->rows * l->ncols + j - 3] = atoi(field);
-        }
-        if (j < 3 + l->ncols) { /* a short line: the file was cut; compare nothing rather than half */
-            if (j > 1) free(l->source[l->rows]);
-            break;
-        }
-        l->rows++;
+        l->source[l->rows] = NULL;
+        if (read_row(l, big, ks, why, sizeof why)) free(l->source[l->rows]);
+        else l->rows++;
     }
     free(big);
     fclose(f);
+    if (why[0]) { /* compare nothing rather than half */
+        snprintf(l->damaged, sizeof l->damaged, "line %ld: %s", lines, why);
+        for (long i = 0; i < l->rows; i++) free(l->source[i]);
+        l->rows = 0;
+    }
     l->order = SR_MALLOC(sizeof(long) * (l->rows ? l->rows : 1), "the last run's images");
     for (long i = 0; i < l->rows; i++) l->order[i] = i;
     sort_by = l;
@@ -118,25 +161,34 @@ static void read_now(report *r, int clusters_id, listing *l)
     memset(l, 0, sizeof *l);
     l->rows = r->images;
     size_t S = 0, nk = 0;
-    int var;
-    if (clusters_id >= 0 && nc_inq_varid(clusters_id, "assignment", &var) == NC_NOERR) {
-        S = dim_len(clusters_id, "sigma"), nk = dim_len(clusters_id, "k");
-        if (S * nk > MAX_COLUMNS) S = MAX_COLUMNS / (nk ? nk : 1);
+    int var, *ks = NULL;
+    char path[SR_PATH_MAX];
+    if (clusters_id >= 0 && (var = var_of_rank(clusters_id, "assignment", 3)) >= 0) {
+        nc_path(clusters_id, path, sizeof path);
+        S = dim_len(clusters_id, "sigma"), ks = k_values(clusters_id, &nk);
+        if (S > MAX_COLUMNS || S * nk > MAX_COLUMNS)
+            SR_FAIL("%s: %zu sigmas x %zu K values, more than the %d clusterings a conf can ask for; make it again "
+                    "(delete it and run semrep run)", path, S, nk, MAX_COLUMNS);
         /* clusters.nc of other images (the data set changed since): none */
         if (dim_len(clusters_id, "image") != (size_t)l->rows) S = nk = 0, l->mismatch = true;
     }
     l->ncols = (int)(S * nk);
     l->source = SR_MALLOC(sizeof(char *) * (l->rows ? l->rows : 1), "the images");
     l->cluster = SR_MALLOC(sizeof(int) * (l->rows ? l->rows : 1) * (l->ncols ? l->ncols : 1), "the clusters");
-    double *sig = var_doubles(clusters_id, "sigma", S), *ks = var_doubles(clusters_id, "k", nk);
+    double *sig = var_doubles(clusters_id, "sigma", S);
     int *one = SR_MALLOC(sizeof(int) * (l->rows ? l->rows : 1), "one clustering");
     for (size_t s = 0; s < S; s++)
         for (size_t q = 0; q < nk; q++) {
             const int c = (int)(s * nk + q);
-            snprintf(l->col[c], sizeof l->col[0], "sigma %.4g K %.0f", sig[s] * 255.0, ks[q]);
+            snprintf(l->col[c], sizeof l->col[0], "sigma %.4g K %d", sig[s] * 255.0, ks[q]);
             const size_t start[3] = {s, q, 0}, count[3] = {1, 1, (size_t)l->rows};
-            SR_NC(nc_get_vara_int(clusters_id, var, start, count, one), "clusters.nc of the report's output folder");
-            for (long i = 0; i < l->rows; i++) l->cluster[i * l->ncols + c] = one[i];
+            SR_NC(nc_get_vara_int(clusters_id, var, start, count, one), path);
+            for (long i = 0; i < l->rows; i++) {
+                if (one[i] < -1 || one[i] >= ks[q]) /* -1: left out */
+                    SR_FAIL("%s: assignment holds cluster %d where K is %d; make it again (delete it and run "
+                            "semrep run)", path, one[i], ks[q]);
+                l->cluster[i * l->ncols + c] = one[i];
+            }
         }
     free(one), free(sig), free(ks);
     for (long i = 0; i < l->rows; i++) {
@@ -210,12 +262,20 @@ void changes(report *r, int clusters_id)
     write_now(r, &now, when, checkpoint, fingerprint);
 
     html(r, "<h2>What changed since the last run</h2>\n");
+    if (last.damaged[0]) {
+        fprintf(stderr, "semrep: note: %s/tables/images.tsv is damaged (%s); this report does not compare with it "
+                        "and replaces it\n", r->final, last.damaged);
+        html(r, "<p class=\"warn\">The last report's tables/images.tsv is damaged (");
+        escaped(r, last.damaged);
+        html(r, "): this report does not compare with it, and replaces it.</p>\n");
+    }
     if (now.mismatch)
         html(r, "<p class=\"warn\">clusters.nc is not of the images the data set has now: run the cluster stage "
                 "again (semrep run does); clusters are not compared.</p>\n");
     if (!last.rows) {
-        html(r, "<p>No earlier report in this folder: nothing to compare with. The next run will compare "
-                "itself with this one (<a href=\"tables/images.tsv\">tables/images.tsv</a>).</p>\n");
+        if (!last.damaged[0])
+            html(r, "<p>No earlier report in this folder: nothing to compare with. The next run will compare "
+                    "itself with this one (<a href=\"tables/images.tsv\">tables/images.tsv</a>).</p>\n");
         listing_free(&last), listing_free(&now);
         return;
     }
@@ -235,8 +295,13 @@ void changes(report *r, int clusters_id)
          strcmp(last.checkpoint, checkpoint) ? " from <b>another model</b>" : "", now.rows, added,
          last.rows - kept, kept);
     if (last.phi[0] && !strcmp(last.phi, fingerprint)) html(r, " phi.nc is unchanged since the last report.");
-    else if (computed[0])
-        html(r, " phi was computed for %s images and copied for %s.", computed, reused[0] ? reused : "0");
+    else if (computed[0]) {
+        html(r, " phi was computed for ");
+        escaped(r, computed);
+        html(r, " images and copied for ");
+        escaped(r, reused[0] ? reused : "0");
+        html(r, ".");
+    }
     html(r, "</p>\n");
 
     /* how far the clusters of the images both runs saw moved */

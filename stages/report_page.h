@@ -24,15 +24,24 @@ typedef struct {
 } report;
 
 void html(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* text with <, > and & escaped */
+/* HTML element content, escaped (io/text_escape.h); attribute values use sr_html_attr. */
 void escaped(report *r, const char *text);
 /* A table, both in the page and as tables/NAME.csv. cells: rows x cols strings. */
 void table(report *r, const char *name, const char *caption, int rows, int cols, char (*cells)[48]);
 /* Image `position` of the data set as a thumbnail, titled. */
 void image_cell(report *r, long position, const char *title);
-/* A NetCDF variable as doubles (zeros when absent); a dimension's length (0 when absent). */
+/* A NetCDF variable as doubles (zeros when absent; a file whose variable does
+ * not hold `count` values is refused, naming it); a dimension's length (0
+ * when absent); the file's path, for messages. */
 double *var_doubles(int ncid, const char *name, size_t count);
 size_t dim_len(int ncid, const char *name);
+void nc_path(int ncid, char *path, size_t len);
+/* The id of a variable that must have `rank` dimensions, or -1 when absent;
+ * a file where it has another rank is refused, naming it. */
+int var_of_rank(int ncid, const char *name, int rank);
+/* clusters.nc's K values (count of them in *count), each checked to be 1 to
+ * the file's number of clusters (and 100000, cluster.k's most): a file that says otherwise is refused. */
+int *k_values(int ncid, size_t *count);
 
 /* "What changed since the last run": compares this run's images and
  * clusters (clusters_id: clusters.nc, or -1) with the ones the last report

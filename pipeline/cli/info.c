@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "io/files.h"
 #include "io/checkpoint.h"
+#include "io/files.h"
 #include "io/manifest.h"
 #include "io/nc.h"
 #include "io/outdir.h"
@@ -309,5 +310,7 @@ int sr_cmd_info(int argc, char **argv, semrep_comm *comm)
     const char *path = args.positional[0];
     if (access(path, R_OK) != 0)
         return sr_comm_error(comm, SR_EXIT_FAILED, "cannot read %s; check the path", path);
+    char err[1024]; /* a FIFO would block the reading of its first bytes */
+    if (sr_check_regular(path, "semrep info", err, sizeof err)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err);
     return is_netcdf(path) ? info_netcdf(path, comm) : info_conf(path, &args, comm);
 }

@@ -59,13 +59,13 @@ static const stage_files *stage_key(const semrep_conf *conf, const char *stage, 
     XXH3_64bits_update(h, conf->text, strlen(conf->text));
     for (int i = 0; i < 6 && f->inputs[i][0]; i++) {
         char path[2 * SR_PATH_MAX], text[64] = "";
-        long long stamp[2] = {0, 0};
+        sr_file_id stamp = {0};
         if (!strcmp(f->inputs[i][0], "@model")) snprintf(path, sizeof path, "%s", model);
         else snprintf(path, sizeof path, "%s/%s", conf->output_dir, f->inputs[i][0]);
         if (f->inputs[i][1]) sr_file_text_attr(path, f->inputs[i][1], text, sizeof text);
-        else sr_file_stamp(path, &stamp[0], &stamp[1]);
+        else sr_file_stamp(path, &stamp);
         XXH3_64bits_update(h, text, sizeof text);
-        XXH3_64bits_update(h, stamp, sizeof stamp);
+        XXH3_64bits_update(h, &stamp, sizeof stamp);
     }
     snprintf(key, 17, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
     XXH3_freeState(h);

@@ -1,5 +1,6 @@
 #include "core/check.h"
 #include "io/checkpoint.h"
+#include "io/files.h"
 
 #include <math.h>
 #include <netcdf.h>
@@ -101,6 +102,7 @@ static int open_checkpoint(const char *path, int *ncid, char *err, size_t errlen
 {
     if (access(path, R_OK) != 0)
         SR_BAD("no readable checkpoint at %s; train one (semrep stage train CONF) or set model.checkpoint", path);
+    if (sr_check_regular(path, "model.checkpoint", err, errlen)) return -1;
     const int rc = nc_open(path, NC_NOWRITE, ncid);
     if (rc != NC_NOERR)
         SR_BAD("cannot open the checkpoint %s: %s; it is damaged or not a NetCDF file: copy or convert it again", path,

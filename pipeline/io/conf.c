@@ -1,7 +1,11 @@
 #define _GNU_SOURCE /* open_memstream */
 #include "io/conf.h"
+#include "io/files.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <libconfig.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -141,8 +145,11 @@ static int number(ctx *c, const sr_conf_key *key, const config_setting_t *s, dou
         *out = config_setting_get_float(s);
     else
         return fail(c, s, "%s must be %s", key->path, type_name(key->type));
-    if (!isfinite(*out) || *out < key->min || *out > key->max)
+    if (!isfinite(*out) || *out < key->min || *out > key->max) {
+        if (want_int) /* every digit: 4294967296 must not read as 4.29497e+09 */
+            return fail(c, s, "%s = %.0f is out of range [%.0f, %.0f]", key->path, *out, key->min, key->max);
         return fail(c, s, "%s = %g is out of range [%g, %g]", key->path, *out, key->min, key->max);
+    }
     return 0;
 }
 
@@ -247,15 +254,109 @@ static void copy_value(config_setting_t *dst, const config_setting_t *src)
     }
 }
 
+/* The conf file's text (malloc'd), or NULL with err set. */
+static char *read_text(ctx *c, const char *path)
+{
+    if (access(path, R_OK) != 0) {
+        snprintf(c->err, c->errlen, "cannot read the conf %s: %s; check the path", path, strerror(errno));
+        return NULL;
+    }
+    const int fd = sr_open_regular(path, "the conf", c->err, c->errlen);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "r");
+    char *text = NULL;
+    size_t cap = 0;
+    const ssize_t n = f ? getdelim(&text, &cap, '\0', f) : -1;
+    const bool bad = !f || ferror(f);
+    if (f) fclose(f);
+    else close(fd);
+    if (bad) {
+        free(text);
+        return fail(c, NULL, "cannot read the conf: %s; check the path", strerror(errno)), NULL;
+    }
+    if (n < 0) { /* empty */
+        free(text);
+        text = calloc(1, 1);
+    }
+    return text;
+}
+
+/* libconfig 1.5 reads an integer without the L suffix into an int, so
+ * 4294967297 became 1 and 4294967295 became -1. Before parsing, every
+ * decimal or hex integer outside int's range gets its L (the line numbers
+ * stay), and one outside 64 bits is refused by its line. Strings, comments
+ * and names are copied as they are. A malloc'd text, or NULL with err set. */
+static char *widen_integers(ctx *c, const char *text)
+{
+    const size_t len = strlen(text);
+    char *out = malloc(2 * len + 1); /* at worst an L after every other character */
+    if (!out) return fail(c, NULL, "out of memory reading the conf"), NULL;
+    size_t o = 0;
+    long line = 1;
+    int in_array = 0;           /* libconfig's [arrays] hold one type: int and int64 do not mix */
+    const char *name = "", *name_end = name; /* the last setting name, for errors */
+    for (const char *p = text; *p;) {
+        const char *start = p;
+        in_array += (*p == '[') - (*p == ']');
+        if (*p == '"') { /* a string, with its escapes */
+            for (p++; *p && *p != '"'; p++) p += p[0] == '\\' && p[1];
+            p += *p == '"';
+        } else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+            p += strcspn(p, "\n");
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            p = end ? end + 2 : p + strlen(p);
+        } else if (isalpha((unsigned char)*p) || *p == '*' || *p == '_' || *p == '@') { /* a name or keyword */
+            for (p++; *p && (isalnum((unsigned char)*p) || strchr("-_*", *p)); p++) {}
+            name = start, name_end = p;
+        } else if (isdigit((unsigned char)*p) || ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
+            const bool hex = p[*p == '-' || *p == '+'] == '0' && (p[1 + (*p == '-' || *p == '+')] | 0x20) == 'x';
+            char *end;
+            errno = 0;
+            const long long v = hex ? (long long)strtoull(p, &end, 16) : strtoll(p, &end, 10);
+            if (!hex && (*end == '.' || *end == 'e' || *end == 'E')) { /* a float */
+                for (p = end + 1; *p && (isalnum((unsigned char)*p) || strchr(".+-", *p)); p++) {}
+            } else {
+                if (errno == ERANGE || (hex && end - p > 18))
+                    return free(out), fail(c, NULL, "line %ld: the integer %.*s is out of range", line,
+                                           (int)(end - p), p), NULL;
+                if (in_array > 0 && (v > INT_MAX || v < INT_MIN)) /* every list's entries are below 2^31 */
+                    return free(out), fail(c, NULL, "line %ld: %.*s: the list entry %.*s is out of range", line,
+                                           (int)(name_end - name), name, (int)(end - p), p), NULL;
+                p = end;
+                const bool suffixed = *p == 'L';
+                memcpy(out + o, start, (size_t)(p - start));
+                o += (size_t)(p - start);
+                if (!suffixed && (v > INT_MAX || v < INT_MIN)) out[o++] = 'L';
+                continue;
+            }
+        } else {
+            p++;
+        }
+        for (const char *q = start; q < p; q++) line += *q == '\n';
+        memcpy(out + o, start, (size_t)(p - start));
+        o += (size_t)(p - start);
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /* Puts the literal `value` at `path` in cfg. */
 static int put_literal(ctx *c, config_t *cfg, const char *path, const char *value, const char *what)
 {
     config_t lit;
     config_init(&lit);
     char *text = malloc(strlen(value) + 8);
+    if (!text) return fail(c, NULL, "out of memory reading %s", what);
     sprintf(text, "v = %s;", value);
-    const int parsed = config_read_string(&lit, text);
+    char *wide = widen_integers(c, text);
     free(text);
+    if (!wide) {
+        config_destroy(&lit);
+        return fail(c, NULL, "%s: %s is out of range", what, value);
+    }
+    const int parsed = config_read_string(&lit, wide);
+    free(wide);
     int rc = 0;
     if (parsed != CONFIG_TRUE) {
         rc = fail(c, NULL, "%s: %s is not a libconfig value (strings need quotes, lists brackets)", what, value);
@@ -347,13 +448,16 @@ int sr_conf_load(semrep_conf *conf, const char *path, int nsets, char *const *se
     int rc = 0;
     if (path && strlen(path) >= sizeof conf->source) {
         rc = fail(&c, NULL, "the path is too long");
-    } else if (path && config_read_file(&cfg, path) != CONFIG_TRUE) {
-        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
-            snprintf(err, errlen, "cannot read the conf %s; check the path", path);
-        else
-            snprintf(err, errlen, "conf %s line %d: %s", path, config_error_line(&cfg),
-                     config_error_text(&cfg));
-        rc = -1;
+    } else if (path) {
+        char *text = read_text(&c, path);
+        char *wide = text ? widen_integers(&c, text) : NULL;
+        if (wide && config_read_string(&cfg, wide) != CONFIG_TRUE) {
+            snprintf(err, errlen, "conf %s line %d: %s", path, config_error_line(&cfg), config_error_text(&cfg));
+            rc = -1;
+        }
+        if (!wide) rc = -1;
+        free(text);
+        free(wide);
     }
     if (!rc) rc = check_known(&c, config_root_setting(&cfg));
     if (!rc) rc = apply_sets(&c, &cfg, nsets, sets);

@@ -1,13 +1,28 @@
 #include "io/dataset.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <xxhash.h>
 
 #include "core/check.h"
 #include "io/files.h"
+
+/* A text file the conf names (its key in what), opened only when regular. */
+static FILE *open_text(const char *path, const char *what, char *err, size_t errlen)
+{
+    const int fd = sr_open_regular(path, what, err, errlen);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        sr_report(err, errlen, "cannot read %s (%s): %s", path, what, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
 
 /* The selection: index_file, else every stride-th image; then at most limit. */
 static int select_images(sr_dataset *ds, char *err, size_t errlen)
@@ -16,8 +31,8 @@ static int select_images(sr_dataset *ds, char *err, size_t errlen)
     long n = 0, cap = 1024;
     long *sel = NULL;
     if (c->index_file[0]) {
-        FILE *f = fopen(c->index_file, "r");
-        if (!f) SR_BAD("cannot read the index file %s (dataset.index_file); check the path", c->index_file);
+        FILE *f = open_text(c->index_file, "dataset.index_file", err, errlen);
+        if (!f) return -1;
         sel = SR_MALLOC(sizeof(long) * (size_t)cap, "the index list");
         char line[64];
         for (long lineno = 1; fgets(line, sizeof line, f); lineno++) {
@@ -42,6 +57,11 @@ static int select_images(sr_dataset *ds, char *err, size_t errlen)
                 sel = grown;
             }
             sel[n++] = v;
+            if (n > SR_MAX_IMAGES) {
+                fclose(f);
+                free(sel);
+                SR_BAD("%s lists more than %ld images; semrep uses at most that many", c->index_file, SR_MAX_IMAGES);
+            }
         }
         fclose(f);
         if (n == 0) {
@@ -66,11 +86,17 @@ static int select_images(sr_dataset *ds, char *err, size_t errlen)
 static int read_class_names(sr_dataset *ds, char *err, size_t errlen)
 {
     if (!ds->conf.classes[0] || !ds->labels) return 0;
-    FILE *f = fopen(ds->conf.classes, "r");
-    if (!f) SR_BAD("cannot read the class names %s (dataset.classes); check the path", ds->conf.classes);
+    FILE *f = open_text(ds->conf.classes, "dataset.classes", err, errlen);
+    if (!f) return -1;
     int n = 0;
     char line[256];
     while (n < ds->nclasses && fgets(line, sizeof line, f)) {
+        /* a longer line would be read as several names, shifting every later one */
+        if (!strchr(line, '\n') && !feof(f)) {
+            fclose(f);
+            SR_BAD("%s line %d: a class name of more than %zu characters; shorten it (%d are kept)", ds->conf.classes,
+                   n + 1, sizeof line - 2, SR_CLASS_NAME_MAX - 1);
+        }
         line[strcspn(line, "\r\n")] = '\0';
         snprintf(ds->class_names[n++], SR_CLASS_NAME_MAX, "%.*s", SR_CLASS_NAME_MAX - 1, line);
     }
@@ -86,10 +112,10 @@ void sr_dataset_stamp_files(sr_dataset *ds, const char *const *paths, int count)
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     for (int i = 0; i < count; i++) {
-        long long stamp[2] = {-1, -1};
-        sr_file_stamp(paths[i], &stamp[0], &stamp[1]);
+        sr_file_id id = {.size = -1};
+        sr_file_stamp(paths[i], &id);
         XXH3_64bits_update(h, paths[i], strlen(paths[i]) + 1);
-        XXH3_64bits_update(h, stamp, sizeof stamp);
+        XXH3_64bits_update(h, &id, sizeof id);
     }
     snprintf(ds->stamp, sizeof ds->stamp, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
     XXH3_freeState(h);

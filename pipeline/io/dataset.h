@@ -18,6 +18,10 @@
 
 #define SR_NAME_MAX 256    /* an image's source name, as phi.nc stores it */
 #define SR_CLASS_NAME_MAX 64
+/* Images one data set may hold: an image's position is a long, but counts
+ * and indices pass through int fields (labels, MPI counts); larger data
+ * sets are refused by name rather than wrapped. */
+#define SR_MAX_IMAGES 2147483647L
 
 typedef struct sr_dataset sr_dataset;
 
@@ -70,7 +74,7 @@ int sr_dataset_label(const sr_dataset *ds, long i);
 uint32_t sr_dataset_noise_key(const sr_dataset *ds, long i);
 void sr_dataset_name(const sr_dataset *ds, long i, char *out, size_t len);
 
-/* Sets ds->stamp from the paths, sizes and times of a source's files. */
+/* Sets ds->stamp from the paths and identities (sr_file_id) of a source's files. */
 void sr_dataset_stamp_files(sr_dataset *ds, const char *const *paths, int count);
 
 /* Sources, for sr_dataset_open. Each sets source, impl, source_count,

@@ -5,11 +5,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 #include "core/check.h"
@@ -33,26 +36,62 @@ static uint32_t big_endian(const unsigned char *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-static int is_gzip(const char *path)
+static int is_gzip(const char *path, const char *what, bool *gzip, char *err, size_t errlen)
 {
     unsigned char head[2] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    const size_t n = fread(head, 1, 2, f);
-    fclose(f);
-    return n == 2 && head[0] == 0x1f && head[1] == 0x8b;
+    const int fd = sr_open_regular(path, what, err, errlen);
+    if (fd < 0) return -1;
+    const ssize_t n = read(fd, head, 2);
+    close(fd);
+    *gzip = n == 2 && head[0] == 0x1f && head[1] == 0x8b;
+    return 0;
 }
 
-/* Reads all of a (possibly gzipped) stream into `out` or to `to_fd`; zlib
- * reads plain files too. */
-static int gunzip(const char *path, int to_fd, unsigned char **out, size_t *len, char *err, size_t errlen)
+/* The bytes an IDX file's header says it holds (magic, sizes, then the
+ * product of the sizes in bytes of its type); 0 while the header is not yet
+ * all in `have` bytes; -1 when head is no IDX header. It bounds the
+ * uncompressing of a gzip stream, which could otherwise fill the disk. */
+static long long idx_claimed_bytes(const unsigned char *head, size_t have)
 {
-    gzFile gz = gzopen(path, "rb");
-    if (!gz) SR_BAD("cannot read %s: %s; check the path", path, strerror(errno));
+    if (have < 4) return 0;
+    if (head[0] || head[1] || head[2] != 0x08 || head[3] < 1 || head[3] > 4) return -1;
+    const size_t dims = head[3];
+    if (have < 4 + 4 * dims) return 0;
+    long long bytes = 1;
+    for (size_t d = 0; d < dims; d++)
+        if (__builtin_mul_overflow(bytes, (long long)big_endian(head + 4 + 4 * d), &bytes)) return LLONG_MAX;
+    return bytes > LLONG_MAX - 20 ? LLONG_MAX : bytes + 4 + 4 * (long long)dims;
+}
+
+/* Reads all of a (possibly gzipped) IDX stream into `out` or to `to_fd`,
+ * no further than its header claims; zlib reads plain files too. */
+static int gunzip(const char *path, const char *what, int to_fd, unsigned char **out, size_t *len, char *err,
+                  size_t errlen)
+{
+    const int fd = sr_open_regular(path, what, err, errlen);
+    if (fd < 0) return -1;
+    gzFile gz = gzdopen(fd, "rb");
+    if (!gz) {
+        close(fd);
+        SR_BAD("cannot read %s: %s; check the path", path, strerror(errno));
+    }
     size_t cap = 1 << 16, used = 0;
-    unsigned char *buf = malloc(cap);
+    unsigned char *buf = malloc(cap), head[20];
+    long long total = 0, claimed = 0;
     int n;
     while (buf && (n = gzread(gz, buf + (to_fd >= 0 ? 0 : used), (unsigned)(to_fd >= 0 ? cap : cap - used))) > 0) {
+        const unsigned char *got = buf + (to_fd >= 0 ? 0 : used);
+        const size_t kept = (size_t)total < sizeof head ? (size_t)total : sizeof head; /* header bytes so far */
+        memcpy(head + kept, got, (size_t)n < sizeof head - kept ? (size_t)n : sizeof head - kept);
+        total += n;
+        if (claimed == 0) claimed = idx_claimed_bytes(head, (size_t)total < sizeof head ? (size_t)total : sizeof head);
+        if (claimed < 0 || (claimed > 0 && total > claimed)) {
+            free(buf);
+            gzclose(gz);
+            if (claimed < 0) SR_BAD("%s (%s) is not an IDX file (no IDX header of unsigned bytes)", path, what);
+            SR_BAD("%s (%s) uncompresses to more than the %lld bytes its IDX header claims; the file is damaged", path,
+                   what, claimed);
+        }
         if (to_fd >= 0) {
             if (write(to_fd, buf, (size_t)n) != n) {
                 free(buf);
@@ -76,8 +115,8 @@ static int gunzip(const char *path, int to_fd, unsigned char **out, size_t *len,
     if (!buf) SR_BAD("out of memory reading %s", path);
     if (code != Z_OK || closed != Z_OK) {
         free(buf);
-        /* zlib's text starts with the path again */
-        const char *reason = strncmp(why, path, strlen(path)) ? why : why + strlen(path) + 2;
+        /* zlib's text starts with the stream's name, "<fd:N>: " */
+        const char *reason = why[0] == '<' && strstr(why, ">: ") ? strstr(why, ">: ") + 3 : why;
         SR_BAD("%s: corrupt or truncated gzip stream (%s); get a fresh copy", path,
                code != Z_OK ? reason : "unexpected end of file");
     }
@@ -91,24 +130,28 @@ static int gunzip(const char *path, int to_fd, unsigned char **out, size_t *len,
 }
 
 /* The uncompressed image file: the file itself, or its copy in the cache
- * folder, named by the source's size and time so a changed file is redone. */
+ * folder, named by a hash of the source's identity (sr_file_id) so a changed
+ * file is redone. */
 static int uncompressed_path(const char *path, const char *work_dir, char *out, size_t len, char *err, size_t errlen)
 {
-    if (!is_gzip(path)) return snprintf(out, len, "%s", path), 0;
-    long long size, mtime;
-    if (sr_file_stamp(path, &size, &mtime)) SR_BAD("cannot read %s: %s; check the path", path, strerror(errno));
+    bool gzip;
+    if (is_gzip(path, "dataset.images", &gzip, err, errlen)) return -1;
+    if (!gzip) return snprintf(out, len, "%s", path), 0;
+    sr_file_id id;
+    if (sr_file_stamp(path, &id)) SR_BAD("cannot read %s: %s; check the path", path, strerror(errno));
     char dir[SR_PATH_MAX + 16];
     snprintf(dir, sizeof dir, "%s/cache", work_dir);
     if (sr_make_dirs(dir, err, errlen)) return -1;
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    snprintf(out, len, "%s/%.*s.%lld.%lld", dir, (int)(strlen(base) > 3 && !strcmp(base + strlen(base) - 3, ".gz")
-                                                          ? strlen(base) - 3 : strlen(base)), base, size, mtime);
+    snprintf(out, len, "%s/%.*s.%016llx", dir, (int)(strlen(base) > 3 && !strcmp(base + strlen(base) - 3, ".gz")
+                                                          ? strlen(base) - 3 : strlen(base)), base,
+             (unsigned long long)XXH3_64bits(&id, sizeof id));
     if (access(out, R_OK) == 0) return 0;
     char tmp[SR_PATH_MAX + 64];
     sr_tmp_path(out, tmp, sizeof tmp);
     const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) SR_BAD("cannot write %s: %s; check the output folder", tmp, strerror(errno));
-    const int rc = gunzip(path, fd, NULL, NULL, err, errlen);
+    const int rc = gunzip(path, "dataset.images", fd, NULL, NULL, err, errlen);
     close(fd);
     if (rc) return unlink(tmp), -1;
     sr_commit_file(tmp, out);
@@ -119,7 +162,7 @@ static int read_labels(sr_dataset *ds, const char *path, long count, char *err, 
 {
     unsigned char *buf;
     size_t len;
-    if (gunzip(path, -1, &buf, &len, err, errlen)) return -1;
+    if (gunzip(path, "dataset.labels", -1, &buf, &len, err, errlen)) return -1;
     int rc = 0;
     if (len < 8 || big_endian(buf) != IDX_LABELS)
         rc = sr_report(err, errlen, "%s is not an IDX label file (magic number 0x%08x, want 0x%08x)", path,
@@ -185,12 +228,14 @@ int sr_dataset_open_idx(sr_dataset *ds, const char *work_dir, char *err, size_t 
     char plain[SR_PATH_MAX + 128];
     if (access(c->images, R_OK) != 0) SR_BAD("cannot read %s (dataset.images): %s", c->images, strerror(errno));
     if (uncompressed_path(c->images, work_dir, plain, sizeof plain, err, errlen)) return -1;
-    im->fd = open(plain, O_RDONLY);
-    if (im->fd < 0) SR_BAD("cannot read %s: %s", plain, strerror(errno));
+    im->fd = sr_open_regular(plain, "dataset.images", err, errlen);
+    if (im->fd < 0) return -1;
     unsigned char head[16];
     if (pread(im->fd, head, 16, 0) != 16 || big_endian(head) != IDX_IMAGES)
         SR_BAD("%s is not an IDX image file (magic number 0x%08x, want 0x%08x)", c->images, big_endian(head), IDX_IMAGES);
     const long count = big_endian(head + 4);
+    if (count > SR_MAX_IMAGES)
+        SR_BAD("%s claims %ld images; semrep reads at most %ld from one file: split it", c->images, count, SR_MAX_IMAGES);
     im->rows = (int)big_endian(head + 8);
     im->cols = (int)big_endian(head + 12);
     if (im->rows < 1 || im->cols < 1 || (long)im->rows * im->cols > c->max_pixels)

@@ -2,6 +2,7 @@
  * float (0..1), and an optional integer label variable (image). Any image
  * is one hyperslab read. Channels convert like PNG's, sides are centred and
  * padded or cropped like IDX's. */
+#include <limits.h>
 #include <math.h>
 #include <netcdf.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "core/check.h"
 #include "io/dataset.h"
+#include "io/files.h"
 #include "io/image_ops.h"
 
 typedef struct {
@@ -93,6 +95,7 @@ int sr_dataset_open_netcdf(sr_dataset *ds, char *err, size_t errlen)
     im->ncid = -1;
     ds->source = &netcdf_source;
     ds->impl = im;
+    if (sr_check_regular(c->file, "dataset.file", err, errlen)) return -1;
     int rc = nc_open(c->file, NC_NOWRITE, &im->ncid);
     if (rc != NC_NOERR) {
         im->ncid = -1;
@@ -107,6 +110,12 @@ int sr_dataset_open_netcdf(sr_dataset *ds, char *err, size_t errlen)
         SR_BAD("%s: %s must be (image, channel, y, x) of uint8 or float", c->file, c->variable);
     size_t len[4];
     for (int d = 0; d < 4; d++) nc_inq_dimlen(im->ncid, dims[d], &len[d]);
+    /* sizes are checked before they are narrowed to int or anything is allocated */
+    if (len[0] > (size_t)SR_MAX_IMAGES)
+        SR_BAD("%s: %s declares %zu images; semrep reads at most %ld from one file: split it", c->file, c->variable,
+               len[0], SR_MAX_IMAGES);
+    if (len[2] > (size_t)c->max_pixels || len[3] > (size_t)c->max_pixels || len[2] > INT_MAX || len[3] > INT_MAX)
+        SR_BAD("%s: images of %zux%zu exceed dataset.max_pixels = %ld", c->file, len[2], len[3], c->max_pixels);
     im->channels = (int)len[1];
     im->height = (int)len[2];
     im->width = (int)len[3];

@@ -30,8 +30,11 @@ static int png_read(sr_dataset *ds, const long *index, long count, float *images
         char path[SR_PATH_MAX * 2];
         png_name(ds, index[k], path, sizeof path);
         /* The manifest found it valid: failing now means it changed since. */
-        if (sr_png_load(path, ds->channels, ds->size, ds->conf.max_pixels, images + (size_t)k * out, err, errlen))
+        if (sr_png_load(path, ds->channels, ds->size, ds->conf.max_pixels, images + (size_t)k * out, err, errlen)) {
+            for (char *p = err; *p; p++) /* the message stays one line whatever the name holds */
+                if ((unsigned char)*p < 0x20) *p = ' ';
             return -1;
+        }
     }
     return 0;
 }
@@ -67,6 +70,9 @@ int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t 
     sr_manifest_path(work_dir, c->path, path, sizeof path);
     if (sr_manifest_read(path, &im->m, why, sizeof why))
         SR_BAD("the PNG folder %s has no manifest yet (%s); semrep's stages build it", c->path, why);
+    if (im->m.count > SR_MAX_IMAGES)
+        SR_BAD("the PNG folder %s holds %ld PNG files; semrep reads at most %ld: split it", c->path, im->m.count,
+               SR_MAX_IMAGES);
     long bad = 0;
     const sr_manifest_entry *first_bad = NULL;
     im->valid = SR_MALLOC(sizeof(long) * (size_t)(im->m.count ? im->m.count : 1), "the image list");
@@ -78,12 +84,14 @@ int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t 
             im->valid[ds->source_count++] = i;
         }
     }
+    char bad_name[4 * SR_NAME_MAX + 1]; /* one line, whatever the name holds */
+    if (first_bad) sr_escape_name(first_bad->name, bad_name, sizeof bad_name);
     if (bad && !strcmp(c->on_bad_image, "fail"))
         SR_BAD("%s/%s: %s (dataset.on_bad_image = \"fail\"; %ld bad of %ld; the list is in %s)", c->path,
-            first_bad->name, first_bad->reason, bad, im->m.count, path);
+            bad_name, first_bad->reason, bad, im->m.count, path);
     if ((double)bad > c->max_bad_share * (double)im->m.count)
         SR_BAD("%ld of %ld images in %s are bad, above dataset.max_bad_share = %g; first: %s: %s (the list is in %s)", bad,
-            im->m.count, c->path, c->max_bad_share, first_bad->name, first_bad->reason, path);
+            im->m.count, c->path, c->max_bad_share, bad_name, first_bad->reason, path);
     ds->skipped = bad;
     ds->channels = c->channels;
     ds->size = c->size;
@@ -94,14 +102,13 @@ int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t 
         ds->class_names = calloc((size_t)ds->nclasses, SR_CLASS_NAME_MAX);
         memcpy(ds->class_names, im->m.class_names, (size_t)ds->nclasses * SR_CLASS_NAME_MAX);
     }
-    /* the content: every file's name, size, time and verdict */
+    /* the content: every file's name, identity (sr_file_id) and verdict */
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     for (long i = 0; i < im->m.count; i++) {
         const sr_manifest_entry *e = &im->m.entries[i];
         XXH3_64bits_update(h, e->name, strlen(e->name) + 1);
-        XXH3_64bits_update(h, &e->bytes, sizeof e->bytes);
-        XXH3_64bits_update(h, &e->mtime, sizeof e->mtime);
+        XXH3_64bits_update(h, &e->id, sizeof e->id);
         XXH3_64bits_update(h, e->reason, strlen(e->reason) + 1);
     }
     snprintf(ds->stamp, sizeof ds->stamp, "%016llx", (unsigned long long)XXH3_64bits_digest(h));

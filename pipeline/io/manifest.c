@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "io/manifest.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -31,15 +32,14 @@ static int add_entry(lister *l, const char *name, const struct stat *st, int cls
     sr_manifest_entry *e = &m->entries[m->count++];
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%.*s", (int)sizeof e->name - 1, name);
-    e->bytes = st->st_size;
-    e->mtime = st->st_mtime;
+    e->id = sr_file_id_of(st);
     e->cls = cls;
     if (strlen(name) >= sizeof e->name) {
         e->checked = true;
         snprintf(e->reason, sizeof e->reason, "its path is longer than %d characters", SR_NAME_MAX - 1);
-    } else if (strpbrk(name, "\t\n\r")) {
+    } else if (!S_ISREG(st->st_mode)) {
         e->checked = true;
-        snprintf(e->reason, sizeof e->reason, "its name holds a tab or a line break");
+        snprintf(e->reason, sizeof e->reason, "not a regular file (a FIFO, device or socket)");
     }
     return 0;
 }
@@ -68,7 +68,7 @@ static int walk(lister *l, const char *folder, const char *rel, int cls, char *e
             struct stat st;
             if (stat(full, &st) != 0) rc = sr_report(err, errlen, "cannot read %s: %s", full, strerror(errno));
             else if (S_ISDIR(st.st_mode)) rc = walk(l, folder, sub, cls, err, errlen);
-            else if (S_ISREG(st.st_mode) && is_png_name(d) && add_entry(l, sub, &st, cls))
+            else if (is_png_name(d) && add_entry(l, sub, &st, cls)) /* listed even when not regular: as bad */
                 rc = sr_report(err, errlen, "out of memory listing %s", folder);
         }
         free(names[i]);
@@ -125,6 +125,7 @@ int sr_manifest_list(const char *folder, long max_pixels, sr_manifest *m, char *
     return rc;
 }
 
+
 long sr_manifest_reuse(sr_manifest *m, const sr_manifest *old)
 {
     long unchecked = 0, j = 0;
@@ -134,8 +135,7 @@ long sr_manifest_reuse(sr_manifest *m, const sr_manifest *old)
         /* both lists are sorted: walk them together */
         while (comparable && j < old->count && strcmp(old->entries[j].name, e->name) < 0) j++;
         const sr_manifest_entry *o = comparable && j < old->count ? &old->entries[j] : NULL;
-        if (!e->checked && o && !strcmp(o->name, e->name) && o->bytes == e->bytes && o->mtime == e->mtime &&
-            o->checked) {
+        if (!e->checked && o && !strcmp(o->name, e->name) && !memcmp(&o->id, &e->id, sizeof e->id) && o->checked) {
             e->checked = true;
             memcpy(e->reason, o->reason, sizeof e->reason);
         }
@@ -160,25 +160,109 @@ void sr_manifest_check(const sr_manifest *m, sr_manifest_entry *e, int channels,
     }
 }
 
+void sr_escape_name(const char *name, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 5 <= len; p++) {
+        if (*p == '\\') o += (size_t)sprintf(out + o, "\\\\");
+        else if (*p == '\t') o += (size_t)sprintf(out + o, "\\t");
+        else if (*p == '\n') o += (size_t)sprintf(out + o, "\\n");
+        else if (*p == '\r') o += (size_t)sprintf(out + o, "\\r");
+        else if (*p < 0x20 || *p == 0x7f) o += (size_t)sprintf(out + o, "\\x%02x", *p);
+        else out[o++] = (char)*p;
+    }
+    if (len) out[o < len ? o : len - 1] = '\0';
+}
+
+static void put_escaped(FILE *f, const char *text)
+{
+    char escaped[4 * SR_PATH_MAX + 1]; /* the folder is the longest: 4 bytes at most per byte */
+    sr_escape_name(text, escaped, sizeof escaped);
+    fputs(escaped, f);
+}
+
+/* Undoes put_escaped on the field [from, to) into out (len bytes); -1 when
+ * it is not a field put_escaped writes or does not fit. */
+static int get_escaped(const char *from, const char *to, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *p = from; p < to; p++) {
+        char c = *p;
+        if (c == '\\') {
+            if (++p == to) return -1;
+            if (*p == '\\') c = '\\';
+            else if (*p == 't') c = '\t';
+            else if (*p == 'n') c = '\n';
+            else if (*p == 'r') c = '\r';
+            else if (*p == 'x' && to - p > 2 && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+                const char hex[3] = {p[1], p[2], '\0'};
+                c = (char)strtol(hex, NULL, 16);
+                p += 2;
+                if (!c) return -1;
+            } else return -1;
+        }
+        if (o + 1 >= len) return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
 int sr_manifest_write(const char *path, const sr_manifest *m, char *err, size_t errlen)
 {
     char tmp[SR_PATH_MAX * 2];
     sr_tmp_path(path, tmp, sizeof tmp);
     FILE *f = fopen(tmp, "w");
     if (!f) SR_BAD("cannot write %s: %s; check the output folder", tmp, strerror(errno));
-    fprintf(f, "# %s %d\n# folder\t%s\n# max_pixels\t%ld\n# classes", SR_MANIFEST_FORMAT, SR_MANIFEST_VERSION,
-            m->folder, m->max_pixels);
-    for (int c = 0; c < m->nclasses; c++) fprintf(f, "\t%s", m->class_names[c]);
-    fprintf(f, "\nindex\tname\tbytes\tmtime\tclass\tverdict\n");
+    fprintf(f, "# %s %d\n# folder\t", SR_MANIFEST_FORMAT, SR_MANIFEST_VERSION);
+    put_escaped(f, m->folder);
+    fprintf(f, "\n# max_pixels\t%ld\n# classes", m->max_pixels);
+    for (int c = 0; c < m->nclasses; c++) {
+        fputc('\t', f);
+        put_escaped(f, m->class_names[c]);
+    }
+    fprintf(f, "\nindex\tname\tbytes\tmtime\tctime\tinode\tclass\tverdict\n");
     long index = 0;
     for (long i = 0; i < m->count; i++) {
         const sr_manifest_entry *e = &m->entries[i];
-        if (e->reason[0]) fprintf(f, "-");
-        else fprintf(f, "%ld", index++);
-        fprintf(f, "\t%s\t%lld\t%lld\t%d\t%s\n", e->name, e->bytes, e->mtime, e->cls, e->reason[0] ? e->reason : "ok");
+        if (e->reason[0]) fprintf(f, "-\t");
+        else fprintf(f, "%ld\t", index++);
+        put_escaped(f, e->name);
+        fprintf(f, "\t%lld\t%lld.%09lld\t%lld.%09lld\t%lld\t%d\t%s\n", e->id.size, e->id.mtime_s, e->id.mtime_ns,
+                e->id.ctime_s, e->id.ctime_ns, e->id.inode, e->cls, e->reason[0] ? e->reason : "ok");
     }
     if (fclose(f) != 0) SR_BAD("cannot write %s: %s; check the disk", tmp, strerror(errno));
     sr_commit_file(tmp, path);
+    return 0;
+}
+
+/* An entry's line: index, name, bytes, mtime, ctime, inode, class, verdict. */
+static int parse_entry(char *line, sr_manifest_entry *e)
+{
+    char *field[8];
+    int n = 0;
+    for (char *p = line;;) {
+        if (n == 8) return -1; /* a ninth field */
+        field[n++] = p;
+        char *tab = strchr(p, '\t');
+        if (!tab) break;
+        *tab = '\0';
+        p = tab + 1;
+    }
+    if (n != 8) return -1;
+    char *end;
+    if (get_escaped(field[1], field[1] + strlen(field[1]), e->name, sizeof e->name) || !e->name[0]) return -1;
+    e->id.size = strtoll(field[2], &end, 10);
+    if (*end) return -1;
+    if (sscanf(field[3], "%lld.%lld", &e->id.mtime_s, &e->id.mtime_ns) != 2 ||
+        sscanf(field[4], "%lld.%lld", &e->id.ctime_s, &e->id.ctime_ns) != 2)
+        return -1;
+    e->id.inode = strtoll(field[5], &end, 10);
+    if (*end) return -1;
+    e->cls = (int)strtol(field[6], &end, 10);
+    if (*end || !field[7][0]) return -1;
+    e->checked = true;
+    if (strcmp(field[7], "ok")) snprintf(e->reason, sizeof e->reason, "%.*s", (int)sizeof e->reason - 1, field[7]);
     return 0;
 }
 
@@ -198,34 +282,37 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
             if (sscanf(line, "# " SR_MANIFEST_FORMAT " %d", &version) != 1 || version != SR_MANIFEST_VERSION)
                 rc = sr_report(err, errlen, "%s is not a semrep manifest of version %d", path, SR_MANIFEST_VERSION);
         } else if (!strncmp(line, "# folder\t", 9)) {
-            snprintf(m->folder, sizeof m->folder, "%s", line + 9);
+            if (get_escaped(line + 9, line + strlen(line), m->folder, sizeof m->folder))
+                rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
         } else if (!strncmp(line, "# max_pixels\t", 13)) {
             m->max_pixels = atol(line + 13);
         } else if (!strncmp(line, "# classes", 9)) {
-            for (char *p = line + 9; *p == '\t'; p = strchr(p + 1, '\t') ? strchr(p + 1, '\t') : p + strlen(p)) {
+            for (char *p = line + 9; *p == '\t' && !rc; p += 1 + strcspn(p + 1, "\t")) {
                 char (*grown)[SR_CLASS_NAME_MAX] = realloc(m->class_names, (size_t)(m->nclasses + 1) * SR_CLASS_NAME_MAX);
-                if (!grown) break;
+                if (!grown) {
+                    rc = sr_report(err, errlen, "out of memory reading %s", path);
+                    break;
+                }
                 m->class_names = grown;
-                snprintf(m->class_names[m->nclasses++], SR_CLASS_NAME_MAX, "%.*s", (int)strcspn(p + 1, "\t"), p + 1);
+                if (get_escaped(p + 1, p + 1 + strcspn(p + 1, "\t"), m->class_names[m->nclasses++], SR_CLASS_NAME_MAX))
+                    rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
             }
         } else if (lineno > 1 && strncmp(line, "index\t", 6)) {
             if (m->count == ecap) {
                 ecap = ecap ? 2 * ecap : 1024;
                 sr_manifest_entry *grown = realloc(m->entries, sizeof *grown * (size_t)ecap);
-                if (!grown) break;
+                if (!grown) {
+                    rc = sr_report(err, errlen, "out of memory reading %s", path);
+                    break;
+                }
                 m->entries = grown;
             }
             sr_manifest_entry *e = &m->entries[m->count];
             memset(e, 0, sizeof *e);
-            char index[32], verdict[SR_REASON_MAX];
-            const int got = sscanf(line, "%31[^\t]\t%255[^\t]\t%lld\t%lld\t%d\t%159[^\n]", index, e->name, &e->bytes,
-                                   &e->mtime, &e->cls, verdict);
-            if (got != 6) {
+            if (parse_entry(line, e)) {
                 rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
                 break;
             }
-            e->checked = true;
-            if (strcmp(verdict, "ok")) snprintf(e->reason, sizeof e->reason, "%s", verdict);
             m->count++;
         }
     }

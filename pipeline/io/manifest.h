@@ -11,14 +11,15 @@
 #include <stddef.h>
 
 #include "io/dataset.h"
+#include "io/files.h"
 
 #define SR_MANIFEST_FORMAT "semrep-manifest"
-#define SR_MANIFEST_VERSION 1
+#define SR_MANIFEST_VERSION 2
 #define SR_REASON_MAX 160
 
 typedef struct {
-    char name[SR_NAME_MAX];     /* path relative to the folder */
-    long long bytes, mtime;
+    char name[SR_NAME_MAX];     /* path relative to the folder, raw bytes (escaped only in the file) */
+    sr_file_id id;              /* size, times, inode */
     int cls;                    /* class, -1 when unlabelled */
     bool checked;               /* verdict known */
     char reason[SR_REASON_MAX]; /* "" when valid */
@@ -39,16 +40,25 @@ typedef struct {
  * every PNG below the folder is unlabelled. An empty class folder, or a
  * folder without PNG files, is an error. */
 int sr_manifest_list(const char *folder, long max_pixels, sr_manifest *m, char *err, size_t errlen);
-/* Takes the verdicts of old's entries that are unchanged (name, bytes,
- * mtime; same folder and max_pixels); returns how many entries remain unchecked. */
+/* Takes the verdicts of old's entries that are unchanged (name, size,
+ * modification and change times to the nanosecond, inode; same folder and
+ * max_pixels); returns how many entries remain unchecked. */
 long sr_manifest_reuse(sr_manifest *m, const sr_manifest *old);
 /* Decodes one file fully (scratch: channels * size * size floats) and sets
  * its verdict. */
 void sr_manifest_check(const sr_manifest *m, sr_manifest_entry *e, int channels, int size, float *scratch);
 int sr_manifest_write(const char *path, const sr_manifest *m, char *err, size_t errlen);
-/* -1 when the file is absent or not a manifest (callers then rebuild). */
+/* -1 when the file is absent or not a manifest of this version (callers
+ * then rebuild). Names, the folder and class names are written with C-style
+ * escapes for control characters and backslashes (docs/datasets.md), so a
+ * tab or line break in a file name keeps the manifest whole. */
 int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen);
 void sr_manifest_free(sr_manifest *m);
+/* A name as the manifest writes it, one field of one line: backslash, tab,
+ * line breaks and every other control byte become C-style escapes (\\, \t,
+ * \n, \r, \xHH); other bytes, UTF-8 included, stay. Also for messages,
+ * which are one line. out needs 4 bytes per byte of name, and one more. */
+void sr_escape_name(const char *name, char *out, size_t len);
 
 /* Where a folder's manifest lives in a run's output folder. */
 void sr_manifest_path(const char *work_dir, const char *folder, char *out, size_t len);

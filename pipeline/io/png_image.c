@@ -2,6 +2,7 @@
 #include "io/png_image.h"
 
 #include "core/check.h"
+#include "io/files.h"
 #include "io/image_ops.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "io/nc.h"
@@ -66,28 +68,18 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Opens path for reading; a directory is refused here because fopen accepts
- * one and only the first read would fail. */
+/* Opens path for reading when it is a regular file: a directory (which
+ * fopen accepts), a FIFO (which would block), a device or socket is refused. */
 static FILE *open_file(const char *path, char *err, size_t errlen)
 {
     char why[128];
-    FILE *f = fopen(path, "rb");
+    const int fd = sr_open_regular(path, "a PNG image", err, errlen);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         describe_errno(errno, why, sizeof why);
+        close(fd);
         sr_report(err, errlen, "cannot open %s: %s", path, why);
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        describe_errno(errno, why, sizeof why);
-        fclose(f);
-        sr_report(err, errlen, "cannot read %s: %s", path, why);
-        return NULL;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        fclose(f);
-        sr_report(err, errlen, "cannot read %s: it is a directory, not a PNG file", path);
-        return NULL;
     }
     return f;
 }

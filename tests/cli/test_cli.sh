@@ -32,6 +32,19 @@ expect 1 "model.norm must be a quoted string" -- "$semrep" info "$conf" --set "m
 expect 1 "needs [0-9.]+ GiB .* but the cpu backend has" -- "$semrep" info "$conf" --set "model.kernels=[8192,8192,8192,8192]"
 expect 1 "cannot read /nonexistent.nc" -- "$semrep" info /nonexistent.nc
 
+# A FIFO given as any input is refused by name at once, never waited on
+# (timeout turns a hang into exit 124, which fails the check).
+mkfifo "$work/fifo"
+for key in model.checkpoint dataset.images dataset.labels dataset.classes dataset.index_file; do
+  expect 1 "fifo \($key\) is a FIFO; semrep reads only regular files" -- \
+    timeout 20 "$semrep" info "$conf" --set "$key=\"$work/fifo\"" --set "output_dir=\"$work/fifo-run\""
+done
+expect 1 "fifo \(semrep info\) is a FIFO" -- timeout 20 "$semrep" info "$work/fifo"
+expect 1 "fifo \(the conf\) is a FIFO" -- timeout 20 "$semrep" run "$work/fifo"
+# integers past 2^31: the seed's whole range, and the limit as written
+expect 0 "seed 4294967295" -- "$semrep" info "$conf" --set seed=4294967295
+expect 1 "seed = 4294967296 is out of range \[0, 4294967295\]" -- "$semrep" info "$conf" --set seed=4294967296
+
 # The table: four passes with positive rates, and the sgemm reference.
 expect 0 "sgemm 2048\^3: [0-9.]+ GFLOP/s" -- "$semrep" bench --batch 2 --seconds 0.01
 rates=$(grep -cE "^  (encoder|full|training|projection).* [0-9]+\.[0-9] +[0-9]+\.[0-9] " "$work/out")

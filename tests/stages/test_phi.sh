@@ -34,6 +34,25 @@ phi "$work/resumed" mp 2
 dr=$(digest "$work/resumed")
 check "stopped, resumed on 2 ranks: $dr vs $d1" '[ "$dr" = "$d1" ] && [ ! -e "$work/resumed/phi-chunks" ]'
 
+# A chunk left by a stopped run that no longer holds these images (its
+# stored identities and phi are of other pixels; its fingerprint, made from
+# the data's cheap stamp, still matches) is computed again, not reused.
+SETS=(--set phi.run_chunks=2)
+phi "$work/stale"
+chunk="$work/stale/phi-chunks/chunk-0000000000.nc"
+ncdump "$chunk" | /usr/bin/python3 -c '
+import re, sys
+cdl = sys.stdin.read()
+cdl = re.sub(r"( phi =\s*)[-0-9.e+]+", r"\g<1>9", cdl, count=1)
+cdl = re.sub(r"( image_key =\s*)[0-9]+", r"\g<1>1", cdl, count=1)
+sys.stdout.write(cdl)' >"$work/stale.cdl"
+ncgen -k nc4 -o "$chunk.new" "$work/stale.cdl" && mv "$chunk.new" "$chunk"
+check "the tampered chunk holds phi 9" 'ncdump -v phi "$chunk" | grep -q "phi = *$" && ncdump -v phi "$chunk" | grep -A1 "phi =" | grep -q " 9,"'
+SETS=()
+phi "$work/stale"
+ds=$(digest "$work/stale")
+check "a stale chunk is computed again: $ds vs $d1" '[ "$ds" = "$d1" ]'
+
 # the spread over seeds of phi at sigma 0.4: 4 draws against 16
 for n in 4 16; do
   for seed in 1 2 3 4 5 6; do

@@ -131,6 +131,53 @@ static void test_refusals(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot read the conf /nonexistent/x.conf"));
 }
 
+/* Integers past 2^31 are read as written (libconfig 1.5 wraps them without
+ * an L suffix): the wide counts keep them, the seed's whole range works,
+ * and what does not fit is refused by key, never wrapped. */
+static void test_wide_integers(void)
+{
+    semrep_conf conf;
+    CU_ASSERT_FATAL(load_text("seed = 4294967295;\ndataset = { limit = 4294967360; stride = 3000000000; };\n"
+                              "train = { run_steps = 5000000000; dataset = { max_pixels = 0x100000000; }; };\n"
+                              "phi = { run_chunks = 2147483648; sigmas = [0.0, 1e-1]; }; # 4294967297\n"
+                              "/* 99999999999999999999 */ output_dir = \"runs/12345678901\";\n",
+                              0, NULL, &conf) == 0);
+    CU_ASSERT_EQUAL(conf.seed, 4294967295L);
+    CU_ASSERT_EQUAL(conf.dataset.limit, 4294967360L);
+    CU_ASSERT_EQUAL(conf.dataset.stride, 3000000000L);
+    CU_ASSERT_EQUAL(conf.train.run_steps, 5000000000L);
+    CU_ASSERT_EQUAL(conf.train.dataset.max_pixels, 4294967296L);
+    CU_ASSERT_EQUAL(conf.phi.run_chunks, 2147483648L);
+    CU_ASSERT_STRING_EQUAL(conf.output_dir, "runs/12345678901");
+    /* the effective conf reloads to the same numbers */
+    semrep_conf again;
+    CU_ASSERT_FATAL(load_text(conf.text, 0, NULL, &again) == 0);
+    CU_ASSERT_EQUAL(again.dataset.limit, 4294967360L);
+    CU_ASSERT_EQUAL(again.seed, 4294967295L);
+    sr_conf_free(&again);
+    sr_conf_free(&conf);
+    char *sets[] = {"seed=4294967295", "train.checkpoint_every=8589934592", "cluster.exact_max=3000000000"};
+    CU_ASSERT_FATAL(load_text("", 3, sets, &conf) == 0);
+    CU_ASSERT_EQUAL(conf.seed, 4294967295L);
+    CU_ASSERT_EQUAL(conf.train.checkpoint_every, 8589934592L);
+    CU_ASSERT_EQUAL(conf.cluster.exact_max, 3000000000L);
+    sr_conf_free(&conf);
+    CU_ASSERT_FATAL(load_text("seed = 0;\n", 0, NULL, &conf) == 0);
+    CU_ASSERT_EQUAL(conf.seed, 0);
+    sr_conf_free(&conf);
+    expect_refused("seed = 4294967296;\n", 0, NULL, "line 1: seed = 4294967296 is out of range [0, 4294967295]", NULL);
+    expect_refused("\nseed = 4294967297;\n", 0, NULL, "line 2: seed = 4294967297 is out of range", NULL);
+    expect_refused("phi = { draws = 4294967297; };\n", 0, NULL, "phi.draws = 4294967297 is out of range", NULL);
+    expect_refused("dataset = { limit = 99999999999999999999; };\n", 0, NULL,
+                   "line 1: the integer 99999999999999999999 is out of range", NULL);
+    expect_refused("reconstruct = { targets = [1, 4294967296]; };\n", 0, NULL,
+                   "line 1: targets: the list entry 4294967296 is out of range", NULL);
+    char *over[] = {"seed=4294967296"};
+    expect_refused("", 1, over, "seed = 4294967296 is out of range", NULL);
+    char *huge[] = {"dataset.limit=99999999999999999999"};
+    expect_refused("", 1, huge, "--set dataset.limit: 99999999999999999999 is out of range", NULL);
+}
+
 /* Absurd widths are refused before anything is allocated. */
 static void test_absurd_width(void)
 {
@@ -170,6 +217,7 @@ int main(void)
         {"--set overrides, and the effective conf reloads the same", test_set_overrides},
         {"bad confs are refused by key and line", test_refusals},
         {"an absurd width is refused before allocating", test_absurd_width},
+        {"integers past 2^31 are kept or refused, never wrapped", test_wide_integers},
         {"every key is documented", test_every_key_documented},
         {NULL, NULL},
     };

@@ -4,6 +4,7 @@
  * a manifest and the bad-file policy; broken files, each with its message;
  * sharding and epoch orders; memory that does not grow with the data set. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <netcdf.h>
@@ -13,9 +14,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 #include "comm/shard.h"
+#include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/manifest.h"
 #include "io/png_image.h"
@@ -176,7 +179,7 @@ static void test_bad_idx(void)
     snprintf(path, sizeof path, "%s/cut.idx.gz", dir);
     write_file(path, raw, (size_t)n);
     snprintf(dc.images, sizeof dc.images, "%s", path);
-    expect_refused(&dc, "cut.idx.gz: corrupt or truncated gzip stream", NULL);
+    expect_refused(&dc, "cut.idx.gz: corrupt or truncated gzip stream (unexpected end of file)", NULL);
     memset(raw + 5000, 0x55, 3000);
     snprintf(path, sizeof path, "%s/garbled.idx.gz", dir);
     write_file(path, raw, (size_t)n);
@@ -307,7 +310,8 @@ static void test_png_folder(void)
     sr_dataset_close(ds);
     /* The manifest lists the bad file with its reason, and keeps verdicts: a
      * new file is checked, the others are not decoded again (the broken file
-     * repaired in place, same size and time, stays bad). */
+     * rewritten in place, same size and time, is checked again: its change
+     * time moved; it is still bad). */
     char mpath[1024];
     sr_manifest_path(dir, root, mpath, sizeof mpath);
     sr_manifest m;
@@ -333,6 +337,267 @@ static void test_png_folder(void)
     CU_ASSERT_FATAL(sr_make_dirs(sub, err, sizeof err) == 0);
     expect_refused(&dc, "the class folder", "empty holds no PNG file");
     rmdir(sub);
+}
+
+/* File names with a tab or a line break are images like any other: the
+ * manifest escapes them (\t, \n) and stays readable, with on_bad_image
+ * "fail" and "skip" alike; the noise key is the hash of the raw name. */
+static void test_png_odd_names(void)
+{
+    char root[512];
+    snprintf(root, sizeof root, "%s/odd", dir);
+    CU_ASSERT_FATAL(sr_make_dirs(root, err, sizeof err) == 0);
+    png_at(root, "plain.png", 0.2f);
+    png_at(root, "tab\there.png", 0.4f);
+    png_at(root, "new\nline.png", 0.6f);
+    png_at(root, "back\\slash.png", 0.8f);
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.kind, sizeof dc.kind, "png");
+    snprintf(dc.path, sizeof dc.path, "%s", root);
+    dc.size = 8;
+    dc.channels = 3;
+    /* byte order: back\slash, new\nline, plain, tab\there */
+    const char *names[4] = {"back\\slash.png", "new\nline.png", "plain.png", "tab\there.png"};
+    const float values[4] = {0.8f, 0.6f, 0.2f, 0.4f};
+    for (int policy = 0; policy < 2; policy++) {
+        snprintf(dc.on_bad_image, sizeof dc.on_bad_image, policy ? "skip" : "fail");
+        for (int again = 0; again < 2; again++) { /* built, then read back */
+            sr_dataset *ds = open_ok(&dc);
+            CU_ASSERT_EQUAL(ds->count, 4);
+            CU_ASSERT_EQUAL(ds->skipped, 0);
+            float img[3 * 64];
+            for (long i = 0; i < 4 && i < ds->count; i++) {
+                char name[SR_NAME_MAX], want[SR_NAME_MAX + 600];
+                sr_dataset_name(ds, i, name, sizeof name);
+                snprintf(want, sizeof want, "%s/%s", root, names[i]);
+                CU_ASSERT_STRING_EQUAL(name, want);
+                CU_ASSERT_EQUAL(sr_dataset_noise_key(ds, i), XXH32(names[i], strlen(names[i]), 0) & 0x7fffffffu);
+                CU_ASSERT_FATAL(sr_dataset_read(ds, i, 1, img, err, sizeof err) == 0);
+                CU_ASSERT_DOUBLE_EQUAL(img[37], values[i], 0.5 / 255);
+            }
+            sr_dataset_close(ds);
+        }
+    }
+    /* the manifest holds the escapes, one line per file */
+    char mpath[1024], text[4096];
+    sr_manifest_path(dir, root, mpath, sizeof mpath);
+    FILE *f = fopen(mpath, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    const size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\ttab\\there.png\t"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\tnew\\nline.png\t"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\tback\\\\slash.png\t"));
+    int lines = 0;
+    for (const char *p = text; *p; p++) lines += *p == '\n';
+    CU_ASSERT_EQUAL(lines, 5 + 4);
+    /* a bad file with a line break in its name: named escaped, in one line */
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/bad\nname.png", root);
+    write_file(bad, "not a png at all", 16);
+    snprintf(dc.on_bad_image, sizeof dc.on_bad_image, "fail");
+    expect_refused(&dc, "odd/bad\\nname.png: is not a PNG file", "on_bad_image = \"fail\"");
+    snprintf(dc.on_bad_image, sizeof dc.on_bad_image, "skip");
+    dc.max_bad_share = 0.5;
+    sr_dataset *ds = open_ok(&dc);
+    CU_ASSERT_EQUAL(ds->count, 4);
+    CU_ASSERT_EQUAL(ds->skipped, 1);
+    sr_dataset_close(ds);
+}
+
+/* Only regular files are read: a FIFO given as any input file is refused by
+ * name at once, never waited on (the alarm fails the test if it hangs). */
+static void test_special_files(void)
+{
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/a-fifo", dir);
+    CU_ASSERT_FATAL(mkfifo(fifo, 0600) == 0);
+    alarm(30);
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.images, sizeof dc.images, "%s", fifo);
+    expect_refused(&dc, "a-fifo (dataset.images) is a FIFO", "regular files");
+    dc = base_conf();
+    snprintf(dc.labels, sizeof dc.labels, "%s", fifo);
+    expect_refused(&dc, "a-fifo (dataset.labels) is a FIFO", NULL);
+    dc = base_conf();
+    snprintf(dc.classes, sizeof dc.classes, "%s", fifo);
+    expect_refused(&dc, "a-fifo (dataset.classes) is a FIFO", NULL);
+    dc = base_conf();
+    snprintf(dc.index_file, sizeof dc.index_file, "%s", fifo);
+    expect_refused(&dc, "a-fifo (dataset.index_file) is a FIFO", NULL);
+    snprintf(dc.kind, sizeof dc.kind, "netcdf");
+    snprintf(dc.file, sizeof dc.file, "%s", fifo);
+    expect_refused(&dc, "a-fifo (dataset.file) is a FIFO", NULL);
+    sr_checkpoint_info info;
+    CU_ASSERT_EQUAL(sr_checkpoint_read_info(fifo, &info, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "a-fifo (model.checkpoint) is a FIFO"));
+    float px[3 * 64];
+    CU_ASSERT_EQUAL(sr_png_load(fifo, 3, 8, 1000, px, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "a-fifo (a PNG image) is a FIFO"));
+    semrep_conf conf;
+    CU_ASSERT_EQUAL(sr_conf_load(&conf, fifo, 0, NULL, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "a-fifo (the conf) is a FIFO"));
+    CU_ASSERT_EQUAL(sr_check_regular("/dev/null", "dataset.images", err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/dev/null (dataset.images) is a character device"));
+    /* a FIFO named like a PNG in a folder is listed as bad, not read */
+    char root[512], name[600];
+    snprintf(root, sizeof root, "%s/with-fifo", dir);
+    CU_ASSERT_FATAL(sr_make_dirs(root, err, sizeof err) == 0);
+    png_at(root, "a.png", 0.2f);
+    snprintf(name, sizeof name, "%s/b.png", root);
+    CU_ASSERT_FATAL(mkfifo(name, 0600) == 0);
+    dc = base_conf();
+    snprintf(dc.kind, sizeof dc.kind, "png");
+    snprintf(dc.path, sizeof dc.path, "%s", root);
+    dc.size = 8;
+    dc.channels = 3;
+    expect_refused(&dc, "b.png: not a regular file", "on_bad_image");
+    alarm(0);
+    unlink(fifo);
+}
+
+/* A gzip bomb: a header claiming 3 images of 28x28, then 8 MB of zeros. The
+ * uncompressing stops past the 2368 bytes claimed, and leaves nothing in cache/. */
+static void test_gzip_bomb(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/bomb.idx.gz", dir);
+    gzFile gz = gzopen(path, "wb9");
+    CU_ASSERT_FATAL(gz != NULL);
+    const unsigned char head[16] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 28, 0, 0, 0, 28};
+    gzwrite(gz, head, sizeof head);
+    static unsigned char zeros[1 << 20];
+    for (int i = 0; i < 8; i++) gzwrite(gz, zeros, sizeof zeros);
+    gzclose(gz);
+    struct stat st;
+    stat(path, &st);
+    CU_ASSERT(st.st_size < 100000);
+    sr_dataset_conf dc = base_conf();
+    dc.labels[0] = '\0';
+    snprintf(dc.images, sizeof dc.images, "%s", path);
+    expect_refused(&dc, "bomb.idx.gz (dataset.images) uncompresses to more than the 2368 bytes its IDX header claims",
+                   NULL);
+    /* labels the same way: a header claiming 10000 labels, then 1 MB */
+    snprintf(path, sizeof path, "%s/bomb-labels.gz", dir);
+    gz = gzopen(path, "wb9");
+    const unsigned char lhead[8] = {0, 0, 8, 1, 0, 0, 0x27, 0x10};
+    gzwrite(gz, lhead, sizeof lhead);
+    gzwrite(gz, zeros, sizeof zeros);
+    gzclose(gz);
+    dc = base_conf();
+    snprintf(dc.labels, sizeof dc.labels, "%s", path);
+    expect_refused(&dc, "bomb-labels.gz (dataset.labels) uncompresses to more than the 10008 bytes", NULL);
+    char cache[600];
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    DIR *d = opendir(cache);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        CU_ASSERT_PTR_NULL(strstr(e->d_name, "bomb"));
+    }
+    if (d) closedir(d);
+}
+
+/* A NetCDF file declaring 2^40 images (an unlimited dimension written at
+ * its far end, chunked: the file stays small) is refused at once by name. */
+static void test_netcdf_huge(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/huge.nc", dir);
+    int ncid, dims[4], var;
+    CU_ASSERT_FATAL(nc_create(path, NC_NETCDF4 | NC_CLOBBER, &ncid) == NC_NOERR);
+    nc_def_dim(ncid, "image", NC_UNLIMITED, &dims[0]);
+    nc_def_dim(ncid, "channel", 1, &dims[1]);
+    nc_def_dim(ncid, "y", 8, &dims[2]);
+    nc_def_dim(ncid, "x", 8, &dims[3]);
+    nc_def_var(ncid, "images", NC_UBYTE, 4, dims, &var);
+    const size_t chunks[4] = {1, 1, 8, 8};
+    nc_def_var_chunking(ncid, var, NC_CHUNKED, chunks);
+    nc_enddef(ncid);
+    const size_t start[4] = {(size_t)1 << 40, 0, 0, 0}, count[4] = {1, 1, 8, 8};
+    unsigned char px[64] = {0};
+    CU_ASSERT_FATAL(nc_put_vara_uchar(ncid, var, start, count, px) == NC_NOERR);
+    nc_close(ncid);
+    struct stat st;
+    stat(path, &st);
+    CU_ASSERT(st.st_size < 1000000);
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.kind, sizeof dc.kind, "netcdf");
+    snprintf(dc.file, sizeof dc.file, "%s", path);
+    dc.size = 8;
+    expect_refused(&dc, "huge.nc: images declares 1099511627777 images", "at most 2147483647");
+}
+
+/* A class-name line longer than the reader's line is refused by its line
+ * number, instead of being read as several names that shift the rest. */
+static void test_long_class_name(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/classes.txt", dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("T-shirt\n", f);
+    for (int i = 0; i < 300; i++) fputc('x', f);
+    fputs("\nPullover\nDress\nCoat\nSandal\nShirt\nSneaker\nBag\nAnkle boot\n", f);
+    fclose(f);
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.classes, sizeof dc.classes, "%s", path);
+    expect_refused(&dc, "classes.txt line 2: a class name of more than 254 characters", NULL);
+    /* at the limit it is kept, cut to what a name holds */
+    f = fopen(path, "w");
+    fputs("T-shirt\n", f);
+    for (int i = 0; i < 254; i++) fputc('y', f);
+    fputs("\nPullover\nDress\nCoat\nSandal\nShirt\nSneaker\nBag\nAnkle boot", f);
+    fclose(f);
+    sr_dataset *ds = open_ok(&dc);
+    CU_ASSERT_STRING_EQUAL(ds->class_names[2], "Pullover");
+    CU_ASSERT_STRING_EQUAL(ds->class_names[9], "Ankle boot");
+    CU_ASSERT_EQUAL(strlen(ds->class_names[1]), SR_CLASS_NAME_MAX - 1);
+    sr_dataset_close(ds);
+}
+
+/* A data file rewritten with its size and whole-second time kept (touch -d
+ * to the same second) is seen as changed: the data set's stamp moves and a
+ * gzipped IDX file's uncompressed copy is made again, not reused stale. */
+static void test_stale_stamp(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/same-size.idx.gz", dir);
+    unsigned char file[16 + 2 * 64] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 8};
+    memset(file + 16, 100, 2 * 64);
+    gzFile gz = gzopen(path, "wb0"); /* stored: the size does not depend on the bytes */
+    CU_ASSERT_FATAL(gz != NULL);
+    gzwrite(gz, file, sizeof file);
+    gzclose(gz);
+    const struct timespec second[2] = {{1700000000, 0}, {1700000000, 0}};
+    CU_ASSERT_FATAL(utimensat(AT_FDCWD, path, second, 0) == 0);
+    struct stat before;
+    stat(path, &before);
+    sr_dataset_conf dc = base_conf();
+    dc.labels[0] = '\0';
+    dc.size = 8;
+    snprintf(dc.images, sizeof dc.images, "%s", path);
+    sr_dataset *ds = open_ok(&dc);
+    float img[64];
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 1, 1, img, err, sizeof err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(img[0] * 255.0, 100.0, 1e-3);
+    char stamp[17];
+    snprintf(stamp, sizeof stamp, "%s", ds->stamp);
+    sr_dataset_close(ds);
+    usleep(20000); /* the change time moves on */
+    memset(file + 16, 200, 2 * 64);
+    gz = gzopen(path, "wb0");
+    gzwrite(gz, file, sizeof file);
+    gzclose(gz);
+    utimensat(AT_FDCWD, path, second, 0);
+    struct stat after;
+    stat(path, &after);
+    CU_ASSERT_EQUAL(after.st_size, before.st_size);
+    CU_ASSERT_EQUAL(after.st_mtime, before.st_mtime);
+    ds = open_ok(&dc);
+    CU_ASSERT_STRING_NOT_EQUAL(ds->stamp, stamp);
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 1, 1, img, err, sizeof err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(img[0] * 255.0, 200.0, 1e-3);
+    sr_dataset_close(ds);
 }
 
 /* ---- sharding -------------------------------------------------------------- */
@@ -407,6 +672,12 @@ int main(int argc, char **argv)
         {"broken IDX files are refused by name", test_bad_idx},
         {"NetCDF arrays", test_netcdf},
         {"a PNG folder: classes, manifest, bad files", test_png_folder},
+        {"PNG names with a tab or a line break", test_png_odd_names},
+        {"a FIFO or device as an input file is refused at once", test_special_files},
+        {"a gzip bomb stops at the size its header claims", test_gzip_bomb},
+        {"a NetCDF file of 2^40 images is refused", test_netcdf_huge},
+        {"a class-name line over 255 characters is refused", test_long_class_name},
+        {"a file changed with its size and second kept is seen", test_stale_stamp},
         {"shards and epoch orders", test_shards},
         {"streaming memory does not grow with the data set", test_streaming_memory},
         {NULL, NULL},

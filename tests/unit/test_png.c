@@ -803,7 +803,7 @@ static void test_damaged_files(void)
     PATH(missing, "missing.png");
     expect_bad(missing, "cannot open", false);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "No such file or directory"));
-    expect_bad(dir, "is a directory", false);
+    expect_bad(dir, "is a folder", false);
     PATH(half, "half_signature.png");
     write_all(half, (const unsigned char *)"\x89PNG", 4);
     expect_bad(half, "truncated", false);
