@@ -9,7 +9,7 @@
 # SEMREP_SBATCH (e.g. "--partition=gpu --gres=gpu:4 --ntasks-per-node=4");
 # SEMREP_CHAIN_TAG, when set, becomes every job's --comment (nightly.sh uses
 # it to see whether the last chain for a folder is still in the queue).
-#   job_scripts/submit.sh CONF [--set KEY=VALUE]...
+#   job_scripts/submit.sh CONF [--adopt] [--set KEY=VALUE]...  (--adopt: docs/cli.md)
 set -euo pipefail
 if [ $# -lt 1 ]; then echo "usage: job_scripts/submit.sh CONF [--set KEY=VALUE]..." >&2; exit 2; fi
 conf=$(realpath -e -- "$1") || { echo "semrep: error: no conf at $1" >&2; exit 1; }

@@ -15,6 +15,7 @@
 #include "comm/shard.h"
 #include "core/check.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "stages/data.h"
 #include "stages/kmeans.h"
 #include "stages/measures.h"
@@ -296,7 +297,7 @@ static void write_clusters(const cluster_run *r, const char *path)
     for (int s = 0; s < r->nsig; s++) write_space(ncid, 1, (size_t)s, &r->per_sigma[s], r, v, tmp);
     if (r->conf->cluster.pixels) write_space(ncid, 0, 0, &r->pixels, r, pv, tmp);
     SR_NC(nc_close(ncid), tmp);
-    sr_commit_file(tmp, path);
+    sr_outdir_commit(tmp, r->conf->output_dir, "clusters.nc");
 }
 
 static void print_row(const char *space, const cluster_run *r, const space_result *x)
@@ -341,6 +342,7 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
 {
     cluster_run r = {.conf = conf, .comm = comm};
     char err[2048] = "";
+    if (sr_outputs_ours(conf, comm, (const char *[]){"clusters.nc"}, 1)) return 1;
     if (sr_comm_any(comm, check(&r, err, sizeof err))) {
         sr_phi_close(&r.f);
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "cluster: another rank could not start");

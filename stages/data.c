@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "io/files.h"
 #include "io/manifest.h"
+#include "io/outdir.h"
 
 /* After a step that may fail on some ranks: all go on, or all stop. */
 static int agree(const semrep_comm *comm, int rc, char *err, size_t errlen)
@@ -100,7 +101,11 @@ static int build_manifest(const sr_dataset_conf *dc, const char *work_dir, const
             snprintf(m.entries[pending[k]].reason, SR_REASON_MAX, "%s", tab + 1);
             line = next + 1;
         }
-        rc = sr_manifest_write(path, &m, err, errlen);
+        /* the manifest is one of the folder's files that semrep owns */
+        const char *manifest = strrchr(path, '/') + 1;
+        rc = sr_outdir_check(work_dir, manifest, err, errlen);
+        if (!rc) rc = sr_manifest_write(path, &m, err, errlen);
+        if (!rc) sr_outdir_register(work_dir, &manifest, 1);
     }
     free(all);
     free(pending);

@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "io/checkpoint.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "stages/data.h"
 #include "stages/model.h"
 #include "stages/stage.h"
@@ -58,12 +59,13 @@ static void write_results(const semrep_conf *conf, const char *path, const doubl
     const double *cols[4] = {sig, in, out, out_sd};
     for (int v = 0; v < 4; v++) SR_NC(nc_put_var_double(ncid, var[v], cols[v]), tmp);
     SR_NC(nc_close(ncid), tmp);
-    sr_commit_file(tmp, path);
+    sr_outdir_commit(tmp, conf->output_dir, "denoise.nc");
 }
 
 int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
 {
     char err[1024] = "";
+    if (sr_outputs_ours(conf, comm, (const char *[]){"denoise.nc"}, 1)) return 1;
     const sr_backend *be = sr_stage_backend(conf, comm, 0, err, sizeof err);
     const int batch = conf->phi.batch;
     sr_unet net = {0};

@@ -33,6 +33,7 @@
 #include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "stages/data.h"
 #include "stages/model.h"
 #include "stages/phi_compute.h"
@@ -519,7 +520,7 @@ static int assemble(phi_run *r, char *err, size_t errlen)
     free(phi), free(units), free(scratch), free(names), free(index), free(keys), free(label);
     SR_NC(nc_close(ncid), tmp);
     sr_comm_barrier(r->comm);
-    if (r->comm->rank == 0) sr_commit_file(tmp, r->path);
+    if (r->comm->rank == 0) sr_outdir_commit(tmp, r->conf->output_dir, "phi.nc");
     sr_comm_barrier(r->comm);
     /* phi.nc is in place: the chunks are no longer needed */
     for (long chunk = r->first_chunk; chunk < r->end_chunk; chunk++) {
@@ -603,6 +604,7 @@ int stage_phi(const semrep_conf *conf, semrep_comm *comm)
 {
     phi_run r = {.conf = conf, .comm = comm, .nsig = conf->phi.nsigmas, .blocks = conf->phi.block_means};
     char err[2048] = "";
+    if (sr_outputs_ours(conf, comm, (const char *[]){"phi.nc"}, 1)) return 1;
     snprintf(r.path, sizeof r.path, "%s/phi.nc", conf->output_dir);
     snprintf(r.chunk_dir, sizeof r.chunk_dir, "%s/phi-chunks", conf->output_dir);
     if (sr_comm_any(comm, prepare(&r, err, sizeof err))) return fail(&r, err);

@@ -24,6 +24,7 @@
 #include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "io/png_image.h"
 #include "stages/data.h"
 #include "stages/recon_measures.h"
@@ -438,6 +439,32 @@ static void batch_alloc(const recon_run *r, int b, batch_out *o)
 
 static void batch_free(batch_out *o) { free(o->x), free(o->phi), free(o->steps), free(o->failed), free(o->reason); }
 
+/* Target t's picture in the output folder. */
+static void target_name(int t, char name[40]) { snprintf(name, 40, "reconstruct/target-%03d.png", t); }
+
+/* The T targets' pictures' names (one malloc). */
+static const char **target_names(int T)
+{
+    const char **names = SR_MALLOC((sizeof *names + 40) * (size_t)T, "the target pictures' names");
+    for (int t = 0; t < T; t++) {
+        char *name = (char *)(names + T) + 40 * (size_t)t;
+        target_name(t, name);
+        names[t] = name;
+    }
+    return names;
+}
+
+/* Rank 0, before any work: recon.nc and the targets' pictures are absent or semrep's. */
+static int outputs_ours(const recon_run *r, char *err, size_t errlen)
+{
+    const int T = r->conditional ? r->ntargets : 1;
+    const char **names = target_names(T);
+    int rc = sr_outdir_check(r->conf->output_dir, "recon.nc", err, errlen);
+    for (int t = 0; t < T && !rc; t++) rc = sr_outdir_check(r->conf->output_dir, names[t], err, errlen);
+    free(names);
+    return rc;
+}
+
 /* One PNG row per target: its images (up to 4), a gap, its samples. */
 static void png_row(const recon_run *r, int t, const float *samples, char *err, size_t errlen)
 {
@@ -457,9 +484,12 @@ static void png_row(const recon_run *r, int t, const float *samples, char *err, 
                 for (int x = 0; x < s; x++)
                     row[((size_t)ch * s + y) * w + tile * s + x] = img[((size_t)ch * s + y) * s + x];
     }
-    char path[SR_PATH_MAX + 96];
-    snprintf(path, sizeof path, "%s/reconstruct/target-%03d.png", r->conf->output_dir, t);
-    if (sr_png_write(path, row, C, s, w, err, errlen)) SR_FAIL("%s", err);
+    char name[40], path[SR_PATH_MAX + 96];
+    target_name(t, name);
+    snprintf(path, sizeof path, "%s/%s", r->conf->output_dir, name);
+    if (sr_outdir_check(r->conf->output_dir, name, err, errlen) || sr_png_write(path, row, C, s, w, err, errlen))
+        SR_FAIL("%s", err);
+    sr_outdir_register(r->conf->output_dir, (const char *[]){name}, 1);
     free(row), free(img);
 }
 
@@ -602,13 +632,12 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     SR_NC(nc_put_var_longlong(ncid, mv[4], near), tmp);
     free(near);
     SR_NC(nc_close(ncid), tmp);
-    for (int t = 0;; t++) { /* rows of an earlier run with more targets go */
-        char old[SR_PATH_MAX + 96];
-        snprintf(old, sizeof old, "%s/target-%03d.png", dir, t);
-        if (t >= T && unlink(old) != 0) break;
-    }
+    /* rows of an earlier run with more targets go, if semrep made them */
+    const char **names = target_names(T);
+    sr_outdir_prune(c->output_dir, "reconstruct/target-", names, (size_t)T);
+    free(names);
     for (int t = 0; t < T; t++) png_row(r, t, samples + (size_t)t * S * r->per_image, err, errlen);
-    sr_commit_file(tmp, r->path);
+    sr_outdir_commit(tmp, c->output_dir, "recon.nc");
     long nfailed = 0;
     for (long p = 0; p < r->pairs; p++) nfailed += failed[p];
     printf("reconstruct: %d target(s) x %d sample(s), %s sampler, %ld failed\n", T, S, c->reconstruct.sampler, nfailed);
@@ -854,6 +883,7 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
         r.per_image = (size_t)r.channels * r.size * r.size;
         failed = sr_comm_any(comm, choose_targets(&r, err, sizeof err));
     }
+    if (!failed) failed = sr_comm_any(comm, comm->rank == 0 && outputs_ours(&r, err, sizeof err));
     if (failed) {
         if (r.net.params) sr_unet_free(&r.net);
         sr_dataset_close(r.ds);

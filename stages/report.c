@@ -26,6 +26,7 @@
 #include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "io/png_image.h"
 #include "io/text_escape.h"
 #include "stages/data.h"
@@ -646,13 +647,10 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             build(&r, model, seconds);
             html(&r, "</body></html>\n");
             SR_CHECK(fclose(r.html) == 0, "cannot write %s; check the disk", page);
-            /* the complete folder replaces the last report */
-            char old[SR_PATH_MAX + 64];
-            snprintf(old, sizeof old, "%s.old.%ld", final, (long)getpid());
-            if (access(final, F_OK) == 0 && rename(final, old) != 0) SR_FAIL("cannot move the old report %s aside", final);
-            sr_commit_file(r.dir, final);
-            if (access(old, F_OK) == 0 && sr_remove_tree(old)) fprintf(stderr, "semrep: note: could not remove %s\n", old);
-            printf("report: %s/index.html\n", final);
+            /* the complete folder replaces the last report's files; files semrep did not write stay */
+            status = sr_outdir_replace(conf->output_dir, "report", r.dir, r.err, sizeof r.err);
+            if (sr_remove_tree(r.dir)) fprintf(stderr, "semrep: note: could not remove %s\n", r.dir);
+            if (!status) printf("report: %s/index.html\n", final);
         }
         sr_dataset_close(r.ds);
         free(r.thumb_done);

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "io/files.h"
+#include "io/outdir.h"
 
 const sr_stage sr_stages[] = {
     {"train", stage_train, "train the blind denoiser (data-parallel, resumable)"},
@@ -38,4 +39,12 @@ int sr_output_ready(const char *dir, char *err, size_t errlen)
     fclose(f);
     unlink(probe);
     return 0;
+}
+
+int sr_outputs_ours(const semrep_conf *conf, const semrep_comm *comm, const char *const *rels, int n)
+{
+    char err[2 * SR_PATH_MAX] = "";
+    int rc = 0;
+    for (int i = 0; i < n && comm->rank == 0 && !rc; i++) rc = sr_outdir_check(conf->output_dir, rels[i], err, sizeof err);
+    return sr_comm_any(comm, rc) ? sr_comm_error(comm, 1, "%s", err) : 0;
 }

@@ -31,5 +31,9 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm);
 
 /* The output folder exists and takes files; 0, or -1 with err. */
 int sr_output_ready(const char *dir, char *err, size_t errlen);
+/* Collective, before a stage's work: each of its n outputs (paths in the
+ * output folder) is absent or semrep's (io/outdir.h); else 1 after naming
+ * the first that semrep did not write. */
+int sr_outputs_ours(const semrep_conf *conf, const semrep_comm *comm, const char *const *rels, int n);
 
 #endif

@@ -13,6 +13,7 @@
 #include "comm/shard.h"
 #include "core/check.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "stages/measures.h"
 #include "stages/phi_file.h"
 #include "stages/stage.h"
@@ -204,7 +205,7 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
         SR_NC(nc_put_vara_double(ncid, v[13].var, &s1, &one, &p->nonselective), tmp);
     }
     SR_NC(nc_close(ncid), tmp);
-    sr_commit_file(tmp, path);
+    sr_outdir_commit(tmp, conf->output_dir, "stats.nc");
 }
 
 int stage_stats(const semrep_conf *conf, semrep_comm *comm)
@@ -212,6 +213,7 @@ int stage_stats(const semrep_conf *conf, semrep_comm *comm)
     char path[SR_PATH_MAX + 32], out[SR_PATH_MAX + 32], err[2048] = "";
     snprintf(path, sizeof path, "%s/phi.nc", conf->output_dir);
     snprintf(out, sizeof out, "%s/stats.nc", conf->output_dir);
+    if (sr_outputs_ours(conf, comm, (const char *[]){"stats.nc"}, 1)) return 1;
     sr_phi_file f;
     if (sr_comm_any(comm, sr_phi_open(path, &f, err, sizeof err)))
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "stats: another rank could not open phi.nc");

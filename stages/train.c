@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/rng.h"
 #include "io/checkpoint.h"
+#include "io/outdir.h"
 #include "io/train_state.h"
 #include "stages/data.h"
 #include "stages/model.h"
@@ -52,6 +53,15 @@ float sr_train_sigma(const semrep_conf *conf, float u)
     if (!strcmp(conf->train.sigma_dist, "uniform")) return (float)(lo + u * (hi - lo));
     const double r = u * (sqrt(hi) - sqrt(lo)) + sqrt(lo);
     return (float)(r * r);
+}
+
+/* train's files in the output folder, as paths from it (the model when it is there); their count. */
+static int outputs(const semrep_conf *conf, const char *model, const char *names[3])
+{
+    const size_t n = strlen(conf->output_dir);
+    names[0] = "train-state.nc", names[1] = "train-curve.nc";
+    names[2] = !strncmp(model, conf->output_dir, n) && model[n] == '/' ? model + n + 1 : NULL;
+    return names[2] ? 3 : 2;
 }
 
 static float draw_sigma(const semrep_conf *conf, long epoch, long image)
@@ -127,6 +137,8 @@ static void checkpoint(trainer *t)
         sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, t->conf->text);
         sr_checkpoint_save(t->model_path, &t->net, t->conf->text, "semrep stage train");
         sr_train_curve_save(t->curve_path, &t->progress, t->conf->text);
+        const char *names[3];
+        sr_outdir_register(t->conf->output_dir, names, (size_t)outputs(t->conf, t->model_path, names));
     }
     sr_comm_barrier(t->comm);
 }
@@ -313,7 +325,10 @@ void sr_trainer_close(sr_trainer *t)
 int stage_train(const semrep_conf *conf, semrep_comm *comm)
 {
     sr_trainer *t;
-    char err[1024] = "";
+    char err[1024] = "", model[SR_PATH_MAX + 32];
+    const char *names[3];
+    sr_model_checkpoint_path(conf, model, sizeof model);
+    if (sr_outputs_ours(conf, comm, names, outputs(conf, model, names))) return 1;
     if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_comm_error(comm, 1, "%s", err);
     if (t->progress.epoch >= conf->train.epochs) {
         if (comm->rank == 0) printf("train: %s is complete (%ld steps); nothing to do\n", t->model_path, t->progress.step);

@@ -6,6 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* options lists a flag, which takes no value, as "--name!" */
+static bool is_flag(const char *const *options, const char *arg)
+{
+    const size_t n = strlen(arg);
+    for (const char *const *o = options; o && *o; o++)
+        if (!strncmp(*o, arg, n) && !strcmp(*o + n, "!")) return true;
+    return false;
+}
+
+bool sr_args_flag(const sr_args *a, const char *name)
+{
+    for (int i = 0; i < a->nflags; i++)
+        if (!strcmp(a->flags[i], name)) return true;
+    return false;
+}
+
 int sr_args_parse(int argc, char **argv, const char *const *options, sr_args *a, char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
@@ -20,15 +36,20 @@ int sr_args_parse(int argc, char **argv, const char *const *options, sr_args *a,
             a->positional[a->npositional++] = arg;
             continue;
         }
+        if (is_flag(options, arg)) {
+            if (a->nflags == SR_ARGS_MAX) return sr_report(err, errlen, "too many options");
+            a->flags[a->nflags++] = arg;
+            continue;
+        }
+        const char *const *o = options;
+        while (o && *o && strcmp(*o, arg)) o++;
+        if (strcmp(arg, "--set") && (!o || !*o)) return sr_report(err, errlen, "unknown option %s", arg);
         if (i + 1 >= argc) return sr_report(err, errlen, "%s needs a value", arg);
         if (!strcmp(arg, "--set")) {
             if (a->nsets == SR_ARGS_MAX) return sr_report(err, errlen, "too many --set");
             a->sets[a->nsets++] = argv[++i];
             continue;
         }
-        const char *const *o = options;
-        while (o && *o && strcmp(*o, arg)) o++;
-        if (!o || !*o) return sr_report(err, errlen, "unknown option %s", arg);
         if (a->nopts == SR_ARGS_MAX) return sr_report(err, errlen, "too many options");
         a->opt_names[a->nopts] = *o;
         a->opt_values[a->nopts++] = argv[++i];

@@ -1,17 +1,23 @@
 /* semrep info CONF|FILE: what a conf describes (its model, its data, its
  * checkpoint's state) or what a file of this project holds. */
+#define _GNU_SOURCE /* mkdtemp */
+#include <dirent.h>
+#include <fnmatch.h>
 #include <netcdf.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "cli/commands.h"
+#include "io/files.h"
 #include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/manifest.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "stages/data.h"
 #include "stages/model.h"
 
@@ -173,7 +179,8 @@ static int info_netcdf(const char *path, const semrep_comm *comm)
 }
 
 /* Opens the data set (building a PNG folder's manifest if it must) and
- * says what it holds; a data set that cannot be opened is an error. */
+ * says what it holds; a data set that cannot be opened is an error.
+ * work_dir is a scratch folder: info writes nothing into output_dir. */
 static int print_dataset(const char *name, const sr_dataset_conf *d, const char *work_dir, const semrep_comm *comm)
 {
     sr_dataset *ds;
@@ -193,7 +200,7 @@ static int print_dataset(const char *name, const sr_dataset_conf *d, const char 
         if (ds->skipped) {
             char manifest[2 * SR_PATH_MAX];
             sr_manifest_path(work_dir, d->path, manifest, sizeof manifest);
-            printf("         %ld bad images left out, listed with their reasons in %s:\n", ds->skipped, manifest);
+            printf("         %ld bad images left out (a run lists them all in its output_dir's manifest):\n", ds->skipped);
             sr_manifest m;
             if (!sr_manifest_read(manifest, &m, err, sizeof err)) {
                 for (long i = 0, shown = 0; i < m.count && shown < 5; i++)
@@ -205,6 +212,37 @@ static int print_dataset(const char *name, const sr_dataset_conf *d, const char 
     }
     sr_dataset_close(ds);
     return SR_EXIT_OK;
+}
+
+/* The scratch folder starts with links to output_dir's manifests and
+ * uncompressed IDX copies, so that info reuses them without writing there (a
+ * manifest brought up to date replaces its link, not the file, which the
+ * scratch folder's record lists as its own). A link
+ * that cannot be made only costs the time to build that file again. */
+static void link_work_files(const char *output_dir, const char *scratch)
+{
+    static const char *const subs[] = {"", "/cache"};
+    char from_dir[SR_PATH_MAX];
+    if (!realpath(output_dir, from_dir)) return; /* no output folder yet: nothing to reuse */
+    for (int i = 0; i < 2; i++) {
+        char dir[SR_PATH_MAX + 16], to_dir[SR_PATH_MAX + 16];
+        snprintf(dir, sizeof dir, "%s%s", from_dir, subs[i]);
+        snprintf(to_dir, sizeof to_dir, "%s%s", scratch, subs[i]);
+        DIR *d = opendir(dir);
+        if (!d || (i && mkdir(to_dir, 0755) != 0)) {
+            if (d) closedir(d);
+            continue;
+        }
+        for (struct dirent *e; (e = readdir(d));) {
+            if (e->d_name[0] == '.' || (!i && fnmatch("manifest-*.tsv", e->d_name, 0))) continue;
+            char target[2 * SR_PATH_MAX], link[2 * SR_PATH_MAX];
+            snprintf(target, sizeof target, "%s/%s", dir, e->d_name);
+            snprintf(link, sizeof link, "%s/%s", to_dir, e->d_name);
+            if (symlink(target, link) != 0) break;
+            if (!i) sr_outdir_register(scratch, (const char *[]){e->d_name}, 1); /* the scratch copy's own */
+        }
+        closedir(d);
+    }
 }
 
 static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
@@ -237,8 +275,23 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
         if (!have_checkpoint) printf("  checkpoint: none yet at %s (the train stage makes it)\n", ckpt);
         else if (!status) printf("  checkpoint: %s, matches the conf, verified\n", ckpt);
     }
-    if (!status) status = print_dataset("analysis data", &conf.dataset, conf.output_dir, comm);
-    if (!status) status = print_dataset("training data", &conf.train.dataset, conf.output_dir, comm);
+    /* the data sets' manifest and uncompressed copies go to a scratch folder, removed after */
+    char scratch[SR_PATH_MAX] = "";
+    if (comm->rank == 0) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(scratch, sizeof scratch, "%s/semrep-info.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(scratch)) scratch[0] = '\0';
+    }
+    if (comm->rank == 0 && scratch[0]) link_work_files(conf.output_dir, scratch);
+    sr_comm_bcast(comm, scratch, sizeof scratch, 0);
+    if (!status && !scratch[0])
+        status = sr_comm_error(comm, SR_EXIT_FAILED, "cannot make a scratch folder in %s; set TMPDIR to a writable folder",
+                               getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!status) status = print_dataset("analysis data", &conf.dataset, scratch, comm);
+    if (!status) status = print_dataset("training data", &conf.train.dataset, scratch, comm);
+    sr_comm_barrier(comm);
+    if (comm->rank == 0 && scratch[0] && sr_remove_tree(scratch))
+        fprintf(stderr, "semrep: note: could not remove the scratch folder %s\n", scratch);
     sr_unet_free(&net);
     sr_conf_free(&conf);
     return status;
@@ -251,7 +304,8 @@ int sr_cmd_info(int argc, char **argv, semrep_comm *comm)
         "  a conf: its model (shape, parameters, memory), its checkpoint's state, its data\n"
         "  a file this project wrote (a checkpoint, ...): what it holds, verified\n";
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, NULL, 1, 1, usage, comm, &args, &done);
+    static const char *const options[] = {"--adopt!", NULL}; /* as run takes it; info writes nothing */
+    int done, status = sr_cli_args(argc, argv, options, 1, 1, usage, comm, &args, &done);
     if (status || done) return status;
     const char *path = args.positional[0];
     if (access(path, R_OK) != 0)

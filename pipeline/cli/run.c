@@ -8,9 +8,27 @@
 #include "cli/commands.h"
 #include "io/files.h"
 #include "io/nc.h"
+#include "io/outdir.h"
 #include "stages/model.h"
 #include "stages/phi_file.h"
 #include "stages/stage.h"
+
+/* Rank 0 takes the output folder as semrep's (docs/usage.md: what a run may
+ * write and delete), refusing a foreign one unless --adopt; all ranks agree. */
+static int claim_output(const semrep_conf *conf, const sr_args *args, const semrep_comm *comm)
+{
+    char err[4 * SR_PATH_MAX] = "";
+    int rc = 0;
+    if (comm->rank == 0) {
+        const char *data[2] = {!strcmp(conf->dataset.kind, "png") ? conf->dataset.path : NULL,
+                               !strcmp(conf->train.dataset.kind, "png") ? conf->train.dataset.path : NULL};
+        rc = sr_outdir_claim(conf->output_dir, sr_args_flag(args, "--adopt"), data, 2, err, sizeof err);
+    }
+    if (sr_comm_any(comm, rc)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s", err[0] ? err : "rank 0 failed");
+    return SR_EXIT_OK;
+}
+
+static const char *const options[] = {"--adopt!", NULL};
 
 /* What a stage that has no check of its own reads and writes, for `run` to
  * skip it when nothing changed: its inputs (a file and the attribute that
@@ -67,6 +85,9 @@ static bool up_to_date(const semrep_conf *conf, const char *stage, const char *m
     if (!f) return false;
     snprintf(path, sizeof path, "%s/%s", conf->output_dir, f->output);
     if (access(path, F_OK) != 0) return false;
+    char name[64];
+    snprintf(name, sizeof name, ".semrep-done-%s", stage);
+    if (!sr_outdir_owns(conf->output_dir, name)) return false;
     record_path(conf, stage, path, sizeof path);
     FILE *in = fopen(path, "r");
     if (!in) return false;
@@ -85,7 +106,7 @@ static void record(const semrep_conf *conf, const char *stage, const char *model
     FILE *out = fopen(tmp, "w");
     if (!out) return; /* no record: the stage runs again next time */
     fprintf(out, "%s\n", key);
-    if (fclose(out) == 0) sr_commit_file(tmp, path);
+    if (fclose(out) == 0) sr_outdir_commit(tmp, conf->output_dir, strrchr(path, '/') + 1);
 }
 
 /* The stages the conf enables, in order. Train runs only when there is no
@@ -94,12 +115,14 @@ static void record(const semrep_conf *conf, const char *stage, const char *model
  * themselves); an interrupted one resumes. */
 int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
 {
-    static const char usage[] = "usage: semrep run CONF [--set KEY=VALUE]...\n";
+    static const char usage[] = "usage: semrep run CONF [--adopt] [--set KEY=VALUE]...\n"
+                                "  --adopt: share a non-empty output_dir that semrep did not make (docs/cli.md)\n";
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, NULL, 1, 1, usage, comm, &args, &done);
+    int done, status = sr_cli_args(argc, argv, options, 1, 1, usage, comm, &args, &done);
     if (status || done) return status;
     semrep_conf conf;
     if ((status = sr_cli_conf(args.positional[0], &args, comm, &conf))) return status;
+    if ((status = claim_output(&conf, &args, comm))) return sr_conf_free(&conf), status;
     char model[SR_PATH_MAX + 32];
     sr_model_checkpoint_path(&conf, model, sizeof model);
     if (comm->rank == 0) printf("semrep run %s: %d rank(s), output in %s\n", conf.source, comm->size, conf.output_dir);
@@ -129,10 +152,11 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
 int sr_cmd_stage(int argc, char **argv, semrep_comm *comm)
 {
     static const char usage[] =
-        "usage: semrep stage NAME CONF [--set KEY=VALUE]...\n"
-        "  NAME: train, denoise-eval, phi, stats, cluster, reconstruct or report\n";
+        "usage: semrep stage NAME CONF [--adopt] [--set KEY=VALUE]...\n"
+        "  NAME: train, denoise-eval, phi, stats, cluster, reconstruct or report\n"
+        "  --adopt: share a non-empty output_dir that semrep did not make (docs/cli.md)\n";
     sr_args args;
-    int done, status = sr_cli_args(argc, argv, NULL, 2, 2, usage, comm, &args, &done);
+    int done, status = sr_cli_args(argc, argv, options, 2, 2, usage, comm, &args, &done);
     if (status || done) return status;
     const sr_stage *stage = sr_stage_find(args.positional[0]);
     if (!stage) {
@@ -142,6 +166,7 @@ int sr_cmd_stage(int argc, char **argv, semrep_comm *comm)
     }
     semrep_conf conf;
     if ((status = sr_cli_conf(args.positional[1], &args, comm, &conf))) return status;
+    if ((status = claim_output(&conf, &args, comm))) return sr_conf_free(&conf), status;
     status = stage->run ? (stage->run(&conf, comm) ? SR_EXIT_FAILED : SR_EXIT_OK)
                         : sr_comm_error(comm, SR_EXIT_FAILED, "stage %s is not built yet", stage->name);
     sr_conf_free(&conf);
