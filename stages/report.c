@@ -9,6 +9,7 @@
  * folder is built under a temporary name and renamed into place. Rank 0
  * does the work; the report is small. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <math.h>
 #include <netcdf.h>
 #include <stdarg.h>
@@ -504,7 +505,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
         char model[SR_PATH_MAX + 32], page[SR_PATH_MAX + 128], *final = r.final;
         sr_model_checkpoint_path(conf, model, sizeof model);
         snprintf(r.final, sizeof r.final, "%s/report", conf->output_dir);
-        snprintf(r.dir, sizeof r.dir, "%s.tmp.%ld", final, (long)getpid());
+        sr_tmp_path(final, r.dir, sizeof r.dir);
         semrep_comm self;
         sr_comm_self(comm, &self);
         const char *subs[] = {"", "/tables", "/plots", "/images"};
@@ -527,7 +528,8 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             const double seconds = stat(phi, &st) == 0 ? difftime(time(NULL), st.st_mtime) : 0.0;
             build(&r, model, seconds);
             html(&r, "</body></html>\n");
-            SR_CHECK(fclose(r.html) == 0, "cannot write %s; check the disk", page);
+            char why[SR_PATH_MAX + 160];
+            if (fclose(r.html) != 0) SR_FAIL("cannot write %s: %s", page, sr_write_reason(errno, page, "check the disk", why, sizeof why));
             /* the complete folder replaces the last report */
             char old[SR_PATH_MAX + 64];
             snprintf(old, sizeof old, "%s.old.%ld", final, (long)getpid());
@@ -536,6 +538,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             if (access(old, F_OK) == 0 && sr_remove_tree(old)) fprintf(stderr, "semrep: note: could not remove %s\n", old);
             printf("report: %s/index.html\n", final);
         }
+        if (status) sr_temp_remove(r.dir);
         sr_dataset_close(r.ds);
         free(r.thumb_done);
     }
