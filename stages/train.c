@@ -116,16 +116,17 @@ static uint64_t weights_checksum(const sr_unet *net)
     return h;
 }
 
-/* Every rank must hold the same weights; rank 0 writes the state, then the
- * model and the curve, each atomically. */
+/* Every rank must hold the same weights; rank 0 writes the model, then the
+ * state and the curve, each atomically. */
 static void checkpoint(trainer *t)
 {
     if (!sr_comm_same(t->comm, weights_checksum(&t->net)))
         SR_FAIL("the ranks' weights differ at step %ld; the run is not data-parallel any more (a rank computed differently): restart it from the last checkpoint",
                 t->progress.step);
     if (t->comm->rank == 0) {
-        sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, t->conf->text);
+        /* the model first: a state that says done is never beside an older model */
         sr_checkpoint_save(t->model_path, &t->net, t->conf->text, "semrep stage train");
+        sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, t->conf->text);
         sr_train_curve_save(t->curve_path, &t->progress, t->conf->text);
     }
     sr_comm_barrier(t->comm);
@@ -186,7 +187,7 @@ static int train_loop(trainer *t)
 static void paths(trainer *t)
 {
     sr_model_checkpoint_path(t->conf, t->model_path, sizeof t->model_path);
-    snprintf(t->state_path, sizeof t->state_path, "%s/train-state.nc", t->conf->output_dir);
+    sr_train_state_path(t->conf, t->state_path, sizeof t->state_path);
     snprintf(t->curve_path, sizeof t->curve_path, "%s/train-curve.nc", t->conf->output_dir);
 }
 
@@ -323,6 +324,7 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
     if (comm->rank == 0)
         printf("train: %ld images, global batch %ld over %d rank(s), %ld steps per epoch, %d epochs, %zu parameters\n",
                t->ds->count, t->batch, comm->size, t->steps_per_epoch, conf->train.epochs, t->net.trainable_count);
+    t->progress.done = false; /* training on (train.epochs raised): not done until the new end */
     train_loop(t);
     if (comm->rank == 0 && t->progress.done) printf("train: done; model in %s, curve in %s\n", t->model_path, t->curve_path);
     sr_trainer_close(t);
