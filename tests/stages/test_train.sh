@@ -58,6 +58,40 @@ check "the report exists and its links resolve: ${missing:-all there}" \
 check "the report has the measures table, plots, image grids and reconstruction rows" \
   'grep -q "phi, sigma" "$work/run/report/tables/measures.csv" && ls "$work/run/report/plots/"pr_*.png >/dev/null && ls "$work/run/report/images/"recon-*.png >/dev/null'
 
+# semrep run resumes a training that stopped (train.run_steps here; a time
+# limit or a kill leave the same state) and runs no later stage until the
+# model is finished: exit 3 while it is not, and phi and denoise-eval refuse
+# it by name. Resumed, not restarted: the curve's steps continue and its
+# earlier points (their measured images/s included) are kept, and the end
+# equals a training never stopped.
+curve() { ncdump -v "$2" "$1/train-curve.nc" | tr -d ' \t\n' | sed -n "s/.*data:$2=\([^;]*\);.*/\1/p"; }
+resume="$work/resume"
+run=("$semrep" run "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2)
+expect 3 "the model .*checkpoint.nc is not fully trained: .* stopped at step 3, in epoch 1 of 2.*the later stages did not run" -- \
+  "${run[@]}" --set train.run_steps=3
+check "no stage after train ran on the unfinished model: $(ls "$resume" | tr '\n' ' ')" \
+  '[ -e "$resume/checkpoint.nc" ] && ! ls "$resume" | grep -Eq "denoise|phi|stats|clusters|recon|report"'
+first=$(curve "$resume" images_per_s)
+for stage in phi denoise-eval; do
+  expect 1 "error: .*the model .*checkpoint.nc is not fully trained: .*finish it with semrep run or semrep stage train" -- \
+    "$semrep" stage $stage "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
+done
+expect 3 "stopped at step 10, in epoch 2 of 2" -- "${run[@]}" --set train.run_steps=7
+check "the second run resumed at step 3" 'grep -q "train: resuming .*train-state.nc at step 3 (epoch 1)" "$work/out"'
+second=$(curve "$resume" images_per_s) steps=$(curve "$resume" step)
+check "the curve continues (steps $steps) and keeps the first run's points" \
+  '[ "$steps" = "1,2,3,4,5,6,7,8,9,10" ] && [ -n "$first" ] && [ "${second#"$first",}" != "$second" ]'
+expect 0 "report: .*resume/report/index.html" -- "${run[@]}"
+check "the third run resumed at step 10 and ran the later stages" \
+  'grep -q "train: resuming .*train-state.nc at step 10 (epoch 2)" "$work/out" && grep -q "denoise-eval: 64 held-out images" "$work/out"'
+third=$(curve "$resume" images_per_s) steps=$(curve "$resume" step)
+check "the curve holds steps 1 to 16 ($steps) and the earlier points" \
+  '[ "$steps" = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16" ] && [ "${third#"$second",}" != "$third" ]'
+"$semrep" stage train "$conf" --set "output_dir=\"$work/straight-2\"" --set train.epochs=2 >>"$work/log" 2>&1
+a=$(checksum "$work/straight-2") b=$(checksum "$resume")
+check "the resumed model equals one trained without a stop: $a vs $b" '[ -n "$a" ] && [ "$a" = "$b" ]'
+expect 0 "train: the model is .*resume/checkpoint.nc; not training" -- "${run[@]}"
+
 # A relative output folder (the usual case) works from any directory.
 expect 0 "report: relative/report/index.html" -- bash -c "cd '$work' && '$semrep' run '$conf' --set 'output_dir=\"relative\"'"
 
