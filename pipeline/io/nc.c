@@ -2,18 +2,37 @@
 
 #include <errno.h>
 #include <netcdf.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+/* Whether a failed NetCDF call on file came from a full disk. NetCDF
+ * reports one as an HDF5 or I/O error: errno still says ENOSPC in a serial
+ * write, but not after a parallel one, where another rank's write failed.
+ * So a failed write (files are written under a .tmp. name) with less than
+ * 1 MiB left in its folder counts as one too. */
+static bool failed_on_full_disk(const char *file)
+{
+    if (sr_disk_full(errno)) return true;
+    if (!strstr(file, ".tmp.")) return false;
+    char folder[4200];
+    snprintf(folder, sizeof folder, "%s", file);
+    char *slash = strrchr(folder, '/');
+    if (slash) *slash = '\0';
+    struct statvfs fs;
+    return statvfs(slash ? folder : ".", &fs) == 0 && (double)fs.f_bavail * (double)fs.f_frsize < 1048576.0;
+}
 
 void sr_nc_check(int status, const char *call, const char *file, const char *src, int line)
 {
     if (status == NC_NOERR) return;
-    /* NetCDF reports a full disk as an HDF5 or I/O error; errno still says why */
     char why[4200];
-    if (sr_disk_full(errno)) sr_die(src, line, "%s: %s failed: %s", file, call, sr_write_reason(errno, file, NULL, why, sizeof why));
+    if (failed_on_full_disk(file))
+        sr_die(src, line, "%s: %s failed: %s", file, call, sr_write_reason(ENOSPC, file, NULL, why, sizeof why));
     sr_die(src, line, "%s: %s failed: %s; check that the file is a complete NetCDF-4 file and the disk has room", file,
            call, nc_strerror(status));
 }
