@@ -72,6 +72,8 @@ expect 3 "the model .*checkpoint.nc is not fully trained: .* stopped at step 3, 
 check "no stage after train ran on the unfinished model: $(ls "$resume" | tr '\n' ' ')" \
   '[ -e "$resume/checkpoint.nc" ] && ! ls "$resume" | grep -Eq "denoise|phi|stats|clusters|recon|report"'
 first=$(curve "$resume" images_per_s)
+expect 0 "^  training: unfinished: the model .*checkpoint.nc is not fully trained" -- \
+  "$semrep" info "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
 for stage in phi denoise-eval; do
   expect 1 "error: .*the model .*checkpoint.nc is not fully trained: .*finish it with semrep run or semrep stage train" -- \
     "$semrep" stage $stage "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
