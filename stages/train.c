@@ -317,6 +317,8 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
     char err[1024] = "";
     if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_comm_error(comm, 1, "%s", err);
     if (t->progress.epoch >= conf->train.epochs) {
+        if (comm->rank == 0 && access(t->model_path, F_OK) != 0) /* removed since: the state holds it */
+            sr_checkpoint_save(t->model_path, &t->net, conf->text, "semrep stage train");
         if (comm->rank == 0) printf("train: %s is complete (%ld steps); nothing to do\n", t->model_path, t->progress.step);
         sr_trainer_close(t);
         return 0;
@@ -325,6 +327,10 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
         printf("train: %ld images, global batch %ld over %d rank(s), %ld steps per epoch, %d epochs, %zu parameters\n",
                t->ds->count, t->batch, comm->size, t->steps_per_epoch, conf->train.epochs, t->net.trainable_count);
     t->progress.done = false; /* training on (train.epochs raised): not done until the new end */
+    /* a new training's state comes before its first model: a model of this
+     * training never stands without one, which would make it look finished */
+    if (t->progress.step == 0 && comm->rank == 0)
+        sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, conf->text);
     train_loop(t);
     if (comm->rank == 0 && t->progress.done) printf("train: done; model in %s, curve in %s\n", t->model_path, t->curve_path);
     sr_trainer_close(t);

@@ -93,6 +93,10 @@ check "the curve holds steps 1 to 16 ($steps) and the earlier points" \
 a=$(checksum "$work/straight-2") b=$(checksum "$resume")
 check "the resumed model equals one trained without a stop: $a vs $b" '[ -n "$a" ] && [ "$a" = "$b" ]'
 expect 0 "train: the model is .*resume/checkpoint.nc; not training" -- "${run[@]}"
+rm "$resume/checkpoint.nc"
+expect 0 "train: .*resume/checkpoint.nc is complete \(16 steps\); nothing to do" -- "${run[@]}"
+b=$(checksum "$resume")
+check "a finished training writes its removed model again from its state: $a vs $b" '[ "$a" = "$b" ]'
 
 # A relative output folder (the usual case) works from any directory.
 expect 0 "report: relative/report/index.html" -- bash -c "cd '$work' && '$semrep' run '$conf' --set 'output_dir=\"relative\"'"
