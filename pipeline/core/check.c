@@ -1,14 +1,16 @@
-#define _GNU_SOURCE /* nftw's FTW_DEPTH and FTW_PHYS */
+#define _GNU_SOURCE /* struct dirent64 */
 #include "core/check.h"
 
+#include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void (*abort_hook)(int status);
@@ -25,17 +27,28 @@ static struct {
     char path[TEMP_PATH];
 } temps[TEMP_SLOTS];
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* rm -rf of name in the folder dirfd, with only async-signal-safe calls
+ * (the signal handler uses it too): unlinkat, openat, getdents64. Removing
+ * an entry while reading a folder leaves the others to be read (POSIX). */
+static int remove_at(int dirfd, const char *name, int depth)
 {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return 0;
+    if ((errno != EISDIR && errno != EPERM) || depth == 0) return -1;
+    const int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[4096] __attribute__((aligned(8)));
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+        for (long at = 0; at < n;) {
+            const struct dirent64 *e = (const struct dirent64 *)(buf + at);
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove_at(fd, e->d_name, depth - 1);
+            at += e->d_reclen;
+        }
+    close(fd);
+    return unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ? 0 : -1;
 }
 
-int sr_remove_path(const char *path)
-{
-    if (remove(path) == 0 || errno == ENOENT) return 0;
-    return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) ? -1 : 0;
-}
+int sr_remove_path(const char *path) { return remove_at(AT_FDCWD, path, 64); }
 
 static void remove_all_temps(void)
 {
@@ -48,7 +61,7 @@ static void remove_all_temps(void)
 
 static void on_signal(int sig)
 {
-    remove_all_temps();
+    remove_all_temps(); /* async-signal-safe: the table, remove_at */
     signal(sig, SIG_DFL);
     raise(sig);
 }

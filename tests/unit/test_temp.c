@@ -2,6 +2,7 @@
  * the process (a fatal error, exit, SIGTERM) removes the temporaries still
  * registered and nothing else; a committed one is forgotten. And the words
  * for a write that failed on a full disk. Each ending runs in a child. */
+#define _DEFAULT_SOURCE /* symlink */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -101,14 +102,27 @@ static void test_sigterm_removes(void)
 static void test_remove_now(void)
 {
     new_dir();
+    snprintf(outside, sizeof outside, "%s/mine.txt", dir);
+    touch(outside);
     snprintf(folder, sizeof folder, "%s/report.tmp.2", dir);
     snprintf(inner, sizeof inner, "%s/index.html", folder);
     sr_temp_add(folder);
     mkdir(folder, 0777);
     touch(inner);
+    /* more entries than one read of the folder returns, and a link that
+     * must go without what it points to */
+    char sub[192], name[320];
+    snprintf(sub, sizeof sub, "%s/images", folder);
+    mkdir(sub, 0777);
+    for (int i = 0; i < 400; i++) {
+        snprintf(name, sizeof name, "%s/a-rather-long-thumbnail-name-to-fill-the-buffer-%04d.png", sub, i);
+        touch(name);
+    }
+    snprintf(name, sizeof name, "%s/link", sub);
+    CU_ASSERT_FATAL(symlink(outside, name) == 0);
     sr_temp_remove(folder);
     CU_ASSERT(!exists(folder));
-    CU_ASSERT(exists(dir));
+    CU_ASSERT(exists(outside));
     sr_test_remove_tree(dir);
 }
 
@@ -133,7 +147,7 @@ int main(void)
         {"a fatal error removes the registered temporaries, not the committed one", test_fatal_error_removes},
         {"exit removes them", test_exit_removes},
         {"SIGTERM removes them and still ends the process", test_sigterm_removes},
-        {"sr_temp_remove removes a folder and its files now", test_remove_now},
+        {"sr_temp_remove removes a folder, its files and links now, not what links point to", test_remove_now},
         {"a full disk is named with its folder and what to do", test_disk_full_words},
         {NULL, NULL},
     };
