@@ -9,7 +9,6 @@
  * folder is built under a temporary name and renamed into place. Rank 0
  * does the work; the report is small. */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <math.h>
 #include <netcdf.h>
 #include <stdarg.h>
@@ -83,7 +82,7 @@ void table(report *r, const char *name, const char *caption, int rows, int cols,
     char path[SR_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/tables/%s.csv", r->dir, name);
     FILE *csv = fopen(path, "w");
-    SR_CHECK(csv, "cannot write %s; check the output folder", path);
+    SR_CHECK_WRITE(csv, path);
     html(r, "<table><caption>%s (<a href=\"tables/%s.csv\">CSV</a>)</caption>\n", caption, name);
     for (int i = 0; i < rows; i++) {
         html(r, "<tr>");
@@ -97,7 +96,7 @@ void table(report *r, const char *name, const char *caption, int rows, int cols,
         fputc('\n', csv);
     }
     html(r, "</table>\n");
-    SR_CHECK(fclose(csv) == 0, "cannot write %s; check the disk", path);
+    SR_CHECK_WRITE(fclose(csv) == 0, path);
 }
 
 /* gnuplot, run in the plots folder (so its script names files by their
@@ -110,9 +109,9 @@ static void plot(report *r, const char *name, const char *alt, const char *scrip
     snprintf(script_name, sizeof script_name, "%s.gp", name);
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     FILE *f = fopen(gp, "w");
-    SR_CHECK(f, "cannot write %s", gp);
+    SR_CHECK_WRITE(f, gp);
     fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9'\nset output '%s.png'\nset grid\n%s\n", name, script);
-    fclose(f);
+    SR_CHECK_WRITE(fclose(f) == 0, gp);
     const pid_t pid = fork();
     SR_CHECK(pid >= 0, "cannot start gnuplot: out of processes");
     if (pid == 0) {
@@ -135,7 +134,7 @@ static FILE *data_file(report *r, const char *name, char *path, size_t len)
     snprintf(full, sizeof full, "%s/plots/%s.dat", r->dir, name);
     snprintf(path, len, "%s.dat", name);
     FILE *f = fopen(full, "w");
-    SR_CHECK(f, "cannot write %s", full);
+    SR_CHECK_WRITE(f, full);
     return f;
 }
 
@@ -447,9 +446,9 @@ static void reconstructions(report *r)
         }
         char buf[65536];
         size_t n;
-        while ((n = fread(buf, 1, sizeof buf, in)) > 0) SR_CHECK(fwrite(buf, 1, n, out) == n, "cannot write %s", to);
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0) SR_CHECK_WRITE(fwrite(buf, 1, n, out) == n, to);
         fclose(in);
-        SR_CHECK(fclose(out) == 0, "cannot write %s", to);
+        SR_CHECK_WRITE(fclose(out) == 0, to);
         html(r, "<div class=\"row\"><img class=\"recon\" src=\"images/recon-%03zu.png\" alt=\"target %zu and its samples\"><span class=\"lab\">", t, t);
         for (size_t a = 0; a < A; a++) {
             double mean = 0.0;
@@ -519,7 +518,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             r.thumb_done = calloc((size_t)r.images, 1);
             snprintf(page, sizeof page, "%s/index.html", r.dir);
             r.html = fopen(page, "w");
-            SR_CHECK(r.html, "cannot write %s; check the output folder", page);
+            SR_CHECK_WRITE(r.html, page);
             html(&r, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>semrep report</title>"
                      "<style>%s</style></head><body>\n", style);
             struct stat st;
@@ -528,8 +527,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             const double seconds = stat(phi, &st) == 0 ? difftime(time(NULL), st.st_mtime) : 0.0;
             build(&r, model, seconds);
             html(&r, "</body></html>\n");
-            char why[SR_PATH_MAX + 160];
-            if (fclose(r.html) != 0) SR_FAIL("cannot write %s: %s", page, sr_write_reason(errno, page, "check the disk", why, sizeof why));
+            SR_CHECK_WRITE(fclose(r.html) == 0, page);
             /* the complete folder replaces the last report */
             char old[SR_PATH_MAX + 64];
             snprintf(old, sizeof old, "%s.old.%ld", final, (long)getpid());

@@ -132,6 +132,12 @@ _Noreturn void sr_die(const char *file, int line, const char *fmt, ...)
     _exit(1);
 }
 
+_Noreturn void sr_die_write(int errnum, const char *path, const char *file, int line)
+{
+    char why[4400];
+    sr_die(file, line, "cannot write %s: %s", path, sr_write_reason(errnum, path, "check the output folder", why, sizeof why));
+}
+
 int sr_disk_full(int errnum) { return errnum == ENOSPC || errnum == EDQUOT; }
 
 const char *sr_write_reason(int errnum, const char *path, const char *hint, char *out, size_t len)

@@ -7,6 +7,7 @@
 #ifndef SEMREP_CORE_CHECK_H
 #define SEMREP_CORE_CHECK_H
 
+#include <errno.h>
 #include <stddef.h>
 
 #ifdef __cplusplus /* the CUDA backend includes this from C++ */
@@ -42,6 +43,14 @@ int sr_disk_full(int errnum);
  * FOLDER being path's folder; otherwise strerror(errnum), then "; " and hint
  * when hint is not NULL. Into out (len bytes); returns out. */
 const char *sr_write_reason(int errnum, const char *path, const char *hint, char *out, size_t len);
+
+/* A write, close, rename or mkdir of path that failed with errnum: dies with
+ * "cannot write PATH: " and sr_write_reason. SR_CHECK_WRITE checks one. */
+SR_NORETURN void sr_die_write(int errnum, const char *path, const char *file, int line);
+#define SR_CHECK_WRITE(cond, path)                                                                                     \
+    do {                                                                                                               \
+        if (!(cond)) sr_die_write(errno, (path), __FILE__, __LINE__);                                                 \
+    } while (0)
 
 #define SR_FAIL(...) sr_die(__FILE__, __LINE__, __VA_ARGS__)
 #define SR_CHECK(cond, ...)                                                    \
