@@ -505,6 +505,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
         sr_model_checkpoint_path(conf, model, sizeof model);
         snprintf(r.final, sizeof r.final, "%s/report", conf->output_dir);
         sr_tmp_path(final, r.dir, sizeof r.dir);
+        status = sr_model_finished(conf, r.err, sizeof r.err) == 1 ? 0 : -1; /* it describes the model */
         semrep_comm self;
         sr_comm_self(comm, &self);
         const char *subs[] = {"", "/tables", "/plots", "/images"};

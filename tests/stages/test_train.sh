@@ -74,7 +74,7 @@ check "no stage after train ran on the unfinished model: $(ls "$resume" | tr '\n
 first=$(curve "$resume" images_per_s)
 expect 0 "^  training: unfinished: the model .*checkpoint.nc is not fully trained" -- \
   "$semrep" info "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
-for stage in phi denoise-eval; do
+for stage in phi denoise-eval report; do
   expect 1 "error: .*the model .*checkpoint.nc is not fully trained: .*finish it with semrep run or semrep stage train" -- \
     "$semrep" stage $stage "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
 done
