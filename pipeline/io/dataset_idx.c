@@ -110,7 +110,11 @@ static int uncompressed_path(const char *path, const char *work_dir, char *out, 
     sr_tmp_path(out, tmp, sizeof tmp);
     const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     char why[SR_PATH_MAX + 128];
-    if (fd < 0) SR_BAD("cannot write %s: %s", tmp, sr_write_reason(errno, tmp, "check the output folder", why, sizeof why));
+    if (fd < 0) {
+        sr_write_reason(errno, tmp, "check the output folder", why, sizeof why);
+        sr_temp_forget(tmp);
+        SR_BAD("cannot write %s: %s", tmp, why);
+    }
     int rc = gunzip(path, fd, NULL, NULL, err, errlen);
     if (rc && sr_disk_full(errno)) rc = sr_report(err, errlen, "cannot write %s: %s", tmp, sr_write_reason(errno, tmp, NULL, why, sizeof why));
     close(fd);

@@ -467,16 +467,23 @@ typedef struct {
     int channels, height, width;
 } sr_png_image;
 
+static void write_failed(png_structp png, const sr_png_writer *w)
+{
+    char why[4400], what[4500];
+    snprintf(what, sizeof what, "cannot write the file: %s", sr_write_reason(errno, w->msg.path, NULL, why, sizeof why));
+    png_error(png, what);
+}
+
 static void write_bytes(png_structp png, png_bytep data, size_t length)
 {
     sr_png_writer *w = png_get_io_ptr(png);
-    if (fwrite(data, 1, length, w->file) != length) png_error(png, "cannot write the file (is the disk full?)");
+    if (fwrite(data, 1, length, w->file) != length) write_failed(png, w);
 }
 
 static void flush_bytes(png_structp png)
 {
     sr_png_writer *w = png_get_io_ptr(png);
-    if (fflush(w->file) != 0) png_error(png, "cannot write the file (is the disk full?)");
+    if (fflush(w->file) != 0) write_failed(png, w);
 }
 
 /* [0, 1] -> 0 .. 255, rounded to nearest; NaN and below 0 -> 0. */
