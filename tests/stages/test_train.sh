@@ -78,6 +78,21 @@ for stage in phi denoise-eval report; do
   expect 1 "error: .*the model .*checkpoint.nc is not fully trained: .*finish it with semrep run or semrep stage train" -- \
     "$semrep" stage $stage "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
 done
+# SLURM: resubmitting after a time limit chains the train stage again
+# (sbatch is a stand-in that records the jobs; submit.sh runs build/semrep).
+top=$(cd "$(dirname "$0")/../.." && pwd)
+submitted() {
+  rm -f "$work/sbatch.log"
+  env PATH="$work/fake:$PATH" "$top/job_scripts/submit.sh" "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2 \
+    >/dev/null 2>&1
+  sed -n 's/.*--job-name=\([^ ]*\).*/\1/p' "$work/sbatch.log" | tr '\n' ' '
+}
+if [ "$semrep" -ef "$top/build/semrep" ]; then
+  mkdir -p "$work/fake" && printf '#!/bin/sh\necho "$*" >>"%s/sbatch.log"\necho 1\n' "$work" >"$work/fake/sbatch"
+  chmod +x "$work/fake/sbatch"
+  jobs=$(submitted)
+  check "submit.sh chains train for the unfinished model: $jobs" '[ "${jobs%% *}" = semrep-train ]'
+fi
 expect 3 "stopped at step 10, in epoch 2 of 2" -- "${run[@]}" --set train.run_steps=7
 check "the second run resumed at step 3" 'grep -q "train: resuming .*train-state.nc at step 3 (epoch 1)" "$work/out"'
 second=$(curve "$resume" images_per_s) steps=$(curve "$resume" step)
@@ -93,6 +108,10 @@ check "the curve holds steps 1 to 16 ($steps) and the earlier points" \
 a=$(checksum "$work/straight-2") b=$(checksum "$resume")
 check "the resumed model equals one trained without a stop: $a vs $b" '[ -n "$a" ] && [ "$a" = "$b" ]'
 expect 0 "train: the model is .*resume/checkpoint.nc; not training" -- "${run[@]}"
+if [ "$semrep" -ef "$top/build/semrep" ]; then
+  jobs=$(submitted)
+  check "submit.sh does not chain train for the finished model: $jobs" '[ "${jobs%% *}" = semrep-denoise-eval ]'
+fi
 rm "$resume/checkpoint.nc"
 expect 0 "train: .*resume/checkpoint.nc is complete \(16 steps\); nothing to do" -- "${run[@]}"
 b=$(checksum "$resume")
