@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,7 @@ void sr_temp_add(const char *path)
     for (int i = 0; i < TEMP_SLOTS; i++)
         if (!temps[i].used) {
             strcpy(temps[i].path, path);
+            atomic_signal_fence(memory_order_seq_cst); /* the path is whole before the handler may read it */
             temps[i].used = 1;
             return;
         }

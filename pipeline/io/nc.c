@@ -10,15 +10,15 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-/* Whether a failed NetCDF call on file came from a full disk. NetCDF
- * reports one as an HDF5 or I/O error: errno still says ENOSPC in a serial
- * write, but not after a parallel one, where another rank's write failed.
- * So a failed write (files are written under a .tmp. name) with less than
- * 1 MiB left in its folder counts as one too. */
+/* Whether a failed NetCDF call on file came from a full disk: only a write
+ * can (files are written under a .tmp. name). NetCDF reports one as an HDF5
+ * or I/O error: errno still says ENOSPC in a serial write, but not after a
+ * parallel one, where another rank's write failed, so less than 1 MiB left
+ * in the file's folder counts as one too. */
 static bool failed_on_full_disk(const char *file)
 {
-    if (sr_disk_full(errno)) return true;
     if (!strstr(file, ".tmp.")) return false;
+    if (sr_disk_full(errno)) return true;
     char folder[4200];
     snprintf(folder, sizeof folder, "%s", file);
     char *slash = strrchr(folder, '/');
