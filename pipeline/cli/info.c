@@ -236,8 +236,8 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
         if (!have_checkpoint) printf("  checkpoint: none yet at %s (the train stage makes it)\n", ckpt);
         else if (!status) printf("  checkpoint: %s, matches the conf, verified\n", ckpt);
         /* job_scripts/submit.sh reads this line to chain the train stage again */
-        if (have_checkpoint && !status && sr_model_finished(&conf, err, sizeof err) != 1)
-            printf("  training: unfinished: %s\n", err);
+        const int finished = have_checkpoint && !status ? sr_model_finished(&conf, err, sizeof err) : 1;
+        if (finished != 1) printf("  training: %s: %s\n", finished ? "its state cannot be read" : "unfinished", err);
     }
     if (!status) status = print_dataset("analysis data", &conf.dataset, conf.output_dir, comm);
     if (!status) status = print_dataset("training data", &conf.train.dataset, conf.output_dir, comm);
