@@ -25,9 +25,13 @@ void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len);
  * training needs (io/train_state.h), for the model the conf names. */
 void sr_train_state_path(const semrep_conf *conf, char *path, size_t len);
 
+/* Whether a training state that trains the model at state_model (its
+ * `model` attribute; "" in older states) trains the conf's model. */
+bool sr_train_state_is_for(const semrep_conf *conf, const char *state_model);
+
 /* Whether the conf's model may be used: 1 when no training state is there
- * (a model from elsewhere, like conf/models/fashion-mnist.nc) or the state
- * says training is done (or has reached train.epochs); 0 when training is
+ * (a model from elsewhere, like conf/models/fashion-mnist.nc), the state
+ * trains another model, or the state says training is done (or has reached train.epochs); 0 when training is
  * unfinished, with a line in err that says how far it got and how to finish
  * it; -1 when the state cannot be read, with the reason in err. */
 int sr_model_finished(const semrep_conf *conf, char *err, size_t errlen);

@@ -237,14 +237,19 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     t->slice = SR_MALLOC(sizeof(long) * (size_t)mine, "a training batch");
     t->progress.ranks = comm->size;
     t->order_epoch = -1;
+    snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path);
 
     /* Resume from the training state, or start from SPEC.md's initialisation. */
     if (access(t->state_path, F_OK) == 0) {
         if (sr_train_state_load(t->state_path, &t->net, &t->adam, &t->progress, err, errlen)) return -1;
+        if (!sr_train_state_is_for(conf, t->progress.model))
+            return sr_report(err, errlen, "the training state %s trains the model %s, not %s: set model.checkpoint to that file to continue it, or move the state away to train this one",
+                             t->state_path, t->progress.model, t->model_path);
         if (t->progress.ranks != comm->size && comm->rank == 0)
             fprintf(stderr, "semrep: note: resuming a run of %d ranks on %d; it continues, but not bit for bit as it would have\n",
                     t->progress.ranks, comm->size);
         t->progress.ranks = comm->size;
+        snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path); /* older states name none */
     t->order_epoch = -1;
         if (comm->rank == 0)
             printf("train: resuming %s at step %ld (epoch %ld)\n", t->state_path, t->progress.step, t->progress.epoch + 1);

@@ -77,6 +77,7 @@ void sr_train_state_save(const char *path, const sr_unet *net, const sr_adam *ad
     const int done = p->done;
     sr_nc_put_ints(ncid, NC_GLOBAL, "done", &done, 1, tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "ranks", &p->ranks, 1, tmp);
+    if (p->model[0]) sr_nc_put_text(ncid, NC_GLOBAL, "model", p->model, tmp);
     SR_NC(nc_put_att_float(ncid, NC_GLOBAL, "adam_lr", NC_FLOAT, 1, &adam->lr), tmp);
     const long long adam_step = adam->step;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "adam_step", NC_INT64, 1, &adam_step), tmp);
@@ -117,6 +118,7 @@ static int read_progress(int ncid, const char *path, sr_train_progress *p, char 
     if (sr_nc_get_ints(ncid, NC_GLOBAL, "done", &done, 1) != 1 || sr_nc_get_ints(ncid, NC_GLOBAL, "ranks", &p->ranks, 1) != 1)
         SR_BAD("training state %s: attribute done or ranks is missing", path);
     p->done = done != 0;
+    if (sr_nc_get_text(ncid, NC_GLOBAL, "model", p->model, sizeof p->model)) p->model[0] = '\0'; /* older states */
     return 0;
 }
 

@@ -117,6 +117,19 @@ expect 0 "train: .*resume/checkpoint.nc is complete \(16 steps\); nothing to do"
 b=$(checksum "$resume")
 check "a finished training writes its removed model again from its state: $a vs $b" '[ "$a" = "$b" ]'
 
+# A training state trains the model it names. With model.checkpoint set to
+# another file (a model from elsewhere) beside an unfinished state, that
+# model is used as it is, and train refuses to continue the state into it.
+mkdir -p "$work/shipped" && cp "$resume/checkpoint.nc" "$work/shipped/"
+"$semrep" stage train "$conf" --set "output_dir=\"$work/mixed\"" --set train.run_steps=2 >>"$work/log" 2>&1
+mixed=(--set "output_dir=\"$work/mixed\"" --set "model.checkpoint=\"$work/shipped/checkpoint.nc\"")
+expect 0 "checkpoint: .*shipped/checkpoint.nc, matches the conf" -- "$semrep" info "$conf" "${mixed[@]}"
+check "info finds the shipped model finished" '! grep -q "training:" "$work/out"'
+expect 1 "the training state .*mixed/train-state.nc trains the model .*mixed/checkpoint.nc, not .*shipped/checkpoint.nc" -- \
+  "$semrep" stage train "$conf" "${mixed[@]}"
+b=$(checksum "$work/mixed") c=$(checksum "$work/shipped")
+check "the model from elsewhere is unchanged: $c vs $a" '[ "$c" = "$a" ] && [ -n "$b" ] && [ "$b" != "$a" ]'
+
 # A relative output folder (the usual case) works from any directory.
 expect 0 "report: relative/report/index.html" -- bash -c "cd '$work' && '$semrep' run '$conf' --set 'output_dir=\"relative\"'"
 
