@@ -31,9 +31,10 @@ bool sr_train_state_is_for(const semrep_conf *conf, const char *state_model);
 
 /* Whether the conf's model may be used: 1 when no training state is there
  * (a model from elsewhere, like conf/models/fashion-mnist.nc), the state
- * trains another model, or the state says training is done (or has reached train.epochs); 0 when training is
- * unfinished, with a line in err that says how far it got and how to finish
- * it; -1 when the state cannot be read, with the reason in err. */
+ * trains another model, or the state says training is done (or has reached
+ * train.epochs); 0 when training is unfinished, with a line in err that says
+ * how far it got and how to finish it; -1 when the state cannot be read,
+ * with the reason in err. */
 int sr_model_finished(const semrep_conf *conf, char *err, size_t errlen);
 
 /* Plans the conf's model and checks that its parameters (and, for training,

@@ -237,7 +237,6 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     t->slice = SR_MALLOC(sizeof(long) * (size_t)mine, "a training batch");
     t->progress.ranks = comm->size;
     t->order_epoch = -1;
-    snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path);
 
     /* Resume from the training state, or start from SPEC.md's initialisation. */
     if (access(t->state_path, F_OK) == 0) {
@@ -249,7 +248,6 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
             fprintf(stderr, "semrep: note: resuming a run of %d ranks on %d; it continues, but not bit for bit as it would have\n",
                     t->progress.ranks, comm->size);
         t->progress.ranks = comm->size;
-        snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path); /* older states name none */
     t->order_epoch = -1;
         if (comm->rank == 0)
             printf("train: resuming %s at step %ld (epoch %ld)\n", t->state_path, t->progress.step, t->progress.epoch + 1);
@@ -259,6 +257,7 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     } else {
         sr_unet_init_weights(&t->net, (uint32_t)conf->seed);
     }
+    snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path); /* older states name none */
     return 0;
 }
 
