@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Submits the whole pipeline for CONF to SLURM as a chain of jobs, each
 # starting when the one before it succeeded:
-#   train (when the model does not exist) -> denoise-eval -> phi -> stats
+#   train (when the model does not exist or is unfinished) -> denoise-eval -> phi -> stats
 #   -> cluster -> reconstruct (an array of SEMREP_RECON_TASKS tasks, then one
 #   job that writes recon.nc) -> report
 # Stages resume from their last checkpoint or chunk, so resubmitting after a
@@ -26,9 +26,12 @@ chain() { local name=$1; shift; local id
   echo "$name: job $id" >&2
   after=(--dependency="afterok:$id")
 }
-model=$("$top/build/semrep" info "$conf" "$@" | sed -n 's/^  checkpoint: none yet at \([^ ]*\).*/\1/p')
+# train when the model does not exist yet or its training is unfinished (a time limit stopped it)
+info=$("$top/build/semrep" info "$conf" "$@")
+model=$(printf '%s\n' "$info" | sed -n 's/^  checkpoint: none yet at \([^ ]*\).*/\1/p')
+unfinished=$(printf '%s\n' "$info" | sed -n 's/^  training: unfinished: //p')
 jobs=$top/job_scripts/slurm
-if [ -n "$model" ]; then chain train "$jobs/train.sbatch" "$conf" "$@"; fi
+if [ -n "$model$unfinished" ]; then chain train "$jobs/train.sbatch" "$conf" "$@"; fi
 for stage in denoise-eval phi stats cluster; do chain "$stage" "$jobs/$stage.sbatch" "$conf" "$@"; done
 chain reconstruct-array --array="0-$((tasks - 1))" "$jobs/reconstruct.sbatch" "$conf" "$@"
 chain reconstruct "$jobs/reconstruct.sbatch" "$conf" "$@"

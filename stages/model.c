@@ -2,8 +2,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/train_state.h"
 
 const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *comm, int threads, char *err,
                                    size_t errlen)
@@ -18,6 +21,38 @@ void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len)
 {
     if (conf->model.checkpoint[0]) snprintf(path, len, "%s", conf->model.checkpoint);
     else snprintf(path, len, "%s/checkpoint.nc", conf->output_dir);
+}
+
+void sr_train_state_path(const semrep_conf *conf, char *path, size_t len)
+{
+    snprintf(path, len, "%s/train-state.nc", conf->output_dir);
+}
+
+bool sr_train_state_is_for(const semrep_conf *conf, const char *state_model)
+{
+    char model[SR_PATH_MAX + 32];
+    sr_model_checkpoint_path(conf, model, sizeof model);
+    struct stat a, b;
+    if (!state_model[0]) return true;
+    /* the same file however its path is spelled (relative, absolute, links) */
+    if (stat(state_model, &a) == 0 && stat(model, &b) == 0) return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    return !strcmp(state_model, model);
+}
+
+int sr_model_finished(const semrep_conf *conf, char *err, size_t errlen)
+{
+    char model[SR_PATH_MAX + 32], state[SR_PATH_MAX + 32];
+    sr_model_checkpoint_path(conf, model, sizeof model);
+    sr_train_state_path(conf, state, sizeof state);
+    if (access(state, F_OK) != 0) return 1; /* a model from elsewhere, or none yet */
+    sr_train_progress p = {0};
+    if (sr_train_state_progress(state, &p, err, errlen)) return -1;
+    if (p.done || p.epoch >= conf->train.epochs || !sr_train_state_is_for(conf, p.model)) return 1;
+    snprintf(err, errlen,
+             "the model %s is not fully trained: its training state %s stopped at step %ld, in epoch %ld of %d; "
+             "finish it with semrep run or semrep stage train and the same conf",
+             model, state, p.step, p.epoch + 1, conf->train.epochs);
+    return 0;
 }
 
 int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
@@ -52,6 +87,7 @@ int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool
 int sr_model_open(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
                   char *err, size_t errlen)
 {
+    if (sr_model_finished(conf, err, errlen) != 1) return -1;
     if (sr_model_plan(conf, be, batch, train, net, err, errlen)) return -1;
     char path[SR_PATH_MAX + 32];
     sr_model_checkpoint_path(conf, path, sizeof path);

@@ -21,6 +21,22 @@ const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *c
 /* model.checkpoint, or <output_dir>/checkpoint.nc when that is empty. */
 void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len);
 
+/* <output_dir>/train-state.nc: where the train stage keeps what a resumed
+ * training needs (io/train_state.h), for the model the conf names. */
+void sr_train_state_path(const semrep_conf *conf, char *path, size_t len);
+
+/* Whether a training state that trains the model at state_model (its
+ * `model` attribute; "" in older states) trains the conf's model. */
+bool sr_train_state_is_for(const semrep_conf *conf, const char *state_model);
+
+/* Whether the conf's model may be used: 1 when no training state is there
+ * (a model from elsewhere, like conf/models/fashion-mnist.nc), the state
+ * trains another model, or the state says training is done (or has reached
+ * train.epochs); 0 when training is unfinished, with a line in err that says
+ * how far it got and how to finish it; -1 when the state cannot be read,
+ * with the reason in err. */
+int sr_model_finished(const semrep_conf *conf, char *err, size_t errlen);
+
 /* Plans the conf's model and checks that its parameters (and, for training,
  * gradients and Adam moments) plus a workspace of `batch` images fit in the
  * backend's memory. 0, or -1 with one line in err naming model.kernels and
@@ -29,7 +45,8 @@ int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool
                   char *err, size_t errlen);
 
 /* sr_model_plan, then allocation and the checkpoint's weights; -1 with the
- * reason in err (no checkpoint, or one that does not fit the conf). */
+ * reason in err (an unfinished training, no checkpoint, or one that does
+ * not fit the conf). */
 int sr_model_open(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
                   char *err, size_t errlen);
 

@@ -443,6 +443,7 @@ static int assemble(phi_run *r, char *err, size_t errlen)
     const semrep_conf *c = r->conf;
     char tmp[SR_PATH_MAX + 48];
     snprintf(tmp, sizeof tmp, "%s.tmp.assembling", r->path); /* the same name on every rank */
+    if (r->comm->rank == 0) sr_temp_add(tmp); /* rank 0 commits it */
     int ncid;
     const int rc = nc_create_par(tmp, NC_NETCDF4 | NC_CLOBBER, r->comm->world, MPI_INFO_NULL, &ncid);
     if (rc != NC_NOERR) return sr_report(err, errlen, "cannot create %s: %s; check the output folder", tmp, nc_strerror(rc));

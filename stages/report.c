@@ -131,7 +131,7 @@ void table(report *r, const char *name, const char *caption, int rows, int cols,
     char path[SR_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/tables/%s.csv", r->dir, name);
     FILE *csv = fopen(path, "w");
-    SR_CHECK(csv, "cannot write %s; check the output folder", path);
+    SR_CHECK_WRITE(csv, path);
     html(r, "<table><caption>");
     escaped(r, caption);
     html(r, " (<a href=\"tables/%s.csv\">CSV</a>)</caption>\n", name);
@@ -148,7 +148,7 @@ void table(report *r, const char *name, const char *caption, int rows, int cols,
         fputc('\n', csv);
     }
     html(r, "</table>\n");
-    SR_CHECK(fclose(csv) == 0, "cannot write %s; check the disk", path);
+    SR_CHECK_WRITE(fclose(csv) == 0, path);
 }
 
 /* gnuplot, run in the plots folder (so its script names files by their
@@ -161,11 +161,11 @@ static void plot(report *r, const char *name, const char *alt, const char *scrip
     snprintf(script_name, sizeof script_name, "%s.gp", name);
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     FILE *f = fopen(gp, "w");
-    SR_CHECK(f, "cannot write %s", gp);
+    SR_CHECK_WRITE(f, gp);
     /* noenhanced: titles are shown as they are, not read as markup */
     fprintf(f, "set terminal pngcairo size 640,360 font 'sans,9' noenhanced\nset output '%s.png'\nset grid\n%s\n", name,
             script);
-    fclose(f);
+    SR_CHECK_WRITE(fclose(f) == 0, gp);
     const pid_t pid = fork();
     SR_CHECK(pid >= 0, "cannot start gnuplot: out of processes");
     if (pid == 0) {
@@ -192,7 +192,7 @@ static FILE *data_file(report *r, const char *name, char *path, size_t len)
     snprintf(full, sizeof full, "%s/plots/%s.dat", r->dir, name);
     snprintf(path, len, "%s.dat", name);
     FILE *f = fopen(full, "w");
-    SR_CHECK(f, "cannot write %s", full);
+    SR_CHECK_WRITE(f, full);
     return f;
 }
 
@@ -311,7 +311,7 @@ static void denoiser(report *r, const char *model)
             snprintf(cells[(i + 1) * 3 + 2], 48, "%.2f", out[i]);
             fprintf(f, "%g %g\n", in[i], out[i]);
         }
-        fclose(f);
+        SR_CHECK_WRITE(fclose(f) == 0, dat);
         table(r, "psnr", "PSNR of the noisy input and of D(input), held-out images", (int)n + 1, 3, cells);
         snprintf(script, sizeof script,
                  "set xlabel 'input PSNR (dB)'\nset ylabel 'output PSNR (dB)'\nset key left\n"
@@ -330,7 +330,7 @@ static void denoiser(report *r, const char *model)
         nc_close(ncid);
         FILE *f = data_file(r, "curve", dat, sizeof dat);
         for (size_t i = 0; i < n; i++) fprintf(f, "%g %g\n", step[i], loss[i]);
-        fclose(f);
+        SR_CHECK_WRITE(fclose(f) == 0, dat);
         snprintf(script, sizeof script,
                  "set xlabel 'step'\nset ylabel 'loss (sum over pixels, mean over images)'\nset logscale y\n"
                  "plot '%s' using 1:2 with lines title 'training loss'", dat);
@@ -358,7 +358,7 @@ static void statistics(report *r, int ncid, int s, const char *label)
             for (size_t b = 0; b < B; b++) fprintf(f, " %g", hist[((size_t)s * B + b) * bins + j]);
             fprintf(f, "\n");
         }
-        fclose(f);
+        SR_CHECK_WRITE(fclose(f) == 0, dat);
         /* the block names come from the file: gnuplot strings, never commands */
         char *pr = NULL;
         size_t len = 0;
@@ -388,7 +388,7 @@ static void statistics(report *r, int ncid, int s, const char *label)
             order[b - 1] = t;
         }
     for (size_t c = 0; c < K; c++) fprintf(f, "%zu %g %g\n", c, share[s * K + order[c]], kind[s * K + order[c]]);
-    fclose(f);
+    SR_CHECK_WRITE(fclose(f) == 0, dat);
     snprintf(script, sizeof script,
              "set xlabel 'middle-block channel, by share of images where active'\nset ylabel 'share of images'\n"
              "set yrange [0:1]\nset style fill solid\nset boxwidth 0.8\n"
@@ -401,7 +401,7 @@ static void statistics(report *r, int ncid, int s, const char *label)
     snprintf(name, sizeof name, "sets_%d", s);
     f = data_file(r, name, dat, sizeof dat);
     for (size_t k = 0; k <= K; k++) fprintf(f, "%zu %g\n", k, sizes[s * (K + 1) + k]);
-    fclose(f);
+    SR_CHECK_WRITE(fclose(f) == 0, dat);
     snprintf(script, sizeof script,
              "set xlabel 'active channels'\nset ylabel 'images'\nset style fill solid\nset boxwidth 0.8\n"
              "plot '%s' using 1:2 with boxes title 'active-set sizes'", dat);
@@ -565,9 +565,9 @@ static void reconstructions(report *r)
         }
         char buf[65536];
         size_t n;
-        while ((n = fread(buf, 1, sizeof buf, in)) > 0) SR_CHECK(fwrite(buf, 1, n, out) == n, "cannot write %s", to);
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0) SR_CHECK_WRITE(fwrite(buf, 1, n, out) == n, to);
         fclose(in);
-        SR_CHECK(fclose(out) == 0, "cannot write %s", to);
+        SR_CHECK_WRITE(fclose(out) == 0, to);
         html(r, "<div class=\"row\"><img class=\"recon\" src=\"images/recon-%03zu.png\" alt=\"target %zu and its samples\"><span class=\"lab\">", t, t);
         for (size_t a = 0; a < A; a++) {
             double mean = 0.0;
@@ -623,7 +623,8 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
         char model[SR_PATH_MAX + 32], page[SR_PATH_MAX + 128], *final = r.final;
         sr_model_checkpoint_path(conf, model, sizeof model);
         snprintf(r.final, sizeof r.final, "%s/report", conf->output_dir);
-        snprintf(r.dir, sizeof r.dir, "%s.tmp.%ld", final, (long)getpid());
+        sr_tmp_path(final, r.dir, sizeof r.dir);
+        status = sr_model_finished(conf, r.err, sizeof r.err) == 1 ? 0 : -1; /* it describes the model */
         semrep_comm self;
         sr_comm_self(comm, &self);
         const char *subs[] = {"", "/tables", "/plots", "/images"};
@@ -637,7 +638,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             r.thumb_done = calloc((size_t)r.images, 1);
             snprintf(page, sizeof page, "%s/index.html", r.dir);
             r.html = fopen(page, "w");
-            SR_CHECK(r.html, "cannot write %s; check the output folder", page);
+            SR_CHECK_WRITE(r.html, page);
             html(&r, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>semrep report</title>"
                      "<style>%s</style></head><body>\n", style);
             struct stat st;
@@ -646,12 +647,12 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             const double seconds = stat(phi, &st) == 0 ? difftime(time(NULL), st.st_mtime) : 0.0;
             build(&r, model, seconds);
             html(&r, "</body></html>\n");
-            SR_CHECK(fclose(r.html) == 0, "cannot write %s; check the disk", page);
+            SR_CHECK_WRITE(fclose(r.html) == 0, page);
             /* the complete folder replaces the last report's files; files semrep did not write stay */
             status = sr_outdir_replace(conf->output_dir, "report", r.dir, r.err, sizeof r.err);
-            if (sr_remove_tree(r.dir)) fprintf(stderr, "semrep: note: could not remove %s\n", r.dir);
             if (!status) printf("report: %s/index.html\n", final);
         }
+        sr_temp_remove(r.dir); /* what is left of the new folder: empty, or a failed report's */
         sr_dataset_close(r.ds);
         free(r.thumb_done);
     }

@@ -210,7 +210,7 @@ static void write_now(const report *r, const listing *l, const char *when, const
     char path[SR_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/tables/images.tsv", r->dir);
     FILE *f = fopen(path, "w");
-    SR_CHECK(f, "cannot write %s; check the output folder", path);
+    SR_CHECK_WRITE(f, path);
     fprintf(f, "position\tsource\tlabel");
     for (int c = 0; c < l->ncols; c++) fprintf(f, "\t%s", l->col[c]);
     fputc('\n', f);
@@ -219,12 +219,12 @@ static void write_now(const report *r, const listing *l, const char *when, const
         for (int c = 0; c < l->ncols; c++) fprintf(f, "\t%d", l->cluster[i * l->ncols + c]);
         fputc('\n', f);
     }
-    SR_CHECK(fclose(f) == 0, "cannot write %s; check the disk", path);
+    SR_CHECK_WRITE(fclose(f) == 0, path);
     snprintf(path, sizeof path, "%s/tables/run.tsv", r->dir);
     f = fopen(path, "w");
-    SR_CHECK(f, "cannot write %s; check the output folder", path);
+    SR_CHECK_WRITE(f, path);
     fprintf(f, "date\tcheckpoint\timages\tphi_fingerprint\n%s\t%s\t%ld\t%s\n", when, checkpoint, l->rows, phi);
-    SR_CHECK(fclose(f) == 0, "cannot write %s; check the disk", path);
+    SR_CHECK_WRITE(fclose(f) == 0, path);
 }
 
 /* ARI between two clusterings of the same images (labels of either may be

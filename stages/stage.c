@@ -34,10 +34,15 @@ int sr_output_ready(const char *dir, char *err, size_t errlen)
     if (sr_make_dirs(dir, err, errlen)) return -1;
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/.write-test.%ld", dir, (long)getpid());
+    sr_temp_add(probe);
     FILE *f = fopen(probe, "w");
-    if (!f) return sr_report(err, errlen, "cannot write in the output folder %s: %s; check output_dir", dir, strerror(errno));
-    fclose(f);
-    unlink(probe);
+    const int why = errno;
+    if (f) fclose(f);
+    sr_temp_remove(probe);
+    char reason[4400];
+    if (!f)
+        return sr_report(err, errlen, "cannot write in the output folder %s: %s", dir,
+                         sr_write_reason(why, probe, "check output_dir", reason, sizeof reason));
     return 0;
 }
 

@@ -126,16 +126,17 @@ static uint64_t weights_checksum(const sr_unet *net)
     return h;
 }
 
-/* Every rank must hold the same weights; rank 0 writes the state, then the
- * model and the curve, each atomically. */
+/* Every rank must hold the same weights; rank 0 writes the model, then the
+ * state and the curve, each atomically. */
 static void checkpoint(trainer *t)
 {
     if (!sr_comm_same(t->comm, weights_checksum(&t->net)))
         SR_FAIL("the ranks' weights differ at step %ld; the run is not data-parallel any more (a rank computed differently): restart it from the last checkpoint",
                 t->progress.step);
     if (t->comm->rank == 0) {
-        sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, t->conf->text);
+        /* the model first: a state that says done is never beside an older model */
         sr_checkpoint_save(t->model_path, &t->net, t->conf->text, "semrep stage train");
+        sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, t->conf->text);
         sr_train_curve_save(t->curve_path, &t->progress, t->conf->text);
         const char *names[3];
         sr_outdir_register(t->conf->output_dir, names, (size_t)outputs(t->conf, t->model_path, names));
@@ -198,7 +199,7 @@ static int train_loop(trainer *t)
 static void paths(trainer *t)
 {
     sr_model_checkpoint_path(t->conf, t->model_path, sizeof t->model_path);
-    snprintf(t->state_path, sizeof t->state_path, "%s/train-state.nc", t->conf->output_dir);
+    sr_train_state_path(t->conf, t->state_path, sizeof t->state_path);
     snprintf(t->curve_path, sizeof t->curve_path, "%s/train-curve.nc", t->conf->output_dir);
 }
 
@@ -252,6 +253,9 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     /* Resume from the training state, or start from SPEC.md's initialisation. */
     if (access(t->state_path, F_OK) == 0) {
         if (sr_train_state_load(t->state_path, &t->net, &t->adam, &t->progress, err, errlen)) return -1;
+        if (!sr_train_state_is_for(conf, t->progress.model))
+            return sr_report(err, errlen, "the training state %s trains the model %s, not %s: set model.checkpoint to that file to continue it, or move the state away to train this one",
+                             t->state_path, t->progress.model, t->model_path);
         if (t->progress.ranks != comm->size && comm->rank == 0)
             fprintf(stderr, "semrep: note: resuming a run of %d ranks on %d; it continues, but not bit for bit as it would have\n",
                     t->progress.ranks, comm->size);
@@ -265,6 +269,7 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     } else {
         sr_unet_init_weights(&t->net, (uint32_t)conf->seed);
     }
+    snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path); /* older states name none */
     return 0;
 }
 
@@ -331,6 +336,8 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
     if (sr_outputs_ours(conf, comm, names, outputs(conf, model, names))) return 1;
     if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_comm_error(comm, 1, "%s", err);
     if (t->progress.epoch >= conf->train.epochs) {
+        if (comm->rank == 0 && access(t->model_path, F_OK) != 0) /* removed since: the state holds it */
+            sr_checkpoint_save(t->model_path, &t->net, conf->text, "semrep stage train");
         if (comm->rank == 0) printf("train: %s is complete (%ld steps); nothing to do\n", t->model_path, t->progress.step);
         sr_trainer_close(t);
         return 0;
@@ -338,6 +345,11 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
     if (comm->rank == 0)
         printf("train: %ld images, global batch %ld over %d rank(s), %ld steps per epoch, %d epochs, %zu parameters\n",
                t->ds->count, t->batch, comm->size, t->steps_per_epoch, conf->train.epochs, t->net.trainable_count);
+    t->progress.done = false; /* training on (train.epochs raised): not done until the new end */
+    /* a new training's state comes before its first model: a model of this
+     * training never stands without one, which would make it look finished */
+    if (t->progress.step == 0 && comm->rank == 0)
+        sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, conf->text);
     train_loop(t);
     if (comm->rank == 0 && t->progress.done) printf("train: done; model in %s, curve in %s\n", t->model_path, t->curve_path);
     sr_trainer_close(t);

@@ -1,5 +1,6 @@
 /* The semrep subcommands. Each returns the process exit status
- * (docs/cli.md): 0 done, 1 failed at run time, 2 bad command line. */
+ * (docs/cli.md): 0 done, 1 failed at run time, 2 bad command line, 3 `run`
+ * stopped with the training unfinished (run it again to continue). */
 #ifndef SEMREP_CLI_COMMANDS_H
 #define SEMREP_CLI_COMMANDS_H
 
@@ -7,7 +8,7 @@
 #include "comm/comm.h"
 #include "io/conf.h"
 
-enum { SR_EXIT_OK = 0, SR_EXIT_FAILED = 1, SR_EXIT_USAGE = 2 };
+enum { SR_EXIT_OK = 0, SR_EXIT_FAILED = 1, SR_EXIT_USAGE = 2, SR_EXIT_UNFINISHED = 3 };
 
 /* Each command: argv[0] is the command word. */
 int sr_cmd_run(int argc, char **argv, semrep_comm *comm);

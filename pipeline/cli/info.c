@@ -274,6 +274,9 @@ static int info_conf(const char *path, const sr_args *args, semrep_comm *comm)
                conf.phi.batch);
         if (!have_checkpoint) printf("  checkpoint: none yet at %s (the train stage makes it)\n", ckpt);
         else if (!status) printf("  checkpoint: %s, matches the conf, verified\n", ckpt);
+        /* job_scripts/submit.sh reads this line to chain the train stage again */
+        const int finished = have_checkpoint && !status ? sr_model_finished(&conf, err, sizeof err) : 1;
+        if (finished != 1) printf("  training: %s: %s\n", finished ? "its state cannot be read" : "unfinished", err);
     }
     /* the data sets' manifest and uncompressed copies go to a scratch folder, removed after */
     char scratch[SR_PATH_MAX] = "";

@@ -109,8 +109,33 @@ static void record(const semrep_conf *conf, const char *stage, const char *model
     if (fclose(out) == 0) sr_outdir_commit(tmp, conf->output_dir, strrchr(path, '/') + 1);
 }
 
-/* The stages the conf enables, in order. Train runs only when there is no
- * model yet (the default conf ships one); a stage whose output is there for
+/* Rank 0 asks whether the conf's model is finished; every rank gets the answer. */
+static bool model_finished(const semrep_conf *conf, semrep_comm *comm, char *err, size_t errlen)
+{
+    int finished = comm->rank == 0 && sr_model_finished(conf, err, errlen) == 1;
+    sr_comm_bcast(comm, &finished, sizeof finished, 0);
+    return finished;
+}
+
+/* Train runs when there is no model yet or its training is unfinished
+ * (stopped by train.run_steps, a time limit or a kill: it resumes); a
+ * finished model, or one from elsewhere (the default conf ships one), is
+ * used as it is. No later stage runs on an unfinished model. */
+static int train_unless_finished(const semrep_conf *conf, semrep_comm *comm, const sr_stage *train, const char *model)
+{
+    char err[2 * SR_PATH_MAX + 256] = "";
+    if (access(model, F_OK) == 0 && model_finished(conf, comm, err, sizeof err)) {
+        if (comm->rank == 0) printf("train: the model is %s; not training\n", model);
+        return SR_EXIT_OK;
+    }
+    if (train->run(conf, comm)) return SR_EXIT_FAILED;
+    if (model_finished(conf, comm, err, sizeof err)) return SR_EXIT_OK;
+    if (comm->rank == 0) fprintf(stderr, "semrep: %s; the later stages did not run (exit status %d)\n", err, SR_EXIT_UNFINISHED);
+    return SR_EXIT_UNFINISHED;
+}
+
+/* The stages the conf enables, in order. Train runs when the model is
+ * missing or unfinished (train_unless_finished); a stage whose output is there for
  * the same conf and inputs is skipped (phi and reconstruct check that
  * themselves); an interrupted one resumes. */
 int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
@@ -129,8 +154,8 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
     for (int s = 0; s < sr_stage_count && !status; s++) {
         const sr_stage *stage = &sr_stages[s];
         if (!stage->run) continue;
-        if (!strcmp(stage->name, "train") && access(model, F_OK) == 0) {
-            if (comm->rank == 0) printf("train: the model is %s; not training\n", model);
+        if (!strcmp(stage->name, "train")) {
+            status = train_unless_finished(&conf, comm, stage, model);
             continue;
         }
         /* rank 0 decides, so that every rank skips alike */

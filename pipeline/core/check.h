@@ -7,6 +7,7 @@
 #ifndef SEMREP_CORE_CHECK_H
 #define SEMREP_CORE_CHECK_H
 
+#include <errno.h>
 #include <stddef.h>
 
 #ifdef __cplusplus /* the CUDA backend includes this from C++ */
@@ -22,6 +23,34 @@ SR_NORETURN void sr_die(const char *file, int line, const char *fmt, ...)
 
 /* Replaces exit(1) after an error, e.g. with MPI_Abort. */
 void sr_set_abort_hook(void (*hook)(int status));
+
+/* Temporary files and folders, registered where their name is made and
+ * forgotten when committed by rename, so that no failure leaves one behind:
+ * sr_die (before the abort hook), exit, SIGTERM (MPI_Abort of another rank,
+ * a SLURM time limit) and SIGINT remove what is still registered. Called
+ * from the main thread; a path registered twice is held once. */
+void sr_temp_add(const char *path);
+void sr_temp_forget(const char *path);
+/* Removes path (a file or a whole folder) now and forgets it. */
+void sr_temp_remove(const char *path);
+/* rm -rf; 0, or -1 when something could not be removed. */
+int sr_remove_path(const char *path);
+
+/* ENOSPC or EDQUOT: the disk, or the user's quota on it, is full. */
+int sr_disk_full(int errnum);
+/* Why a write to path failed, for "cannot write PATH: <reason>": on a full
+ * disk "the disk is full (FOLDER): free space or choose another output_dir",
+ * FOLDER being path's folder; otherwise strerror(errnum), then "; " and hint
+ * when hint is not NULL. Into out (len bytes); returns out. */
+const char *sr_write_reason(int errnum, const char *path, const char *hint, char *out, size_t len);
+
+/* A write, close, rename or mkdir of path that failed with errnum: dies with
+ * "cannot write PATH: " and sr_write_reason. SR_CHECK_WRITE checks one. */
+SR_NORETURN void sr_die_write(int errnum, const char *path, const char *file, int line);
+#define SR_CHECK_WRITE(cond, path)                                                                                     \
+    do {                                                                                                               \
+        if (!(cond)) sr_die_write(errno, (path), __FILE__, __LINE__);                                                 \
+    } while (0)
 
 #define SR_FAIL(...) sr_die(__FILE__, __LINE__, __VA_ARGS__)
 #define SR_CHECK(cond, ...)                                                    \

@@ -93,7 +93,9 @@ static int gunzip(const char *path, const char *what, int to_fd, unsigned char *
                    what, claimed);
         }
         if (to_fd >= 0) {
-            if (write(to_fd, buf, (size_t)n) != n) {
+            const ssize_t wrote = write(to_fd, buf, (size_t)n);
+            if (wrote != n) {
+                if (wrote >= 0) errno = ENOSPC; /* a short write: no room for the rest */
                 free(buf);
                 gzclose(gz);
                 SR_BAD("cannot write the uncompressed copy of %s: %s; check the disk", path, strerror(errno));
@@ -150,10 +152,16 @@ static int uncompressed_path(const char *path, const char *work_dir, char *out, 
     char tmp[SR_PATH_MAX + 64];
     sr_tmp_path(out, tmp, sizeof tmp);
     const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) SR_BAD("cannot write %s: %s; check the output folder", tmp, strerror(errno));
-    const int rc = gunzip(path, "dataset.images", fd, NULL, NULL, err, errlen);
+    char why[SR_PATH_MAX + 128];
+    if (fd < 0) {
+        sr_write_reason(errno, tmp, "check the output folder", why, sizeof why);
+        sr_temp_forget(tmp);
+        SR_BAD("cannot write %s: %s", tmp, why);
+    }
+    int rc = gunzip(path, "dataset.images", fd, NULL, NULL, err, errlen);
+    if (rc && sr_disk_full(errno)) rc = sr_report(err, errlen, "cannot write %s: %s", tmp, sr_write_reason(errno, tmp, NULL, why, sizeof why));
     close(fd);
-    if (rc) return unlink(tmp), -1;
+    if (rc) return sr_temp_remove(tmp), -1;
     sr_commit_file(tmp, out);
     return 0;
 }

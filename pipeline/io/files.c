@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,8 +17,11 @@ int sr_make_dirs(const char *path, char *err, size_t errlen)
         const char c = *p;
         if (c != '/' && c != '\0') continue;
         *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return sr_report(err, errlen, "cannot make the folder %s: %s; check the permissions", buf, strerror(errno));
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            char why[4200];
+            return sr_report(err, errlen, "cannot make the folder %s: %s", buf,
+                             sr_write_reason(errno, buf, "check the permissions", why, sizeof why));
+        }
         *p = c;
         if (!c) break;
     }
@@ -95,10 +97,4 @@ int sr_open_regular(const char *path, const char *what, char *err, size_t errlen
     return fd;
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-int sr_remove_tree(const char *path) { return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) ? -1 : 0; }
+int sr_remove_tree(const char *path) { return sr_remove_path(path); }

@@ -6,7 +6,7 @@
 
 /* mkdir -p; 0, or -1 with the reason in err. */
 int sr_make_dirs(const char *path, char *err, size_t errlen);
-/* rm -rf; 0, or -1 when something could not be removed. */
+/* rm -rf (core/check.h's sr_remove_path); 0, or -1 when something could not be removed. */
 int sr_remove_tree(const char *path);
 /* What identifies a file's content without reading it: size, modification
  * and change times to the nanosecond, and inode. A file rewritten with the

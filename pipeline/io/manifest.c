@@ -213,7 +213,11 @@ int sr_manifest_write(const char *path, const sr_manifest *m, char *err, size_t 
     char tmp[SR_PATH_MAX * 2];
     sr_tmp_path(path, tmp, sizeof tmp);
     FILE *f = fopen(tmp, "w");
-    if (!f) SR_BAD("cannot write %s: %s; check the output folder", tmp, strerror(errno));
+    char why[SR_PATH_MAX * 2 + 128];
+    if (!f) {
+        sr_temp_forget(tmp);
+        SR_BAD("cannot write %s: %s", tmp, sr_write_reason(errno, tmp, "check the output folder", why, sizeof why));
+    }
     fprintf(f, "# %s %d\n# folder\t", SR_MANIFEST_FORMAT, SR_MANIFEST_VERSION);
     put_escaped(f, m->folder);
     fprintf(f, "\n# max_pixels\t%ld\n# classes", m->max_pixels);
@@ -231,7 +235,11 @@ int sr_manifest_write(const char *path, const sr_manifest *m, char *err, size_t 
         fprintf(f, "\t%lld\t%lld.%09lld\t%lld.%09lld\t%lld\t%d\t%s\n", e->id.size, e->id.mtime_s, e->id.mtime_ns,
                 e->id.ctime_s, e->id.ctime_ns, e->id.inode, e->cls, e->reason[0] ? e->reason : "ok");
     }
-    if (fclose(f) != 0) SR_BAD("cannot write %s: %s; check the disk", tmp, strerror(errno));
+    if (fclose(f) != 0) {
+        sr_write_reason(errno, tmp, "check the disk", why, sizeof why);
+        sr_temp_remove(tmp);
+        SR_BAD("cannot write %s: %s", tmp, why);
+    }
     sr_commit_file(tmp, path);
     return 0;
 }

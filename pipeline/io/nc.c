@@ -2,23 +2,46 @@
 
 #include <errno.h>
 #include <netcdf.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+/* Whether a failed NetCDF call on file came from a full disk: only a write
+ * can (files are written under a .tmp. name). NetCDF reports one as an HDF5
+ * or I/O error: errno still says ENOSPC in a serial write, but not after a
+ * parallel one, where another rank's write failed, so less than 1 MiB left
+ * in the file's folder counts as one too. */
+static bool failed_on_full_disk(const char *file)
+{
+    if (!strstr(file, ".tmp.")) return false;
+    if (sr_disk_full(errno)) return true;
+    char folder[4200];
+    snprintf(folder, sizeof folder, "%s", file);
+    char *slash = strrchr(folder, '/');
+    if (slash) *slash = '\0';
+    struct statvfs fs;
+    return statvfs(slash ? folder : ".", &fs) == 0 && (double)fs.f_bavail * (double)fs.f_frsize < 1048576.0;
+}
 
 void sr_nc_check(int status, const char *call, const char *file, const char *src, int line)
 {
-    if (status != NC_NOERR)
-        sr_die(src, line, "%s: %s failed: %s; check that the file is a complete NetCDF-4 file and the disk has room",
-               file, call, nc_strerror(status));
+    if (status == NC_NOERR) return;
+    char why[4200];
+    if (failed_on_full_disk(file))
+        sr_die(src, line, "%s: %s failed: %s", file, call, sr_write_reason(ENOSPC, file, NULL, why, sizeof why));
+    sr_die(src, line, "%s: %s failed: %s; check that the file is a complete NetCDF-4 file and the disk has room", file,
+           call, nc_strerror(status));
 }
 
 void sr_tmp_path(const char *path, char *tmp, size_t len)
 {
     const int n = snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
     SR_CHECK(n > 0 && (size_t)n < len, "path too long: %s", path);
+    sr_temp_add(tmp);
 }
 
 void sr_commit_file(const char *tmp, const char *path)
@@ -31,9 +54,10 @@ void sr_commit_file(const char *tmp, const char *path)
         close(fd);
     }
     if (rename(tmp, path) != 0) {
-        const char *why = strerror(errno);
-        SR_FAIL("cannot rename %s to %s: %s; check the folder's permissions", tmp, path, why);
+        char why[4200];
+        SR_FAIL("cannot rename %s to %s: %s", tmp, path, sr_write_reason(errno, path, "check the folder's permissions", why, sizeof why));
     }
+    sr_temp_forget(tmp);
 }
 
 void sr_nc_put_text(int ncid, int varid, const char *name, const char *text, const char *file)

@@ -11,9 +11,11 @@
 #define SR_NC(call, file) sr_nc_check((call), #call, (file), __FILE__, __LINE__)
 void sr_nc_check(int status, const char *call, const char *file, const char *src, int line);
 
-/* "PATH.tmp.PID": where a file is written before it is complete. */
+/* "PATH.tmp.PID": where a file (or folder) is written before it is complete;
+ * registered as a temporary (core/check.h), so that a failure removes it. */
 void sr_tmp_path(const char *path, char *tmp, size_t len);
-/* Renames tmp to path (atomically, same folder); dies naming both on failure. */
+/* Renames tmp to path (atomically, same folder) and forgets the temporary;
+ * dies naming both on failure. */
 void sr_commit_file(const char *tmp, const char *path);
 
 /* Attributes of a variable (varid) or of the file (NC_GLOBAL). */

@@ -459,16 +459,23 @@ typedef struct {
     int channels, height, width;
 } sr_png_image;
 
+static void write_failed(png_structp png, const sr_png_writer *w)
+{
+    char why[4400], what[4500];
+    snprintf(what, sizeof what, "cannot write the file: %s", sr_write_reason(errno, w->msg.path, NULL, why, sizeof why));
+    png_error(png, what);
+}
+
 static void write_bytes(png_structp png, png_bytep data, size_t length)
 {
     sr_png_writer *w = png_get_io_ptr(png);
-    if (fwrite(data, 1, length, w->file) != length) png_error(png, "cannot write the file (is the disk full?)");
+    if (fwrite(data, 1, length, w->file) != length) write_failed(png, w);
 }
 
 static void flush_bytes(png_structp png)
 {
     sr_png_writer *w = png_get_io_ptr(png);
-    if (fflush(w->file) != 0) png_error(png, "cannot write the file (is the disk full?)");
+    if (fflush(w->file) != 0) write_failed(png, w);
 }
 
 /* [0, 1] -> 0 .. 255, rounded to nearest; NaN and below 0 -> 0. */
@@ -515,13 +522,14 @@ int sr_png_write(const char *path, const float *pixels, int channels, int height
     if (height < 1 || width < 1 || !pixels)
         return sr_report(err, errlen, "%s: bad image to write (%d x %d, pixels %p)", path, width, height,
                     (const void *)pixels);
-    char tmp[4200], why[128];
+    char tmp[4200], why[4400];
     if (strlen(path) + 32 > sizeof tmp) return sr_report(err, errlen, "%s: path too long", path);
     sr_tmp_path(path, tmp, sizeof tmp);
     sr_png_writer w = {.msg = {.path = path, .err = err, .errlen = errlen}};
     w.file = fopen(tmp, "wb");
     if (!w.file) {
-        describe_errno(errno, why, sizeof why);
+        sr_write_reason(errno, tmp, NULL, why, sizeof why);
+        sr_temp_forget(tmp);
         return sr_report(err, errlen, "cannot create %s: %s", tmp, why);
     }
     int rc = -1;
@@ -535,11 +543,11 @@ int sr_png_write(const char *path, const float *pixels, int channels, int height
     if (w.png) png_destroy_write_struct(&w.png, w.info ? &w.info : NULL);
     /* fclose flushes: a full disk may show only here */
     if (fclose(w.file) != 0 && rc == 0) {
-        describe_errno(errno, why, sizeof why);
+        sr_write_reason(errno, tmp, NULL, why, sizeof why);
         rc = sr_report(err, errlen, "cannot write %s: %s", tmp, why);
     }
     if (rc != 0) {
-        remove(tmp);
+        sr_temp_remove(tmp);
         return -1;
     }
     sr_commit_file(tmp, path);

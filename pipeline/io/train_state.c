@@ -77,6 +77,7 @@ void sr_train_state_save(const char *path, const sr_unet *net, const sr_adam *ad
     const int done = p->done;
     sr_nc_put_ints(ncid, NC_GLOBAL, "done", &done, 1, tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "ranks", &p->ranks, 1, tmp);
+    if (p->model[0]) sr_nc_put_text(ncid, NC_GLOBAL, "model", p->model, tmp);
     SR_NC(nc_put_att_float(ncid, NC_GLOBAL, "adam_lr", NC_FLOAT, 1, &adam->lr), tmp);
     const long long adam_step = adam->step;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "adam_step", NC_INT64, 1, &adam_step), tmp);
@@ -102,27 +103,36 @@ static int get_long(int ncid, const char *path, const char *name, long *out, cha
     return 0;
 }
 
-static int load_open(int ncid, const char *path, sr_unet *net, sr_adam *adam, sr_train_progress *p, float *host,
-                     char *err, size_t errlen)
+/* The format, then the counters and the done mark into p. */
+static int read_progress(int ncid, const char *path, sr_train_progress *p, char *err, size_t errlen)
 {
-    char text[64], label[4200];
+    char text[64];
     int version = 0, done = 0;
     if (sr_nc_get_text(ncid, NC_GLOBAL, "format", text, sizeof text) || strcmp(text, SR_TRAIN_STATE_FORMAT))
         SR_BAD("%s is not a semrep training state (no format = \"%s\")", path, SR_TRAIN_STATE_FORMAT);
     if (sr_nc_get_ints(ncid, NC_GLOBAL, "format_version", &version, 1) != 1 || version != SR_TRAIN_STATE_VERSION)
         SR_BAD("training state %s has format_version %d; this semrep reads %d", path, version, SR_TRAIN_STATE_VERSION);
+    if (get_long(ncid, path, "step", &p->step, err, errlen) || get_long(ncid, path, "epoch", &p->epoch, err, errlen) ||
+        get_long(ncid, path, "next_in_epoch", &p->next_in_epoch, err, errlen))
+        return -1;
+    if (sr_nc_get_ints(ncid, NC_GLOBAL, "done", &done, 1) != 1 || sr_nc_get_ints(ncid, NC_GLOBAL, "ranks", &p->ranks, 1) != 1)
+        SR_BAD("training state %s: attribute done or ranks is missing", path);
+    p->done = done != 0;
+    if (sr_nc_get_text(ncid, NC_GLOBAL, "model", p->model, sizeof p->model)) p->model[0] = '\0'; /* older states */
+    return 0;
+}
+
+static int load_open(int ncid, const char *path, sr_unet *net, sr_adam *adam, sr_train_progress *p, float *host,
+                     char *err, size_t errlen)
+{
+    char label[4200];
+    if (read_progress(ncid, path, p, err, errlen)) return -1;
     sr_unet_shape shape;
     snprintf(label, sizeof label, "training state %s", path);
     if (sr_nc_read_shape(ncid, label, &shape, err, errlen) || sr_shape_compare(label, &shape, &net->shape, err, errlen))
         return -1;
     long adam_step = 0;
-    if (get_long(ncid, path, "step", &p->step, err, errlen) || get_long(ncid, path, "epoch", &p->epoch, err, errlen) ||
-        get_long(ncid, path, "next_in_epoch", &p->next_in_epoch, err, errlen) ||
-        get_long(ncid, path, "adam_step", &adam_step, err, errlen))
-        return -1;
-    if (sr_nc_get_ints(ncid, NC_GLOBAL, "done", &done, 1) != 1 || sr_nc_get_ints(ncid, NC_GLOBAL, "ranks", &p->ranks, 1) != 1)
-        SR_BAD("training state %s: attribute done or ranks is missing", path);
-    p->done = done != 0;
+    if (get_long(ncid, path, "adam_step", &adam_step, err, errlen)) return -1;
     adam->step = adam_step;
     const size_t n = net->param_floats;
     const char *names[3] = {"weights", "adam_m", "adam_v"};
@@ -157,12 +167,18 @@ static int load_open(int ncid, const char *path, sr_unet *net, sr_adam *adam, sr
     return 0;
 }
 
+static int open_state(const char *path, int *ncid, char *err, size_t errlen)
+{
+    const int rc = nc_open(path, NC_NOWRITE, ncid);
+    if (rc != NC_NOERR)
+        SR_BAD("cannot open the training state %s: %s; it is damaged: delete it to start over", path, nc_strerror(rc));
+    return 0;
+}
+
 int sr_train_state_load(const char *path, sr_unet *net, sr_adam *adam, sr_train_progress *p, char *err, size_t errlen)
 {
     int ncid;
-    const int rc = nc_open(path, NC_NOWRITE, &ncid);
-    if (rc != NC_NOERR)
-        SR_BAD("cannot open the training state %s: %s; it is damaged: delete it to start over", path, nc_strerror(rc));
+    if (open_state(path, &ncid, err, errlen)) return -1;
     const size_t n = net->param_floats;
     float *host = SR_MALLOC(3 * n * sizeof(float), "the training state");
     const int loaded = load_open(ncid, path, net, adam, p, host, err, errlen);
@@ -174,6 +190,15 @@ int sr_train_state_load(const char *path, sr_unet *net, sr_adam *adam, sr_train_
     }
     free(host);
     return loaded;
+}
+
+int sr_train_state_progress(const char *path, sr_train_progress *p, char *err, size_t errlen)
+{
+    int ncid;
+    if (open_state(path, &ncid, err, errlen)) return -1;
+    const int read = read_progress(ncid, path, p, err, errlen);
+    nc_close(ncid);
+    return read;
 }
 
 void sr_train_curve_save(const char *path, const sr_train_progress *p, const char *conf_text)

@@ -28,6 +28,7 @@ typedef struct {
     long next_in_epoch; /* its position in that epoch */
     bool done;          /* every epoch finished */
     int ranks;          /* ranks the run used (an exact resume needs as many) */
+    char model[4200];   /* the model checkpoint this training writes ("": a state of before it was recorded) */
     long curve_len, curve_cap;
     sr_curve_point *curve;
 } sr_train_progress;
@@ -41,6 +42,9 @@ void sr_train_state_save(const char *path, const sr_unet *net, const sr_adam *ad
 /* Loads into net and adam (planned, allocated) after checking the format,
  * the shape against net's and the checksum. 0, or -1 with err. */
 int sr_train_state_load(const char *path, sr_unet *net, sr_adam *adam, sr_train_progress *p, char *err, size_t errlen);
+/* The counters, the done mark and the model alone (no weights, no curve):
+ * whether the model it trains is finished. 0, or -1 with err. */
+int sr_train_state_progress(const char *path, sr_train_progress *p, char *err, size_t errlen);
 /* The curve alone, for people and plots: step, loss, lr, images/s. */
 void sr_train_curve_save(const char *path, const sr_train_progress *p, const char *conf_text);
 

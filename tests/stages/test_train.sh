@@ -58,6 +58,77 @@ check "the report exists and its links resolve: ${missing:-all there}" \
 check "the report has the measures table, plots, image grids and reconstruction rows" \
   'grep -q "phi, sigma" "$work/run/report/tables/measures.csv" && ls "$work/run/report/plots/"pr_*.png >/dev/null && ls "$work/run/report/images/"recon-*.png >/dev/null'
 
+# semrep run resumes a training that stopped (train.run_steps here; a time
+# limit or a kill leave the same state) and runs no later stage until the
+# model is finished: exit 3 while it is not, and phi and denoise-eval refuse
+# it by name. Resumed, not restarted: the curve's steps continue and its
+# earlier points (their measured images/s included) are kept, and the end
+# equals a training never stopped.
+curve() { ncdump -v "$2" "$1/train-curve.nc" | tr -d ' \t\n' | sed -n "s/.*data:$2=\([^;]*\);.*/\1/p"; }
+resume="$work/resume"
+run=("$semrep" run "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2)
+expect 3 "the model .*checkpoint.nc is not fully trained: .* stopped at step 3, in epoch 1 of 2.*the later stages did not run" -- \
+  "${run[@]}" --set train.run_steps=3
+check "no stage after train ran on the unfinished model: $(ls "$resume" | tr '\n' ' ')" \
+  '[ -e "$resume/checkpoint.nc" ] && ! ls "$resume" | grep -Eq "denoise|phi|stats|clusters|recon|report"'
+first=$(curve "$resume" images_per_s)
+expect 0 "^  training: unfinished: the model .*checkpoint.nc is not fully trained" -- \
+  "$semrep" info "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
+for stage in phi denoise-eval report; do
+  expect 1 "error: .*the model .*checkpoint.nc is not fully trained: .*finish it with semrep run or semrep stage train" -- \
+    "$semrep" stage $stage "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2
+done
+# SLURM: resubmitting after a time limit chains the train stage again
+# (sbatch is a stand-in that records the jobs; submit.sh runs build/semrep).
+top=$(cd "$(dirname "$0")/../.." && pwd)
+submitted() {
+  rm -f "$work/sbatch.log"
+  env PATH="$work/fake:$PATH" "$top/job_scripts/submit.sh" "$conf" --set "output_dir=\"$resume\"" --set train.epochs=2 \
+    >/dev/null 2>&1
+  sed -n 's/.*--job-name=\([^ ]*\).*/\1/p' "$work/sbatch.log" | tr '\n' ' '
+}
+if [ "$semrep" -ef "$top/build/semrep" ]; then
+  mkdir -p "$work/fake" && printf '#!/bin/sh\necho "$*" >>"%s/sbatch.log"\necho 1\n' "$work" >"$work/fake/sbatch"
+  chmod +x "$work/fake/sbatch"
+  jobs=$(submitted)
+  check "submit.sh chains train for the unfinished model: $jobs" '[ "${jobs%% *}" = semrep-train ]'
+fi
+expect 3 "stopped at step 10, in epoch 2 of 2" -- "${run[@]}" --set train.run_steps=7
+check "the second run resumed at step 3" 'grep -q "train: resuming .*train-state.nc at step 3 (epoch 1)" "$work/out"'
+second=$(curve "$resume" images_per_s) steps=$(curve "$resume" step)
+check "the curve continues (steps $steps) and keeps the first run's points" \
+  '[ "$steps" = "1,2,3,4,5,6,7,8,9,10" ] && [ -n "$first" ] && [ "${second#"$first",}" != "$second" ]'
+expect 0 "report: .*resume/report/index.html" -- "${run[@]}"
+check "the third run resumed at step 10 and ran the later stages" \
+  'grep -q "train: resuming .*train-state.nc at step 10 (epoch 2)" "$work/out" && grep -q "denoise-eval: 64 held-out images" "$work/out"'
+third=$(curve "$resume" images_per_s) steps=$(curve "$resume" step)
+check "the curve holds steps 1 to 16 ($steps) and the earlier points" \
+  '[ "$steps" = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16" ] && [ "${third#"$second",}" != "$third" ]'
+"$semrep" stage train "$conf" --set "output_dir=\"$work/straight-2\"" --set train.epochs=2 >>"$work/log" 2>&1
+a=$(checksum "$work/straight-2") b=$(checksum "$resume")
+check "the resumed model equals one trained without a stop: $a vs $b" '[ -n "$a" ] && [ "$a" = "$b" ]'
+if [ "$semrep" -ef "$top/build/semrep" ]; then
+  jobs=$(submitted)
+  check "submit.sh does not chain train for the finished model: $jobs" '[ "${jobs%% *}" = semrep-denoise-eval ]'
+fi
+rm "$resume/checkpoint.nc"
+expect 0 "train: .*resume/checkpoint.nc is complete \(16 steps\); nothing to do" -- "${run[@]}"
+b=$(checksum "$resume")
+check "a finished training writes its removed model again from its state: $a vs $b" '[ "$a" = "$b" ]'
+
+# A training state trains the model it names. With model.checkpoint set to
+# another file (a model from elsewhere) beside an unfinished state, that
+# model is used as it is, and train refuses to continue the state into it.
+mkdir -p "$work/shipped" && cp "$resume/checkpoint.nc" "$work/shipped/"
+"$semrep" stage train "$conf" --set "output_dir=\"$work/mixed\"" --set train.run_steps=2 >>"$work/log" 2>&1
+mixed=(--set "output_dir=\"$work/mixed\"" --set "model.checkpoint=\"$work/shipped/checkpoint.nc\"")
+expect 0 "checkpoint: .*shipped/checkpoint.nc, matches the conf" -- "$semrep" info "$conf" "${mixed[@]}"
+check "info finds the shipped model finished" '! grep -q "training:" "$work/out"'
+expect 1 "the training state .*mixed/train-state.nc trains the model .*mixed/checkpoint.nc, not .*shipped/checkpoint.nc" -- \
+  "$semrep" stage train "$conf" "${mixed[@]}"
+b=$(checksum "$work/mixed") c=$(checksum "$work/shipped")
+check "the model from elsewhere is unchanged: $c vs $a" '[ "$c" = "$a" ] && [ -n "$b" ] && [ "$b" != "$a" ]'
+
 # A relative output folder (the usual case) works from any directory.
 expect 0 "report: relative/report/index.html" -- bash -c "cd '$work' && '$semrep' run '$conf' --set 'output_dir=\"relative\"'"
 
