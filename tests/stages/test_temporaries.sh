@@ -36,7 +36,8 @@ check "SIGTERM ends the training (status $status) and leaves no temporary: ${lef
   '[ "$status" -eq 143 ] && [ -z "$left" ] && [ -s "$work/killed/train-state.nc" ]'
 
 # full SIZE [CACHE] [LAUNCHER]: a run onto a new tmpfs of SIZE; CACHE, when
-# given, is the data cache (a link out of the small disk).
+# given, is the data cache (a link out of the small disk; a file semrep did
+# not write, so the run adopts the folder).
 n=0
 full() {
   local size=$1 cache=${2:-} launcher=${3:-}
@@ -46,7 +47,7 @@ full() {
   mkdir "$m/out"
   [ -z "$cache" ] || ln -s "$cache" "$m/out/cache"
   expect 1 "error: .*$m/out[^ ]*: .*the disk is full \\($m/out[^)]*\\): free space or choose another output_dir" -- \
-    $launcher "$semrep" run "$conf" --set "output_dir=\"$m/out\""
+    $launcher "$semrep" run "$conf" ${cache:+--adopt} --set "output_dir=\"$m/out\""
   grep -o "error: .*the disk is full" "$work/out" | head -1 | grep -o "[^ /]*\.tmp\.[^ /:]*" | tail -1 | sed 's/\.tmp\..*//' \
     >>"$work/failed-writes"
   left=$(temporaries "$m")
