@@ -35,6 +35,7 @@
 #include "io/nc.h"
 #include "io/outdir.h"
 #include "stages/data.h"
+#include "stages/phi_file.h"
 #include "stages/model.h"
 #include "stages/phi_compute.h"
 #include "stages/stage.h"
@@ -325,6 +326,7 @@ static void define_file(const phi_run *r, int ncid, const char *file, phi_vars *
     sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "provenance", r->provenance, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", r->checksum, file);
+    sr_nc_put_noise_version(ncid, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset", ds->description, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset_stamp", ds->stamp, file);
     char source[SR_PATH_MAX + 32];
@@ -541,6 +543,12 @@ static int existing(const phi_run *r, char *err, size_t errlen)
 {
     int ncid, var;
     if (access(r->path, F_OK) != 0) return 0;
+    const int noise = sr_file_noise_version(r->path);
+    if (noise != SR_RNG_NOISE_VERSION) { /* none of its rows can be reused: they are made again, all of them */
+        printf("phi: %s was drawn with noise version %d, this semrep draws version %d; computing phi again\n", r->path,
+               noise, SR_RNG_NOISE_VERSION);
+        return 0;
+    }
     if (nc_open(r->path, NC_NOWRITE, &ncid) != NC_NOERR)
         return sr_report(err, errlen, "%s exists but cannot be opened; move it away to compute phi again", r->path);
     char fp[17] = "", prov[17] = "", sum[17] = "", data[2 * SR_PATH_MAX] = "", source[SR_PATH_MAX + 32] = "",
@@ -564,7 +572,7 @@ static int existing(const phi_run *r, char *err, size_t errlen)
                          r->path, sum, r->checksum);
     if (!same_source && strcmp(data, r->ds->description))
         return sr_report(err, errlen, "%s was made from another data set (%s); move it away or use another output_dir", r->path, data);
-    return sr_report(err, errlen, "%s was made with other phi settings, images or noise version; move it away or use another output_dir", r->path);
+    return sr_report(err, errlen, "%s was made with other phi settings or images; move it away or use another output_dir", r->path);
 }
 
 /* ---- the stage -------------------------------------------------------------- */

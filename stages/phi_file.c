@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "core/rng.h"
 #include "io/nc.h"
 
 static size_t dim_length(int ncid, const char *name)
@@ -135,6 +136,21 @@ int sr_file_text_attr(const char *path, const char *attr, char *out, size_t len)
     const int rc = sr_nc_get_text(ncid, NC_GLOBAL, attr, out, len);
     nc_close(ncid);
     return rc;
+}
+
+int sr_file_noise_version(const char *path)
+{
+    int ncid, version = 1;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return 1;
+    if (sr_nc_get_ints(ncid, NC_GLOBAL, "noise_version", &version, 1) != 1) version = 1;
+    nc_close(ncid);
+    return version;
+}
+
+void sr_nc_put_noise_version(int ncid, const char *file)
+{
+    const int version = SR_RNG_NOISE_VERSION;
+    sr_nc_put_ints(ncid, NC_GLOBAL, "noise_version", &version, 1, file);
 }
 
 int sr_made_from_phi(const char *output_dir, const char *file, char *err, size_t errlen)

@@ -564,6 +564,7 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", r->checksum, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "provenance", r->provenance, tmp);
+    sr_nc_put_noise_version(ncid, tmp);
     char source[SR_PATH_MAX + 32];
     sr_data_source_id(&c->dataset, source, sizeof source);
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset_source", source, tmp);
@@ -900,19 +901,24 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
         sr_file_text_attr(r.path, "provenance", prov, sizeof prov);
         sr_file_text_attr(r.path, "dataset_source", source, sizeof source);
         sr_data_source_id(&conf->dataset, ours, sizeof ours);
+        const int noise = sr_file_noise_version(r.path);
         state = !strcmp(have, r.fingerprint) ? 1 : !strcmp(prov, r.provenance) && !strcmp(source, ours) ? 0 : -1;
-        if (state == 0)
+        if (noise != SR_RNG_NOISE_VERSION) {
+            state = 0;
+            printf("reconstruct: %s was drawn with noise version %d, this semrep draws version %d; computing it again\n",
+                   r.path, noise, SR_RNG_NOISE_VERSION);
+        } else if (state == 0)
             printf("reconstruct: %s is from earlier images of this data set; computing it again\n", r.path);
     }
     sr_comm_bcast(comm, &state, sizeof state, 0);
     if (state != 0) {
         if (r.target_wk.n) sr_unet_work_free(&r.target_wk);
-    free_target_pixels(&r);
-    free(r.targets), free(r.mask), free(r.mean_image);
+        free_target_pixels(&r);
+        free(r.targets), free(r.mask), free(r.mean_image);
         sr_unet_free(&r.net);
         sr_dataset_close(r.ds);
         if (state > 0 && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
-        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data, settings, backend or noise version; move it away or use another output_dir", r.path);
+        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data, settings or backend; move it away or use another output_dir", r.path);
     }
     r.pairs = (long)(r.conditional ? r.ntargets : 1) * conf->reconstruct.samples;
     r.nbatches = (r.pairs + conf->reconstruct.batch - 1) / conf->reconstruct.batch;

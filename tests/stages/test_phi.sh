@@ -82,6 +82,18 @@ expect 1 "r1/phi.nc was made from the checkpoint with checksum [0-9a-f]+, not th
   --set dataset.limit=72
 expect 0 "phi.nc is up to date" -- "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/r1\"" --set dataset.limit=72
 
+# A phi.nc from a semrep before noise version 2 (no noise_version attribute):
+# computed again, not refused and not mixed, to the same numbers as a fresh run.
+cp -r "$work/r1" "$work/noise1"
+ncdump "$work/noise1/phi.nc" | grep -v ":noise_version = " >"$work/noise1.cdl"
+ncgen -k nc4 -o "$work/noise1/phi.nc" "$work/noise1.cdl"
+check "the old-noise phi.nc has no noise_version" '! ncdump -h "$work/noise1/phi.nc" | grep -q noise_version'
+expect 0 "phi.nc was drawn with noise version 1, this semrep draws version 2; computing phi again" -- \
+  "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/noise1\"" --set dataset.limit=72
+dn=$(digest "$work/noise1")
+check "phi drawn again with noise version 2: $dn vs $d1" \
+  '[ "$dn" = "$d1" ] && ncdump -h "$work/noise1/phi.nc" | grep -q ":noise_version = 2 ;"'
+
 # A growing PNG folder (the nightly case): 40 images, then 24 more whose
 # names sort between them. The rerun computes only the 24; the 40 rows are
 # copied unchanged, and every row matches a fresh run on all 64 (to the
