@@ -164,9 +164,9 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
     int sample_var = -1;
     if (sampled) {
         int ds[3];
-        SR_NC(nc_def_dim(ncid, "kind", 2, &ds[0]), tmp);
-        SR_NC(nc_def_dim(ncid, "pair", (size_t)SR_OVERLAP_PAIRS, &ds[1]), tmp);
-        SR_NC(nc_def_dim(ncid, "end", 2, &ds[2]), tmp);
+        SR_NC(nc_def_dim(ncid, "pair_kind", 2, &ds[0]), tmp);
+        SR_NC(nc_def_dim(ncid, "sampled_pair", (size_t)SR_OVERLAP_PAIRS, &ds[1]), tmp);
+        SR_NC(nc_def_dim(ncid, "pair_end", 2, &ds[2]), tmp);
         SR_NC(nc_def_var(ncid, "jaccard_sample", NC_INT64, 3, ds, &sample_var), tmp);
         sr_nc_put_text(ncid, sample_var, "meaning",
                        "the sampled pairs of images (positions in phi.nc), kind 0 one class, 1 two classes; the same at every sigma", tmp);
