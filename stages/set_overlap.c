@@ -81,22 +81,26 @@ static int *set_sizes(const sr_shard_sets *b)
     return size;
 }
 
-/* The pair of blocks (rank, rank + t) is summed by one of the two ranks:
- * t < size / 2 here, and at t == size / 2 by the lower rank. The inner loop
- * is sr_jaccard with the sets' sizes known: |a | b| = |a| + |b| - |a & b|. */
+/* The pair of blocks (rank, rank + t) is summed once: by this rank when
+ * t < size / 2, and at t == size / 2 (an even ring, where the two ranks see
+ * each other's block) half by each, split at the middle of the upper rank's
+ * block. The inner loop is sr_jaccard with the sets' sizes known:
+ * |a | b| = |a| + |b| - |a & b|. */
 static void exact_visit(const sr_shard_sets *own, const sr_shard_sets *other, int t, void *ctx)
 {
     exact_sums *e = ctx;
-    if (t > 0 && !(2 * t < e->size || (2 * t == e->size && e->rank < e->size / 2))) return;
+    if (2 * t > e->size) return;
+    const int halves = 2 * t == e->size, lower = e->rank < e->size / 2;
+    const long i0 = halves && !lower ? own->mine / 2 : 0, j1 = halves && lower ? other->mine / 2 : other->mine;
     const int w = own->words;
     int *own_size = set_sizes(own), *other_size = set_sizes(other);
     double sum[2] = {0, 0}, pairs[2] = {0, 0};
 #pragma omp parallel for schedule(dynamic, 16) reduction(+ : sum[:2], pairs[:2])
-    for (long i = 0; i < own->mine; i++) {
+    for (long i = i0; i < own->mine; i++) {
         const int gi = own->group[i];
         if (gi < 0) continue;
         const uint64_t *a = own->sets + (size_t)i * w;
-        for (long j = t == 0 ? i + 1 : 0; j < other->mine; j++) {
+        for (long j = t == 0 ? i + 1 : 0; j < j1; j++) {
             if (other->group[j] < 0) continue;
             const uint64_t *b = other->sets + (size_t)j * w;
             int both = 0;
