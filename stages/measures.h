@@ -1,7 +1,7 @@
 /* The measures of docs/analysis.md, as plain functions on host arrays:
  * active sets, participation ratio, Jaccard overlap of two active sets, class
- * selectivity, and the agreement of a clustering with
- * labels (NMI, purity, adjusted Rand index). stats and cluster use them. */
+ * selectivity, and the agreement of a clustering with labels (NMI, purity,
+ * adjusted Rand index). stats and cluster use them. */
 #ifndef SEMREP_STAGES_MEASURES_H
 #define SEMREP_STAGES_MEASURES_H
 
