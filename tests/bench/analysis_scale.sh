@@ -16,7 +16,8 @@
 # WORK (where the phi files and runs go; default /tmp/semrep-bench-analysis,
 # kept between runs so the phi files are made once), EXTRA (more --set
 # arguments for both stages, e.g. "cluster.exact_max=1000").
-# cluster's pixel baseline is off (no images behind synthetic phi).
+# cluster's pixel baseline is off (no images behind synthetic phi). Exit 1
+# when a stage failed (its row says so), after the table.
 set -euo pipefail
 semrep=$(realpath "${1:?usage: analysis_scale.sh SEMREP [N ...]}")
 shift
@@ -64,7 +65,7 @@ peak() {
   echo "$(echo "$all" | tr ' ' '\n' | sort -n | tail -1) MB (ranks: ${all% })"
 }
 
-rows=()
+rows=() status=0
 for ((p = 0; p < ${#phis[@]}; p += 2)); do
   kind=${phis[p]} phi=${phis[p + 1]}
   n=$(/usr/bin/python3 -c "import netCDF4,sys; print(len(netCDF4.Dataset(sys.argv[1]).dimensions['image']))" "$phi")
@@ -78,8 +79,9 @@ for ((p = 0; p < ${#phis[@]}; p += 2)); do
            sh -c 'exec /usr/bin/time -v -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$run/time-$stage" \
            "$semrep" stage "$stage" "$conf" --set "output_dir=\"$run\"" "${sets[@]}" >"$run/$stage.log" 2>&1; then
         echo "analysis_scale.sh: $stage failed on $n images, $r rank(s); see $run/$stage.log" >&2
-        tail -5 "$run/$stage.log" >&2
+        grep "semrep: error" "$run/$stage.log" >&2 || tail -5 "$run/$stage.log" >&2
         rows+=("| $n ($kind) | $r | $stage | failed | - | - |")
+        status=1
         continue
       fi
       secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -94,3 +96,4 @@ echo
 echo "| images | ranks | stage | wall time | CPU time, all ranks | peak memory per rank |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+exit $status

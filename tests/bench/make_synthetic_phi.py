@@ -8,8 +8,9 @@ one sigma (default 0.2), IMAGES images of CHANNELS (default 256) channels:
 a labelled mixture of sparse non-negative clusters, like ReLU features.
 10 classes of 10 components each; a component is a prototype with 12 to 24
 active channels (log-normal magnitudes) besides 2 channels active in every
-image; an image is relu(gain * prototype + noise), gain log-normal, noise
-N(0, 0.05) on every channel, so most inactive channels are exactly 0.
+image; an image is relu(gain * prototype + noise - 0.05), gain log-normal,
+noise N(0, 0.05) on every channel, so about 84% of the inactive channels
+are exactly 0 and the others small.
 
 Rows are made and written 65,536 at a time (a chunk is 64 MB of float32 at
 256 channels), so a million images need about 200 MB of memory; the file is
@@ -78,7 +79,7 @@ def main():
             rng = np.random.default_rng((seed, c))
             comp = rng.integers(0, CLASSES * COMPONENTS, size=m)
             gain = rng.lognormal(0.0, 0.3, size=(m, 1)).astype(np.float32)
-            x = gain * proto[comp] + rng.normal(0.0, 0.05, size=(m, channels)).astype(np.float32)
+            x = gain * proto[comp] + rng.normal(-0.05, 0.05, size=(m, channels)).astype(np.float32)
             np.maximum(x, 0.0, out=x)
             phi[0, r0:r0 + m, :] = x
             label[r0:r0 + m] = (comp // COMPONENTS).astype(np.int32)
