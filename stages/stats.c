@@ -227,6 +227,7 @@ int stage_stats(const semrep_conf *conf, semrep_comm *comm)
         p->set_sizes = p->pr_zero + t.B;
         p->kind = calloc((size_t)t.K, 1);
         one_sigma(conf, comm, &f, s, p);
+        if (s > 0) free(p->overlap.sample), p->overlap.sample = NULL; /* the same pairs as sigma 0's */
     }
     if (comm->rank == 0) {
         write_stats(conf, &f, &t, out);
