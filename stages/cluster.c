@@ -20,6 +20,7 @@
 #include "stages/kmeans.h"
 #include "stages/measures.h"
 #include "stages/phi_file.h"
+#include "stages/set_overlap.h"
 #include "stages/stage.h"
 
 #define CLUSTERS_FORMAT "semrep-clusters"
@@ -126,6 +127,11 @@ static void analyse(cluster_run *r, const float *rows, const float *all, int dim
                       r->conf->cluster.max_iter, &km);
         int *assign = gather_all(comm, km.assign, sizeof(int) * (size_t)mine);
         float *d2 = gather_all(comm, km.distance2, sizeof(float) * (size_t)mine);
+        sr_overlap ov = {.mean = {NAN, NAN}};
+        if (sets) {
+            const sr_shard_sets shard = {sets + (size_t)r->first * words, words, km.assign, r->first, mine, n};
+            sr_overlap_jaccard(comm, &shard, r->conf->cluster.exact_max, (uint32_t)r->conf->seed, &ov);
+        }
         if (comm->rank == 0) {
             out->inertia[q] = km.inertia;
             memcpy(out->assign + (size_t)q * n, assign, sizeof(int) * (size_t)n);
@@ -157,10 +163,9 @@ static void analyse(cluster_run *r, const float *rows, const float *all, int dim
             } else {
                 out->nmi[q] = out->purity[q] = out->ari[q] = NAN;
             }
-            out->within[q] = out->across[q] = NAN;
-            if (sets) sr_jaccard_within_across(sets, words, assign, n, &out->within[q], &out->across[q]);
+            out->within[q] = ov.mean[0], out->across[q] = ov.mean[1];
         }
-        free(assign), free(d2);
+        free(assign), free(d2), free(ov.sample);
         sr_kmeans_free(&km);
     }
     int *idx = SR_MALLOC(sizeof(int) * (size_t)(mine ? mine : 1) * r->nn, "neighbours");

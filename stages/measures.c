@@ -32,7 +32,7 @@ double sr_participation_ratio(const float *v, int channels)
     return s2 > 0.0 ? s1 * s1 / (channels * s2) : -1.0;
 }
 
-static double jaccard(const uint64_t *a, const uint64_t *b, int words)
+double sr_jaccard(const uint64_t *a, const uint64_t *b, int words)
 {
     int both = 0, either = 0;
     for (int w = 0; w < words; w++) {
@@ -40,25 +40,6 @@ static double jaccard(const uint64_t *a, const uint64_t *b, int words)
         either += __builtin_popcountll(a[w] | b[w]);
     }
     return either ? (double)both / either : 1.0;
-}
-
-void sr_jaccard_within_across(const uint64_t *sets, int words, const int *group, long n, double *within,
-                              double *across)
-{
-    double sum[2] = {0, 0};
-    long pairs[2] = {0, 0};
-#pragma omp parallel for schedule(dynamic, 16) reduction(+ : sum[:2], pairs[:2])
-    for (long i = 0; i < n; i++) {
-        if (group[i] < 0) continue;
-        for (long j = i + 1; j < n; j++) {
-            if (group[j] < 0) continue;
-            const int same = group[i] == group[j] ? 0 : 1;
-            sum[same] += jaccard(sets + (size_t)i * words, sets + (size_t)j * words, words);
-            pairs[same]++;
-        }
-    }
-    *within = pairs[0] ? sum[0] / pairs[0] : NAN;
-    *across = pairs[1] ? sum[1] / pairs[1] : NAN;
 }
 
 double sr_class_selectivity(const double *class_mean, int classes)

@@ -1,7 +1,7 @@
 /* The measures of docs/analysis.md, as plain functions on host arrays:
- * active sets, participation ratio, Jaccard overlap of active sets within and
- * across groups, class selectivity, and the agreement of a clustering with
- * labels (NMI, purity, adjusted Rand index). stats and cluster use them. */
+ * active sets, participation ratio, Jaccard overlap of two active sets, class
+ * selectivity, and the agreement of a clustering with labels (NMI, purity,
+ * adjusted Rand index). stats and cluster use them. */
 #ifndef SEMREP_STAGES_MEASURES_H
 #define SEMREP_STAGES_MEASURES_H
 
@@ -18,11 +18,9 @@ int sr_active_set(const float *phi, int channels, double theta, uint64_t *set);
  * -1 when v is all zero (no ratio). */
 double sr_participation_ratio(const float *v, int channels);
 
-/* Mean Jaccard overlap |a & b| / |a | b| (1 for two empty sets) of the n sets
- * (words each) over pairs i < j with the same group, and with different
- * groups. Groups below 0 take no part. A mean over no pair is NaN. */
-void sr_jaccard_within_across(const uint64_t *sets, int words, const int *group, long n, double *within,
-                              double *across);
+/* Jaccard overlap |a & b| / |a | b| of two sets (words each); 1 for two
+ * empty sets. Means over pairs of images: stages/set_overlap.h. */
+double sr_jaccard(const uint64_t *a, const uint64_t *b, int words);
 
 /* 1 - H(p) / ln(K) for p the per-class means of one channel normalised to
  * sum 1 (K classes): 0 when it is as active for every class, 1 for one class. */

@@ -11,6 +11,10 @@
 #include "stages/phi_file.h"
 
 #define DATA_PAIRS_IMAGES 200
+/* Rows of phi.nc read at a time, so that memory does not grow with the data
+ * set; few enough that the tests' 256 images span three blocks, a short one
+ * last (the reads cost little beside the distances to every row). */
+#define PHI_ROWS 100
 
 static double dist2(const float *a, const float *b, size_t n)
 {
@@ -19,16 +23,17 @@ static double dist2(const float *a, const float *b, size_t n)
     return s;
 }
 
-/* The row of `rows` nearest to v, by Euclidean distance. */
-static long nearest(const float *v, const float *rows, long n, int dim)
+/* The first row of `rows` nearer to v than *best (squared Euclidean
+ * distance), which it lowers; -1 when none is (or v is not finite). Called
+ * block after block, it finds the nearest row of them all. */
+static long nearer(const float *v, const float *rows, long n, int dim, double *best)
 {
-    long best = -1;
-    double bd = INFINITY;
+    long at = -1;
     for (long i = 0; i < n; i++) {
         const double d = dist2(v, rows + (size_t)i * dim, (size_t)dim);
-        if (d < bd) bd = d, best = i;
+        if (d < *best) *best = d, at = i;
     }
-    return best;
+    return at;
 }
 
 static void add_note(sr_recon_measures *m, const char *text)
@@ -80,29 +85,26 @@ static int read_assignment(const char *output_dir, double sigma, int cluster_k, 
     return ks[q];
 }
 
-static double mean_pr(const float *phi, long n, int dim, const int *skip)
-{
-    double sum = 0.0;
-    long count = 0;
-    for (long i = 0; i < n; i++) {
-        if (skip && skip[i]) continue;
-        const double pr = sr_participation_ratio(phi + (size_t)i * dim, dim);
-        if (pr >= 0) sum += pr, count++;
-    }
-    return count ? sum / count : NAN;
-}
+typedef struct {
+    double sum;
+    long count;
+} running_mean;
 
-static double mean_norm(const float *phi, long n, int dim, const int *skip)
+static double mean_of(running_mean r) { return r.count ? r.sum / r.count : NAN; }
+
+/* The normalised participation ratio and the norm of the n rows' phi
+ * (skip[i]: left out), added to the running means. */
+static void add_pr_norm(const float *phi, long n, int dim, const int *skip, running_mean *pr, running_mean *norm)
 {
-    double sum = 0.0;
-    long count = 0;
     for (long i = 0; i < n; i++) {
         if (skip && skip[i]) continue;
+        const float *v = phi + (size_t)i * dim;
+        const double ratio = sr_participation_ratio(v, dim);
+        if (ratio >= 0) pr->sum += ratio, pr->count++;
         double sq = 0.0;
-        for (int c = 0; c < dim; c++) sq += (double)phi[(size_t)i * dim + c] * phi[(size_t)i * dim + c];
-        sum += sqrt(sq), count++;
+        for (int c = 0; c < dim; c++) sq += (double)v[c] * v[c];
+        norm->sum += sqrt(sq), norm->count++;
     }
-    return count ? sum / count : NAN;
 }
 
 /* Mean RMS distance over pairs of the n rows (skip[i]: left out). */
@@ -136,8 +138,9 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
                                                     in->failed + (size_t)t * S);
     }
     for (long i = 0; i < rows; i++) m->nearest_cluster[i] = -1, m->nearest_image[i] = -1;
-    m->pr_samples = mean_pr(in->phi, rows, K, in->failed);
-    m->norm_samples = mean_norm(in->phi, rows, K, in->failed);
+    running_mean pr = {0}, norm = {0};
+    add_pr_norm(in->phi, rows, K, in->failed, &pr, &norm);
+    m->pr_samples = mean_of(pr), m->norm_samples = mean_of(norm);
 
     /* the data set's images, evenly spread, for the diversity baseline */
     const long n = ds->count, spread = n < DATA_PAIRS_IMAGES ? n : DATA_PAIRS_IMAGES;
@@ -149,7 +152,8 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
     m->diversity_data = mean_pair_distance(imgs, spread, in->per_image, NULL);
     free(pick), free(imgs);
 
-    /* phi of every image at the sigma: the neighbours, the labels, the centres */
+    /* phi of the data set at the sigma, a block of rows at a time: its means,
+     * the cluster centres and each sample's nearest image */
     char path[SR_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/phi.nc", output_dir);
     sr_phi_file f;
@@ -167,37 +171,46 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
         sr_phi_close(&f);
         return;
     }
-    float *all = SR_MALLOC(sizeof(float) * (size_t)n * K, "phi of the data set");
     int *label = SR_MALLOC(sizeof(int) * (size_t)n, "the labels");
-    sr_phi_read(&f, s, 0, n, all);
     sr_phi_read_labels(&f, 0, n, label);
     const bool labelled = f.nclasses > 0;
-    sr_phi_close(&f);
-    m->pr_data = mean_pr(all, n, K, NULL);
-    m->norm_data = mean_norm(all, n, K, NULL);
     if (!labelled) add_note(m, "no labels: the label share is not measured");
     if (in->cluster_sigma_differs)
         add_note(m, "cluster targets: reconstruct.cluster_sigma is not one of analysis_sigmas, so their own cluster "
                     "and label are not measured");
-
     int *assign = SR_MALLOC(sizeof(int) * (size_t)n, "the clustering");
     m->k = read_assignment(output_dir, in->sigma, in->cluster_k, n, assign, m);
-    float *centres = NULL;
-    if (m->k) { /* each cluster's centre: the mean phi of its images, as k-means leaves it */
-        centres = calloc((size_t)m->k * K, sizeof(float));
-        double *sum = calloc((size_t)m->k * K, sizeof(double));
-        long *size = calloc((size_t)m->k, sizeof(long));
-        SR_CHECK(centres && sum && size, "out of memory for the cluster centres");
-        for (long i = 0; i < n; i++) {
-            if (assign[i] < 0 || assign[i] >= m->k) continue;
-            size[assign[i]]++;
-            for (int c = 0; c < K; c++) sum[(size_t)assign[i] * K + c] += all[(size_t)i * K + c];
+    /* each cluster's centre: the mean phi of its images, as k-means leaves it */
+    double *sum = m->k ? calloc((size_t)m->k * K, sizeof(double)) : NULL;
+    long *size = m->k ? calloc((size_t)m->k, sizeof(long)) : NULL;
+    SR_CHECK(!m->k || (sum && size), "out of memory for the cluster centres");
+    double *best = SR_MALLOC(sizeof(double) * (size_t)(rows ? rows : 1), "the samples' nearest distances");
+    for (long i = 0; i < rows; i++) best[i] = INFINITY;
+    float *block = SR_MALLOC(sizeof(float) * PHI_ROWS * (size_t)K, "a block of phi");
+    pr = norm = (running_mean){0};
+    for (long r0 = 0; r0 < n; r0 += PHI_ROWS) {
+        const long nb = n - r0 < PHI_ROWS ? n - r0 : PHI_ROWS;
+        sr_phi_read(&f, s, r0, nb, block);
+        add_pr_norm(block, nb, K, NULL, &pr, &norm);
+        for (long i = 0; i < nb && m->k; i++) {
+            const int a = assign[r0 + i];
+            if (a < 0 || a >= m->k) continue;
+            size[a]++;
+            for (int c = 0; c < K; c++) sum[(size_t)a * K + c] += block[(size_t)i * K + c];
         }
-        for (int k = 0; k < m->k; k++)
-            for (int c = 0; c < K; c++)
-                centres[(size_t)k * K + c] = size[k] ? (float)(sum[(size_t)k * K + c] / size[k]) : INFINITY;
-        free(sum), free(size);
+        for (long row = 0; row < rows; row++) {
+            if (in->failed[row]) continue;
+            const long at = nearer(in->phi + (size_t)row * K, block, nb, K, &best[row]);
+            if (at >= 0) m->nearest_image[row] = r0 + at; /* stays -1 when its phi is not finite */
+        }
     }
+    sr_phi_close(&f);
+    free(block), free(best);
+    m->pr_data = mean_of(pr), m->norm_data = mean_of(norm);
+    float *centres = m->k ? SR_MALLOC(sizeof(float) * (size_t)m->k * K, "the cluster centres") : NULL;
+    for (int k = 0; k < m->k; k++)
+        for (int c = 0; c < K; c++) centres[(size_t)k * K + c] = size[k] ? (float)(sum[(size_t)k * K + c] / size[k]) : INFINITY;
+    free(sum), free(size);
     for (int t = 0; t < T; t++) {
         /* the target's cluster and label: an image's own; a cluster's number and its commonest label */
         int own = -1, want = -1;
@@ -219,16 +232,15 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
             const long row = (long)t * S + j;
             if (in->failed[row]) continue;
             good++;
-            const float *v = in->phi + (size_t)row * K;
-            m->nearest_image[row] = nearest(v, all, n, K); /* -1 when its phi is not finite */
-            if (m->k) m->nearest_cluster[row] = (int)nearest(v, centres, m->k, K);
+            double d = INFINITY;
+            if (m->k) m->nearest_cluster[row] = (int)nearer(in->phi + (size_t)row * K, centres, m->k, K, &d);
             in_cluster += own >= 0 && m->nearest_cluster[row] == own;
             same_label += want >= 0 && m->nearest_image[row] >= 0 && label[m->nearest_image[row]] == want;
         }
         if (good && own >= 0) m->own_cluster[t] = (float)in_cluster / good;
         if (good && want >= 0) m->nn_label[t] = (float)same_label / good;
     }
-    free(all), free(label), free(assign), free(centres);
+    free(label), free(assign), free(centres);
 }
 
 void sr_recon_measures_free(sr_recon_measures *m)

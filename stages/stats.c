@@ -1,9 +1,9 @@
-#define _GNU_SOURCE /* qsort_r */
 /* Stage stats (SPEC.md section 4, docs/analysis.md): per sigma, the middle
  * block's channel statistics and kinds, the participation ratio of every
  * block, the active sets. One pass over each rank's images; sums, maxima and
- * histograms are reduced over ranks; only the per-image active sets (a few
- * words each) are gathered, for the exact distinct count and overlaps. */
+ * histograms are reduced over ranks. The active sets (a few words an image)
+ * stay on their rank: the distinct count and the overlaps pass them between
+ * ranks (stages/set_overlap.h), so no rank holds every image's. */
 #include <math.h>
 #include <netcdf.h>
 #include <stdio.h>
@@ -16,9 +16,11 @@
 #include "io/outdir.h"
 #include "stages/measures.h"
 #include "stages/phi_file.h"
+#include "stages/set_overlap.h"
 #include "stages/stage.h"
 
 #define STATS_FORMAT "semrep-stats"
+#define STATS_VERSION 2
 #define ROWS 512 /* images read at a time */
 
 enum { KIND_SELECTIVE = 0, KIND_NONSELECTIVE = 1, KIND_DEAD = 2 };
@@ -29,23 +31,9 @@ typedef struct {
     signed char *kind;                             /* [channels] */
     double *pr_hist, *pr_zero;                     /* [blocks][bins], [blocks] */
     double *set_sizes;                             /* [channels + 1] */
-    double distinct, within, across, nonselective;
+    double distinct, nonselective;
+    sr_overlap overlap; /* of the active sets, pairs within and across classes */
 } sigma_stats;
-
-static int cmp_sets(const void *a, const void *b, void *words)
-{
-    return memcmp(a, b, sizeof(uint64_t) * (size_t)*(int *)words);
-}
-
-static long distinct_sets(uint64_t *sets, long n, int words)
-{
-    if (n == 0) return 0;
-    qsort_r(sets, (size_t)n, sizeof(uint64_t) * (size_t)words, cmp_sets, &words);
-    long distinct = 1;
-    for (long i = 1; i < n; i++)
-        distinct += memcmp(sets + (size_t)i * words, sets + (size_t)(i - 1) * words, sizeof(uint64_t) * (size_t)words) != 0;
-    return distinct;
-}
 
 static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr_phi_file *f, int s, sigma_stats *out)
 {
@@ -91,11 +79,10 @@ static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr
     }
     sr_comm_sum(comm, sum, (int)nsum);
     sr_comm_max(comm, max, K);
-    /* the active sets and labels of every image, on rank 0 */
-    char *all_sets, *all_labels;
-    size_t set_bytes, label_bytes;
-    sr_comm_gather(comm, sets, sizeof(uint64_t) * (size_t)words * (size_t)mine, &all_sets, &set_bytes);
-    sr_comm_gather(comm, labels, sizeof(int) * (size_t)mine, &all_labels, &label_bytes);
+    const sr_shard_sets shard = {sets, words, labels, first, mine, f->images};
+    out->distinct = (double)sr_overlap_distinct(comm, &shard);
+    out->overlap.mean[0] = out->overlap.mean[1] = NAN;
+    if (C > 0) sr_overlap_jaccard(comm, &shard, conf->cluster.exact_max, (uint32_t)conf->seed, &out->overlap);
     if (comm->rank == 0) {
         const double n = (double)f->images;
         int nonselective = 0;
@@ -116,13 +103,8 @@ static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr
         memcpy(out->pr_hist, hist, sizeof(double) * (size_t)B * bins);
         memcpy(out->pr_zero, zero, sizeof(double) * (size_t)B);
         memcpy(out->set_sizes, sizes, sizeof(double) * (size_t)(K + 1));
-        out->within = out->across = NAN;
-        if (C > 0)
-            sr_jaccard_within_across((uint64_t *)all_sets, words, (int *)all_labels, f->images, &out->within,
-                                     &out->across);
-        out->distinct = (double)distinct_sets((uint64_t *)all_sets, f->images, words);
     }
-    free(all_sets), free(all_labels), free(sum), free(max), free(phi), free(units), free(labels), free(sets);
+    free(sum), free(max), free(phi), free(units), free(labels), free(sets);
 }
 
 typedef struct {
@@ -135,7 +117,7 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
 {
     char tmp[SR_PATH_MAX + 64];
     sr_tmp_path(path, tmp, sizeof tmp);
-    int ncid, version = 1, d[4];
+    int ncid, version = STATS_VERSION, d[4], sampled = t->nsig > 0 && t->per[0].overlap.sampled;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "format", STATS_FORMAT, tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
@@ -143,6 +125,7 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", conf->text, tmp);
     SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "active_threshold", NC_DOUBLE, 1, &conf->stats.active_threshold), tmp);
     SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "nonselective_share", NC_DOUBLE, 1, &conf->stats.nonselective_share), tmp);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "jaccard_sampled", &sampled, 1, tmp);
     SR_NC(nc_def_dim(ncid, "sigma", (size_t)t->nsig, &d[0]), tmp);
     SR_NC(nc_def_dim(ncid, "channel", (size_t)t->K, &d[1]), tmp);
     SR_NC(nc_def_dim(ncid, "block", (size_t)(t->B ? t->B : 1), &d[2]), tmp);
@@ -169,11 +152,25 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
         {"jaccard_within", "mean Jaccard overlap of active sets, pairs of one class", 1, {d[0]}, NC_DOUBLE, 0},
         {"jaccard_across", "mean Jaccard overlap of active sets, pairs of two classes", 1, {d[0]}, NC_DOUBLE, 0},
         {"nonselective_share", "share of the channels that are non-selective", 1, {d[0]}, NC_DOUBLE, 0},
+        {"jaccard_within_pairs", "pairs of one class that jaccard_within averages: all of them, or the sample's", 1, {d[0]}, NC_DOUBLE, 0},
+        {"jaccard_across_pairs", "pairs of two classes that jaccard_across averages: all of them, or the sample's", 1, {d[0]}, NC_DOUBLE, 0},
+        {"jaccard_within_se", "standard error of jaccard_within: 0 when exact", 1, {d[0]}, NC_DOUBLE, 0},
+        {"jaccard_across_se", "standard error of jaccard_across: 0 when exact", 1, {d[0]}, NC_DOUBLE, 0},
     };
     const int nv = (int)(sizeof v / sizeof *v);
     for (int i = 0; i < nv; i++) {
         SR_NC(nc_def_var(ncid, v[i].name, v[i].type, v[i].ndims, v[i].dims, &v[i].var), tmp);
         sr_nc_put_text(ncid, v[i].var, "meaning", v[i].meaning, tmp);
+    }
+    int sample_var = -1;
+    if (sampled) {
+        int ds[3];
+        SR_NC(nc_def_dim(ncid, "pair_kind", 2, &ds[0]), tmp);
+        SR_NC(nc_def_dim(ncid, "sampled_pair", (size_t)SR_OVERLAP_PAIRS, &ds[1]), tmp);
+        SR_NC(nc_def_dim(ncid, "pair_end", 2, &ds[2]), tmp);
+        SR_NC(nc_def_var(ncid, "jaccard_sample", NC_INT64, 3, ds, &sample_var), tmp);
+        sr_nc_put_text(ncid, sample_var, "meaning",
+                       "the sampled pairs of images (positions in phi.nc), kind 0 one class, 1 two classes; the same at every sigma", tmp);
     }
     if (t->B) {
         char names[SR_MAX_BLOCKS * 33] = "";
@@ -182,6 +179,7 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
     }
     SR_NC(nc_enddef(ncid), tmp);
     SR_NC(nc_put_var_double(ncid, v[0].var, t->sigma), tmp);
+    if (sampled) SR_NC(nc_put_var_longlong(ncid, sample_var, t->per[0].overlap.sample), tmp);
     for (int s = 0; s < t->nsig; s++) {
         const sigma_stats *p = &t->per[s];
         const size_t at[3] = {(size_t)s, 0, 0};
@@ -200,9 +198,13 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
         SR_NC(nc_put_vara_double(ncid, v[9].var, at, sizes, p->set_sizes), tmp);
         const size_t s1 = (size_t)s;
         SR_NC(nc_put_vara_double(ncid, v[10].var, &s1, &one, &p->distinct), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[11].var, &s1, &one, &p->within), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[12].var, &s1, &one, &p->across), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[11].var, &s1, &one, &p->overlap.mean[0]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[12].var, &s1, &one, &p->overlap.mean[1]), tmp);
         SR_NC(nc_put_vara_double(ncid, v[13].var, &s1, &one, &p->nonselective), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[14].var, &s1, &one, &p->overlap.pairs[0]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[15].var, &s1, &one, &p->overlap.pairs[1]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[16].var, &s1, &one, &p->overlap.se[0]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[17].var, &s1, &one, &p->overlap.se[1]), tmp);
     }
     SR_NC(nc_close(ncid), tmp);
     sr_outdir_commit(tmp, conf->output_dir, "stats.nc");
@@ -227,6 +229,7 @@ int stage_stats(const semrep_conf *conf, semrep_comm *comm)
         p->set_sizes = p->pr_zero + t.B;
         p->kind = calloc((size_t)t.K, 1);
         one_sigma(conf, comm, &f, s, p);
+        if (s > 0) free(p->overlap.sample), p->overlap.sample = NULL; /* the same pairs as sigma 0's */
     }
     if (comm->rank == 0) {
         write_stats(conf, &f, &t, out);
@@ -239,11 +242,14 @@ int stage_stats(const semrep_conf *conf, semrep_comm *comm)
             double mean_size = 0.0;
             for (int k = 0; k <= t.K; k++) mean_size += k * p->set_sizes[k] / (double)f.images;
             printf("  %9.4g %13.0f%% %16.1f %14.0f %15.3f %15.3f\n", f.sigma[s] * 255.0, 100.0 * p->nonselective,
-                   mean_size, p->distinct, p->within, p->across);
+                   mean_size, p->distinct, p->overlap.mean[0], p->overlap.mean[1]);
         }
+        if (t.nsig > 0 && t.per[0].overlap.sampled)
+            printf("  (Jaccard overlaps from %ld sampled pairs of each kind: more than cluster.exact_max = %ld images)\n",
+                   SR_OVERLAP_PAIRS, conf->cluster.exact_max);
         printf("  written to %s\n", out);
     }
-    for (int s = 0; s < t.nsig; s++) free(t.per[s].mean), free(t.per[s].kind);
+    for (int s = 0; s < t.nsig; s++) free(t.per[s].mean), free(t.per[s].kind), free(t.per[s].overlap.sample);
     free(t.per);
     sr_phi_close(&f);
     return 0;

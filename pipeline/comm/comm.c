@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/check.h"
@@ -154,6 +155,47 @@ int sr_comm_same(const semrep_comm *comm, uint64_t value)
         SR_MPI(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm->world));
     }
     return lo == hi;
+}
+
+size_t sr_comm_shift(const semrep_comm *comm, const void *send, size_t len, void *recv, size_t cap)
+{
+    if (comm->size == 1) {
+        SR_CHECK(len <= cap, "internal: a ring step of %zu bytes into %zu", len, cap);
+        memcpy(recv, send, len);
+        return len;
+    }
+    SR_CHECK(len <= (size_t)INT_MAX && cap <= (size_t)INT_MAX, "internal: a ring step of %zu bytes is beyond MPI's int count", len);
+    const int to = (comm->rank + comm->size - 1) % comm->size, from = (comm->rank + 1) % comm->size;
+    unsigned long long mine = len, theirs = 0;
+    SR_MPI(MPI_Sendrecv(&mine, 1, MPI_UNSIGNED_LONG_LONG, to, 0, &theirs, 1, MPI_UNSIGNED_LONG_LONG, from, 0, comm->world,
+                        MPI_STATUS_IGNORE));
+    SR_CHECK(theirs <= cap, "internal: rank %d's ring block of %llu bytes is over %zu", from, theirs, cap);
+    SR_MPI(MPI_Sendrecv(send, (int)len, MPI_BYTE, to, 1, recv, (int)theirs, MPI_BYTE, from, 1, comm->world,
+                        MPI_STATUS_IGNORE));
+    return (size_t)theirs;
+}
+
+char *sr_comm_exchange(const semrep_comm *comm, const void *send, const size_t *counts, size_t *total)
+{
+    const int P = comm->size;
+    int *n = SR_MALLOC(sizeof(int) * 4 * (size_t)P, "an exchange's counts");
+    int *sendoff = n + P, *got = n + 2 * P, *recvoff = n + 3 * P;
+    size_t at = 0;
+    for (int r = 0; r < P; r++) {
+        SR_CHECK(at + counts[r] <= (size_t)INT_MAX, "internal: an exchange beyond MPI's int count");
+        n[r] = (int)counts[r], sendoff[r] = (int)at, at += counts[r];
+    }
+    SR_MPI(MPI_Alltoall(n, 1, MPI_INT, got, 1, MPI_INT, comm->world));
+    at = 0;
+    for (int r = 0; r < P; r++) {
+        SR_CHECK(at + (size_t)got[r] <= (size_t)INT_MAX, "internal: an exchange beyond MPI's int count");
+        recvoff[r] = (int)at, at += (size_t)got[r];
+    }
+    char *recv = SR_MALLOC(at ? at : 1, "an exchange");
+    SR_MPI(MPI_Alltoallv(send, n, sendoff, MPI_BYTE, recv, got, recvoff, MPI_BYTE, comm->world));
+    free(n);
+    *total = at;
+    return recv;
 }
 
 int sr_comm_error(const semrep_comm *comm, int status, const char *fmt, ...)

@@ -44,6 +44,14 @@ void sr_comm_bcast(const semrep_comm *comm, void *bytes, size_t len, int root);
 /* Every rank's bytes, concatenated in rank order, on rank 0 (a malloc'd
  * buffer in *all and its length; NULL and 0 on other ranks). */
 void sr_comm_gather(const semrep_comm *comm, const void *mine, size_t len, char **all, size_t *total);
+/* A ring step: sends len bytes to rank - 1 and receives rank + 1's (at
+ * most cap bytes) into recv; returns their length. After t steps of passing
+ * on what was received, a rank holds rank + t's block (blocks of rows
+ * visit every rank without any rank holding them all). */
+size_t sr_comm_shift(const semrep_comm *comm, const void *send, size_t len, void *recv, size_t cap);
+/* All to all: send holds counts[r] bytes for rank r, in rank order; returns
+ * what every rank sent here, in rank order (malloc'd, its length in *total). */
+char *sr_comm_exchange(const semrep_comm *comm, const void *send, const size_t *counts, size_t *total);
 /* "semrep: error: <message>" on stderr, from rank 0 only (every rank
  * usually meets the same error); returns status. */
 int sr_comm_error(const semrep_comm *comm, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

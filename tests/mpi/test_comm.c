@@ -1,7 +1,8 @@
 /* comm/ under mpirun -np 2: reductions against their closed forms, the node
- * layout of a one-node job. */
+ * layout of a one-node job, the ring step and the exchange. */
 #define _GNU_SOURCE
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "comm/comm.h"
@@ -61,6 +62,36 @@ static void test_sum_floats(void)
     free(v);
 }
 
+/* A ring step of blocks of unequal lengths (rank 1's is empty): each rank
+ * gets rank + 1's, whole; an all-to-all where rank r sends rank d
+ * r + 2 d bytes of value 10 r + d: each rank gets, in rank order, what every
+ * rank meant for it. */
+static void test_ring_and_exchange(void)
+{
+    const int P = comm.size, next = (comm.rank + 1) % P;
+    unsigned char mine[8], got[8];
+    const size_t len = comm.rank == 1 ? 0 : (size_t)(5 + comm.rank);
+    memset(mine, 100 + comm.rank, sizeof mine);
+    memset(got, 0, sizeof got);
+    const size_t n = sr_comm_shift(&comm, mine, len, got, sizeof got);
+    CU_ASSERT_EQUAL(n, next == 1 ? 0 : (size_t)(5 + next));
+    for (size_t i = 0; i < n; i++) CU_ASSERT_EQUAL(got[i], 100 + next);
+    size_t counts[2], total;
+    unsigned char send[8];
+    int at = 0;
+    for (int d = 0; d < P; d++) {
+        counts[d] = (size_t)(comm.rank + 2 * d);
+        for (size_t i = 0; i < counts[d]; i++) send[at++] = (unsigned char)(10 * comm.rank + d);
+    }
+    char *recv = sr_comm_exchange(&comm, send, counts, &total);
+    size_t want = 0, wrong = 0;
+    for (int r = 0; r < P; r++)
+        for (int i = 0; i < r + 2 * comm.rank; i++) wrong += (unsigned char)recv[want++] != 10 * r + comm.rank;
+    CU_ASSERT_EQUAL(total, want);
+    CU_ASSERT_EQUAL(wrong, 0);
+    free(recv);
+}
+
 int main(int argc, char **argv)
 {
     sr_comm_init(&comm, &argc, &argv);
@@ -68,6 +99,7 @@ int main(int argc, char **argv)
         {"one-node layout of two ranks", test_layout},
         {"sum, min and max over ranks", test_reductions},
         {"float sums over ranks, in host memory and through the host bucket", test_sum_floats},
+        {"a ring step and an all-to-all exchange of unequal lengths", test_ring_and_exchange},
         {NULL, NULL},
     };
     const int failed = sr_test_run("mpi_comm", tests);

@@ -61,6 +61,41 @@ static void compare(const char *what, const double *got, const sr_record *want, 
     CU_ASSERT(ok);
 }
 
+/* stats.nc of phi_small.nc against stats_expected.bin; the Jaccard means
+ * only when they are exact. */
+static void compare_stats(const char *path, int exact)
+{
+    sr_fixture *fx = sr_fixture_load("stats_expected.bin");
+    const char *per_channel[] = {"mean", "var", "max", "active_share", "kind", "class_selectivity"};
+    const size_t S = 2, K = 12, B = 4, bins = 10;
+    for (size_t v = 0; v < sizeof per_channel / sizeof *per_channel; v++) {
+        double *got = read_double(path, per_channel[v], S * K);
+        for (size_t s = 0; s < S; s++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s.%zu", per_channel[v], s);
+            compare(name, got + s * K, sr_fixture_get(fx, name), 1);
+        }
+        free(got);
+    }
+    const struct {
+        const char *var, *rec;
+        size_t per;
+    } rest[] = {{"pr_hist", "pr_hist", B * bins}, {"pr_zero", "pr_zero", B}, {"set_sizes", "set_sizes", K + 1},
+                {"distinct_sets", "distinct_sets", 1}, {"jaccard_within", "jaccard_within", 1},
+                {"jaccard_across", "jaccard_across", 1}};
+    const size_t nrest = sizeof rest / sizeof *rest - (exact ? 0 : 2);
+    for (size_t v = 0; v < nrest; v++) {
+        double *got = read_double(path, rest[v].var, S * rest[v].per);
+        for (size_t s = 0; s < S; s++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s.%zu", rest[v].rec, s);
+            compare(name, got + s * rest[v].per, sr_fixture_get(fx, name), 1);
+        }
+        free(got);
+    }
+    sr_fixture_free(fx);
+}
+
 static void test_stats(void)
 {
     semrep_conf conf;
@@ -70,35 +105,77 @@ static void test_stats(void)
     if (comm.rank == 0) {
         char path[500];
         snprintf(path, sizeof path, "%s/stats/stats.nc", dir);
-        sr_fixture *fx = sr_fixture_load("stats_expected.bin");
-        const char *per_channel[] = {"mean", "var", "max", "active_share", "kind", "class_selectivity"};
-        const size_t S = 2, K = 12, B = 4, bins = 10;
-        for (size_t v = 0; v < sizeof per_channel / sizeof *per_channel; v++) {
-            double *got = read_double(path, per_channel[v], S * K);
-            for (size_t s = 0; s < S; s++) {
-                char name[64];
-                snprintf(name, sizeof name, "%s.%zu", per_channel[v], s);
-                compare(name, got + s * K, sr_fixture_get(fx, name), 1);
-            }
-            free(got);
-        }
-        const struct {
-            const char *var, *rec;
-            size_t per;
-        } rest[] = {{"pr_hist", "pr_hist", B * bins}, {"pr_zero", "pr_zero", B}, {"set_sizes", "set_sizes", K + 1},
-                    {"distinct_sets", "distinct_sets", 1}, {"jaccard_within", "jaccard_within", 1},
-                    {"jaccard_across", "jaccard_across", 1}};
-        for (size_t v = 0; v < sizeof rest / sizeof *rest; v++) {
-            double *got = read_double(path, rest[v].var, S * rest[v].per);
-            for (size_t s = 0; s < S; s++) {
-                char name[64];
-                snprintf(name, sizeof name, "%s.%zu", rest[v].rec, s);
-                compare(name, got + s * rest[v].per, sr_fixture_get(fx, name), 1);
-            }
-            free(got);
-        }
+        compare_stats(path, 1);
+        /* exact: all pairs of 4 classes of 10 images, no standard error */
+        double *pairs = read_double(path, "jaccard_within_pairs", 2), *se = read_double(path, "jaccard_across_se", 2);
+        CU_ASSERT(pairs[0] == 4 * 45 && pairs[1] == 4 * 45);
+        CU_ASSERT(se[0] == 0.0 && se[1] == 0.0);
+        free(pairs), free(se);
         printf("\n    stats vs numpy: worst relative difference %.2e", worst);
+    }
+    sr_conf_free(&conf);
+}
+
+/* Above cluster.exact_max the overlaps come from sampled pairs: numpy on the
+ * stored sample gives the same means and standard errors, the pairs are
+ * uniform over their kind, and the estimate is within 4 standard errors of
+ * the exact value; everything else is as exact as ever. */
+static void test_stats_sampled(void)
+{
+    semrep_conf conf;
+    char *sets[] = {"stats.pr_bins=10", "cluster.exact_max=10"};
+    conf_with_phi(&conf, "phi_small.nc", "sampled", 2, sets);
+    CU_ASSERT_FATAL(stage_stats(&conf, &comm) == 0);
+    if (comm.rank == 0) {
+        char path[500], cmd[1500];
+        snprintf(path, sizeof path, "%s/sampled/stats.nc", dir);
+        compare_stats(path, 0);
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/make_analysis_fixture.py --check-sample %s %s/sampled/phi.nc",
+                 SEMREP_FIXTURES, path, dir);
+        CU_ASSERT(system(cmd) == 0);
+        sr_fixture *fx = sr_fixture_load("stats_expected.bin");
+        const char *kind[2] = {"within", "across"};
+        for (int k = 0; k < 2; k++) {
+            char var[64], rec[64];
+            snprintf(var, sizeof var, "jaccard_%s", kind[k]);
+            double *got = read_double(path, var, 2);
+            snprintf(var, sizeof var, "jaccard_%s_se", kind[k]);
+            double *se = read_double(path, var, 2);
+            for (int s = 0; s < 2; s++) {
+                snprintf(rec, sizeof rec, "jaccard_%s.%d", kind[k], s);
+                const double exact = sr_fixture_get(fx, rec)->data[0];
+                printf("\n    sigma %d %s: sampled %.4f +- %.4f, exact %.4f", s, kind[k], got[s], se[s], exact);
+                CU_ASSERT(se[s] > 0.0 && se[s] < 0.01);
+                CU_ASSERT(fabs(got[s] - exact) <= 4.0 * se[s]);
+            }
+            free(got), free(se);
+        }
         sr_fixture_free(fx);
+    }
+    sr_conf_free(&conf);
+    /* classes of 20, 10, 10 images and one unlabelled: a sampler that is not
+     * uniform over pairs (one that picks the class uniformly) shows */
+    conf_with_phi(&conf, "phi_small.nc", "unequal", 2, sets);
+    if (comm.rank == 0) {
+        char path[500];
+        snprintf(path, sizeof path, "%s/unequal/phi.nc", dir);
+        int ncid, var, label[40];
+        CU_ASSERT_FATAL(nc_open(path, NC_WRITE, &ncid) == NC_NOERR);
+        CU_ASSERT_FATAL(nc_inq_varid(ncid, "label", &var) == NC_NOERR);
+        CU_ASSERT_FATAL(nc_get_var_int(ncid, var, label) == NC_NOERR);
+        for (int i = 0; i < 40; i++) label[i] = label[i] == 3 ? 0 : label[i];
+        label[5] = -1;
+        CU_ASSERT_FATAL(nc_put_var_int(ncid, var, label) == NC_NOERR);
+        CU_ASSERT_FATAL(nc_close(ncid) == NC_NOERR);
+    }
+    sr_comm_barrier(&comm);
+    CU_ASSERT_FATAL(stage_stats(&conf, &comm) == 0);
+    if (comm.rank == 0) {
+        char cmd[1500];
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 %s/make_analysis_fixture.py --check-sample %s/unequal/stats.nc %s/unequal/phi.nc",
+                 SEMREP_FIXTURES, dir, dir);
+        CU_ASSERT(system(cmd) == 0);
     }
     sr_conf_free(&conf);
 }
@@ -186,6 +263,7 @@ int main(int argc, char **argv)
     sr_comm_bcast(&comm, dir, sizeof dir, 0);
     const sr_test tests[] = {
         {"stats against numpy", test_stats},
+        {"stats' sampled overlaps against numpy on the stored sample", test_stats_sampled},
         {"NMI, purity and ARI against scikit-learn", test_measures},
         {"k-means recovers well-separated blobs", test_blobs},
         {"bad input is refused", test_bad_input},
