@@ -72,12 +72,12 @@ for ((p = 0; p < ${#phis[@]}; p += 2)); do
   for r in $ranks; do
     run="$work/run-$kind-$n-np$r"
     rm -rf "$run" && mkdir -p "$run"
-    ln -s "$phi" "$run/phi.nc"
+    ln -s "$phi" "$run/phi.nc" # the folder is adopted: semrep never touches this link or the timings
     for stage in ${STAGES:-stats cluster}; do
       start=$(date +%s.%N)
       if ! mpirun --oversubscribe --allow-run-as-root -np "$r" \
            sh -c 'exec /usr/bin/time -v -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$run/time-$stage" \
-           "$semrep" stage "$stage" "$conf" --set "output_dir=\"$run\"" "${sets[@]}" >"$run/$stage.log" 2>&1; then
+           "$semrep" stage "$stage" "$conf" --adopt --set "output_dir=\"$run\"" "${sets[@]}" >"$run/$stage.log" 2>&1; then
         echo "analysis_scale.sh: $stage failed on $n images, $r rank(s); see $run/$stage.log" >&2
         grep "semrep: error" "$run/$stage.log" >&2 || tail -5 "$run/$stage.log" >&2
         rows+=("| $n ($kind) | $r | $stage | failed | - | - |")
