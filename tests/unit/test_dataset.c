@@ -40,6 +40,17 @@ static sr_dataset_conf base_conf(void)
     return d;
 }
 
+/* The PNG folder `root`, read as 8x8 RGB. */
+static sr_dataset_conf png_conf(const char *root)
+{
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.kind, sizeof dc.kind, "png");
+    snprintf(dc.path, sizeof dc.path, "%s", root);
+    dc.size = 8;
+    dc.channels = 3;
+    return dc;
+}
+
 static sr_dataset *open_ok(const sr_dataset_conf *dc)
 {
     sr_dataset *ds = NULL;
@@ -281,11 +292,7 @@ static void test_png_folder(void)
     char bad[700];
     snprintf(bad, sizeof bad, "%s/broken.png", sub);
     write_file(bad, "not a png at all", 16);
-    sr_dataset_conf dc = base_conf();
-    snprintf(dc.kind, sizeof dc.kind, "png");
-    snprintf(dc.path, sizeof dc.path, "%s", root);
-    dc.size = 8;
-    dc.channels = 3;
+    sr_dataset_conf dc = png_conf(root);
     expect_refused(&dc, "cat/broken.png", "on_bad_image = \"fail\"");
     snprintf(dc.on_bad_image, sizeof dc.on_bad_image, "skip");
     expect_refused(&dc, "1 of 4 images", "max_bad_share");
@@ -351,11 +358,7 @@ static void test_png_odd_names(void)
     png_at(root, "tab\there.png", 0.4f);
     png_at(root, "new\nline.png", 0.6f);
     png_at(root, "back\\slash.png", 0.8f);
-    sr_dataset_conf dc = base_conf();
-    snprintf(dc.kind, sizeof dc.kind, "png");
-    snprintf(dc.path, sizeof dc.path, "%s", root);
-    dc.size = 8;
-    dc.channels = 3;
+    sr_dataset_conf dc = png_conf(root);
     /* byte order: back\slash, new\nline, plain, tab\there */
     const char *names[4] = {"back\\slash.png", "new\nline.png", "plain.png", "tab\there.png"};
     const float values[4] = {0.8f, 0.6f, 0.2f, 0.4f};
