@@ -645,8 +645,10 @@ static int map_read_clusters(int ncid, double sigma, long images, const long *po
     return K;
 }
 
+/* LAPACK, in the OpenBLAS semrep links; Fortran's hidden lengths of the two
+ * character arguments are passed, as gfortran's calling convention wants. */
 void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w, double *work,
-            const int *lwork, int *info); /* LAPACK, in the OpenBLAS semrep links */
+            const int *lwork, int *info, size_t jobz_len, size_t uplo_len);
 
 /* Centres x (m x C) and writes its projection on the top two principal
  * components into xy (m x 2), each component's sign fixed so that its
@@ -663,10 +665,10 @@ static void map_pca(double *x, long m, int C, double *xy, double explained[2])
     }
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, C, (int)m, 1.0 / (double)(m - 1), x, C, 0.0, cov, C);
     int lwork = -1, info = 0;
-    dsyev_("V", "L", &C, cov, &C, w, &size, &lwork, &info); /* row-major upper is column-major lower */
+    dsyev_("V", "L", &C, cov, &C, w, &size, &lwork, &info, 1, 1); /* row-major upper is column-major lower */
     lwork = info == 0 ? (int)size : 0;
     double *work = SR_MALLOC(sizeof(double) * (size_t)(lwork > 1 ? lwork : 1), "the map's PCA");
-    if (info == 0) dsyev_("V", "L", &C, cov, &C, w, work, &lwork, &info);
+    if (info == 0) dsyev_("V", "L", &C, cov, &C, w, work, &lwork, &info, 1, 1);
     SR_CHECK(info == 0, "LAPACK's dsyev failed (info %d) on the map's covariance", info);
     double total = 0.0;
     for (int c = 0; c < C; c++) total += w[c] > 0.0 ? w[c] : 0.0;

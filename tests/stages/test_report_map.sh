@@ -74,5 +74,12 @@ rows=$(grep -vc "^#" "$plots/map_0.dat")
 check "with map_sample above N the map holds all 64 images: $rows" '[ "$rows" = 64 ]'
 check "its caption says all of them" 'grep -q "all 64 images, coloured by cluster" "$page"'
 
+# Without clusters.nc: the map by label only.
+rm "$out/clusters.nc"
+"$semrep" stage report "$conf" "${args[@]}" >>"$work/log" 2>&1
+check "without clusters.nc the map is drawn by label only" \
+  '[ -s "$plots/map_0_labels.png" ] && ! [ -e "$plots/map_0_clusters.png" ] && ! grep -q "map_0_clusters" "$page"'
+check "and its data file says no cluster" '[ -z "$(grep -v "^#" "$plots/map_0.dat" | cut -d" " -f4 | grep -vx -- -1)" ]'
+
 expect 1 "report.map_sample = 2 is out of range \\[3, 100000\\]" -- "$semrep" stage report "$conf" "${args[@]}" --set report.map_sample=2
 finish
