@@ -564,7 +564,8 @@ static long *map_sample(uint32_t seed, long n, long want, long *count)
             map_key k = {((uint64_t)w[2 * j] << 32) | w[2 * j + 1], first + j};
             long at;
             if (held < m) { /* sift up */
-                for (at = held++; at > 0 && key_after(k, heap[(at - 1) / 2]); at = (at - 1) / 2) heap[at] = heap[(at - 1) / 2];
+                for (at = held++; at > 0 && key_after(k, heap[(at - 1) / 2]); at = (at - 1) / 2)
+                    heap[at] = heap[(at - 1) / 2];
             } else if (key_after(heap[0], k)) { /* replaces the largest: sift down */
                 for (at = 0;;) {
                     long c = 2 * at + 1;
@@ -705,15 +706,16 @@ static void map_plot(report *r, const char *name, const char *dat, int col, int 
     } else if (n <= MAP_SERIES) {
         fputs("plot", m);
         for (int c = 0; c < n; c++) {
-            fprintf(m, "%s '%s' using 2:($%d==%d?$3:1/0) with points pt 7 ps 0.4 lt %d title ", c ? "," : "", dat, col, c,
-                    c + 1);
+            fprintf(m, "%s '%s' using 2:($%d==%d?$3:1/0) with points pt 7 ps 0.4 lt %d title ", c ? "," : "", dat,
+                    col, c, c + 1);
             if (names) sr_gnuplot_string(m, names[c]);
             else fprintf(m, "'cluster %d'", c);
         }
     } else /* too many for a key: colours by number, repeating */
         fprintf(m, "unset key\nplot '%s' using 2:($%d>=0?$3:1/0):($%d+1) with points pt 7 ps 0.4 lc variable", dat, col,
                 col + 1);
-    if (n > 0) fprintf(m, ", '%s' using 2:($%d<0?$3:1/0) with points pt 7 ps 0.4 lc rgb '#bbbbbb' title 'none'\n", dat, col);
+    if (n > 0) /* left out of the clustering, or unlabelled */
+        fprintf(m, ", '%s' using 2:($%d<0?$3:1/0) with points pt 7 ps 0.4 lc rgb '#bbbbbb' title 'none'\n", dat, col);
     SR_CHECK(fclose(m) == 0, "out of memory for the plot %s", name);
     plot(r, name, alt, gp);
     free(gp);
@@ -729,8 +731,10 @@ static void phi_map(report *r, const sr_phi_file *f, int clusters_id, double sig
     long m;
     if (s < 0 || f->images < 3 || C < 2) return; /* no map to draw */
     long *pos = map_sample((uint32_t)r->conf->seed, f->images, r->conf->report.map_sample, &m);
-    double *x = SR_MALLOC(sizeof(double) * (size_t)m * C, "the map's sample"), *xy = SR_MALLOC(sizeof(double) * 2 * m, "the map"), ex[2];
-    int *lab = SR_MALLOC(sizeof(int) * m, "the map's labels"), *cl = SR_MALLOC(sizeof(int) * m, "the map's clusters");
+    double *x = SR_MALLOC(sizeof(double) * (size_t)m * C, "the map's sample"), ex[2];
+    double *xy = SR_MALLOC(sizeof(double) * 2 * (size_t)m, "the map");
+    int *lab = SR_MALLOC(sizeof(int) * (size_t)m, "the map's labels");
+    int *cl = SR_MALLOC(sizeof(int) * (size_t)m, "the map's clusters");
     map_read_phi(f, s, pos, m, x, lab);
     const int K = map_read_clusters(clusters_id, sigma, f->images, pos, m, cl);
     map_pca(x, m, C, xy, ex);
@@ -744,7 +748,8 @@ static void phi_map(report *r, const sr_phi_file *f, int clusters_id, double sig
     SR_CHECK_WRITE(fclose(out) == 0, dat);
     html(r, "<h3>A map of phi, %s</h3>\n", label);
     char sample[96];
-    if (m < f->images) snprintf(sample, sizeof sample, "a sample of %ld of the %ld images, drawn by the seed", m, f->images);
+    if (m < f->images)
+        snprintf(sample, sizeof sample, "a sample of %ld of the %ld images, drawn by the seed", m, f->images);
     else snprintf(sample, sizeof sample, "all %ld images", m);
     for (int by = 0; by < 3; by++) { /* by cluster, by label; uncoloured when neither */
         const int n = by == 0 ? K : by == 1 ? f->nclasses : 0;

@@ -4,7 +4,8 @@
 # the map data file names, from phi.nc, and must find the same coordinates
 # (up to each component's sign) and the same shares of the variance; the
 # sample has min(N, map_sample) distinct positions, the same on every run
-# with the seed and another with another seed; the pictures are in the page.
+# with the seed and another with another seed; the pictures are in the page
+# and class names reach gnuplot only as quoted titles.
 #   test_report_map.sh SEMREP
 set -u
 semrep=$(realpath "$1")
@@ -80,6 +81,17 @@ rm "$out/clusters.nc"
 check "without clusters.nc the map is drawn by label only" \
   '[ -s "$plots/map_0_labels.png" ] && ! [ -e "$plots/map_0_clusters.png" ] && ! grep -q "map_0_clusters" "$page"'
 check "and its data file says no cluster" '[ -z "$(grep -v "^#" "$plots/map_0.dat" | cut -d" " -f4 | grep -vx -- -1)" ]'
+
+# A class name made to end its gnuplot title and run a command is only a title
+# in the map's key (10 classes: each its own series, titled by its name).
+/usr/bin/python3 "$(dirname "$0")/../fixtures/write_pngs.py" "$work/png" --classes $(seq 0 39)
+mv "$work/png/0" "$work/png/a' ; system 'touch MARKER' ; print '"
+mpirun --oversubscribe --allow-run-as-root -np 2 "$semrep" run "$conf" --set "output_dir=\"$work/png-run\"" \
+  --set 'dataset.kind="png"' --set "dataset.path=\"$work/png\"" --set 'dataset.labels=""' --set dataset.limit=0 \
+  --set 'reconstruct.targets=[0]' >>"$work/log" 2>&1
+check "a hostile class name is drawn as the map's key, not run by gnuplot" \
+  '[ -s "$work/png-run/report/plots/map_0_labels.png" ] && grep -q "touch MARKER" "$work/png-run/report/plots/map_0_labels.gp" &&
+   [ -z "$(find "$work" -name MARKER)" ]'
 
 expect 1 "report.map_sample = 2 is out of range \\[3, 100000\\]" -- "$semrep" stage report "$conf" "${args[@]}" --set report.map_sample=2
 finish
