@@ -92,6 +92,9 @@ typedef struct semrep_conf {
         double analysis_sigmas[SR_MAX_SIGMAS];
         long run_batches;
     } reconstruct;
+    struct {
+        int map_sample;               /* images in each sigma's 2-D map of phi */
+    } report;
 } semrep_conf;
 
 /* Reads `path` (NULL: every key at its default), applies the `nsets`

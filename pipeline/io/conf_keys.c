@@ -114,6 +114,7 @@ const sr_conf_key sr_conf_keys[] = {
     NUM("reconstruct.tasks", SR_KEY_INT, reconstruct.tasks, 1, 100000, "1", "SLURM array tasks sharing the work"),
     NUM("reconstruct.task", SR_KEY_INT, reconstruct.task, 0, 99999, "0", "this array task (0 .. tasks-1); the run that finds every share done writes recon.nc"),
     NUM("reconstruct.run_batches", SR_KEY_INT, reconstruct.run_batches, 0, BIG, "0", "stop this run after this many batches per rank (the next run resumes); 0: to the end"),
+    NUM("report.map_sample", SR_KEY_INT, report.map_sample, 3, 100000, "5000", "images in each sigma's 2-D map of phi (a PCA), a seeded sample; all of them when fewer"),
 };
 
 const int sr_conf_key_count = (int)(sizeof sr_conf_keys / sizeof sr_conf_keys[0]);

@@ -4,8 +4,8 @@
 # names sort between the others). The second run computes phi for the 24
 # only, redoes stats, clusters and the report, and the report says what
 # changed; a night with nothing new and one with images removed say so.
-# Then headless Chromium opens the report: every picture must load
-# and every section be there; its screenshot is kept in SHOTS.
+# Then headless Chromium opens the report: every picture must load (the
+# maps of phi among them) and every section be there; its screenshot is kept in SHOTS.
 #   test_nightly.sh SEMREP SHOTS
 set -u
 semrep=$(realpath "$1")
@@ -65,6 +65,8 @@ if [ -n "$browser" ]; then
   read -r n_images n_broken <<<"$images"
   check "the browser loaded every picture of the report: ${n_images:-?} pictures, ${n_broken:-?} broken" \
     '[ "${n_images:-0}" -gt 20 ] && [ "$n_broken" = 0 ]'
+  maps=$(sed -n 's/^MAPS \([0-9]*\)$/\1/p' <<<"$result")
+  check "the browser loaded the maps of phi, by cluster and by label at both sigmas: ${maps:-?}" '[ "${maps:-0}" = 4 ]'
   for section in "The denoiser" "What changed since the last run" "What phi groups together" \
                  "phi at sigma 0 of 255" "phi at sigma 51 of 255" "Samples of p(x | phi)"; do
     check "the browser shows the section \"$section\"" 'grep -qF "$section" <<<"$result"'
