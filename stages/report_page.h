@@ -9,6 +9,7 @@
 
 #include "io/conf.h"
 #include "io/dataset.h"
+#include "stages/phi_file.h"
 
 #define GRID_MEMBERS 12 /* pictures in one row of a grid */
 
@@ -28,6 +29,11 @@ void html(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
 void escaped(report *r, const char *text);
 /* A table, both in the page and as tables/NAME.csv. cells: rows x cols strings. */
 void table(report *r, const char *name, const char *caption, int rows, int cols, char (*cells)[48]);
+/* plots/NAME.dat, open for writing; `path` gets the name gnuplot, in that
+ * folder, uses. Then plot() runs gnuplot on `script` (which names the data
+ * by that name) into plots/NAME.png and shows it in the page, with `alt`. */
+FILE *data_file(report *r, const char *name, char *path, size_t len);
+void plot(report *r, const char *name, const char *alt, const char *script);
 /* Image `position` of the data set as a thumbnail, titled. */
 void image_cell(report *r, long position, const char *title);
 /* A NetCDF variable as doubles (zeros when absent; a file whose variable does
@@ -42,6 +48,13 @@ int var_of_rank(int ncid, const char *name, int rank);
 /* clusters.nc's K values (count of them in *count), each checked to be 1 to
  * the file's number of clusters (and 100000, cluster.k's most): a file that says otherwise is refused. */
 int *k_values(int ncid, size_t *count);
+
+/* The index of a sigma in a file's sigma variable, or -1. */
+int sigma_index(int ncid, double sigma);
+
+/* The 2-D map of phi at `sigma` (report_map.c; f: the folder's phi.nc,
+ * clusters_id: clusters.nc or -1), under its heading, with its data file. */
+void sr_report_map(report *r, const sr_phi_file *f, int clusters_id, double sigma, const char *label);
 
 /* "What changed since the last run": compares this run's images and
  * clusters (clusters_id: clusters.nc, or -1) with the ones the last report
