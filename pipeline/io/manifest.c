@@ -220,7 +220,8 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
             char index[32], verdict[SR_REASON_MAX];
             const int got = sscanf(line, "%31[^\t]\t%255[^\t]\t%lld\t%lld\t%d\t%159[^\n]", index, e->name, &e->bytes,
                                    &e->mtime, &e->cls, verdict);
-            if (got != 6) {
+            /* a class the classes line does not name (-1 when unlabelled) would index past the names */
+            if (got != 6 || e->cls < -1 || e->cls >= m->nclasses || (m->nclasses > 0 && e->cls < 0)) {
                 rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
                 break;
             }
