@@ -2,6 +2,7 @@
  * float (0..1), and an optional integer label variable (image). Any image
  * is one hyperslab read. Channels convert like PNG's, sides are centred and
  * padded or cropped like IDX's. */
+#include <limits.h>
 #include <math.h>
 #include <netcdf.h>
 #include <stdio.h>
@@ -107,6 +108,10 @@ int sr_dataset_open_netcdf(sr_dataset *ds, char *err, size_t errlen)
         SR_BAD("%s: %s must be (image, channel, y, x) of uint8 or float", c->file, c->variable);
     size_t len[4];
     for (int d = 0; d < 4; d++) nc_inq_dimlen(im->ncid, dims[d], &len[d]);
+    /* before the casts to int below, which would wrap a length past 2^31 into a small one */
+    if (len[1] > 3 || len[2] > INT_MAX || len[3] > INT_MAX)
+        SR_BAD("%s: %s holds images of %zux%zux%zu; semrep reads 1 or 3 channels of at most dataset.max_pixels = %ld pixels",
+            c->file, c->variable, len[1], len[2], len[3], c->max_pixels);
     im->channels = (int)len[1];
     im->height = (int)len[2];
     im->width = (int)len[3];
