@@ -15,8 +15,8 @@ if ! "$fuzzer" -seed=1 -runs="$runs" "${fuzz_options[@]}" -artifact_prefix="$scr
   tail -60 "$scratch/log"
   mkdir -p fuzz-failures
   kept=$(find "$scratch" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) \
-         -exec cp {} fuzz-failures/ \; -print | sed 's|.*/||' | tr '\n' ' ')
-  echo "fuzz: $(basename "$fuzzer") failed on ${kept:-an input of the corpus}; kept in $PWD/fuzz-failures; reproduce: $fuzzer FILE"
+         -exec cp {} fuzz-failures/ \; -print | sed 's|.*/||' | paste -sd ' ')
+  echo "fuzz: $(basename "$fuzzer") failed on ${kept:-an input of the corpus}, kept in $PWD/fuzz-failures; reproduce: $fuzzer FILE"
   exit 1
 fi
 grep -E "^(INFO: seed corpus|Done )" "$scratch/log"
