@@ -6,9 +6,11 @@
 # arguments go to ctest, e.g. -R phi.
 #
 # Every report fails the pass, whatever the test made of the exit status:
-# the sanitizers write their reports to build/asan/sanitizer-logs (a test
+# ASan and LSan write their reports to build/asan/sanitizer-logs (a test
 # that expects a failing exit would otherwise hide one), and exit with 99.
-# UBSan stops at the first report (-fno-sanitize-recover=all). mpirun hands
+# UBSan stops at the first report (-fno-sanitize-recover=all) and exits
+# with 99 too; next to ASan, GCC's UBSan ignores log_path and prints to
+# stderr, so its "runtime error:" lines are looked for in CTest's log. mpirun hands
 # the options to every rank (OMPI_MCA_mca_base_env_list, mpirun's -x).
 # Memory that Open MPI and other libraries keep until exit is suppressed in
 # tests/sanitizers/lsan.supp; nothing of semrep's own is.
@@ -31,6 +33,10 @@ export OMPI_MCA_mca_base_env_list="ASAN_OPTIONS;UBSAN_OPTIONS;LSAN_OPTIONS"
 
 status=0
 ctest --test-dir build/asan --output-on-failure -E '^(slurm|convert)$' "$@" || status=1
+if grep -n "runtime error:" build/asan/Testing/Temporary/LastTest.log; then
+  echo "tests/sanitizers/check.sh: error: UndefinedBehaviorSanitizer reports above (build/asan/Testing/Temporary/LastTest.log)" >&2
+  status=1
+fi
 reports=("$logs"/*)
 if [ -e "${reports[0]}" ]; then
   for r in "${reports[@]}"; do
