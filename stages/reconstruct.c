@@ -887,6 +887,7 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     if (!failed) failed = sr_comm_any(comm, comm->rank == 0 && outputs_ours(&r, err, sizeof err));
     if (failed) {
         if (r.net.params) sr_unet_free(&r.net);
+        free(r.targets), free(r.mask);
         sr_dataset_close(r.ds);
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "reconstruct: another rank could not start");
     }

@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # The tests also need PyTorch, netCDF4, xxhash and scikit-learn for Python
 # (the converter's and the analysis fixtures' scripts), netcdf-bin (ncdump),
 # SLURM with munge (the job scripts' test runs a one-node SLURM), and
-# Chromium (the report's browser test).
+# Chromium (the report's browser test), and clang with libFuzzer and its
+# OpenMP (the fuzz targets).
 # The CUDA backend is built too (installing a toolkit if none is here), so
 # it always compiles; its tests skip, saying so, where no GPU is visible.
-SEMREP_INSTALL_CUDA=1 job_scripts/build.sh python3-torch python3-netcdf4 python3-xxhash python3-sklearn netcdf-bin slurm-wlm munge chromium
+SEMREP_INSTALL_CUDA=1 job_scripts/build.sh python3-torch python3-netcdf4 python3-xxhash python3-sklearn netcdf-bin slurm-wlm munge chromium clang libclang-rt-dev libomp-dev
 . job_scripts/env.sh
 if [ ! -x build/tests/test_cuda_backend ]; then
   echo "tests/run.sh: error: the CUDA backend was not built (no CUDA toolkit found by cmake); see job_scripts/build.sh" >&2
@@ -24,3 +25,13 @@ cmake --build build/core-only -j "$(nproc)" >/dev/null
 # One test at a time: each uses every core.
 ctest --test-dir build/core-only --output-on-failure
 ctest --test-dir build --output-on-failure
+
+# The sanitizer pass: the suite again (less the SLURM and converter tests)
+# on an AddressSanitizer + UndefinedBehaviorSanitizer build, build/asan.
+tests/sanitizers/check.sh
+
+# The readers' fuzz targets (clang's libFuzzer, build/fuzz): each replays
+# its committed corpus, and most then try a few thousand fixed-seed inputs.
+cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Sanitize -DSEMREP_CUDA=OFF -DSEMREP_FUZZ=ON >/dev/null
+cmake --build build/fuzz -j "$(nproc)" >/dev/null
+ctest --test-dir build/fuzz --output-on-failure

@@ -116,6 +116,8 @@ int sr_dataset_open_netcdf(sr_dataset *ds, char *err, size_t errlen)
                len[0], SR_MAX_IMAGES);
     if (len[2] > (size_t)c->max_pixels || len[3] > (size_t)c->max_pixels || len[2] > INT_MAX || len[3] > INT_MAX)
         SR_BAD("%s: images of %zux%zu exceed dataset.max_pixels = %ld", c->file, len[2], len[3], c->max_pixels);
+    if (len[1] > 3)
+        SR_BAD("%s: %s holds images of %zu channels; semrep reads 1 or 3", c->file, c->variable, len[1]);
     im->channels = (int)len[1];
     im->height = (int)len[2];
     im->width = (int)len[3];

@@ -317,7 +317,8 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
             }
             sr_manifest_entry *e = &m->entries[m->count];
             memset(e, 0, sizeof *e);
-            if (parse_entry(line, e)) {
+            /* a class the classes line does not name (-1 when unlabelled) would index past the names */
+            if (parse_entry(line, e) || e->cls < -1 || e->cls >= m->nclasses || (m->nclasses > 0 && e->cls < 0)) {
                 rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
                 break;
             }

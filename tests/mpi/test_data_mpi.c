@@ -65,6 +65,7 @@ static void read_all(const char *path, char **text, long *len)
     fseek(f, 0, SEEK_SET);
     *text = malloc((size_t)*len + 1);
     CU_ASSERT_FATAL(fread(*text, 1, (size_t)*len, f) == (size_t)*len);
+    (*text)[*len] = '\0'; /* the callers search it as a string */
     fclose(f);
 }
 
