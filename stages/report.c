@@ -307,7 +307,7 @@ static void statistics(report *r, int ncid, int s, const char *label)
 /* clusters.nc at sigma index s, for the first K: grids and neighbour rows. */
 static void grids(report *r, int ncid, int s, const char *label)
 {
-    const size_t kmax = dim_len(ncid, "cluster"), m = dim_len(ncid, "member"), n = dim_len(ncid, "image"),
+    const size_t kmax = dim_len(ncid, "cluster"), m = dim_len(ncid, "member"), n = dim_len(ncid, "query"),
                  nn = dim_len(ncid, "neighbour");
     int var, k0 = 0;
     if (nc_inq_varid(ncid, "k", &var) == NC_NOERR) nc_get_var1_int(ncid, var, (size_t[]){0}, &k0);
@@ -337,12 +337,16 @@ static void grids(report *r, int ncid, int s, const char *label)
     html(r, "</div>\n<h3>Nearest neighbours in phi, %s</h3>\n<div class=\"grid\">\n", label);
     int *nbr = calloc(nn ? nn : 1, sizeof(int));
     for (long q = 0; q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
-        const long query = q * (long)(n / NEIGHBOUR_ROWS);
-        if (query >= r->images) break;
-        const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, nn};
+        /* the kept lists are of query_index's images: every image, or a sample */
+        const size_t row = (size_t)q * (n / NEIGHBOUR_ROWS);
+        long long query = -1;
+        if (nc_inq_varid(ncid, "query_index", &var) != NC_NOERR || nc_get_var1_longlong(ncid, var, &row, &query) != NC_NOERR ||
+            query < 0 || query >= r->images)
+            break;
+        const size_t ns[3] = {(size_t)s, row, 0}, nc[3] = {1, 1, nn};
         if (nc_inq_varid(ncid, "neighbours", &var) != NC_NOERR || nc_get_vara_int(ncid, var, ns, nc, nbr) != NC_NOERR) break;
-        html(r, "<div class=\"row\"><span class=\"lab\">image %ld<br>and its nearest</span>", query);
-        image_cell(r, query, "query");
+        html(r, "<div class=\"row\"><span class=\"lab\">image %lld<br>and its nearest</span>", query);
+        image_cell(r, (long)query, "query");
         html(r, "<span class=\"sep\"></span>");
         for (size_t j = 0; j < nn && j < GRID_MEMBERS; j++) {
             char title[64];
