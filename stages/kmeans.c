@@ -305,8 +305,16 @@ static double lloyd(const semrep_comm *comm, const sr_kmeans_data *x, int k, int
     /* the assignment and distances of the final centres (an iteration cap or
      * an empty cluster's replacement may have moved them since) */
     assign(x, centres, k, label, best);
+    /* the inertia from the rows themselves, in double: the GEMM's
+     * |x|^2 - 2 x.c + |c|^2 in fp32 loses digits when the norms are large
+     * next to the distances; summed in row order, so the same every run */
     double inertia = 0.0;
-    for (long i = 0; i < count; i++) inertia += best[i];
+    for (long i = 0; i < count; i++) {
+        const float *xi = x->rows + (size_t)i * dim, *ci = centres + (size_t)label[i] * dim;
+        double s = 0.0;
+        for (int d = 0; d < dim; d++) s += ((double)xi[d] - ci[d]) * ((double)xi[d] - ci[d]);
+        inertia += s;
+    }
     sr_comm_sum(comm, &inertia, 1);
     return inertia;
 }
