@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/shard.h"
 #include "io/nc.h"
+#include "stages/kmeans.h"
 #include "stages/measures.h"
 #include "stages/stage.h"
 #include "test_util.h"
@@ -330,6 +332,40 @@ static void test_sampled_neighbours(void)
     sr_comm_barrier(&comm);
 }
 
+/* The CPU backend dressed as a device: its memory is not host memory, so
+ * k-means copies to it and back as it does on a GPU. */
+static void *dev_alloc(size_t bytes) { return malloc(bytes); }
+static void dev_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+
+/* k-means through a backend whose memory is the device's gives what it
+ * gives through the host's: the copies move the right rows and centres. */
+static void test_device_memory(void)
+{
+    enum { N = 150, DIM = 8 };
+    char path[500];
+    snprintf(path, sizeof path, "%s/phi_blobs.nc", SEMREP_FIXTURES);
+    float *x = read_var(path, "phi", NC_FLOAT, N * DIM);
+    long first, end;
+    sr_shard(N, 1, comm.rank, comm.size, &first, &end);
+    sr_backend device = *sr_test_backend();
+    CU_ASSERT_FATAL(device.host_memory); /* the reference is the CPU */
+    device.host_memory = false, device.alloc = dev_alloc, device.release = free, device.to_device = dev_copy,
+    device.to_host = dev_copy;
+    const sr_backend *both[2] = {sr_test_backend(), &device};
+    sr_kmeans km[2];
+    for (int b = 0; b < 2; b++) {
+        sr_kmeans_data data;
+        sr_kmeans_data_open(both[b], x + first * DIM, end - first, first, N, DIM, &data);
+        sr_kmeans_run(&comm, &data, 3, 7, 2, 50, &km[b]);
+        sr_kmeans_data_close(&data);
+    }
+    CU_ASSERT(km[0].inertia == km[1].inertia);
+    CU_ASSERT(!memcmp(km[0].assign, km[1].assign, sizeof(int) * (size_t)(end - first)));
+    CU_ASSERT(!memcmp(km[0].centres, km[1].centres, sizeof(float) * 3 * DIM));
+    sr_kmeans_free(&km[0]), sr_kmeans_free(&km[1]);
+    free(x);
+}
+
 static void expect_refused(int (*stage)(const semrep_conf *, semrep_comm *), const char *fixture, const char *sub,
                            int nsets, char **sets, const char *want)
 {
@@ -371,6 +407,7 @@ int main(int argc, char **argv)
         {"k-means: scikit-learn's blobs and inertia, a Lloyd fixed point", test_blobs},
         {"exact neighbours against scikit-learn", test_exact_neighbours},
         {"sampled neighbours against numpy on the stored sample", test_sampled_neighbours},
+        {"k-means through device memory as through the host's", test_device_memory},
         {"bad input is refused", test_bad_input},
         {NULL, NULL},
     };
