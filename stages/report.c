@@ -393,6 +393,18 @@ static void measures(report *r, int ncid)
     }
     table(r, "measures", "clusters and neighbours against the labels: phi beside the pixels (sigma in 0-255 units)",
           rows, cols, cells);
+    /* how the neighbours and the pixels were measured at scale (docs/analysis.md) */
+    char search[16] = "";
+    long long queries = 0;
+    int pdims = 0, psource = 0;
+    if (sr_nc_get_text(ncid, NC_GLOBAL, "neighbour_search", search, sizeof search) == 0 && !strcmp(search, "sampled") &&
+        nc_get_att_longlong(ncid, NC_GLOBAL, "knn_queries", &queries) == NC_NOERR)
+        html(r, "<p>k-NN accuracy of a seeded sample of %lld images (cluster.queries), each against all %zu.</p>\n",
+             queries, dim_len(ncid, "image"));
+    if (pixels && sr_nc_get_ints(ncid, NC_GLOBAL, "pixel_dims", &pdims, 1) == 1 &&
+        sr_nc_get_ints(ncid, NC_GLOBAL, "pixel_source_dims", &psource, 1) == 1 && pdims < psource)
+        html(r, "<p>Pixels: %d per image, randomly projected to %d dimensions (Johnson-Lindenstrauss; cluster.pixel_dims).</p>\n",
+             psource, pdims);
     for (int i = 0; i < 3; i++) free(v[i]), free(pv[i]);
     free(cells), free(sig), free(knn), free(pknn);
 }

@@ -4,7 +4,8 @@
 # neighbour distances are numpy's over the raw pixels; above
 # cluster.pixel_dims the random projection is recorded, keeps distances
 # (Johnson-Lindenstrauss), and is the same on 1 and 2 ranks (every rank
-# draws the same matrix).
+# draws the same matrix); with the neighbours of a sample above
+# cluster.exact_max, the report says both.
 set -u
 semrep=$(realpath "$1")
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/fashion-mnist.conf
@@ -15,10 +16,15 @@ base=(--set dataset.limit=64 --set "phi.sigmas=[0.1]" --set phi.draws=1 --set ph
 "$semrep" stage phi "$conf" --set "output_dir=\"$work/a\"" "${base[@]}" >"$work/log" 2>&1
 cp -r "$work/a" "$work/p1" && cp -r "$work/a" "$work/p2"
 expect 0 "written to" -- "$semrep" stage cluster "$conf" --set "output_dir=\"$work/a\"" "${base[@]}"
+scale=(--set cluster.pixel_dims=256 --set cluster.exact_max=20 --set cluster.queries=10)
 expect 0 "pixels: 1024 per image, randomly projected to 256 dimensions" -- \
-  "$semrep" stage cluster "$conf" --set "output_dir=\"$work/p1\"" "${base[@]}" --set cluster.pixel_dims=256
+  "$semrep" stage cluster "$conf" --set "output_dir=\"$work/p1\"" "${base[@]}" "${scale[@]}"
 mpirun --oversubscribe --allow-run-as-root -np 2 "$semrep" stage cluster "$conf" --set "output_dir=\"$work/p2\"" \
-  "${base[@]}" --set cluster.pixel_dims=256 >>"$work/log" 2>&1
+  "${base[@]}" "${scale[@]}" >>"$work/log" 2>&1
+"$semrep" stage report "$conf" --set "output_dir=\"$work/p1\"" "${base[@]}" "${scale[@]}" >>"$work/log" 2>&1
+check "the report says the sample and the projection" \
+  'grep -q "k-NN accuracy of a seeded sample of 10 images (cluster.queries), each against all 64" "$work/p1/report/index.html" &&
+   grep -q "Pixels: 1024 per image, randomly projected to 256 dimensions" "$work/p1/report/index.html"'
 
 # the pixels as numpy reads them (zero padding to 32x32 changes no distance)
 measure() {
@@ -35,7 +41,8 @@ q = np.array(a["query_index"][:])
 nbr, dist = np.array(a["pixel_neighbours"][:]), np.array(a["pixel_neighbour_distance"][:])
 exact = np.abs(dist - true[q[:, None], nbr]).max() / true.max()
 order = np.argsort(np.where(np.eye(64) > 0, np.inf, true), axis=1)[:, :nbr.shape[1]]
-ratio = np.array(p1["pixel_neighbour_distance"][:]) / true[q[:, None], np.array(p1["pixel_neighbours"][:])]
+q1 = np.array(p1["query_index"][:])
+ratio = np.array(p1["pixel_neighbour_distance"][:]) / true[q1[:, None], np.array(p1["pixel_neighbours"][:])]
 same = np.abs(np.array(p1["pixel_neighbour_distance"][:]) - np.array(p2["pixel_neighbour_distance"][:])).max()
 print("%.3g %d %s %d %d %.4f %.4f %.3g" % (exact, np.array_equal(order, nbr), a.pixel_projection, p1.pixel_dims,
       p1.pixel_source_dims, ratio.mean(), ratio.std(), same))
