@@ -10,7 +10,10 @@
 #include "core/rng.h"
 
 #define ROUNDS 5 /* k-means|| rounds; the paper's choice of 5 suffices */
-#define BLOCK 256 /* rows per distance block and per block of centre sums */
+#define BLOCK 256 /* rows per distance block */
+/* rows per block of centre sums: the one-hot GEMM costs (clusters in the
+ * block) x rows x dim, at most SUM_BLOCK x dim per row */
+#define SUM_BLOCK 64
 
 float *sr_backend_copy(const sr_backend *be, const float *host, size_t count, const char *what)
 {
@@ -103,20 +106,20 @@ static void assign(const sr_kmeans_data *x, const float *c, int k, int *label, f
 
 /* Each cluster's sum of rows and count, added to sums [k][dim] and counts:
  * per block of rows, the one-hot matrix of the clusters met in the block
- * (at most BLOCK of them) times the block, through the backend's GEMM; the
+ * (at most SUM_BLOCK of them) times the block, through the backend's GEMM; the
  * blocks' sums added in double, in row order. */
 static void centre_sums(const sr_kmeans_data *x, const int *label, int k, double *sums, double *counts)
 {
     const sr_backend *be = x->be;
     const int dim = x->dim;
-    int *slot = SR_MALLOC(sizeof(int) * (size_t)k, "k-means sums"), used[BLOCK];
+    int *slot = SR_MALLOC(sizeof(int) * (size_t)k, "k-means sums"), used[SUM_BLOCK];
     for (int c = 0; c < k; c++) slot[c] = -1;
-    float *onehot = SR_MALLOC(sizeof(float) * BLOCK * BLOCK, "k-means sums");
-    float *part = SR_MALLOC(sizeof(float) * BLOCK * (size_t)dim, "k-means sums");
-    float *d_onehot = be->host_memory ? onehot : sr_backend_work(be, BLOCK * BLOCK, "k-means sums");
-    float *d_part = be->host_memory ? part : sr_backend_work(be, BLOCK * (size_t)dim, "k-means sums");
-    for (long i0 = 0; i0 < x->count; i0 += BLOCK) {
-        const int b = (int)(x->count - i0 < BLOCK ? x->count - i0 : BLOCK);
+    float *onehot = SR_MALLOC(sizeof(float) * SUM_BLOCK * SUM_BLOCK, "k-means sums");
+    float *part = SR_MALLOC(sizeof(float) * SUM_BLOCK * (size_t)dim, "k-means sums");
+    float *d_onehot = be->host_memory ? onehot : sr_backend_work(be, SUM_BLOCK * SUM_BLOCK, "k-means sums");
+    float *d_part = be->host_memory ? part : sr_backend_work(be, SUM_BLOCK * (size_t)dim, "k-means sums");
+    for (long i0 = 0; i0 < x->count; i0 += SUM_BLOCK) {
+        const int b = (int)(x->count - i0 < SUM_BLOCK ? x->count - i0 : SUM_BLOCK);
         int u = 0;
         for (int i = 0; i < b; i++) {
             const int c = label[i0 + i];
