@@ -1,101 +1,222 @@
 /* Stage cluster (SPEC.md section 5, docs/analysis.md): k-means on phi at the
  * conf's sigmas and K values, each image's nearest neighbours in phi, and how
  * well both agree with the labels; the same measures on the raw pixels of the
- * same images, in the same run, as the baseline to beat. Each rank holds its
- * rows; k-means reduces sums; the neighbour search reads the whole sigma
- * slice (a file read, no gather) and gives each rank its rows' neighbours.
- * Only per-image integers (assignments, neighbour lists, active sets) meet on
- * rank 0, which writes clusters.nc. */
+ * same images, in the same run, as the baseline to beat.
+ *
+ * Each rank holds only its rows (docs/analysis.md states the memory bound).
+ * k-means reduces sums. The exact neighbour search (up to cluster.exact_max
+ * images) passes every rank's rows to all in blocks, and each rank keeps its
+ * own rows' nearest; above it, a seeded sample of cluster.queries images is
+ * searched against every rank's rows and the lists merged on rank 0. Every
+ * rank writes its own rows of clusters.nc (parallel NetCDF); only the
+ * per-image integers of the active-set overlaps meet on rank 0. */
 #include <math.h>
 #include <netcdf.h>
+#include <netcdf_par.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm/shard.h"
 #include "core/check.h"
+#include "core/rng.h"
 #include "io/nc.h"
 #include "io/outdir.h"
 #include "stages/data.h"
 #include "stages/kmeans.h"
 #include "stages/measures.h"
+#include "stages/model.h"
 #include "stages/phi_file.h"
 #include "stages/set_overlap.h"
 #include "stages/stage.h"
 
 #define CLUSTERS_FORMAT "semrep-clusters"
+#define CLUSTERS_VERSION 2
 #define KNN_KS 2
 static const int knn_k[KNN_KS] = {1, 10};
+/* Philox streams of the cluster domain besides k-means' (i0 = its restart) */
+#define QUERY_STREAM 0xFFFFFFFFu      /* the sampled queries */
+#define PROJECTION_STREAM 0xFFFFFFFEu /* the pixels' random projection, i1 = the pixel */
+#define ROW_BLOCK 1024                /* rows per block of the neighbour search */
+#define QUERY_BLOCK 128               /* queries per block of distances */
 
-/* What one space (phi at a sigma, or pixels) gives for every K. */
+/* What one space (phi at a sigma, or pixels) gives for every K: the scalars
+ * rank 0 writes and prints (per-image results go to the file as they come). */
 typedef struct {
-    double *inertia, *nmi, *purity, *ari, *within, *across; /* [nk] */
-    int *assign;      /* [nk][images] */
-    int *sizes;       /* [nk][kmax] */
-    long long *members; /* [nk][kmax][nmembers] */
-    int *neighbours;  /* [images][nn] */
-    float *neighbour_d2;
+    double inertia[16], nmi[16], purity[16], ari[16], within[16], across[16];
     double knn[KNN_KS];
 } space_result;
+
+/* A space's variables in clusters.nc (the order of define_space). */
+enum { V_INERTIA, V_NMI, V_PURITY, V_ARI, V_WITHIN, V_ACROSS, V_ASSIGN, V_SIZE, V_MEMBERS, V_NBR, V_NBR_D, V_KNN, V_N };
 
 typedef struct {
     const semrep_conf *conf;
     semrep_comm *comm;
+    const sr_backend *be;
     sr_phi_file f;
     long first, end, images;
     int nk, kmax, nn, nmembers, classes;
-    int *labels; /* every image's */
+    int *labels; /* every image's: the neighbours' votes */
+    bool sampled;        /* above cluster.exact_max: neighbours of a sample of queries */
+    long nq;             /* queries: every image, or the sample */
+    long long *queries;  /* the sample's image indices, ascending (every rank); NULL when exact */
     space_result *per_sigma, pixels;
     int nsig, sig_index[SR_MAX_SIGMAS];
+    sr_dataset *ds;      /* the pixels' data set, when cluster.pixels */
+    int pixel_source, pixel_dim; /* pixels per image, and the dimensions clustered (projected when fewer) */
+    int ncid, v_query, v_phi[V_N], v_pix[V_N];
+    char tmp[SR_PATH_MAX + 48], path[SR_PATH_MAX + 32];
 } cluster_run;
 
-static void *gather_all(const semrep_comm *comm, const void *mine, size_t bytes)
-{
-    char *all;
-    size_t total;
-    sr_comm_gather(comm, mine, bytes, &all, &total);
-    return all;
-}
+/* ---- neighbours ------------------------------------------------------------ */
 
-/* Each of my rows' nn nearest among all rows (itself left out), nearest first. */
-static void neighbours(const float *all, long images, int dim, long first, long end, int nn, int *idx, float *dist)
+/* Puts rows j0 .. j0 + cnt (their squared distances d2, b x cnt) into the
+ * nearest-nn lists of b queries (image indices q), ordered by distance, ties
+ * by index, as a scan in index order keeps them; a query is not its own
+ * neighbour. Lists start with index -1 at infinity. */
+static void keep_nearest(const float *d2, long b, long cnt, long j0, const long long *q, int nn, int *idx, float *dist)
 {
-    const long block = 128;
-    float *d2 = SR_MALLOC(sizeof(float) * (size_t)block * images, "neighbour distances");
-    for (long i0 = first; i0 < end; i0 += block) {
-        const long b = end - i0 < block ? end - i0 : block;
-        sr_distances(all + (size_t)i0 * dim, b, all, images, dim, d2);
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < b; i++) {
-            int *ni = idx + (size_t)(i0 - first + i) * nn;
-            float *nd = dist + (size_t)(i0 - first + i) * nn;
-            int have = 0;
-            for (long j = 0; j < images; j++) {
-                if (j == i0 + i) continue;
-                const float v = d2[(size_t)i * images + j];
-                if (have == nn && v >= nd[nn - 1]) continue; /* ties: the lower index stays */
-                int at = have < nn ? have++ : nn - 1;
-                while (at > 0 && nd[at - 1] > v) {
-                    nd[at] = nd[at - 1];
-                    ni[at] = ni[at - 1];
-                    at--;
-                }
-                nd[at] = v;
-                ni[at] = (int)j;
+    for (long i = 0; i < b; i++) {
+        int *ni = idx + (size_t)i * nn;
+        float *nd = dist + (size_t)i * nn;
+        for (long c = 0; c < cnt; c++) {
+            const long j = j0 + c;
+            const float v = d2[(size_t)i * cnt + c];
+            if (j == q[i] || v > nd[nn - 1] || (v == nd[nn - 1] && j > ni[nn - 1])) continue;
+            int at = nn - 1;
+            while (at > 0 && (nd[at - 1] > v || (nd[at - 1] == v && ni[at - 1] > j))) {
+                nd[at] = nd[at - 1];
+                ni[at] = ni[at - 1];
+                at--;
             }
+            nd[at] = v;
+            ni[at] = (int)j;
         }
     }
-    free(d2);
 }
 
-/* Leave-one-out k-NN accuracy: the majority label of the k nearest; a tie
- * goes to the tied label met first (nearest). */
-static double knn_accuracy(const int *nbr, int nn, const int *labels, long images, int k, int classes)
+static void empty_lists(long count, int nn, int *idx, float *dist)
 {
-    long correct = 0, counted = 0;
+    for (size_t i = 0; i < (size_t)count * nn; i++) idx[i] = -1, dist[i] = INFINITY;
+}
+
+/* The nearest of nq queries (host rows qx, image indices q) among rows
+ * j0 .. j0 + cnt (backend memory d_rows, squared norms rn), into their lists. */
+static void search_block(const cluster_run *r, const float *qx, const long long *q, long nq, const float *d_rows,
+                         const float *rn, long cnt, long j0, int dim, int *idx, float *dist)
+{
+    const sr_backend *be = r->be;
+    float *qn = SR_MALLOC(sizeof(float) * QUERY_BLOCK, "query norms");
+    float *d2 = SR_MALLOC(sizeof(float) * QUERY_BLOCK * (size_t)cnt, "neighbour distances");
+    float *work = sr_backend_work(be, QUERY_BLOCK * (size_t)cnt, "neighbour distances");
+    float *d_q = sr_backend_work(be, QUERY_BLOCK * (size_t)dim, "the queries");
+    for (long i0 = 0; i0 < nq; i0 += QUERY_BLOCK) {
+        const long b = nq - i0 < QUERY_BLOCK ? nq - i0 : QUERY_BLOCK;
+        const float *x = qx + (size_t)i0 * dim;
+        sr_squared_norms(x, b, dim, qn);
+        if (!be->host_memory) be->to_device(d_q, x, sizeof(float) * (size_t)b * dim);
+        sr_distances(be, be->host_memory ? x : d_q, qn, b, d_rows, rn, cnt, dim, work, d2);
+        keep_nearest(d2, b, cnt, j0, q + i0, r->nn, idx + (size_t)i0 * r->nn, dist + (size_t)i0 * r->nn);
+    }
+    sr_backend_drop(be, work, NULL), sr_backend_drop(be, d_q, NULL);
+    free(qn), free(d2);
+}
+
+/* Exact search: each rank's rows go to every rank in blocks of ROW_BLOCK
+ * (broadcast by their owner); every rank keeps its own rows' nearest. No
+ * rank holds more than its rows and one block. */
+static void exact_neighbours(const cluster_run *r, const float *rows, int dim, int *idx, float *dist)
+{
+    const semrep_comm *comm = r->comm;
+    const long mine = r->end - r->first;
+    long long *q = SR_MALLOC(sizeof(long long) * (size_t)(mine ? mine : 1), "the queries");
+    for (long i = 0; i < mine; i++) q[i] = r->first + i;
+    float *block = SR_MALLOC(sizeof(float) * ROW_BLOCK * (size_t)dim, "a block of rows");
+    float *bn = SR_MALLOC(sizeof(float) * ROW_BLOCK, "a block's norms");
+    float *d_block = sr_backend_work(r->be, ROW_BLOCK * (size_t)dim, "a block of rows");
+    empty_lists(mine, r->nn, idx, dist);
+    for (int t = 0; t < comm->size; t++) {
+        long tf, te;
+        sr_shard(r->images, 1, t, comm->size, &tf, &te);
+        for (long j0 = tf; j0 < te; j0 += ROW_BLOCK) {
+            const long cnt = te - j0 < ROW_BLOCK ? te - j0 : ROW_BLOCK;
+            if (t == comm->rank) memcpy(block, rows + (size_t)(j0 - r->first) * dim, sizeof(float) * (size_t)cnt * dim);
+            sr_comm_bcast(comm, block, sizeof(float) * (size_t)cnt * dim, t);
+            sr_squared_norms(block, cnt, dim, bn);
+            if (!r->be->host_memory) r->be->to_device(d_block, block, sizeof(float) * (size_t)cnt * dim);
+            search_block(r, rows, q, mine, r->be->host_memory ? block : d_block, bn, cnt, j0, dim, idx, dist);
+        }
+    }
+    sr_backend_drop(r->be, d_block, NULL);
+    free(q), free(block), free(bn);
+}
+
+/* Sampled search: the queries' rows, QUERY_BLOCK at a time, go from their
+ * owners to every rank (a sum of rows that are zero elsewhere, exact); each
+ * rank searches its rows; rank 0 merges the lists, in rank order, into
+ * idx and dist (nq x nn, rank 0 only). */
+static void sampled_neighbours(const cluster_run *r, const float *rows, const sr_kmeans_data *x, int dim, int *idx,
+                               float *dist)
+{
+    const semrep_comm *comm = r->comm;
+    const long nq = r->nq;
+    int *mi = SR_MALLOC(sizeof(int) * (size_t)nq * r->nn, "the queries' neighbours");
+    float *md = SR_MALLOC(sizeof(float) * (size_t)nq * r->nn, "the queries' neighbours");
+    empty_lists(nq, r->nn, mi, md);
+    double *sum = SR_MALLOC(sizeof(double) * QUERY_BLOCK * (size_t)dim, "a block of queries");
+    float *qx = SR_MALLOC(sizeof(float) * QUERY_BLOCK * (size_t)dim, "a block of queries");
+    for (long i0 = 0; i0 < nq; i0 += QUERY_BLOCK) {
+        const long b = nq - i0 < QUERY_BLOCK ? nq - i0 : QUERY_BLOCK;
+        memset(sum, 0, sizeof(double) * (size_t)b * dim);
+        for (long i = 0; i < b; i++) {
+            const long long g = r->queries[i0 + i];
+            if (g >= r->first && g < r->end)
+                for (int d = 0; d < dim; d++) sum[(size_t)i * dim + d] = rows[(size_t)(g - r->first) * dim + d];
+        }
+        sr_comm_sum(comm, sum, (int)(b * dim));
+        for (size_t e = 0; e < (size_t)b * dim; e++) qx[e] = (float)sum[e];
+        if (x->count) /* my rows, in blocks */
+            for (long j0 = 0; j0 < x->count; j0 += ROW_BLOCK) {
+                const long cnt = x->count - j0 < ROW_BLOCK ? x->count - j0 : ROW_BLOCK;
+                search_block(r, qx, r->queries + i0, b, x->dev + (size_t)j0 * dim, x->norm + j0, cnt, r->first + j0,
+                             dim, mi + (size_t)i0 * r->nn, md + (size_t)i0 * r->nn);
+            }
+    }
+    free(sum), free(qx);
+    char *ai, *ad;
+    size_t bi, bd;
+    sr_comm_gather(comm, mi, sizeof(int) * (size_t)nq * r->nn, &ai, &bi);
+    sr_comm_gather(comm, md, sizeof(float) * (size_t)nq * r->nn, &ad, &bd);
+    if (comm->rank == 0) {
+        empty_lists(nq, r->nn, idx, dist);
+        const int *all_i = (const int *)ai;
+        const float *all_d = (const float *)ad;
+        for (int t = 0; t < comm->size; t++)
+            for (long i = 0; i < nq; i++)
+                for (int j = 0; j < r->nn; j++) {
+                    const size_t at = ((size_t)t * nq + i) * r->nn + j;
+                    if (all_i[at] < 0) continue;
+                    /* one candidate: a 1 x 1 distance block at its own index */
+                    keep_nearest(&all_d[at], 1, 1, all_i[at], &r->queries[i], r->nn, idx + (size_t)i * r->nn,
+                                 dist + (size_t)i * r->nn);
+                }
+    }
+    free(ai), free(ad), free(mi), free(md);
+}
+
+/* k-NN label accuracy of count queries (image indices q, or first + i when
+ * q is NULL) from their lists: the majority label of the k nearest; a tie
+ * goes to the tied label met first (nearest). Adds to correct and counted. */
+static void knn_votes(const int *nbr, int nn, const int *labels, const long long *q, long first, long count, int k,
+                      int classes, double *correct, double *counted)
+{
     int *votes = calloc((size_t)(classes ? classes : 1), sizeof(int));
-    for (long i = 0; i < images; i++) {
-        if (labels[i] < 0) continue;
+    for (long i = 0; i < count; i++) {
+        const int want = labels[q ? q[i] : first + i];
+        if (want < 0) continue;
         memset(votes, 0, sizeof(int) * (size_t)classes);
         int top = 0, best = -1;
         for (int j = 0; j < k && j < nn; j++) {
@@ -106,99 +227,10 @@ static double knn_accuracy(const int *nbr, int nn, const int *labels, long image
             const int l = labels[nbr[(size_t)i * nn + j]];
             if (l >= 0 && votes[l] == top) best = l;
         }
-        correct += best == labels[i];
-        counted++;
+        *correct += best == want;
+        *counted += 1.0;
     }
     free(votes);
-    return counted ? (double)correct / counted : NAN;
-}
-
-/* k-means for every K, the neighbours and the measures of one space. rows
- * are this rank's; all (may be NULL on no rank) every row, for neighbours. */
-static void analyse(cluster_run *r, const float *rows, const float *all, int dim, const uint64_t *sets, int words,
-                    space_result *out)
-{
-    const semrep_comm *comm = r->comm;
-    const long mine = r->end - r->first, n = r->images;
-    for (int q = 0; q < r->nk; q++) {
-        const int k = r->conf->cluster.k[q];
-        sr_kmeans km;
-        sr_kmeans_run(comm, rows, mine, r->first, n, dim, k, (uint32_t)r->conf->seed, r->conf->cluster.restarts,
-                      r->conf->cluster.max_iter, &km);
-        int *assign = gather_all(comm, km.assign, sizeof(int) * (size_t)mine);
-        float *d2 = gather_all(comm, km.distance2, sizeof(float) * (size_t)mine);
-        sr_overlap ov = {.mean = {NAN, NAN}};
-        if (sets) {
-            const sr_shard_sets shard = {sets + (size_t)r->first * words, words, km.assign, r->first, mine, n};
-            sr_overlap_jaccard(comm, &shard, r->conf->cluster.exact_max, (uint32_t)r->conf->seed, &ov);
-        }
-        if (comm->rank == 0) {
-            out->inertia[q] = km.inertia;
-            memcpy(out->assign + (size_t)q * n, assign, sizeof(int) * (size_t)n);
-            int *sizes = out->sizes + (size_t)q * r->kmax;
-            for (long i = 0; i < n; i++) sizes[assign[i]]++;
-            /* each cluster's members nearest its centre: insertion by distance */
-            long long *mem = out->members + (size_t)q * r->kmax * r->nmembers;
-            float *md = SR_MALLOC(sizeof(float) * (size_t)k * r->nmembers, "cluster members");
-            int *have = calloc((size_t)k, sizeof(int));
-            for (long i = 0; i < n; i++) {
-                const int c = assign[i], m = r->nmembers;
-                long long *cm = mem + (size_t)c * m;
-                float *cd = md + (size_t)c * m;
-                if (have[c] == m && d2[i] >= cd[m - 1]) continue;
-                int at = have[c] < m ? have[c]++ : m - 1;
-                while (at > 0 && cd[at - 1] > d2[i]) cd[at] = cd[at - 1], cm[at] = cm[at - 1], at--;
-                cd[at] = d2[i];
-                cm[at] = i;
-            }
-            free(md), free(have);
-            if (r->classes) {
-                double *table = calloc((size_t)k * r->classes, sizeof(double));
-                for (long i = 0; i < n; i++)
-                    if (r->labels[i] >= 0) table[(size_t)assign[i] * r->classes + r->labels[i]] += 1.0;
-                out->nmi[q] = sr_nmi(table, k, r->classes);
-                out->purity[q] = sr_purity(table, k, r->classes);
-                out->ari[q] = sr_ari(table, k, r->classes);
-                free(table);
-            } else {
-                out->nmi[q] = out->purity[q] = out->ari[q] = NAN;
-            }
-            out->within[q] = ov.mean[0], out->across[q] = ov.mean[1];
-        }
-        free(assign), free(d2), free(ov.sample);
-        sr_kmeans_free(&km);
-    }
-    int *idx = SR_MALLOC(sizeof(int) * (size_t)(mine ? mine : 1) * r->nn, "neighbours");
-    float *dist = SR_MALLOC(sizeof(float) * (size_t)(mine ? mine : 1) * r->nn, "neighbours");
-    neighbours(all, n, dim, r->first, r->end, r->nn, idx, dist);
-    int *all_idx = gather_all(comm, idx, sizeof(int) * (size_t)mine * r->nn);
-    float *all_dist = gather_all(comm, dist, sizeof(float) * (size_t)mine * r->nn);
-    if (comm->rank == 0) {
-        memcpy(out->neighbours, all_idx, sizeof(int) * (size_t)n * r->nn);
-        memcpy(out->neighbour_d2, all_dist, sizeof(float) * (size_t)n * r->nn);
-        for (int j = 0; j < KNN_KS; j++)
-            out->knn[j] = r->classes ? knn_accuracy(out->neighbours, r->nn, r->labels, n, knn_k[j], r->classes) : NAN;
-    }
-    free(idx), free(dist), free(all_idx), free(all_dist);
-}
-
-static void space_alloc(const cluster_run *r, space_result *s)
-{
-    const size_t n = (size_t)r->images, nk = (size_t)r->nk;
-    double *d = calloc(6 * nk, sizeof(double));
-    s->inertia = d, s->nmi = d + nk, s->purity = d + 2 * nk, s->ari = d + 3 * nk, s->within = d + 4 * nk,
-    s->across = d + 5 * nk;
-    s->assign = calloc(nk * n, sizeof(int));
-    s->sizes = calloc(nk * (size_t)r->kmax, sizeof(int));
-    s->members = SR_MALLOC(sizeof(long long) * nk * (size_t)r->kmax * r->nmembers, "cluster members");
-    for (size_t i = 0; i < nk * (size_t)r->kmax * r->nmembers; i++) s->members[i] = -1;
-    s->neighbours = calloc(n * (size_t)r->nn, sizeof(int));
-    s->neighbour_d2 = calloc(n * (size_t)r->nn, sizeof(float));
-}
-
-static void space_free(space_result *s)
-{
-    free(s->inertia), free(s->assign), free(s->sizes), free(s->members), free(s->neighbours), free(s->neighbour_d2);
 }
 
 /* ---- the file ------------------------------------------------------------- */
@@ -211,34 +243,10 @@ static int def(int ncid, const char *name, nc_type type, int ndims, const int *d
     return var;
 }
 
-static void write_space(int ncid, int has_sigma, size_t s, const space_result *x, const cluster_run *r, const int *v,
-                        const char *f)
-{
-    const size_t nk = (size_t)r->nk, n = (size_t)r->images;
-    const size_t o = has_sigma ? 1 : 0;
-    size_t start[4] = {s, 0, 0, 0}, count[4] = {1, nk, 0, 0};
-    const double *rows[6] = {x->inertia, x->nmi, x->purity, x->ari, x->within, x->across};
-    for (int i = 0; i < 6; i++) SR_NC(nc_put_vara_double(ncid, v[i], start + 1 - o, count + 1 - o, rows[i]), f);
-    count[2] = n;
-    SR_NC(nc_put_vara_int(ncid, v[6], start + 1 - o, count + 1 - o, x->assign), f);
-    count[2] = (size_t)r->kmax;
-    SR_NC(nc_put_vara_int(ncid, v[7], start + 1 - o, count + 1 - o, x->sizes), f);
-    count[3] = (size_t)r->nmembers;
-    SR_NC(nc_put_vara_longlong(ncid, v[8], start + 1 - o, count + 1 - o, x->members), f);
-    size_t nstart[3] = {s, 0, 0}, ncount[3] = {1, n, (size_t)r->nn};
-    SR_NC(nc_put_vara_int(ncid, v[9], nstart + 1 - o, ncount + 1 - o, x->neighbours), f);
-    float *d = SR_MALLOC(sizeof(float) * n * r->nn, "distances");
-    for (size_t i = 0; i < n * r->nn; i++) d[i] = sqrtf(x->neighbour_d2[i]);
-    SR_NC(nc_put_vara_float(ncid, v[10], nstart + 1 - o, ncount + 1 - o, d), f);
-    free(d);
-    size_t kstart[2] = {s, 0}, kcount[2] = {1, KNN_KS};
-    SR_NC(nc_put_vara_double(ncid, v[11], kstart + 1 - o, kcount + 1 - o, x->knn), f);
-}
-
 /* The variables of a space: per sigma (with the sigma dimension first) or the pixels. */
 static void define_space(int ncid, const char *prefix, int d_sigma, const int *d, int *v, const char *f)
 {
-    /* d: k, image, cluster, member, neighbour, knn */
+    /* d: k, image, cluster, member, query, neighbour, knn */
     const int o = d_sigma >= 0;
     int dims[4] = {d_sigma, d[0], 0, 0};
     char name[64];
@@ -250,59 +258,341 @@ static void define_space(int ncid, const char *prefix, int d_sigma, const int *d
                                  {"jaccard_across", "mean Jaccard overlap of phi's active sets, pairs in two clusters"}};
     for (int i = 0; i < 6; i++) {
         snprintf(name, sizeof name, "%s%s", prefix, scalars[i][0]);
-        v[i] = def(ncid, name, NC_DOUBLE, 1 + o, dims + 1 - o, scalars[i][1], f);
+        v[V_INERTIA + i] = def(ncid, name, NC_DOUBLE, 1 + o, dims + 1 - o, scalars[i][1], f);
     }
     dims[2] = d[1];
     snprintf(name, sizeof name, "%sassignment", prefix);
-    v[6] = def(ncid, name, NC_INT, 2 + o, dims + 1 - o, "each image's cluster", f);
+    v[V_ASSIGN] = def(ncid, name, NC_INT, 2 + o, dims + 1 - o, "each image's cluster", f);
     dims[2] = d[2];
     snprintf(name, sizeof name, "%scluster_size", prefix);
-    v[7] = def(ncid, name, NC_INT, 2 + o, dims + 1 - o, "images per cluster (0 beyond K)", f);
+    v[V_SIZE] = def(ncid, name, NC_INT, 2 + o, dims + 1 - o, "images per cluster (0 beyond K)", f);
     dims[3] = d[3];
     snprintf(name, sizeof name, "%smembers", prefix);
-    v[8] = def(ncid, name, NC_INT64, 3 + o, dims + 1 - o, "each cluster's images nearest its centre, nearest first (-1: none)", f);
-    int nd[3] = {d_sigma, d[1], d[4]};
+    v[V_MEMBERS] = def(ncid, name, NC_INT64, 3 + o, dims + 1 - o,
+                       "each cluster's images nearest its centre, nearest first (-1: none)", f);
+    int nd[3] = {d_sigma, d[4], d[5]};
     snprintf(name, sizeof name, "%sneighbours", prefix);
-    v[9] = def(ncid, name, NC_INT, 2 + o, nd + 1 - o, "each image's nearest images, nearest first, itself left out", f);
+    v[V_NBR] = def(ncid, name, NC_INT, 2 + o, nd + 1 - o,
+                   "each query's nearest images (query_index), nearest first, itself left out", f);
     snprintf(name, sizeof name, "%sneighbour_distance", prefix);
-    v[10] = def(ncid, name, NC_FLOAT, 2 + o, nd + 1 - o, "their Euclidean distances", f);
-    int kd[2] = {d_sigma, d[5]};
+    v[V_NBR_D] = def(ncid, name, NC_FLOAT, 2 + o, nd + 1 - o, "their Euclidean distances", f);
+    int kd[2] = {d_sigma, d[6]};
     snprintf(name, sizeof name, "%sknn_accuracy", prefix);
-    v[11] = def(ncid, name, NC_DOUBLE, 1 + o, kd + 1 - o, "leave-one-out k-NN label accuracy, k = 1 and 10", f);
+    v[V_KNN] = def(ncid, name, NC_DOUBLE, 1 + o, kd + 1 - o,
+                   "leave-one-out k-NN label accuracy of the queries, k = 1 and 10", f);
+    for (int i = 0; i < V_N; i++) SR_NC(nc_var_par_access(ncid, v[i], NC_INDEPENDENT), f);
 }
 
-static void write_clusters(const cluster_run *r, const char *path)
+/* clusters.nc, written by every rank under one temporary name, defined
+ * whole before any result comes. */
+static void create_file(cluster_run *r)
 {
-    char tmp[SR_PATH_MAX + 64];
-    sr_tmp_path(path, tmp, sizeof tmp);
-    int ncid, version = 1, d_sigma, d[6], v[12], pv[12];
-    SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
+    const semrep_conf *c = r->conf;
+    snprintf(r->path, sizeof r->path, "%s/clusters.nc", c->output_dir);
+    snprintf(r->tmp, sizeof r->tmp, "%s.tmp.writing", r->path); /* the same name on every rank */
+    if (r->comm->rank == 0) sr_temp_add(r->tmp); /* rank 0 commits it */
+    const char *tmp = r->tmp;
+    int ncid, version = CLUSTERS_VERSION, d_sigma, d[7];
+    SR_NC(nc_create_par(tmp, NC_NETCDF4 | NC_CLOBBER, r->comm->world, MPI_INFO_NULL, &ncid), tmp);
+    r->ncid = ncid;
     sr_nc_put_text(ncid, NC_GLOBAL, "format", CLUSTERS_FORMAT, tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "phi_fingerprint", r->f.fingerprint, tmp);
-    sr_nc_put_text(ncid, NC_GLOBAL, "conf", r->conf->text, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "neighbour_search", r->sampled ? "sampled" : "exact", tmp);
+    const long long nq = r->nq;
+    SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "knn_queries", NC_INT64, 1, &nq), tmp);
     SR_NC(nc_def_dim(ncid, "sigma", (size_t)r->nsig, &d_sigma), tmp);
     SR_NC(nc_def_dim(ncid, "k", (size_t)r->nk, &d[0]), tmp);
     SR_NC(nc_def_dim(ncid, "image", (size_t)r->images, &d[1]), tmp);
     SR_NC(nc_def_dim(ncid, "cluster", (size_t)r->kmax, &d[2]), tmp);
     SR_NC(nc_def_dim(ncid, "member", (size_t)r->nmembers, &d[3]), tmp);
-    SR_NC(nc_def_dim(ncid, "neighbour", (size_t)r->nn, &d[4]), tmp);
-    SR_NC(nc_def_dim(ncid, "knn", KNN_KS, &d[5]), tmp);
+    SR_NC(nc_def_dim(ncid, "query", (size_t)r->nq, &d[4]), tmp);
+    SR_NC(nc_def_dim(ncid, "neighbour", (size_t)r->nn, &d[5]), tmp);
+    SR_NC(nc_def_dim(ncid, "knn", KNN_KS, &d[6]), tmp);
     const int vs = def(ncid, "sigma", NC_DOUBLE, 1, &d_sigma, "pixel units", tmp);
     const int vk = def(ncid, "k", NC_INT, 1, &d[0], "clusters asked for", tmp);
-    const int vknn = def(ncid, "knn", NC_INT, 1, &d[5], "neighbours voting", tmp);
-    define_space(ncid, "", d_sigma, d, v, tmp);
-    if (r->conf->cluster.pixels) define_space(ncid, "pixel_", -1, d, pv, tmp);
+    const int vknn = def(ncid, "knn", NC_INT, 1, &d[6], "neighbours voting", tmp);
+    r->v_query = def(ncid, "query_index", NC_INT64, 1, &d[4],
+                     "the images whose neighbours are kept and vote: every image, or the seeded sample", tmp);
+    const int fixed[] = {vs, vk, vknn, r->v_query};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) SR_NC(nc_var_par_access(ncid, fixed[i], NC_INDEPENDENT), tmp);
+    define_space(ncid, "", d_sigma, d, r->v_phi, tmp);
+    if (c->cluster.pixels) {
+        define_space(ncid, "pixel_", -1, d, r->v_pix, tmp);
+        sr_nc_put_ints(ncid, NC_GLOBAL, "pixel_source_dims", &r->pixel_source, 1, tmp);
+        sr_nc_put_ints(ncid, NC_GLOBAL, "pixel_dims", &r->pixel_dim, 1, tmp);
+        sr_nc_put_text(ncid, NC_GLOBAL, "pixel_projection",
+                       r->pixel_dim < r->pixel_source ? "random +-1 (Achlioptas), seeded" : "none", tmp);
+    }
     SR_NC(nc_enddef(ncid), tmp);
-    double sig[SR_MAX_SIGMAS];
-    for (int s = 0; s < r->nsig; s++) sig[s] = r->f.sigma[r->sig_index[s]];
-    SR_NC(nc_put_var_double(ncid, vs, sig), tmp);
-    SR_NC(nc_put_var_int(ncid, vk, r->conf->cluster.k), tmp);
-    SR_NC(nc_put_var_int(ncid, vknn, knn_k), tmp);
-    for (int s = 0; s < r->nsig; s++) write_space(ncid, 1, (size_t)s, &r->per_sigma[s], r, v, tmp);
-    if (r->conf->cluster.pixels) write_space(ncid, 0, 0, &r->pixels, r, pv, tmp);
-    SR_NC(nc_close(ncid), tmp);
-    sr_outdir_commit(tmp, r->conf->output_dir, "clusters.nc");
+    if (r->comm->rank == 0) {
+        double sig[SR_MAX_SIGMAS];
+        for (int s = 0; s < r->nsig; s++) sig[s] = r->f.sigma[r->sig_index[s]];
+        SR_NC(nc_put_var_double(ncid, vs, sig), tmp);
+        SR_NC(nc_put_var_int(ncid, vk, c->cluster.k), tmp);
+        SR_NC(nc_put_var_int(ncid, vknn, knn_k), tmp);
+        if (r->sampled) SR_NC(nc_put_var_longlong(ncid, r->v_query, r->queries), tmp);
+    }
+    if (!r->sampled && r->end > r->first) { /* every image is a query: each rank its own */
+        long long *q = SR_MALLOC(sizeof(long long) * (size_t)(r->end - r->first), "the query indices");
+        for (long i = r->first; i < r->end; i++) q[i - r->first] = i;
+        const size_t start = (size_t)r->first, count = (size_t)(r->end - r->first);
+        SR_NC(nc_put_vara_longlong(ncid, r->v_query, &start, &count, q), tmp);
+        free(q);
+    }
+}
+
+/* Rank 0: a space's scalars, at sigma slot s (-1: the pixels). */
+static void write_scalars(const cluster_run *r, int s, const space_result *x)
+{
+    const int *v = s >= 0 ? r->v_phi : r->v_pix;
+    const size_t o = s >= 0 ? 1 : 0, start[2] = {(size_t)(s >= 0 ? s : 0), 0}, count[2] = {1, (size_t)r->nk};
+    const double *rows[6] = {x->inertia, x->nmi, x->purity, x->ari, x->within, x->across};
+    for (int i = 0; i < 6; i++) SR_NC(nc_put_vara_double(r->ncid, v[V_INERTIA + i], start + 1 - o, count + 1 - o, rows[i]), r->tmp);
+    const size_t kc[2] = {1, KNN_KS};
+    SR_NC(nc_put_vara_double(r->ncid, v[V_KNN], start + 1 - o, kc + 1 - o, x->knn), r->tmp);
+}
+
+/* Rows first .. first + count of a space's neighbour lists (distances squared). */
+static void write_neighbours(const cluster_run *r, int s, long first, long count, const int *idx, const float *d2)
+{
+    if (!count) return;
+    const int *v = s >= 0 ? r->v_phi : r->v_pix;
+    const size_t o = s >= 0 ? 1 : 0, start[3] = {(size_t)(s >= 0 ? s : 0), (size_t)first, 0},
+                 cnt[3] = {1, (size_t)count, (size_t)r->nn};
+    float *d = SR_MALLOC(sizeof(float) * (size_t)count * r->nn, "distances");
+    for (size_t i = 0; i < (size_t)count * r->nn; i++) d[i] = sqrtf(d2[i]);
+    SR_NC(nc_put_vara_int(r->ncid, v[V_NBR], start + 1 - o, cnt + 1 - o, idx), r->tmp);
+    SR_NC(nc_put_vara_float(r->ncid, v[V_NBR_D], start + 1 - o, cnt + 1 - o, d), r->tmp);
+    free(d);
+}
+
+/* ---- one space --------------------------------------------------------------- */
+
+/* The active-set overlaps within and across clusters, by stats' rule
+ * (stages/set_overlap.h): exact over all pairs up to cluster.exact_max
+ * images, a seeded sample of pairs above it; each rank gives its own
+ * images' sets and clusters. Collective. */
+static void jaccard(const cluster_run *r, const uint64_t *sets, int words, const int *assign, double *within,
+                    double *across)
+{
+    const sr_shard_sets shard = {sets, words, assign, r->first, r->end - r->first, r->images};
+    sr_overlap ov = {.mean = {NAN, NAN}};
+    sr_overlap_jaccard(r->comm, &shard, r->conf->cluster.exact_max, (uint32_t)r->conf->seed, &ov);
+    *within = ov.mean[0], *across = ov.mean[1];
+    free(ov.sample);
+}
+
+/* Each cluster's members nearest its centre, on rank 0: every rank's
+ * nearest m per cluster, merged in (distance, index) order as a scan over
+ * all images in index order keeps them. */
+static void members(const cluster_run *r, const sr_kmeans *km, long long *out)
+{
+    const int k = km->k, m = r->nmembers;
+    const long mine = r->end - r->first;
+    long long *mi = SR_MALLOC(sizeof(long long) * (size_t)k * m, "cluster members");
+    float *md = SR_MALLOC(sizeof(float) * (size_t)k * m, "cluster members");
+    for (size_t i = 0; i < (size_t)k * m; i++) mi[i] = -1, md[i] = INFINITY;
+    for (size_t i = 0; i < (size_t)r->kmax * m; i++) out[i] = -1;
+    for (long i = 0; i < mine; i++) {
+        const int c = km->assign[i];
+        const float v = km->distance2[i];
+        long long *cm = mi + (size_t)c * m;
+        float *cd = md + (size_t)c * m;
+        if (v >= cd[m - 1] && cm[m - 1] >= 0) continue; /* index order: a tie keeps the earlier */
+        int at = m - 1;
+        while (at > 0 && (cd[at - 1] > v || cm[at - 1] < 0)) cd[at] = cd[at - 1], cm[at] = cm[at - 1], at--;
+        cd[at] = v;
+        cm[at] = r->first + i;
+    }
+    char *ai, *ad;
+    size_t bi, bd;
+    sr_comm_gather(r->comm, mi, sizeof(long long) * (size_t)k * m, &ai, &bi);
+    sr_comm_gather(r->comm, md, sizeof(float) * (size_t)k * m, &ad, &bd);
+    if (r->comm->rank == 0) {
+        const long long *all_i = (const long long *)ai;
+        const float *all_d = (const float *)ad;
+        for (size_t i = 0; i < (size_t)k * m; i++) md[i] = INFINITY;
+        /* ranks hold ascending ranges: rank order is index order */
+        for (int t = 0; t < r->comm->size; t++)
+            for (int c = 0; c < k; c++)
+                for (int j = 0; j < m; j++) {
+                    const size_t at = ((size_t)t * k + c) * m + j;
+                    if (all_i[at] < 0) continue;
+                    long long *cm = out + (size_t)c * m;
+                    float *cd = md + (size_t)c * m;
+                    const float v = all_d[at];
+                    if (cm[m - 1] >= 0 && v >= cd[m - 1]) continue;
+                    int p = m - 1;
+                    while (p > 0 && (cm[p - 1] < 0 || cd[p - 1] > v)) cd[p] = cd[p - 1], cm[p] = cm[p - 1], p--;
+                    cd[p] = v;
+                    cm[p] = all_i[at];
+                }
+    }
+    free(ai), free(ad), free(mi), free(md);
+}
+
+/* k-means for every K, the neighbours and the measures of one space, at
+ * sigma slot s (-1: the pixels). rows: this rank's (dim each); sets: their
+ * active sets (NULL for the pixels). */
+static void analyse(cluster_run *r, int s, const float *rows, int dim, const uint64_t *sets, int words,
+                    space_result *out)
+{
+    const semrep_comm *comm = r->comm;
+    const long mine = r->end - r->first;
+    const int *v = s >= 0 ? r->v_phi : r->v_pix;
+    const size_t o = s >= 0 ? 1 : 0, slot = (size_t)(s >= 0 ? s : 0);
+    sr_kmeans_data x;
+    sr_kmeans_data_open(r->be, rows, mine, r->first, r->images, dim, &x);
+    const int classes = r->classes;
+    double *counts = SR_MALLOC(sizeof(double) * (size_t)r->kmax * (1 + classes), "cluster sizes");
+    int *sizes = SR_MALLOC(sizeof(int) * (size_t)r->kmax, "cluster sizes");
+    long long *mem = SR_MALLOC(sizeof(long long) * (size_t)r->kmax * r->nmembers, "cluster members");
+    for (int q = 0; q < r->nk; q++) {
+        const int k = r->conf->cluster.k[q];
+        sr_kmeans km;
+        sr_kmeans_run(comm, &x, k, (uint32_t)r->conf->seed, r->conf->cluster.restarts, r->conf->cluster.max_iter, &km);
+        out->inertia[q] = km.inertia;
+        if (mine) {
+            const size_t start[3] = {slot, (size_t)q, (size_t)r->first}, count[3] = {1, 1, (size_t)mine};
+            SR_NC(nc_put_vara_int(r->ncid, v[V_ASSIGN], start + 1 - o, count + 1 - o, km.assign), r->tmp);
+        }
+        /* sizes, then the clusters x labels table */
+        memset(counts, 0, sizeof(double) * (size_t)r->kmax * (1 + classes));
+        double *table = counts + r->kmax;
+        for (long i = 0; i < mine; i++) {
+            counts[km.assign[i]] += 1.0;
+            const int l = r->labels[r->first + i];
+            if (classes && l >= 0) table[(size_t)km.assign[i] * classes + l] += 1.0;
+        }
+        sr_comm_sum(comm, counts, r->kmax * (1 + classes));
+        members(r, &km, mem);
+        out->within[q] = out->across[q] = NAN;
+        if (sets) jaccard(r, sets, words, km.assign, &out->within[q], &out->across[q]);
+        if (comm->rank == 0) {
+            for (int c = 0; c < r->kmax; c++) sizes[c] = (int)counts[c];
+            const size_t start[4] = {slot, (size_t)q, 0, 0}, cs[3] = {1, 1, (size_t)r->kmax},
+                         cm[4] = {1, 1, (size_t)r->kmax, (size_t)r->nmembers};
+            SR_NC(nc_put_vara_int(r->ncid, v[V_SIZE], start + 1 - o, cs + 1 - o, sizes), r->tmp);
+            SR_NC(nc_put_vara_longlong(r->ncid, v[V_MEMBERS], start + 1 - o, cm + 1 - o, mem), r->tmp);
+            out->nmi[q] = classes ? sr_nmi(table, k, classes) : NAN;
+            out->purity[q] = classes ? sr_purity(table, k, classes) : NAN;
+            out->ari[q] = classes ? sr_ari(table, k, classes) : NAN;
+        }
+        sr_kmeans_free(&km);
+    }
+    free(counts), free(sizes), free(mem);
+    /* neighbours and the k-NN accuracy */
+    double tally[2 * KNN_KS] = {0};
+    if (!r->sampled) {
+        int *idx = SR_MALLOC(sizeof(int) * (size_t)(mine ? mine : 1) * r->nn, "neighbours");
+        float *dist = SR_MALLOC(sizeof(float) * (size_t)(mine ? mine : 1) * r->nn, "neighbours");
+        exact_neighbours(r, rows, dim, idx, dist);
+        write_neighbours(r, s, r->first, mine, idx, dist);
+        for (int j = 0; j < KNN_KS && classes; j++)
+            knn_votes(idx, r->nn, r->labels, NULL, r->first, mine, knn_k[j], classes, &tally[2 * j], &tally[2 * j + 1]);
+        free(idx), free(dist);
+    } else {
+        int *idx = SR_MALLOC(sizeof(int) * (size_t)r->nq * r->nn, "the queries' neighbours");
+        float *dist = SR_MALLOC(sizeof(float) * (size_t)r->nq * r->nn, "the queries' neighbours");
+        sampled_neighbours(r, rows, &x, dim, idx, dist);
+        if (comm->rank == 0) {
+            write_neighbours(r, s, 0, r->nq, idx, dist);
+            for (int j = 0; j < KNN_KS && classes; j++)
+                knn_votes(idx, r->nn, r->labels, r->queries, 0, r->nq, knn_k[j], classes, &tally[2 * j],
+                          &tally[2 * j + 1]);
+        }
+        free(idx), free(dist);
+    }
+    sr_comm_sum(comm, tally, 2 * KNN_KS);
+    for (int j = 0; j < KNN_KS; j++) out->knn[j] = classes && tally[2 * j + 1] > 0 ? tally[2 * j] / tally[2 * j + 1] : NAN;
+    if (comm->rank == 0) write_scalars(r, s, out);
+    sr_kmeans_data_close(&x);
+}
+
+/* ---- the pixels ------------------------------------------------------------ */
+
+/* This rank's images as rows of pixel_dim: the pixels themselves, or above
+ * cluster.pixel_dims their random projection y = x R / sqrt(p) with R's
+ * entries +-1 (Achlioptas 2003), row d of R from Philox (seed, the cluster
+ * domain, PROJECTION_STREAM, d): every rank makes the same R without
+ * communication. R is drawn once and kept as signs (pixels x p bits: 6 MB
+ * for 12,288 x 4,096); images are read and projected ROW_BLOCK at a time
+ * against 64 rows of R at a time, the products through the backend's GEMM,
+ * so only the projected rows stay. */
+static float *pixel_rows(const cluster_run *r, char *err, size_t errlen)
+{
+    const long mine = r->end - r->first;
+    const int src = r->pixel_source, p = r->pixel_dim;
+    float *y = SR_MALLOC(sizeof(float) * (size_t)(mine ? mine : 1) * p, "this rank's images' pixels");
+    if (p == src) {
+        if (mine && sr_dataset_read(r->ds, r->first, mine, y, err, errlen)) return free(y), NULL;
+        return y;
+    }
+    const sr_backend *be = r->be;
+    const int rb = 64; /* rows of R at a time */
+    const float scale = 1.0f / sqrtf((float)p);
+    float *x = SR_MALLOC(sizeof(float) * ROW_BLOCK * (size_t)src, "a block of images");
+    float *rot = SR_MALLOC(sizeof(float) * (size_t)rb * p, "the random projection");
+    float *d_x = sr_backend_work(be, ROW_BLOCK * (size_t)src, "a block of images");
+    float *d_y = sr_backend_work(be, ROW_BLOCK * (size_t)p, "a block of projected images");
+    float *d_rot = sr_backend_work(be, (size_t)rb * p, "the random projection");
+    const size_t words = ((size_t)p + 63) / 64;
+    uint64_t *sign = calloc((size_t)src * words, sizeof(uint64_t));
+    SR_CHECK(sign, "out of memory for the random projection's %d x %d signs", src, p);
+    for (int d = 0; d < src; d++) {
+        const sr_rng_stream st = {.seed = (uint32_t)r->conf->seed, .domain = SR_RNG_CLUSTER, .i0 = PROJECTION_STREAM,
+                                  .i1 = (uint32_t)d};
+        sr_rng_uniform(&st, 0, (size_t)p, rot);
+        for (int j = 0; j < p; j++)
+            if (rot[j] >= 0.5f) sign[d * words + j / 64] |= 1ull << (j % 64);
+    }
+    for (long i0 = 0; i0 < mine; i0 += ROW_BLOCK) {
+        const long b = mine - i0 < ROW_BLOCK ? mine - i0 : ROW_BLOCK;
+        if (sr_dataset_read(r->ds, r->first + i0, b, x, err, errlen)) {
+            y = (free(y), NULL);
+            break;
+        }
+        if (!be->host_memory) be->to_device(d_x, x, sizeof(float) * (size_t)b * src);
+        float *out = be->host_memory ? y + (size_t)i0 * p : d_y;
+        for (int d0 = 0; d0 < src; d0 += rb) {
+            const int n = src - d0 < rb ? src - d0 : rb;
+            for (int d = 0; d < n; d++) {
+                const uint64_t *bits = sign + (size_t)(d0 + d) * words;
+                for (int j = 0; j < p; j++) rot[(size_t)d * p + j] = bits[j / 64] >> (j % 64) & 1 ? scale : -scale;
+            }
+            if (!be->host_memory) be->to_device(d_rot, rot, sizeof(float) * (size_t)n * p);
+            be->gemm(false, false, (int)b, p, n, 1.0f, (be->host_memory ? x : d_x) + d0, src,
+                     be->host_memory ? rot : d_rot, p, d0 ? 1.0f : 0.0f, out, p);
+        }
+        if (!be->host_memory) be->to_host(y + (size_t)i0 * p, d_y, sizeof(float) * (size_t)b * p);
+    }
+    sr_backend_drop(be, d_x, NULL), sr_backend_drop(be, d_y, NULL), sr_backend_drop(be, d_rot, NULL);
+    free(x), free(rot), free(sign);
+    return y;
+}
+
+/* The data set of the pixels, checked to hold phi's images (this rank's). */
+static int open_pixels(cluster_run *r, char *err, size_t errlen)
+{
+    const semrep_conf *conf = r->conf;
+    if (sr_data_open(&conf->dataset, conf->output_dir, r->comm, &r->ds, err, errlen)) return -1;
+    const long mine = r->end - r->first;
+    long long *index = SR_MALLOC(sizeof(long long) * (size_t)(mine ? mine : 1), "the image indices");
+    if (mine) sr_phi_read_index(&r->f, r->first, mine, index);
+    char data[2 * SR_PATH_MAX] = "", stamp[17] = "";
+    sr_file_text_attr(r->f.path, "dataset", data, sizeof data);
+    sr_file_text_attr(r->f.path, "dataset_stamp", stamp, sizeof stamp);
+    int mismatch = r->ds->count != r->images || strcmp(data, r->ds->description) || strcmp(stamp, r->ds->stamp);
+    for (long i = 0; !mismatch && i < mine; i++) mismatch = sr_dataset_origin(r->ds, r->first + i) != index[i];
+    free(index);
+    if (mismatch)
+        return sr_report(err, errlen, "%s/phi.nc holds other images than the conf's data set; compute phi again",
+                         conf->output_dir);
+    r->pixel_source = r->ds->channels * r->ds->size * r->ds->size;
+    r->pixel_dim = r->pixel_source > conf->cluster.pixel_dims ? conf->cluster.pixel_dims : r->pixel_source;
+    return 0;
 }
 
 static void print_row(const char *space, const cluster_run *r, const space_result *x)
@@ -316,6 +606,25 @@ static void print_row(const char *space, const cluster_run *r, const space_resul
 }
 
 /* ---- the stage ------------------------------------------------------------ */
+
+/* The seeded sample of q of n images, ascending: selection sampling (Knuth's
+ * Algorithm S), image i taken when (n - i) u_i < q - taken, u_i the Philox
+ * uniform (seed, the cluster domain, QUERY_STREAM) at i; the same on every rank. */
+static long long *sample_queries(uint32_t seed, long n, long q)
+{
+    long long *out = SR_MALLOC(sizeof(long long) * (size_t)q, "the sampled queries");
+    const sr_rng_stream st = {.seed = seed, .domain = SR_RNG_CLUSTER, .i0 = QUERY_STREAM};
+    float u[4096];
+    long taken = 0;
+    for (long i0 = 0; i0 < n && taken < q; i0 += 4096) {
+        const long b = n - i0 < 4096 ? n - i0 : 4096;
+        sr_rng_uniform(&st, (uint64_t)i0, (size_t)b, u);
+        for (long i = 0; i < b && taken < q; i++)
+            if ((double)(n - i0 - i) * u[i] < (double)(q - taken)) out[taken++] = i0 + i;
+    }
+    SR_CHECK(taken == q, "internal: the query sample has %ld of %ld images", taken, q);
+    return out;
+}
 
 static int check(cluster_run *r, char *err, size_t errlen)
 {
@@ -340,7 +649,21 @@ static int check(cluster_run *r, char *err, size_t errlen)
     r->nn = c->cluster.neighbours > knn_k[KNN_KS - 1] ? c->cluster.neighbours : knn_k[KNN_KS - 1];
     if (r->nn >= r->images) return sr_report(err, errlen, "%s has %ld images: too few for %d neighbours", path, r->images, r->nn);
     r->nmembers = c->cluster.members;
-    return 0;
+    r->sampled = r->images > c->cluster.exact_max;
+    r->nq = r->sampled && c->cluster.queries < r->images ? c->cluster.queries : r->images;
+    /* distances in fp32 whatever gpu_math says; a GPU that already runs
+     * other products in this process (semrep run) leaves them to the CPU */
+    semrep_conf fp32 = *c;
+    snprintf(fp32.gpu_math, sizeof fp32.gpu_math, "fp32");
+    r->be = sr_stage_backend(&fp32, r->comm, 0, err, errlen);
+    if (!r->be && strcmp(c->gpu_math, "fp32")) {
+        snprintf(fp32.backend, sizeof fp32.backend, "cpu");
+        r->be = sr_stage_backend(&fp32, r->comm, 0, err, errlen);
+        if (r->be && r->comm->rank == 0)
+            printf("cluster: the GPU runs %s products in this process; k-means and neighbours run on the CPU in fp32\n",
+                   c->gpu_math);
+    }
+    return r->be ? 0 : -1;
 }
 
 int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
@@ -353,57 +676,47 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "cluster: another rank could not start");
     }
     sr_shard(r.images, 1, comm->rank, comm->size, &r.first, &r.end);
-    const long n = r.images;
+    if (conf->cluster.pixels && sr_comm_any(comm, open_pixels(&r, err, sizeof err))) {
+        if (r.ds) sr_dataset_close(r.ds);
+        sr_phi_close(&r.f);
+        return sr_comm_error(comm, 1, "%s", err[0] ? err : "cluster: another rank could not read the data set");
+    }
+    const long n = r.images, mine = r.end - r.first;
     const int K = r.f.channels, words = sr_set_words(K);
     r.labels = SR_MALLOC(sizeof(int) * (size_t)n, "the labels");
     sr_phi_read_labels(&r.f, 0, n, r.labels);
     r.classes = r.f.nclasses;
+    if (r.sampled) r.queries = sample_queries((uint32_t)conf->seed, n, r.nq);
     r.per_sigma = calloc((size_t)r.nsig, sizeof(space_result));
-    float *all = SR_MALLOC(sizeof(float) * (size_t)n * K, "phi at one sigma");
-    uint64_t *sets = SR_MALLOC(sizeof(uint64_t) * (size_t)n * words, "the active sets");
-    if (comm->rank == 0)
+    if (comm->rank == 0) {
         printf("cluster: %ld images, K = %d..%d, %d restarts, %d sigma(s)%s\n", n, conf->cluster.k[0], r.kmax,
                conf->cluster.restarts, r.nsig, conf->cluster.pixels ? ", and the pixels as the baseline" : "");
+        if (r.sampled)
+            printf("  more than cluster.exact_max = %ld images: neighbours of a seeded sample of %ld\n",
+                   conf->cluster.exact_max, r.nq);
+        if (conf->cluster.pixels && r.pixel_dim < r.pixel_source)
+            printf("  pixels: %d per image, randomly projected to %d dimensions\n", r.pixel_source, r.pixel_dim);
+    }
+    create_file(&r);
+    float *rows = SR_MALLOC(sizeof(float) * (size_t)(mine ? mine : 1) * K, "this rank's phi rows");
+    uint64_t *sets = SR_MALLOC(sizeof(uint64_t) * (size_t)(mine ? mine : 1) * words, "the active sets");
     for (int s = 0; s < r.nsig; s++) {
-        space_alloc(&r, &r.per_sigma[s]);
-        sr_phi_read(&r.f, r.sig_index[s], 0, n, all); /* every row: the neighbour search needs them */
-        for (long i = 0; i < n; i++)
-            sr_active_set(all + (size_t)i * K, K, conf->stats.active_threshold, sets + (size_t)i * words);
-        analyse(&r, all + (size_t)r.first * K, all, K, sets, words, &r.per_sigma[s]);
+        if (mine) sr_phi_read(&r.f, r.sig_index[s], r.first, mine, rows);
+        for (long i = 0; i < mine; i++)
+            sr_active_set(rows + (size_t)i * K, K, conf->stats.active_threshold, sets + (size_t)i * words);
+        analyse(&r, s, rows, K, sets, words, &r.per_sigma[s]);
     }
-    free(all);
+    free(rows), free(sets);
     if (conf->cluster.pixels) {
-        /* the same images, from the data set phi was computed on */
-        sr_dataset *ds;
-        if (sr_data_open(&conf->dataset, conf->output_dir, comm, &ds, err, sizeof err)) {
-            sr_phi_close(&r.f);
-            return sr_comm_error(comm, 1, "%s", err);
-        }
-        long long *index = SR_MALLOC(sizeof(long long) * (size_t)n, "the image indices");
-        sr_phi_read_index(&r.f, 0, n, index);
-        char data[2 * SR_PATH_MAX] = "", stamp[17] = "";
-        sr_file_text_attr(r.f.path, "dataset", data, sizeof data);
-        sr_file_text_attr(r.f.path, "dataset_stamp", stamp, sizeof stamp);
-        int mismatch = ds->count != n || strcmp(data, ds->description) || strcmp(stamp, ds->stamp);
-        for (long i = 0; !mismatch && i < n; i++) mismatch = sr_dataset_origin(ds, i) != index[i];
-        if (mismatch) {
-            sr_dataset_close(ds);
-            sr_phi_close(&r.f);
-            return sr_comm_error(comm, 1, "%s/phi.nc holds other images than the conf's data set; compute phi again",
-                                 conf->output_dir);
-        }
-        const int dim = ds->channels * ds->size * ds->size;
-        float *pixels = SR_MALLOC(sizeof(float) * (size_t)n * dim, "the images' pixels");
-        if (sr_dataset_read(ds, 0, n, pixels, err, sizeof err)) SR_FAIL("%s", err);
-        space_alloc(&r, &r.pixels);
-        analyse(&r, pixels + (size_t)r.first * dim, pixels, dim, NULL, 0, &r.pixels);
-        free(pixels), free(index);
-        sr_dataset_close(ds);
+        float *pixels = pixel_rows(&r, err, sizeof err);
+        if (!pixels) SR_FAIL("%s", err); /* the data set was readable a moment ago */
+        analyse(&r, -1, pixels, r.pixel_dim, NULL, 0, &r.pixels);
+        free(pixels);
+        sr_dataset_close(r.ds);
     }
+    SR_NC(nc_close(r.ncid), r.tmp);
     if (comm->rank == 0) {
-        char path[SR_PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/clusters.nc", conf->output_dir);
-        write_clusters(&r, path);
+        sr_outdir_commit(r.tmp, conf->output_dir, "clusters.nc");
         printf("  %-12s %7s %8s %8s %8s %9s %9s %14s\n", "space", "K", "NMI", "purity", "ARI", "1-NN acc", "10-NN acc",
                "inertia");
         for (int s = 0; s < r.nsig; s++) {
@@ -412,11 +725,11 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
             print_row(name, &r, &r.per_sigma[s]);
         }
         if (conf->cluster.pixels) print_row("pixels", &r, &r.pixels);
-        printf("  (phi's sigma in 0-255 units; k-NN accuracy leaves each image out)\n  written to %s\n", path);
+        if (r.sampled) printf("  (phi's sigma in 0-255 units; k-NN accuracy of %ld sampled images, each left out)\n", r.nq);
+        else printf("  (phi's sigma in 0-255 units; k-NN accuracy leaves each image out)\n");
+        printf("  written to %s\n", r.path);
     }
-    for (int s = 0; s < r.nsig; s++) space_free(&r.per_sigma[s]);
-    if (conf->cluster.pixels) space_free(&r.pixels);
-    free(r.per_sigma), free(r.labels), free(sets);
+    free(r.per_sigma), free(r.labels), free(r.queries);
     sr_phi_close(&r.f);
     return 0;
 }

@@ -10,35 +10,87 @@
 #include "core/rng.h"
 
 #define ROUNDS 5 /* k-means|| rounds; the paper's choice of 5 suffices */
+#define BLOCK 256 /* rows per distance block */
+/* rows per block of centre sums: the one-hot GEMM costs (clusters in the
+ * block) x rows x dim, at most SUM_BLOCK x dim per row */
+#define SUM_BLOCK 64
 
-void sr_distances(const float *x, long n, const float *c, long m, int dim, float *d2)
+float *sr_backend_copy(const sr_backend *be, const float *host, size_t count, const char *what)
+{
+    if (be->host_memory) return (float *)host;
+    float *dev = be->alloc(sizeof(float) * (count ? count : 1));
+    SR_CHECK(dev, "out of %s memory for %s (%zu floats); use fewer images per rank or more ranks", be->name, what,
+             count);
+    be->to_device(dev, host, sizeof(float) * count);
+    return dev;
+}
+
+void sr_backend_drop(const sr_backend *be, float *dev, const float *host)
+{
+    if (dev && dev != host) be->release(dev);
+}
+
+float *sr_backend_work(const sr_backend *be, size_t count, const char *what)
+{
+    if (be->host_memory) return NULL;
+    float *dev = be->alloc(sizeof(float) * (count ? count : 1));
+    SR_CHECK(dev, "out of %s memory for %s (%zu floats); use fewer images per rank or more ranks", be->name, what,
+             count);
+    return dev;
+}
+
+void sr_squared_norms(const float *x, long n, int dim, float *norm)
+{
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) norm[i] = cblas_sdot(dim, x + (size_t)i * dim, 1, x + (size_t)i * dim, 1);
+}
+
+void sr_distances(const sr_backend *be, const float *x, const float *xn, long n, const float *c, const float *cn,
+                  long m, int dim, float *work, float *d2)
 {
     /* d2 = -2 x c^T, then the squared norms added */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, dim, -2.0f, x, dim, c, dim, 0.0f, d2,
-                (int)m);
-    float *cn = SR_MALLOC(sizeof(float) * (size_t)(m ? m : 1), "centre norms");
-    for (long j = 0; j < m; j++) cn[j] = cblas_sdot(dim, c + (size_t)j * dim, 1, c + (size_t)j * dim, 1);
+    float *out = be->host_memory ? d2 : work;
+    be->gemm(false, true, (int)n, (int)m, dim, -2.0f, x, dim, c, dim, 0.0f, out, (int)m);
+    if (!be->host_memory) be->to_host(d2, work, sizeof(float) * (size_t)n * m);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) {
-        const float xn = cblas_sdot(dim, x + (size_t)i * dim, 1, x + (size_t)i * dim, 1);
         float *row = d2 + (size_t)i * m;
         for (long j = 0; j < m; j++) {
-            const float v = row[j] + xn + cn[j];
+            const float v = row[j] + xn[i] + cn[j];
             row[j] = v > 0.0f ? v : 0.0f;
         }
     }
-    free(cn);
 }
 
-/* Each row's nearest centre and squared distance; rows in blocks so the
- * distance matrix stays small. */
-static void assign(const float *x, long n, const float *c, int k, int dim, int *label, float *best)
+void sr_kmeans_data_open(const sr_backend *be, const float *rows, long count, long first, long total, int dim,
+                         sr_kmeans_data *data)
 {
-    const long block = 256;
-    float *scratch = SR_MALLOC(sizeof(float) * (size_t)block * (size_t)k, "k-means distances");
-    for (long i0 = 0; i0 < n; i0 += block) {
-        const long b = n - i0 < block ? n - i0 : block;
-        sr_distances(x + (size_t)i0 * dim, b, c, k, dim, scratch);
+    *data = (sr_kmeans_data){.be = be, .rows = rows, .count = count, .first = first, .total = total, .dim = dim};
+    data->dev = sr_backend_copy(be, rows, (size_t)count * dim, "the rows to cluster");
+    data->norm = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1), "the rows' norms");
+    sr_squared_norms(rows, count, dim, data->norm);
+}
+
+void sr_kmeans_data_close(sr_kmeans_data *data)
+{
+    sr_backend_drop(data->be, data->dev, data->rows);
+    free(data->norm);
+}
+
+/* Each row's nearest of k centres (host) and squared distance; rows in
+ * blocks so the distance matrix stays small. */
+static void assign(const sr_kmeans_data *x, const float *c, int k, int *label, float *best)
+{
+    const sr_backend *be = x->be;
+    const int dim = x->dim;
+    float *cn = SR_MALLOC(sizeof(float) * (size_t)k, "centre norms");
+    sr_squared_norms(c, k, dim, cn);
+    float *cd = sr_backend_copy(be, c, (size_t)k * dim, "the k-means centres");
+    float *scratch = SR_MALLOC(sizeof(float) * BLOCK * (size_t)k, "k-means distances");
+    float *work = sr_backend_work(be, BLOCK * (size_t)k, "k-means distances");
+    for (long i0 = 0; i0 < x->count; i0 += BLOCK) {
+        const long b = x->count - i0 < BLOCK ? x->count - i0 : BLOCK;
+        sr_distances(be, x->dev + (size_t)i0 * dim, x->norm + i0, b, cd, cn, k, dim, work, scratch);
         for (long i = 0; i < b; i++) {
             const float *row = scratch + (size_t)i * k;
             int arg = 0;
@@ -48,7 +100,45 @@ static void assign(const float *x, long n, const float *c, int k, int dim, int *
             best[i0 + i] = row[arg];
         }
     }
-    free(scratch);
+    sr_backend_drop(be, work, NULL), sr_backend_drop(be, cd, c);
+    free(scratch), free(cn);
+}
+
+/* Each cluster's sum of rows and count, added to sums [k][dim] and counts:
+ * per block of rows, the one-hot matrix of the clusters met in the block
+ * (at most SUM_BLOCK of them) times the block, through the backend's GEMM; the
+ * blocks' sums added in double, in row order. */
+static void centre_sums(const sr_kmeans_data *x, const int *label, int k, double *sums, double *counts)
+{
+    const sr_backend *be = x->be;
+    const int dim = x->dim;
+    int *slot = SR_MALLOC(sizeof(int) * (size_t)k, "k-means sums"), used[SUM_BLOCK];
+    for (int c = 0; c < k; c++) slot[c] = -1;
+    float *onehot = SR_MALLOC(sizeof(float) * SUM_BLOCK * SUM_BLOCK, "k-means sums");
+    float *part = SR_MALLOC(sizeof(float) * SUM_BLOCK * (size_t)dim, "k-means sums");
+    float *d_onehot = be->host_memory ? onehot : sr_backend_work(be, SUM_BLOCK * SUM_BLOCK, "k-means sums");
+    float *d_part = be->host_memory ? part : sr_backend_work(be, SUM_BLOCK * (size_t)dim, "k-means sums");
+    for (long i0 = 0; i0 < x->count; i0 += SUM_BLOCK) {
+        const int b = (int)(x->count - i0 < SUM_BLOCK ? x->count - i0 : SUM_BLOCK);
+        int u = 0;
+        for (int i = 0; i < b; i++) {
+            const int c = label[i0 + i];
+            if (slot[c] < 0) slot[c] = u, used[u++] = c;
+            counts[c] += 1.0;
+        }
+        memset(onehot, 0, sizeof(float) * (size_t)u * b);
+        for (int i = 0; i < b; i++) onehot[(size_t)slot[label[i0 + i]] * b + i] = 1.0f;
+        if (!be->host_memory) be->to_device(d_onehot, onehot, sizeof(float) * (size_t)u * b);
+        be->gemm(false, false, u, dim, b, 1.0f, d_onehot, b, x->dev + (size_t)i0 * dim, dim, 0.0f, d_part, dim);
+        if (!be->host_memory) be->to_host(part, d_part, sizeof(float) * (size_t)u * dim);
+        for (int j = 0; j < u; j++) {
+            double *s = sums + (size_t)used[j] * dim;
+            for (int d = 0; d < dim; d++) s[d] += part[(size_t)j * dim + d];
+            slot[used[j]] = -1;
+        }
+    }
+    if (!be->host_memory) be->release(d_onehot), be->release(d_part);
+    free(slot), free(onehot), free(part);
 }
 
 static float uniform_at(uint32_t seed, uint32_t restart, uint32_t round, long index)
@@ -70,11 +160,16 @@ static void fetch_row(const semrep_comm *comm, const float *rows, long first, lo
 }
 
 /* Weighted k-means++ on the candidates: the same on every rank. */
-static void weighted_plus_plus(const float *cand, const double *weight, long m, int dim, int k, uint32_t seed,
-                               uint32_t restart, float *centres)
+static void weighted_plus_plus(const sr_backend *be, const float *cand, const double *weight, long m, int dim, int k,
+                               uint32_t seed, uint32_t restart, float *centres)
 {
     double *d2 = SR_MALLOC(sizeof(double) * (size_t)m, "k-means++");
     float *one = SR_MALLOC(sizeof(float) * (size_t)m, "k-means++");
+    float *norm = SR_MALLOC(sizeof(float) * (size_t)m, "k-means++");
+    sr_squared_norms(cand, m, dim, norm);
+    float *d_cand = sr_backend_copy(be, cand, (size_t)m * dim, "the k-means|| candidates");
+    float *d_centre = sr_backend_work(be, (size_t)dim, "a k-means++ centre");
+    float *work = sr_backend_work(be, (size_t)m, "k-means++ distances");
     double total = 0.0;
     for (long i = 0; i < m; i++) total += weight[i];
     /* the first centre: by weight */
@@ -88,7 +183,9 @@ static void weighted_plus_plus(const float *cand, const double *weight, long m, 
     memcpy(centres, cand + (size_t)pick * dim, sizeof(float) * dim);
     for (long i = 0; i < m; i++) d2[i] = DBL_MAX;
     for (int c = 1; c <= k; c++) {
-        sr_distances(cand, m, centres + (size_t)(c - 1) * dim, 1, dim, one);
+        const float *centre = centres + (size_t)(c - 1) * dim;
+        if (!be->host_memory) be->to_device(d_centre, centre, sizeof(float) * dim);
+        sr_distances(be, d_cand, norm, m, be->host_memory ? centre : d_centre, &norm[pick], 1, dim, work, one);
         double sum = 0.0;
         for (long i = 0; i < m; i++) {
             d2[i] = one[i] < d2[i] ? one[i] : d2[i];
@@ -104,18 +201,21 @@ static void weighted_plus_plus(const float *cand, const double *weight, long m, 
             pick = c % m;
         memcpy(centres + (size_t)c * dim, cand + (size_t)pick * dim, sizeof(float) * dim);
     }
-    free(d2);
-    free(one);
+    sr_backend_drop(be, work, NULL), sr_backend_drop(be, d_centre, NULL), sr_backend_drop(be, d_cand, cand);
+    free(d2), free(one), free(norm);
 }
 
 /* k-means||: candidates sampled in proportion to d^2, weighted, reduced to k. */
-static void seed_centres(const semrep_comm *comm, const float *rows, long count, long first, long total, int dim, int k,
-                         uint32_t seed, uint32_t restart, float *centres, int *label, float *best)
+static void seed_centres(const semrep_comm *comm, const sr_kmeans_data *x, int k, uint32_t seed, uint32_t restart,
+                         float *centres, int *label, float *best)
 {
+    const long count = x->count, first = x->first, total = x->total;
+    const int dim = x->dim;
+    const float *rows = x->rows;
     long m = 1, cap = 4 * (long)k * ROUNDS + 16;
     float *cand = SR_MALLOC(sizeof(float) * (size_t)cap * dim, "k-means|| candidates");
     fetch_row(comm, rows, first, count, (long)(uniform_at(seed, restart, 0, 0) * total) % total, dim, cand);
-    assign(rows, count, cand, 1, dim, label, best);
+    assign(x, cand, 1, label, best);
     for (int round = 1; round <= ROUNDS; round++) {
         double phi = 0.0;
         for (long i = 0; i < count; i++) phi += best[i];
@@ -150,7 +250,7 @@ static void seed_centres(const semrep_comm *comm, const float *rows, long count,
         if (added) {
             int *l2 = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means||");
             float *b2 = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1), "k-means||");
-            assign(rows, count, cand + (size_t)m * dim, (int)added, dim, l2, b2);
+            assign(x, cand + (size_t)m * dim, (int)added, l2, b2);
             for (long i = 0; i < count; i++)
                 if (b2[i] < best[i]) best[i] = b2[i], label[i] = (int)m + l2[i];
             free(l2);
@@ -159,33 +259,30 @@ static void seed_centres(const semrep_comm *comm, const float *rows, long count,
         m += added;
     }
     /* weight: how many rows each candidate is nearest to */
-    assign(rows, count, cand, (int)m, dim, label, best);
+    assign(x, cand, (int)m, label, best);
     double *weight = calloc((size_t)m, sizeof(double));
     for (long i = 0; i < count; i++) weight[label[i]] += 1.0;
     sr_comm_sum(comm, weight, (int)m);
-    weighted_plus_plus(cand, weight, m, dim, k, seed, restart, centres);
+    weighted_plus_plus(x->be, cand, weight, m, dim, k, seed, restart, centres);
     free(weight);
     free(cand);
 }
 
-static double lloyd(const semrep_comm *comm, const float *rows, long count, long first, int dim, int k, int max_iter,
-                    float *centres, int *label, float *best, int *iterations)
+static double lloyd(const semrep_comm *comm, const sr_kmeans_data *x, int k, int max_iter, float *centres, int *label,
+                    float *best, int *iterations)
 {
+    const long count = x->count, first = x->first;
+    const int dim = x->dim;
     double *sums = SR_MALLOC(sizeof(double) * ((size_t)k * dim + k + 1), "k-means sums");
     for (int it = 0; it < max_iter; it++) {
         *iterations = it + 1;
         int *before = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means");
         memcpy(before, label, sizeof(int) * (size_t)count);
-        assign(rows, count, centres, k, dim, label, best);
+        assign(x, centres, k, label, best);
         memset(sums, 0, sizeof(double) * ((size_t)k * dim + k + 1));
         double *counts = sums + (size_t)k * dim, *changed = counts + k;
-        for (long i = 0; i < count; i++) {
-            const float *x = rows + (size_t)i * dim;
-            double *s = sums + (size_t)label[i] * dim;
-            for (int d = 0; d < dim; d++) s[d] += x[d];
-            counts[label[i]] += 1.0;
-            *changed += it == 0 || before[i] != label[i];
-        }
+        centre_sums(x, label, k, sums, counts);
+        for (long i = 0; i < count; i++) *changed += it == 0 || before[i] != label[i];
         free(before);
         sr_comm_sum(comm, sums, k * dim + k + 1);
         if (*changed == 0.0) break;
@@ -202,7 +299,7 @@ static double lloyd(const semrep_comm *comm, const float *rows, long count, long
             sr_comm_max(comm, all, 1);
             double who = far[0] == all[0] ? far[1] : -1.0;
             sr_comm_max(comm, &who, 1);
-            fetch_row(comm, rows, first, count, (long)who, dim, centres + (size_t)c * dim);
+            fetch_row(comm, x->rows, first, count, (long)who, dim, centres + (size_t)c * dim);
             for (long i = 0; i < count; i++)
                 if (first + i == (long)who) best[i] = 0.0f;
         }
@@ -210,16 +307,26 @@ static double lloyd(const semrep_comm *comm, const float *rows, long count, long
     free(sums);
     /* the assignment and distances of the final centres (an iteration cap or
      * an empty cluster's replacement may have moved them since) */
-    assign(rows, count, centres, k, dim, label, best);
+    assign(x, centres, k, label, best);
+    /* the inertia from the rows themselves, in double: the GEMM's
+     * |x|^2 - 2 x.c + |c|^2 in fp32 loses digits when the norms are large
+     * next to the distances; summed in row order, so the same every run */
     double inertia = 0.0;
-    for (long i = 0; i < count; i++) inertia += best[i];
+    for (long i = 0; i < count; i++) {
+        const float *xi = x->rows + (size_t)i * dim, *ci = centres + (size_t)label[i] * dim;
+        double s = 0.0;
+        for (int d = 0; d < dim; d++) s += ((double)xi[d] - ci[d]) * ((double)xi[d] - ci[d]);
+        inertia += s;
+    }
     sr_comm_sum(comm, &inertia, 1);
     return inertia;
 }
 
-void sr_kmeans_run(const semrep_comm *comm, const float *rows, long count, long first, long total, int dim, int k,
-                   uint32_t seed, int restarts, int max_iter, sr_kmeans *out)
+void sr_kmeans_run(const semrep_comm *comm, const sr_kmeans_data *x, int k, uint32_t seed, int restarts, int max_iter,
+                   sr_kmeans *out)
 {
+    const long count = x->count;
+    const int dim = x->dim;
     float *centres = SR_MALLOC(sizeof(float) * (size_t)k * dim, "k-means centres");
     int *label = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means labels");
     float *best = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1), "k-means distances");
@@ -229,8 +336,8 @@ void sr_kmeans_run(const semrep_comm *comm, const float *rows, long count, long 
     out->distance2 = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1), "k-means distances");
     for (int r = 0; r < restarts; r++) {
         int iterations = 0;
-        seed_centres(comm, rows, count, first, total, dim, k, seed, (uint32_t)r, centres, label, best);
-        const double inertia = lloyd(comm, rows, count, first, dim, k, max_iter, centres, label, best, &iterations);
+        seed_centres(comm, x, k, seed, (uint32_t)r, centres, label, best);
+        const double inertia = lloyd(comm, x, k, max_iter, centres, label, best, &iterations);
         if (inertia < out->inertia) {
             out->inertia = inertia;
             out->iterations = iterations;

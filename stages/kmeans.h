@@ -4,13 +4,35 @@
  * points in proportion to their squared distance, then weighted k-means++ on
  * those candidates, which every rank computes alike. Random choices are keyed
  * by the point's global index, so the result for a seed does not depend on
- * the rank count beyond the order in which sums are reduced. */
+ * the rank count beyond the order in which sums are reduced.
+ *
+ * The products go through the backend's GEMM, so a GPU rank computes them on
+ * its GPU: the distances of a block of rows to the centres, and the centres'
+ * sums (a one-hot matrix of a block's clusters times the block). Each rank
+ * adds its blocks' sums in double in row order; MPI reduces the ranks'. The
+ * argmin and the norms stay on the host. Nothing allocated grows with K x N:
+ * distances come in blocks of rows. */
 #ifndef SEMREP_STAGES_KMEANS_H
 #define SEMREP_STAGES_KMEANS_H
 
 #include <stdint.h>
 
 #include "comm/comm.h"
+#include "core/backend.h"
+
+/* One rank's rows where the backend computes on them. */
+typedef struct {
+    const sr_backend *be;
+    const float *rows; /* host, count x dim */
+    float *dev;        /* the same rows in backend memory (rows itself on a host-memory backend) */
+    float *norm;       /* [count] squared norms, host */
+    long count, first, total; /* this rank's rows are global rows first .. first + count of total */
+    int dim;
+} sr_kmeans_data;
+
+void sr_kmeans_data_open(const sr_backend *be, const float *rows, long count, long first, long total, int dim,
+                         sr_kmeans_data *data);
+void sr_kmeans_data_close(sr_kmeans_data *data);
 
 typedef struct {
     int k, dim;
@@ -21,14 +43,28 @@ typedef struct {
     int iterations;
 } sr_kmeans;
 
-/* rows x dim floats of this rank, the first being global row `first` of
- * `total`. restarts runs, the lowest inertia kept. Collective. */
-void sr_kmeans_run(const semrep_comm *comm, const float *rows, long count, long first, long total, int dim, int k,
-                   uint32_t seed, int restarts, int max_iter, sr_kmeans *out);
+/* restarts runs, the lowest inertia kept. Collective. */
+void sr_kmeans_run(const semrep_comm *comm, const sr_kmeans_data *data, int k, uint32_t seed, int restarts,
+                   int max_iter, sr_kmeans *out);
 void sr_kmeans_free(sr_kmeans *km);
 
-/* Squared Euclidean distances of n rows to m centres (n x m), through one
- * GEMM: |x|^2 - 2 x.c + |c|^2. */
-void sr_distances(const float *x, long n, const float *c, long m, int dim, float *d2);
+/* Host floats where the backend reads them: the pointer itself on a
+ * host-memory backend, else a copy (dies naming `what` when out of memory);
+ * sr_backend_drop releases what sr_backend_copy made. */
+float *sr_backend_copy(const sr_backend *be, const float *host, size_t count, const char *what);
+void sr_backend_drop(const sr_backend *be, float *dev, const float *host);
+/* Backend memory for count floats, or NULL on a host-memory backend (where
+ * sr_distances needs no work space). */
+float *sr_backend_work(const sr_backend *be, size_t count, const char *what);
+
+/* Squared norms of n host rows. */
+void sr_squared_norms(const float *x, long n, int dim, float *norm);
+
+/* Squared Euclidean distances of n rows x to m rows c, both in backend
+ * memory with their squared norms xn, cn on the host, into d2 (host, n x m),
+ * through one GEMM: |x|^2 - 2 x.c + |c|^2, always in fp32. work: n x m
+ * floats from sr_backend_work. */
+void sr_distances(const sr_backend *be, const float *x, const float *xn, long n, const float *c, const float *cn,
+                  long m, int dim, float *work, float *d2);
 
 #endif

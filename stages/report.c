@@ -412,7 +412,7 @@ static void statistics(report *r, int ncid, int s, const char *label)
 /* clusters.nc at sigma index s, for the first K: grids and neighbour rows. */
 static void grids(report *r, int ncid, int s, const char *label)
 {
-    const size_t m = dim_len(ncid, "member"), n = dim_len(ncid, "image"), nn = dim_len(ncid, "neighbour"),
+    const size_t m = dim_len(ncid, "member"), n = dim_len(ncid, "query"), nn = dim_len(ncid, "neighbour"),
                  mm = m < GRID_MEMBERS ? m : GRID_MEMBERS, mn = nn < GRID_MEMBERS ? nn : GRID_MEMBERS;
     char path[SR_PATH_MAX];
     nc_path(ncid, path, sizeof path);
@@ -448,13 +448,17 @@ static void grids(report *r, int ncid, int s, const char *label)
     html(r, "</div>\n<h3>Nearest neighbours in phi, %s</h3>\n<div class=\"grid\">\n", label);
     int nbr[GRID_MEMBERS];
     var = mn ? var_of_rank(ncid, "neighbours", 3) : -1;
-    for (long q = 0; var >= 0 && q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
-        const long query = q * (long)(n / NEIGHBOUR_ROWS);
-        if (query >= r->images) break;
-        const size_t ns[3] = {(size_t)s, (size_t)query, 0}, nc[3] = {1, 1, mn};
+    const int vq = var_of_rank(ncid, "query_index", 1);
+    for (long q = 0; var >= 0 && vq >= 0 && q < NEIGHBOUR_ROWS && (size_t)q < n; q++) {
+        /* the kept lists are of query_index's images: every image, or a sample */
+        const size_t row = (size_t)q * (n / NEIGHBOUR_ROWS);
+        long long query = -1;
+        SR_NC(nc_get_var1_longlong(ncid, vq, &row, &query), path);
+        if (query < 0 || query >= r->images) break;
+        const size_t ns[3] = {(size_t)s, row, 0}, nc[3] = {1, 1, mn};
         SR_NC(nc_get_vara_int(ncid, var, ns, nc, nbr), path);
-        html(r, "<div class=\"row\"><span class=\"lab\">image %ld<br>and its nearest</span>", query);
-        image_cell(r, query, "query");
+        html(r, "<div class=\"row\"><span class=\"lab\">image %lld<br>and its nearest</span>", query);
+        image_cell(r, (long)query, "query");
         html(r, "<span class=\"sep\"></span>");
         for (size_t j = 0; j < mn; j++) {
             char title[64];
@@ -501,6 +505,18 @@ static void measures(report *r, int ncid)
     }
     table(r, "measures", "clusters and neighbours against the labels: phi beside the pixels (sigma in 0-255 units)",
           rows, cols, cells);
+    /* how the neighbours and the pixels were measured at scale (docs/analysis.md) */
+    char search[16] = "";
+    long long queries = 0;
+    int pdims = 0, psource = 0;
+    if (sr_nc_get_text(ncid, NC_GLOBAL, "neighbour_search", search, sizeof search) == 0 && !strcmp(search, "sampled") &&
+        nc_get_att_longlong(ncid, NC_GLOBAL, "knn_queries", &queries) == NC_NOERR)
+        html(r, "<p>k-NN accuracy of a seeded sample of %lld images (cluster.queries), each against all %zu.</p>\n",
+             queries, dim_len(ncid, "image"));
+    if (pixels && sr_nc_get_ints(ncid, NC_GLOBAL, "pixel_dims", &pdims, 1) == 1 &&
+        sr_nc_get_ints(ncid, NC_GLOBAL, "pixel_source_dims", &psource, 1) == 1 && pdims < psource)
+        html(r, "<p>Pixels: %d per image, randomly projected to %d dimensions (Johnson-Lindenstrauss; cluster.pixel_dims).</p>\n",
+             psource, pdims);
     for (int i = 0; i < 3; i++) free(v[i]), free(pv[i]);
     free(cells), free(sig), free(knn), free(pknn), free(ks);
 }

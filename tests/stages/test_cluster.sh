@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The cluster stage's pixel baseline as users run it, on 64 Fashion-MNIST
+# test images with the shipped default model: without projection its
+# neighbour distances are numpy's over the raw pixels; above
+# cluster.pixel_dims the random projection is recorded, keeps distances
+# (Johnson-Lindenstrauss), and is the same on 1 and 2 ranks (every rank
+# draws the same matrix); with the neighbours of a sample above
+# cluster.exact_max, the report says both.
+set -u
+semrep=$(realpath "$1")
+conf=$(cd "$(dirname "$0")/../../conf" && pwd)/fashion-mnist.conf
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../../job_scripts/env.sh"
+base=(--set dataset.limit=64 --set "phi.sigmas=[0.1]" --set phi.draws=1 --set phi.block_means=false
+      --set "cluster.k=[3]" --set cluster.restarts=1)
+"$semrep" stage phi "$conf" --set "output_dir=\"$work/a\"" "${base[@]}" >"$work/log" 2>&1
+cp -r "$work/a" "$work/p1" && cp -r "$work/a" "$work/p2"
+expect 0 "written to" -- "$semrep" stage cluster "$conf" --set "output_dir=\"$work/a\"" "${base[@]}"
+scale=(--set cluster.pixel_dims=256 --set cluster.exact_max=20 --set cluster.queries=10)
+expect 0 "pixels: 1024 per image, randomly projected to 256 dimensions" -- \
+  "$semrep" stage cluster "$conf" --set "output_dir=\"$work/p1\"" "${base[@]}" "${scale[@]}"
+mpirun --oversubscribe --allow-run-as-root -np 2 "$semrep" stage cluster "$conf" --set "output_dir=\"$work/p2\"" \
+  "${base[@]}" "${scale[@]}" >>"$work/log" 2>&1
+"$semrep" stage report "$conf" --set "output_dir=\"$work/p1\"" "${base[@]}" "${scale[@]}" >>"$work/log" 2>&1
+check "the report says the sample and the projection" \
+  'grep -q "k-NN accuracy of a seeded sample of 10 images (cluster.queries), each against all 64" "$work/p1/report/index.html" &&
+   grep -q "Pixels: 1024 per image, randomly projected to 256 dimensions" "$work/p1/report/index.html"'
+
+# the pixels as numpy reads them (zero padding to 32x32 changes no distance)
+measure() {
+  /usr/bin/python3 - "$work" <<'PY'
+import gzip, sys
+import netCDF4
+import numpy as np
+w = sys.argv[1]
+raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
+x = np.frombuffer(raw, np.uint8, offset=16)[:64 * 784].reshape(64, 784).astype(np.float64) / 255.0
+true = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+a, p1, p2 = (netCDF4.Dataset("%s/%s/clusters.nc" % (w, d)) for d in ("a", "p1", "p2"))
+q = np.array(a["query_index"][:])
+nbr, dist = np.array(a["pixel_neighbours"][:]), np.array(a["pixel_neighbour_distance"][:])
+exact = np.abs(dist - true[q[:, None], nbr]).max() / true.max()
+order = np.argsort(np.where(np.eye(64) > 0, np.inf, true), axis=1)[:, :nbr.shape[1]]
+q1 = np.array(p1["query_index"][:])
+ratio = np.array(p1["pixel_neighbour_distance"][:]) / true[q1[:, None], np.array(p1["pixel_neighbours"][:])]
+same = np.abs(np.array(p1["pixel_neighbour_distance"][:]) - np.array(p2["pixel_neighbour_distance"][:])).max()
+print("%.3g %d %s %d %d %.4f %.4f %.3g" % (exact, np.array_equal(order, nbr), a.pixel_projection, p1.pixel_dims,
+      p1.pixel_source_dims, ratio.mean(), ratio.std(), same))
+PY
+}
+read -r exact order none dims source mean sd same <<<"$(measure)"
+check "unprojected: pixel distances are numpy's (worst $exact of the largest), lists too ($order)" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not ($exact < 1e-5 and $order == 1))'"
+check "unprojected: recorded as none ($none)" '[ "$none" = none ]'
+check "projected: 1024 pixels to 256 dimensions recorded ($source, $dims)" '[ "$dims" = 256 ] && [ "$source" = 1024 ]'
+check "projected: neighbour distances over the true ones, mean $mean, sd $sd (near 1; scaled wrong is 16 or 1/16)" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not (0.85 < $mean < 1.1 and $sd < 0.15))'"
+check "projected: 1 and 2 ranks draw the same matrix (distances differ by $same)" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not $same < 1e-4)'"
+echo "values: $exact $order $none $dims $source $mean $sd $same"
+finish
