@@ -140,7 +140,7 @@ static void exact_neighbours(const cluster_run *r, const float *rows, int dim, i
     empty_lists(mine, r->nn, idx, dist);
     for (int t = 0; t < comm->size; t++) {
         long tf, te;
-        sr_shard(r->images, 1, t, comm->size, &tf, &te);
+        sr_shard(r->images, SR_KMEANS_ROW_ALIGN, t, comm->size, &tf, &te); /* rank t's rows, as the stage cut them */
         for (long j0 = tf; j0 < te; j0 += ROW_BLOCK) {
             const long cnt = te - j0 < ROW_BLOCK ? te - j0 : ROW_BLOCK;
             if (t == comm->rank) memcpy(block, rows + (size_t)(j0 - r->first) * dim, sizeof(float) * (size_t)cnt * dim);
@@ -675,7 +675,8 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         sr_phi_close(&r.f);
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "cluster: another rank could not start");
     }
-    sr_shard(r.images, 1, comm->rank, comm->size, &r.first, &r.end);
+    /* shards on k-means' block boundaries: the same products on any rank count */
+    sr_shard(r.images, SR_KMEANS_ROW_ALIGN, comm->rank, comm->size, &r.first, &r.end);
     if (conf->cluster.pixels && sr_comm_any(comm, open_pixels(&r, err, sizeof err))) {
         if (r.ds) sr_dataset_close(r.ds);
         sr_phi_close(&r.f);

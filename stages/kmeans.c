@@ -10,10 +10,42 @@
 #include "core/rng.h"
 
 #define ROUNDS 5 /* k-means|| rounds; the paper's choice of 5 suffices */
-#define BLOCK 256 /* rows per distance block */
+#define BLOCK 64 /* rows per distance block */
 /* rows per block of centre sums: the one-hot GEMM costs (clusters in the
  * block) x rows x dim, at most SUM_BLOCK x dim per row */
 #define SUM_BLOCK 64
+_Static_assert(SR_KMEANS_ROW_ALIGN % BLOCK == 0 && BLOCK % SUM_BLOCK == 0,
+               "a rank's first row starts a block of either kind");
+
+/* Sums that come out the same on any rank count: each term is rounded once
+ * to a grid of 2^-e, integers add exactly in any order, and e is chosen
+ * from the largest term and the number of terms so that no total passes
+ * 2^62. For a million terms the grid is 2^-42 of the largest term: finer
+ * than a float's ulp for every term above 2^-19 of the largest, and off by
+ * at most 2^-43 of the largest for the smaller ones. */
+static int grid_exponent(const semrep_comm *comm, double largest, double terms)
+{
+    sr_comm_max(comm, &largest, 1);
+    if (!(largest > 0.0)) return 0;
+    int e;
+    frexp(largest * (terms > 1.0 ? terms : 1.0), &e); /* below 2^e */
+    return 62 - e;
+}
+static int64_t on_grid(double v, int e) { return llrint(ldexp(v, e)); }
+static double off_grid(int64_t v, int e) { return ldexp((double)v, -e); }
+
+/* The sum over all ranks of each rank's n values (total of them on all
+ * ranks), the same bits on any rank count. */
+static double exact_total(const semrep_comm *comm, const float *v, long n, long total)
+{
+    double largest = 0.0;
+    for (long i = 0; i < n; i++) largest = fabs(v[i]) > largest ? fabs(v[i]) : largest;
+    const int e = grid_exponent(comm, largest, (double)total);
+    int64_t sum = 0;
+    for (long i = 0; i < n; i++) sum += on_grid(v[i], e);
+    sr_comm_sum_exact(comm, &sum, 1);
+    return off_grid(sum, e);
+}
 
 float *sr_backend_copy(const sr_backend *be, const float *host, size_t count, const char *what)
 {
@@ -104,11 +136,12 @@ static void assign(const sr_kmeans_data *x, const float *c, int k, int *label, f
     free(scratch), free(cn);
 }
 
-/* Each cluster's sum of rows and count, added to sums [k][dim] and counts:
- * per block of rows, the one-hot matrix of the clusters met in the block
- * (at most SUM_BLOCK of them) times the block, through the backend's GEMM; the
- * blocks' sums added in double, in row order. */
-static void centre_sums(const sr_kmeans_data *x, const int *label, int k, double *sums, double *counts)
+/* Each cluster's sum of rows and count, added to sums [k][dim] (on the grid
+ * of 2^-e) and counts: per block of rows, the one-hot matrix of the clusters
+ * met in the block (at most SUM_BLOCK of them) times the block, through the
+ * backend's GEMM. Blocks start at global multiples of SUM_BLOCK, so a
+ * block's sum is the same on any rank count, and blocks add exactly. */
+static void centre_sums(const sr_kmeans_data *x, const int *label, int k, int e, int64_t *sums, int64_t *counts)
 {
     const sr_backend *be = x->be;
     const int dim = x->dim;
@@ -124,7 +157,7 @@ static void centre_sums(const sr_kmeans_data *x, const int *label, int k, double
         for (int i = 0; i < b; i++) {
             const int c = label[i0 + i];
             if (slot[c] < 0) slot[c] = u, used[u++] = c;
-            counts[c] += 1.0;
+            counts[c] += 1;
         }
         memset(onehot, 0, sizeof(float) * (size_t)u * b);
         for (int i = 0; i < b; i++) onehot[(size_t)slot[label[i0 + i]] * b + i] = 1.0f;
@@ -132,8 +165,8 @@ static void centre_sums(const sr_kmeans_data *x, const int *label, int k, double
         be->gemm(false, false, u, dim, b, 1.0f, d_onehot, b, x->dev + (size_t)i0 * dim, dim, 0.0f, d_part, dim);
         if (!be->host_memory) be->to_host(part, d_part, sizeof(float) * (size_t)u * dim);
         for (int j = 0; j < u; j++) {
-            double *s = sums + (size_t)used[j] * dim;
-            for (int d = 0; d < dim; d++) s[d] += part[(size_t)j * dim + d];
+            int64_t *s = sums + (size_t)used[j] * dim;
+            for (int d = 0; d < dim; d++) s[d] += on_grid(part[(size_t)j * dim + d], e);
             slot[used[j]] = -1;
         }
     }
@@ -217,9 +250,7 @@ static void seed_centres(const semrep_comm *comm, const sr_kmeans_data *x, int k
     fetch_row(comm, rows, first, count, (long)(uniform_at(seed, restart, 0, 0) * total) % total, dim, cand);
     assign(x, cand, 1, label, best);
     for (int round = 1; round <= ROUNDS; round++) {
-        double phi = 0.0;
-        for (long i = 0; i < count; i++) phi += best[i];
-        sr_comm_sum(comm, &phi, 1);
+        const double phi = exact_total(comm, best, count, total);
         if (phi <= 0.0) break;
         /* my sampled rows, in global order */
         float *picked = SR_MALLOC(sizeof(float) * (size_t)(count ? count : 1) * dim, "k-means|| samples");
@@ -273,22 +304,26 @@ static double lloyd(const semrep_comm *comm, const sr_kmeans_data *x, int k, int
 {
     const long count = x->count, first = x->first;
     const int dim = x->dim;
-    double *sums = SR_MALLOC(sizeof(double) * ((size_t)k * dim + k + 1), "k-means sums");
+    int64_t *sums = SR_MALLOC(sizeof(int64_t) * ((size_t)k * dim + k + 1), "k-means sums");
+    double largest = 0.0;
+    for (size_t i = 0; i < (size_t)count * dim; i++) largest = fabs(x->rows[i]) > largest ? fabs(x->rows[i]) : largest;
+    const int e = grid_exponent(comm, largest, (double)x->total);
     for (int it = 0; it < max_iter; it++) {
         *iterations = it + 1;
         int *before = SR_MALLOC(sizeof(int) * (size_t)(count ? count : 1), "k-means");
         memcpy(before, label, sizeof(int) * (size_t)count);
         assign(x, centres, k, label, best);
-        memset(sums, 0, sizeof(double) * ((size_t)k * dim + k + 1));
-        double *counts = sums + (size_t)k * dim, *changed = counts + k;
-        centre_sums(x, label, k, sums, counts);
+        memset(sums, 0, sizeof(int64_t) * ((size_t)k * dim + k + 1));
+        int64_t *counts = sums + (size_t)k * dim, *changed = counts + k;
+        centre_sums(x, label, k, e, sums, counts);
         for (long i = 0; i < count; i++) *changed += it == 0 || before[i] != label[i];
         free(before);
-        sr_comm_sum(comm, sums, k * dim + k + 1);
-        if (*changed == 0.0) break;
+        sr_comm_sum_exact(comm, sums, k * dim + k + 1);
+        if (*changed == 0) break;
         for (int c = 0; c < k; c++) {
-            if (counts[c] > 0.0) {
-                for (int d = 0; d < dim; d++) centres[(size_t)c * dim + d] = (float)(sums[(size_t)c * dim + d] / counts[c]);
+            if (counts[c] > 0) {
+                for (int d = 0; d < dim; d++)
+                    centres[(size_t)c * dim + d] = (float)(off_grid(sums[(size_t)c * dim + d], e) / (double)counts[c]);
                 continue;
             }
             /* an empty cluster takes the row farthest from its centre */
@@ -311,15 +346,20 @@ static double lloyd(const semrep_comm *comm, const sr_kmeans_data *x, int k, int
     /* the inertia from the rows themselves, in double: the GEMM's
      * |x|^2 - 2 x.c + |c|^2 in fp32 loses digits when the norms are large
      * next to the distances; summed in row order, so the same every run */
-    double inertia = 0.0;
+    double *each = SR_MALLOC(sizeof(double) * (size_t)(count ? count : 1), "k-means distances"), largest_d = 0.0;
     for (long i = 0; i < count; i++) {
         const float *xi = x->rows + (size_t)i * dim, *ci = centres + (size_t)label[i] * dim;
         double s = 0.0;
         for (int d = 0; d < dim; d++) s += ((double)xi[d] - ci[d]) * ((double)xi[d] - ci[d]);
-        inertia += s;
+        each[i] = s;
+        largest_d = s > largest_d ? s : largest_d;
     }
-    sr_comm_sum(comm, &inertia, 1);
-    return inertia;
+    const int ei = grid_exponent(comm, largest_d, (double)x->total);
+    int64_t sum = 0;
+    for (long i = 0; i < count; i++) sum += on_grid(each[i], ei);
+    free(each);
+    sr_comm_sum_exact(comm, &sum, 1);
+    return off_grid(sum, ei);
 }
 
 void sr_kmeans_run(const semrep_comm *comm, const sr_kmeans_data *x, int k, uint32_t seed, int restarts, int max_iter,

@@ -4,12 +4,14 @@
  * points in proportion to their squared distance, then weighted k-means++ on
  * those candidates, which every rank computes alike. Random choices are keyed
  * by the point's global index, so the result for a seed does not depend on
- * the rank count beyond the order in which sums are reduced.
+ * the rank count: every sum is exact on a fixed-point grid (the same in any
+ * order), and a rank's rows start at a multiple of SR_KMEANS_ROW_ALIGN, so
+ * every block of rows a product sees is the same on any rank count.
  *
  * The products go through the backend's GEMM, so a GPU rank computes them on
  * its GPU: the distances of a block of rows to the centres, and the centres'
- * sums (a one-hot matrix of a block's clusters times the block). Each rank
- * adds its blocks' sums in double in row order; MPI reduces the ranks'. The
+ * sums (a one-hot matrix of a block's clusters times the block). The
+ * blocks' sums add on the grid, as do the ranks'. The
  * argmin and the norms stay on the host. Nothing allocated grows with K x N:
  * distances come in blocks of rows. */
 #ifndef SEMREP_STAGES_KMEANS_H
@@ -19,6 +21,9 @@
 
 #include "comm/comm.h"
 #include "core/backend.h"
+
+/* A rank's first row is a multiple of this (comm/shard.h's micro-batch). */
+#define SR_KMEANS_ROW_ALIGN 64
 
 /* One rank's rows where the backend computes on them. */
 typedef struct {

@@ -90,6 +90,10 @@ static void reduce(const semrep_comm *comm, double *values, int count, MPI_Op op
 void sr_comm_sum(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_SUM); }
 void sr_comm_min(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MIN); }
 void sr_comm_max(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MAX); }
+void sr_comm_sum_exact(const semrep_comm *comm, int64_t *values, int count)
+{
+    if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_INT64_T, MPI_SUM, comm->world));
+}
 void sr_comm_barrier(const semrep_comm *comm) { SR_MPI(MPI_Barrier(comm->world)); }
 
 void sr_comm_bcast(const semrep_comm *comm, void *bytes, size_t len, int root)

@@ -32,6 +32,9 @@ int sr_comm_default_threads(const semrep_comm *comm);
 void sr_comm_sum(const semrep_comm *comm, double *values, int count);
 void sr_comm_min(const semrep_comm *comm, double *values, int count);
 void sr_comm_max(const semrep_comm *comm, double *values, int count);
+/* In-place sum over ranks of 64-bit integers: exact, so the same in any
+ * order and on any rank count (fixed-point sums, stages/kmeans.c). */
+void sr_comm_sum_exact(const semrep_comm *comm, int64_t *values, int count);
 void sr_comm_barrier(const semrep_comm *comm);
 /* In-place sum over ranks of a float array in backend memory (gradients), in
  * a few large buckets. GPU memory goes through one host bucket (no

@@ -58,4 +58,29 @@ check "projected: neighbour distances over the true ones, mean $mean, sd $sd (ne
 check "projected: 1 and 2 ranks draw the same matrix (distances differ by $same)" \
   "/usr/bin/python3 -c 'import sys; sys.exit(not $same < 1e-4)'"
 echo "values: $exact $order $none $dims $source $mean $sd $same"
+
+# k-means is the same bits on 1, 2 and 3 ranks: 300 images (shards of 64
+# rows: 5 blocks over 2 or 3 ranks), two restarts, every sum across ranks
+# exact on its fixed-point grid (docs/analysis.md)
+inv=(--set dataset.limit=300 --set "phi.sigmas=[0.1]" --set phi.draws=1 --set phi.block_means=false
+     --set "cluster.k=[7,20]" --set cluster.restarts=2 --set cluster.max_iter=30 --set cluster.pixels=false)
+"$semrep" stage phi "$conf" --set "output_dir=\"$work/r1\"" "${inv[@]}" >>"$work/log" 2>&1
+cp -r "$work/r1" "$work/r2" && cp -r "$work/r1" "$work/r3"
+for n in 1 2 3; do
+  mpirun --oversubscribe --allow-run-as-root -np $n "$semrep" stage cluster "$conf" --set "output_dir=\"$work/r$n\"" \
+    "${inv[@]}" >>"$work/log" 2>&1
+done
+same=$(/usr/bin/python3 - "$work" <<'PY'
+import sys
+import netCDF4
+import numpy as np
+w = sys.argv[1]
+f = [netCDF4.Dataset("%s/r%d/clusters.nc" % (w, n)) for n in (1, 2, 3)]
+inertia = [np.array(x["inertia"][:]) for x in f]
+assign = [np.array(x["assignment"][:]) for x in f]
+print(int(all(np.array_equal(inertia[0], i) for i in inertia) and all(np.array_equal(assign[0], a) for a in assign)),
+      repr(inertia[0].ravel().tolist()), repr(inertia[1].ravel().tolist()), repr(inertia[2].ravel().tolist()))
+PY
+)
+check "k-means on 1, 2 and 3 ranks: the same assignments and inertia to the bit ($same)" '[ "${same%% *}" = 1 ]'
 finish
