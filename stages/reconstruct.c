@@ -111,10 +111,14 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
     }
 }
 
-static void free_target_pixels(recon_run *r)
+/* What the stage holds, on every way out: whatever was made so far. */
+static void release(recon_run *r)
 {
+    if (r->target_wk.n) sr_unet_work_free(&r->target_wk);
     for (int t = 0; r->target_pixels && t < r->ntargets; t++) free(r->target_pixels[t]);
-    free(r->target_pixels);
+    free(r->target_pixels), free(r->targets), free(r->mask), free(r->mean_image);
+    if (r->net.params) sr_unet_free(&r->net);
+    sr_dataset_close(r->ds);
 }
 
 /* ---- the projection ------------------------------------------------------ */
@@ -886,9 +890,7 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     }
     if (!failed) failed = sr_comm_any(comm, comm->rank == 0 && outputs_ours(&r, err, sizeof err));
     if (failed) {
-        if (r.net.params) sr_unet_free(&r.net);
-        free(r.targets), free(r.mask);
-        sr_dataset_close(r.ds);
+        release(&r);
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "reconstruct: another rank could not start");
     }
     mean_image(&r);
@@ -913,11 +915,7 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     }
     sr_comm_bcast(comm, &state, sizeof state, 0);
     if (state != 0) {
-        if (r.target_wk.n) sr_unet_work_free(&r.target_wk);
-        free_target_pixels(&r);
-        free(r.targets), free(r.mask), free(r.mean_image);
-        sr_unet_free(&r.net);
-        sr_dataset_close(r.ds);
+        release(&r);
         if (state > 0 && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
         return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data, settings or backend; move it away or use another output_dir", r.path);
     }
@@ -965,10 +963,6 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
         }
     }
     sr_comm_barrier(comm);
-    if (r.target_wk.n) sr_unet_work_free(&r.target_wk);
-    free_target_pixels(&r);
-    free(r.targets), free(r.mask), free(r.mean_image);
-    sr_unet_free(&r.net);
-    sr_dataset_close(r.ds);
+    release(&r);
     return 0;
 }
