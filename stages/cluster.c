@@ -32,7 +32,6 @@
 #include "stages/stage.h"
 
 #define CLUSTERS_FORMAT "semrep-clusters"
-#define CLUSTERS_VERSION 2
 #define KNN_KS 2
 static const int knn_k[KNN_KS] = {1, 10};
 /* Philox streams of the cluster domain besides k-means' (i0 = its restart) */
@@ -292,7 +291,7 @@ static void create_file(cluster_run *r)
     snprintf(r->tmp, sizeof r->tmp, "%s.tmp.writing", r->path); /* the same name on every rank */
     if (r->comm->rank == 0) sr_temp_add(r->tmp); /* rank 0 commits it */
     const char *tmp = r->tmp;
-    int ncid, version = CLUSTERS_VERSION, d_sigma, d[7];
+    int ncid, version = SR_CLUSTERS_FORMAT_VERSION, d_sigma, d[7];
     SR_NC(nc_create_par(tmp, NC_NETCDF4 | NC_CLOBBER, r->comm->world, MPI_INFO_NULL, &ncid), tmp);
     r->ncid = ncid;
     sr_nc_put_text(ncid, NC_GLOBAL, "format", CLUSTERS_FORMAT, tmp);

@@ -37,7 +37,7 @@ static void write_results(const semrep_conf *conf, const char *path, const doubl
 {
     char tmp[4200];
     sr_tmp_path(path, tmp, sizeof tmp);
-    int ncid, dim, var[4], version = 1;
+    int ncid, dim, var[4], version = SR_DENOISE_FORMAT_VERSION;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "format", "semrep-denoise", tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);

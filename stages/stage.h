@@ -8,6 +8,14 @@
 #include "comm/comm.h"
 #include "io/conf.h"
 
+/* The format_version of the file each stage writes (docs/formats.md), and
+ * of the report's page and tables. `semrep run`'s records hold them, so an
+ * output of an older version is made again after an upgrade. */
+#define SR_DENOISE_FORMAT_VERSION 1
+#define SR_STATS_FORMAT_VERSION 2
+#define SR_CLUSTERS_FORMAT_VERSION 2
+#define SR_REPORT_FORMAT_VERSION 2 /* 2: quoted CSV, the map of phi */
+
 typedef int (*sr_stage_fn)(const semrep_conf *conf, semrep_comm *comm);
 
 typedef struct {

@@ -20,7 +20,6 @@
 #include "stages/stage.h"
 
 #define STATS_FORMAT "semrep-stats"
-#define STATS_VERSION 2
 #define ROWS 512 /* images read at a time */
 
 enum { KIND_SELECTIVE = 0, KIND_NONSELECTIVE = 1, KIND_DEAD = 2 };
@@ -117,7 +116,7 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
 {
     char tmp[SR_PATH_MAX + 64];
     sr_tmp_path(path, tmp, sizeof tmp);
-    int ncid, version = STATS_VERSION, d[4], sampled = t->nsig > 0 && t->per[0].overlap.sampled;
+    int ncid, version = SR_STATS_FORMAT_VERSION, d[4], sampled = t->nsig > 0 && t->per[0].overlap.sampled;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "format", STATS_FORMAT, tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);

@@ -1,4 +1,5 @@
 /* semrep run and semrep stage. */
+#include <netcdf.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,19 +36,21 @@ static const char *const options[] = {"--adopt!", NULL};
  * identifies its content, or NULL for the file's size and time) and its output. */
 typedef struct {
     const char *stage, *output;
+    int version; /* the output's format_version: a record of another is out of date */
     const char *inputs[6][2];
 } stage_files;
 
 static const stage_files records[] = {
-    {"denoise-eval", "denoise.nc", {{"@model", "checksum"}}},
-    {"stats", "stats.nc", {{"phi.nc", "fingerprint"}}},
-    {"cluster", "clusters.nc", {{"phi.nc", "fingerprint"}}},
-    {"report", "report/index.html",
+    {"denoise-eval", "denoise.nc", SR_DENOISE_FORMAT_VERSION, {{"@model", "checksum"}}},
+    {"stats", "stats.nc", SR_STATS_FORMAT_VERSION, {{"phi.nc", "fingerprint"}}},
+    {"cluster", "clusters.nc", SR_CLUSTERS_FORMAT_VERSION, {{"phi.nc", "fingerprint"}}},
+    {"report", "report/index.html", SR_REPORT_FORMAT_VERSION,
      {{"@model", "checksum"}, {"denoise.nc", NULL}, {"phi.nc", "fingerprint"}, {"stats.nc", NULL},
       {"clusters.nc", NULL}, {"recon.nc", "fingerprint"}}},
 };
 
-/* The key of a stage's run: the effective conf and what its inputs hold. */
+/* The key of a stage's run: the effective conf, its output's format
+ * version and what its inputs hold. */
 static const stage_files *stage_key(const semrep_conf *conf, const char *stage, const char *model, char key[17])
 {
     const stage_files *f = NULL;
@@ -57,6 +60,7 @@ static const stage_files *stage_key(const semrep_conf *conf, const char *stage, 
     XXH3_state_t *h = XXH3_createState();
     XXH3_64bits_reset(h);
     XXH3_64bits_update(h, conf->text, strlen(conf->text));
+    XXH3_64bits_update(h, &f->version, sizeof f->version);
     for (int i = 0; i < 6 && f->inputs[i][0]; i++) {
         char path[2 * SR_PATH_MAX], text[64] = "";
         sr_file_id stamp = {0};
@@ -77,14 +81,28 @@ static void record_path(const semrep_conf *conf, const char *stage, char *path, 
     snprintf(path, len, "%s/.semrep-done-%s", conf->output_dir, stage);
 }
 
-/* The stage's output is there and its record holds the same key. */
+/* A NetCDF output holds the format_version this semrep writes (the
+ * report's page has none: its version is in the key alone). */
+static bool current_format(const char *path, int version)
+{
+    const size_t n = strlen(path);
+    if (n < 3 || strcmp(path + n - 3, ".nc")) return true;
+    int ncid, have = 0;
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return false;
+    const bool same = sr_nc_get_ints(ncid, NC_GLOBAL, "format_version", &have, 1) == 1 && have == version;
+    nc_close(ncid);
+    return same;
+}
+
+/* The stage's output is there, of this semrep's format version, and its
+ * record holds the same key. */
 static bool up_to_date(const semrep_conf *conf, const char *stage, const char *model)
 {
     char key[17], have[17] = "", path[2 * SR_PATH_MAX];
     const stage_files *f = stage_key(conf, stage, model, key);
     if (!f) return false;
     snprintf(path, sizeof path, "%s/%s", conf->output_dir, f->output);
-    if (access(path, F_OK) != 0) return false;
+    if (access(path, F_OK) != 0 || !current_format(path, f->version)) return false;
     char name[64];
     snprintf(name, sizeof name, ".semrep-done-%s", stage);
     if (!sr_outdir_owns(conf->output_dir, name)) return false;
@@ -109,10 +127,11 @@ static void record(const semrep_conf *conf, const char *stage, const char *model
     if (fclose(out) == 0) sr_outdir_commit(tmp, conf->output_dir, strrchr(path, '/') + 1);
 }
 
-/* Rank 0 asks whether the conf's model is finished; every rank gets the answer. */
-static bool model_finished(const semrep_conf *conf, semrep_comm *comm, char *err, size_t errlen)
+/* Rank 0 asks whether the conf's model is there and finished; every rank
+ * gets its answer (a rank's own view of the file could differ). */
+static bool model_finished(const semrep_conf *conf, semrep_comm *comm, const char *model, char *err, size_t errlen)
 {
-    int finished = comm->rank == 0 && sr_model_finished(conf, err, errlen) == 1;
+    int finished = comm->rank == 0 && access(model, F_OK) == 0 && sr_model_finished(conf, err, errlen) == 1;
     sr_comm_bcast(comm, &finished, sizeof finished, 0);
     return finished;
 }
@@ -124,12 +143,12 @@ static bool model_finished(const semrep_conf *conf, semrep_comm *comm, char *err
 static int train_unless_finished(const semrep_conf *conf, semrep_comm *comm, const sr_stage *train, const char *model)
 {
     char err[2 * SR_PATH_MAX + 256] = "";
-    if (access(model, F_OK) == 0 && model_finished(conf, comm, err, sizeof err)) {
+    if (model_finished(conf, comm, model, err, sizeof err)) {
         if (comm->rank == 0) printf("train: the model is %s; not training\n", model);
         return SR_EXIT_OK;
     }
     if (train->run(conf, comm)) return SR_EXIT_FAILED;
-    if (model_finished(conf, comm, err, sizeof err)) return SR_EXIT_OK;
+    if (model_finished(conf, comm, model, err, sizeof err)) return SR_EXIT_OK;
     if (comm->rank == 0) fprintf(stderr, "semrep: %s; the later stages did not run (exit status %d)\n", err, SR_EXIT_UNFINISHED);
     return SR_EXIT_UNFINISHED;
 }
