@@ -491,9 +491,9 @@ static void png_row(const recon_run *r, int t, const float *samples, char *err, 
     char name[40], path[SR_PATH_MAX + 96];
     target_name(t, name);
     snprintf(path, sizeof path, "%s/%s", r->conf->output_dir, name);
-    if (sr_outdir_check(r->conf->output_dir, name, err, errlen) || sr_png_write(path, row, C, s, w, err, errlen))
-        SR_FAIL("%s", err);
-    sr_outdir_register(r->conf->output_dir, (const char *[]){name}, 1);
+    if (sr_outdir_check(r->conf->output_dir, name, err, errlen)) SR_FAIL("%s", err);
+    sr_outdir_register(r->conf->output_dir, (const char *[]){name}, 1); /* before the file: never one of ours unowned */
+    if (sr_png_write(path, row, C, s, w, err, errlen)) SR_FAIL("%s", err);
     free(row), free(img);
 }
 

@@ -138,8 +138,6 @@ static void checkpoint(trainer *t)
         sr_checkpoint_save(t->model_path, &t->net, t->conf->text, "semrep stage train");
         sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, t->conf->text);
         sr_train_curve_save(t->curve_path, &t->progress, t->conf->text);
-        const char *names[3];
-        sr_outdir_register(t->conf->output_dir, names, (size_t)outputs(t->conf, t->model_path, names));
     }
     sr_comm_barrier(t->comm);
 }
@@ -334,6 +332,9 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
     const char *names[3];
     sr_model_checkpoint_path(conf, model, sizeof model);
     if (sr_outputs_ours(conf, comm, names, outputs(conf, model, names))) return 1;
+    /* ours before anything is written: a run killed before its first
+     * checkpoint leaves files that the next run may resume from */
+    if (comm->rank == 0) sr_outdir_register(conf->output_dir, names, (size_t)outputs(conf, model, names));
     if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_comm_error(comm, 1, "%s", err);
     if (t->progress.epoch >= conf->train.epochs) {
         if (comm->rank == 0 && access(t->model_path, F_OK) != 0) /* removed since: the state holds it */

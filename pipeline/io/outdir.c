@@ -170,8 +170,8 @@ void sr_outdir_commit(const char *tmp, const char *dir, const char *rel)
         SR_FAIL("%s", err);
     }
     record_path(dir, rel, path, sizeof path);
+    sr_outdir_register(dir, &rel, 1); /* first: a crash after the rename leaves no file of ours unowned */
     sr_commit_file(tmp, path);
-    sr_outdir_register(dir, &rel, 1);
 }
 
 int sr_outdir_prune(const char *dir, const char *prefix, const char *const *keep, size_t nkeep)
