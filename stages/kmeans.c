@@ -17,22 +17,13 @@
 _Static_assert(SR_KMEANS_ROW_ALIGN % BLOCK == 0 && BLOCK % SUM_BLOCK == 0,
                "a rank's first row starts a block of either kind");
 
-/* Sums that come out the same on any rank count: each term is rounded once
- * to a grid of 2^-e, integers add exactly in any order, and e is chosen
- * from the largest term and the number of terms so that no total passes
- * 2^62. For a million terms the grid is 2^-42 of the largest term: finer
- * than a float's ulp for every term above 2^-19 of the largest, and off by
- * at most 2^-43 of the largest for the smaller ones. */
+/* Sums the same on any rank count (comm.h's grid): e for the largest term
+ * of any rank. */
 static int grid_exponent(const semrep_comm *comm, double largest, double terms)
 {
     sr_comm_max(comm, &largest, 1);
-    if (!(largest > 0.0)) return 0;
-    int e;
-    frexp(largest * (terms > 1.0 ? terms : 1.0), &e); /* below 2^e */
-    return 62 - e;
+    return sr_grid_exponent(largest, terms);
 }
-static int64_t on_grid(double v, int e) { return llrint(ldexp(v, e)); }
-static double off_grid(int64_t v, int e) { return ldexp((double)v, -e); }
 
 /* The sum over all ranks of each rank's n values (total of them on all
  * ranks), the same bits on any rank count. */
@@ -42,9 +33,9 @@ static double exact_total(const semrep_comm *comm, const float *v, long n, long 
     for (long i = 0; i < n; i++) largest = fabs(v[i]) > largest ? fabs(v[i]) : largest;
     const int e = grid_exponent(comm, largest, (double)total);
     int64_t sum = 0;
-    for (long i = 0; i < n; i++) sum += on_grid(v[i], e);
+    for (long i = 0; i < n; i++) sum += sr_on_grid(v[i], e);
     sr_comm_sum_exact(comm, &sum, 1);
-    return off_grid(sum, e);
+    return sr_off_grid(sum, e);
 }
 
 float *sr_backend_copy(const sr_backend *be, const float *host, size_t count, const char *what)
@@ -166,7 +157,7 @@ static void centre_sums(const sr_kmeans_data *x, const int *label, int k, int e,
         if (!be->host_memory) be->to_host(part, d_part, sizeof(float) * (size_t)u * dim);
         for (int j = 0; j < u; j++) {
             int64_t *s = sums + (size_t)used[j] * dim;
-            for (int d = 0; d < dim; d++) s[d] += on_grid(part[(size_t)j * dim + d], e);
+            for (int d = 0; d < dim; d++) s[d] += sr_on_grid(part[(size_t)j * dim + d], e);
             slot[used[j]] = -1;
         }
     }
@@ -323,7 +314,7 @@ static double lloyd(const semrep_comm *comm, const sr_kmeans_data *x, int k, int
         for (int c = 0; c < k; c++) {
             if (counts[c] > 0) {
                 for (int d = 0; d < dim; d++)
-                    centres[(size_t)c * dim + d] = (float)(off_grid(sums[(size_t)c * dim + d], e) / (double)counts[c]);
+                    centres[(size_t)c * dim + d] = (float)(sr_off_grid(sums[(size_t)c * dim + d], e) / (double)counts[c]);
                 continue;
             }
             /* an empty cluster takes the row farthest from its centre */
@@ -332,8 +323,10 @@ static double lloyd(const semrep_comm *comm, const sr_kmeans_data *x, int k, int
                 if (best[i] > far[0]) far[0] = best[i], far[1] = (double)(first + i);
             double all[2] = {far[0], 0};
             sr_comm_max(comm, all, 1);
-            double who = far[0] == all[0] ? far[1] : -1.0;
+            /* of the rows that far, the lowest index: each rank's first, then the least of those */
+            double who = far[0] == all[0] ? -far[1] : -DBL_MAX;
             sr_comm_max(comm, &who, 1);
+            who = -who;
             fetch_row(comm, x->rows, first, count, (long)who, dim, centres + (size_t)c * dim);
             for (long i = 0; i < count; i++)
                 if (first + i == (long)who) best[i] = 0.0f;
@@ -356,10 +349,10 @@ static double lloyd(const semrep_comm *comm, const sr_kmeans_data *x, int k, int
     }
     const int ei = grid_exponent(comm, largest_d, (double)x->total);
     int64_t sum = 0;
-    for (long i = 0; i < count; i++) sum += on_grid(each[i], ei);
+    for (long i = 0; i < count; i++) sum += sr_on_grid(each[i], ei);
     free(each);
     sr_comm_sum_exact(comm, &sum, 1);
-    return off_grid(sum, ei);
+    return sr_off_grid(sum, ei);
 }
 
 void sr_kmeans_run(const semrep_comm *comm, const sr_kmeans_data *x, int k, uint32_t seed, int restarts, int max_iter,

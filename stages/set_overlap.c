@@ -67,8 +67,9 @@ static void ring(const semrep_comm *comm, const sr_shard_sets *own, int steps,
 /* ---- exact: every pair once ------------------------------------------------ */
 
 typedef struct {
-    int rank, size;
-    double sum[2], pairs[2];
+    int rank, size, e;   /* e: the grid of the sums (comm.h): the same bits on any rank and thread count */
+    int64_t sum[2];
+    double pairs[2];
 } exact_sums;
 
 static int *set_sizes(const sr_shard_sets *b)
@@ -94,7 +95,8 @@ static void exact_visit(const sr_shard_sets *own, const sr_shard_sets *other, in
     const long i0 = halves && !lower ? own->mine / 2 : 0, j1 = halves && lower ? other->mine / 2 : other->mine;
     const int w = own->words;
     int *own_size = set_sizes(own), *other_size = set_sizes(other);
-    double sum[2] = {0, 0}, pairs[2] = {0, 0};
+    int64_t sum[2] = {0, 0};
+    double pairs[2] = {0, 0};
 #pragma omp parallel for schedule(dynamic, 16) reduction(+ : sum[:2], pairs[:2])
     for (long i = i0; i < own->mine; i++) {
         const int gi = own->group[i];
@@ -106,7 +108,7 @@ static void exact_visit(const sr_shard_sets *own, const sr_shard_sets *other, in
             int both = 0;
             for (int k = 0; k < w; k++) both += __builtin_popcountll(a[k] & b[k]);
             const int either = own_size[i] + other_size[j] - both, kind = gi != other->group[j];
-            sum[kind] += either ? (double)both / either : 1.0;
+            sum[kind] += sr_on_grid(either ? (double)both / either : 1.0, e->e);
             pairs[kind]++;
         }
     }
@@ -118,7 +120,8 @@ static void exact_visit(const sr_shard_sets *own, const sr_shard_sets *other, in
 
 typedef struct {
     long long *pair;        /* [2][SR_OVERLAP_PAIRS][2] */
-    double sum[2], sq[2];
+    int e;                  /* the grid of the sums, as exact_sums' */
+    int64_t sum[2], sq[2];
 } sample_sums;
 
 /* Every image's group on every rank: the only per-image integers held whole
@@ -197,13 +200,13 @@ static void sample_visit(const sr_shard_sets *own, const sr_shard_sets *other, i
     const int w = own->words;
     for (int kind = 0; kind < 2; kind++) {
         const long long *pair = e->pair + (size_t)kind * SR_OVERLAP_PAIRS * 2;
-        double sum = 0.0, sq = 0.0;
+        int64_t sum = 0, sq = 0;
 #pragma omp parallel for schedule(static) reduction(+ : sum, sq)
         for (long p = 0; p < SR_OVERLAP_PAIRS; p++) {
             const long long a = pair[2 * p] - own->first, b = pair[2 * p + 1] - other->first;
             if (pair[2 * p] < 0 || a < 0 || a >= own->mine || b < 0 || b >= other->mine) continue;
             const double j = sr_jaccard(own->sets + (size_t)a * w, other->sets + (size_t)b * w, w);
-            sum += j, sq += j * j;
+            sum += sr_on_grid(j, e->e), sq += sr_on_grid(j * j, e->e);
         }
         e->sum[kind] += sum, e->sq[kind] += sq;
     }
@@ -213,12 +216,13 @@ void sr_overlap_jaccard(const semrep_comm *comm, const sr_shard_sets *s, long ex
 {
     memset(out, 0, sizeof *out);
     if (s->n <= exact_max) {
-        exact_sums e = {.rank = comm->rank, .size = comm->size};
+        exact_sums e = {.rank = comm->rank, .size = comm->size,
+                        .e = sr_grid_exponent(1.0, (double)s->n * (double)(s->n - 1) / 2.0)}; /* overlaps are at most 1 */
         ring(comm, s, comm->size / 2 + 1, exact_visit, &e);
-        sr_comm_sum(comm, e.sum, 2);
+        sr_comm_sum_exact(comm, e.sum, 2);
         sr_comm_sum(comm, e.pairs, 2);
         for (int k = 0; k < 2; k++) {
-            out->mean[k] = e.pairs[k] > 0 ? e.sum[k] / e.pairs[k] : NAN;
+            out->mean[k] = e.pairs[k] > 0 ? sr_off_grid(e.sum[k], e.e) / e.pairs[k] : NAN;
             out->pairs[k] = e.pairs[k];
         }
         return;
@@ -229,15 +233,16 @@ void sr_overlap_jaccard(const semrep_comm *comm, const sr_shard_sets *s, long ex
     double have[2];
     draw_sample(group, s->n, seed, out->sample, have);
     free(group);
-    sample_sums e = {.pair = out->sample};
-    ring(comm, s, comm->size, sample_visit, &e);
-    sr_comm_sum(comm, e.sum, 2);
-    sr_comm_sum(comm, e.sq, 2);
     const double m = (double)SR_OVERLAP_PAIRS;
+    sample_sums e = {.pair = out->sample, .e = sr_grid_exponent(1.0, m)};
+    ring(comm, s, comm->size, sample_visit, &e);
+    sr_comm_sum_exact(comm, e.sum, 2);
+    sr_comm_sum_exact(comm, e.sq, 2);
     for (int k = 0; k < 2; k++) {
         out->pairs[k] = have[k] ? m : 0.0;
-        out->mean[k] = have[k] ? e.sum[k] / m : NAN;
-        out->se[k] = have[k] ? sqrt(fmax(e.sq[k] - m * out->mean[k] * out->mean[k], 0.0) / (m - 1.0) / m) : NAN;
+        out->mean[k] = have[k] ? sr_off_grid(e.sum[k], e.e) / m : NAN;
+        const double sq = sr_off_grid(e.sq[k], e.e);
+        out->se[k] = have[k] ? sqrt(fmax(sq - m * out->mean[k] * out->mean[k], 0.0) / (m - 1.0) / m) : NAN;
     }
 }
 

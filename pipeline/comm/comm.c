@@ -90,6 +90,14 @@ static void reduce(const semrep_comm *comm, double *values, int count, MPI_Op op
 void sr_comm_sum(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_SUM); }
 void sr_comm_min(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MIN); }
 void sr_comm_max(const semrep_comm *comm, double *values, int count) { reduce(comm, values, count, MPI_MAX); }
+int sr_grid_exponent(double largest, double terms)
+{
+    if (!(largest > 0.0)) return 0;
+    int e;
+    frexp(largest * (terms > 1.0 ? terms : 1.0), &e); /* below 2^e */
+    return 62 - e;
+}
+
 void sr_comm_sum_exact(const semrep_comm *comm, int64_t *values, int count)
 {
     if (comm->size > 1) SR_MPI(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_INT64_T, MPI_SUM, comm->world));

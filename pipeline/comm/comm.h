@@ -4,6 +4,7 @@
 #ifndef SEMREP_COMM_COMM_H
 #define SEMREP_COMM_COMM_H
 
+#include <math.h>
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,8 +34,17 @@ void sr_comm_sum(const semrep_comm *comm, double *values, int count);
 void sr_comm_min(const semrep_comm *comm, double *values, int count);
 void sr_comm_max(const semrep_comm *comm, double *values, int count);
 /* In-place sum over ranks of 64-bit integers: exact, so the same in any
- * order and on any rank count (fixed-point sums, stages/kmeans.c). */
+ * order and on any rank count. */
 void sr_comm_sum_exact(const semrep_comm *comm, int64_t *values, int count);
+/* Sums that come out the same bits on any rank and thread count: each term
+ * is rounded once to a grid of 2^-e (sr_on_grid), the integers add exactly
+ * in any order (OpenMP, sr_comm_sum_exact), and the total comes back with
+ * sr_off_grid. sr_grid_exponent gives e for `terms` terms each at most
+ * `largest` in magnitude, so that no total passes 2^62: for a million terms
+ * the grid is 2^-42 of the largest. */
+int sr_grid_exponent(double largest, double terms);
+static inline int64_t sr_on_grid(double v, int e) { return llrint(ldexp(v, e)); }
+static inline double sr_off_grid(int64_t v, int e) { return ldexp((double)v, -e); }
 void sr_comm_barrier(const semrep_comm *comm);
 /* In-place sum over ranks of a float array in backend memory (gradients), in
  * a few large buckets. GPU memory goes through one host bucket (no
