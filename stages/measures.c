@@ -115,6 +115,15 @@ double sr_purity(const double *table, int k, int classes)
 
 static double pairs_of(double x) { return x * (x - 1.0) / 2.0; }
 
+/* The adjusted Rand index from its pair counts: index (pairs together in
+ * both), a and b (pairs together in each), n (items). */
+static double ari_of(double index, double a, double b, double n)
+{
+    const double expected = a * b / pairs_of(n), top = 0.5 * (a + b);
+    if (top == expected) return 1.0; /* both partitions trivial: identical */
+    return (index - expected) / (top - expected);
+}
+
 double sr_ari(const double *table, int k, int classes)
 {
     double *rows;
@@ -125,7 +134,36 @@ double sr_ari(const double *table, int k, int classes)
     for (int i = 0; i < k; i++) a += pairs_of(rows[i]);
     for (int j = 0; j < classes; j++) b += pairs_of(cols[j]);
     free(rows);
-    const double expected = a * b / pairs_of(n), top = 0.5 * (a + b);
-    if (top == expected) return 1.0; /* both partitions trivial: identical */
-    return (index - expected) / (top - expected);
+    return ari_of(index, a, b, n);
+}
+
+static int by_pair(const void *x, const void *y)
+{
+    const uint64_t p = *(const uint64_t *)x, q = *(const uint64_t *)y;
+    return (p > q) - (p < q);
+}
+
+double sr_ari_labels(const int *a, const int *b, long n)
+{
+    uint64_t *pair = SR_MALLOC(sizeof(uint64_t) * (size_t)(n > 0 ? n : 1), "the pairs of two clusterings");
+    long m = 0;
+    int ka = 0, kb = 0;
+    for (long i = 0; i < n; i++)
+        if (a[i] >= 0 && b[i] >= 0) {
+            pair[m++] = (uint64_t)a[i] << 32 | (uint32_t)b[i];
+            ka = a[i] + 1 > ka ? a[i] + 1 : ka;
+            kb = b[i] + 1 > kb ? b[i] + 1 : kb;
+        }
+    double index = 0.0, sa = 0.0, sb = 0.0;
+    double *rows = calloc((size_t)ka + kb + 1, sizeof(double)), *cols = rows + ka;
+    SR_CHECK(rows, "out of memory for the margins of %d x %d clusters", ka, kb);
+    qsort(pair, (size_t)m, sizeof *pair, by_pair); /* equal pairs in runs: the table's nonzero cells */
+    for (long i = 0, run = 1; i < m; i++, run++) {
+        rows[pair[i] >> 32] += 1.0, cols[pair[i] & 0xffffffffu] += 1.0;
+        if (i + 1 == m || pair[i + 1] != pair[i]) index += pairs_of((double)run), run = 0;
+    }
+    for (int i = 0; i < ka; i++) sa += pairs_of(rows[i]);
+    for (int j = 0; j < kb; j++) sb += pairs_of(cols[j]);
+    free(pair), free(rows);
+    return m > 0 ? ari_of(index, sa, sb, (double)m) : NAN;
 }

@@ -31,5 +31,9 @@ double sr_class_selectivity(const double *class_mean, int classes);
 double sr_nmi(const double *table, int k, int classes);   /* arithmetic normalisation, as scikit-learn's default */
 double sr_purity(const double *table, int k, int classes);
 double sr_ari(const double *table, int k, int classes);
+/* The same ARI from two labellings of n items (below 0: left out), without
+ * the k x classes table: a sort of the pairs, so K = 100,000 costs n. NaN
+ * when no item is labelled by both. */
+double sr_ari_labels(const int *a, const int *b, long n);
 
 #endif

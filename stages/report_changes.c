@@ -227,26 +227,6 @@ static void write_now(const report *r, const listing *l, const char *when, const
     SR_CHECK_WRITE(fclose(f) == 0, path);
 }
 
-/* ARI between two clusterings of the same images (labels of either may be
- * any non-negative ints; -1: left out). */
-static double agreement(const int *a, const int *b, long n)
-{
-    int ka = 0, kb = 0;
-    for (long i = 0; i < n; i++) {
-        if (a[i] + 1 > ka) ka = a[i] + 1;
-        if (b[i] + 1 > kb) kb = b[i] + 1;
-    }
-    if (ka < 1 || kb < 1) return NAN;
-    if (n < 1) return NAN;
-    double *t = calloc((size_t)ka * kb, sizeof(double));
-    SR_CHECK(t, "out of memory comparing two clusterings");
-    for (long i = 0; i < n; i++)
-        if (a[i] >= 0 && b[i] >= 0) t[(size_t)a[i] * kb + b[i]] += 1.0;
-    const double ari = sr_ari(t, ka, kb);
-    free(t);
-    return ari;
-}
-
 void changes(report *r, int clusters_id)
 {
     listing last, now;
@@ -322,7 +302,7 @@ void changes(report *r, int clusters_id)
                 b[n++] = now.cluster[i * now.ncols + c];
             }
         snprintf(cells[rows * 2], 48, "%s", now.col[c]);
-        snprintf(cells[rows * 2 + 1], 48, "%.3f", agreement(a, b, n));
+        snprintf(cells[rows * 2 + 1], 48, "%.3f", sr_ari_labels(a, b, n));
         rows++;
     }
     if (!kept) html(r, "<p>No image is in both runs: there is no clustering to compare.</p>\n");

@@ -213,7 +213,14 @@ static void test_measures(void)
             if (fabs(got[m] - want) > 1e-6) printf("\n    %s: %.7f, scikit-learn %.7f", name, got[m], want);
             CU_ASSERT(fabs(got[m] - want) <= 1e-6);
         }
-        free(table);
+        /* the ARI from the labels themselves, without the table (the report's "what changed") */
+        int *ia = SR_MALLOC(sizeof(int) * assign->count, "labels"), *il = SR_MALLOC(sizeof(int) * assign->count, "labels");
+        for (size_t i = 0; i < assign->count; i++) ia[i] = (int)assign->data[i], il[i] = (int)label->data[i];
+        snprintf(name, sizeof name, "ari.%d", c);
+        const double ari = sr_ari_labels(ia, il, (long)assign->count), want = sr_fixture_get(fx, name)->data[0];
+        if (fabs(ari - want) > 1e-6) printf("\n    ari from labels %d: %.7f, scikit-learn %.7f", c, ari, want);
+        CU_ASSERT(fabs(ari - want) <= 1e-6);
+        free(ia), free(il), free(table);
     }
     sr_fixture_free(fx);
 }
