@@ -60,7 +60,7 @@ if ! full 200k; then
   echo "SKIP: cannot mount a tmpfs here (needs root); the disk-full checks did not run ($passed passed before)"
   exit 77
 fi
-for size in 40k 100k 300k 500k; do full $size "$ok/cache"; done
+for size in 40k 100k 300k 600k; do full $size "$ok/cache"; done
 full 300k "$ok/cache" "$mpirun"
 # The small disks filled at different writes: the data cache, the training's
 # NetCDF files, phi's parallel file and the report's images.
