@@ -27,18 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         labels += strlen(SEPARATOR);
         sr_fuzz_file("labels.idx", labels, size - (size_t)(labels - data), c.labels, sizeof c.labels);
     }
-    sr_dataset *ds;
-    char err[1024];
-    if (!sr_dataset_open(&ds, &c, sr_fuzz_dir(), err, sizeof err)) {
-        float images[2 * 8 * 8];
-        const long positions[2] = {0, ds->count - 1};
-        sr_dataset_read_list(ds, positions, 2, images, err, sizeof err);
-        for (long i = 0; i < ds->count; i++) {
-            const int label = sr_dataset_label(ds, i);
-            if (label < -1 || label >= ds->nclasses) abort(); /* a label with no class name */
-        }
-        sr_dataset_close(ds);
-    }
+    sr_fuzz_dataset(&c, 2 * 8 * 8);
     sr_fuzz_clean();
     return 0;
 }

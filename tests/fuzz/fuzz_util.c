@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/check.h"
+#include "io/dataset.h"
 
 static char dir[64];
 
@@ -71,4 +72,21 @@ const semrep_conf *sr_fuzz_defaults(void)
     }
     loaded = 1;
     return &conf;
+}
+
+void sr_fuzz_dataset(const sr_dataset_conf *c, size_t floats)
+{
+    sr_dataset *ds;
+    char err[1024];
+    if (sr_dataset_open(&ds, c, sr_fuzz_dir(), err, sizeof err)) return;
+    float *images = malloc(sizeof(float) * floats);
+    if (!images) abort();
+    const long positions[2] = {0, ds->count - 1};
+    sr_dataset_read_list(ds, positions, 2, images, err, sizeof err);
+    for (long i = 0; i < ds->count; i++) {
+        const int label = sr_dataset_label(ds, i);
+        if (label < -1 || label >= ds->nclasses) abort(); /* a label with no class name */
+    }
+    free(images);
+    sr_dataset_close(ds);
 }

@@ -16,6 +16,10 @@ const char *sr_fuzz_dir(void);
 void sr_fuzz_file(const char *name, const uint8_t *data, size_t size, char *path, size_t len);
 /* Empties sr_fuzz_dir(), e.g. of a reader's cache, so inputs stay independent. */
 void sr_fuzz_clean(void);
+/* Opens the data set c describes (a refusal is fine), and when it opens,
+ * reads its first and last images (at most `floats` floats of pixels for
+ * the two) and checks that every label names a class. */
+void sr_fuzz_dataset(const sr_dataset_conf *c, size_t floats);
 /* The conf's defaults (loaded once): what a reader is configured with. */
 const semrep_conf *sr_fuzz_defaults(void);
 
