@@ -676,9 +676,11 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
             SR_CHECK_WRITE(fclose(r.html) == 0, page);
             /* the complete folder replaces the last report's files; files semrep did not write stay */
             status = sr_outdir_replace(conf->output_dir, "report", r.dir, r.err, sizeof r.err);
+            if (!status && r.record_tmp[0]) sr_outdir_commit(r.record_tmp, conf->output_dir, SR_REPORT_RECORD);
             if (!status) printf("report: %s/index.html\n", final);
         }
         sr_temp_remove(r.dir); /* what is left of the new folder: empty, or a failed report's */
+        if (status && r.record_tmp[0]) sr_temp_remove(r.record_tmp);
         sr_dataset_close(r.ds);
         free(r.thumb_done);
     }

@@ -1,7 +1,8 @@
 /* "What changed since the last run", for nightly runs over a growing data
  * set: every report records its images and their clusters in
- * tables/images.tsv (source name, label, the cluster at each sigma and K)
- * and the run in tables/run.tsv; the next report reads the last one's
+ * <output_dir>/report-images.tsv (source name, label, the cluster at each
+ * sigma and K; beside the report, whose size does not grow with the
+ * images) and the run in tables/run.tsv; the next report reads the last one's
  * before replacing it and says which images came and went, how many phi
  * rows were computed or reused, and how far the clusters of the images
  * both runs saw moved (adjusted Rand index between the two clusterings). */
@@ -32,7 +33,7 @@ typedef struct {
     long *order;                 /* rows sorted by source */
     char date[64], checkpoint[32], images[32], phi[32]; /* the run: when, its model, images, phi.nc's fingerprint */
     bool mismatch;               /* clusters.nc is not of these images: no clusterings listed */
-    char damaged[256];           /* why the last report's images.tsv is not compared with, or "" */
+    char damaged[256];           /* why the last report's image record is not compared with, or "" */
 } listing;
 
 static const listing *sort_by;
@@ -91,9 +92,10 @@ static int read_row(listing *l, char *line, const int *ks, char *why, size_t len
     return 0;
 }
 
-/* The last report's tables/images.tsv and run.tsv; 0 rows when there is
- * none. A damaged images.tsv (edited, or cut) is not compared with at all:
- * 0 rows and the reason in l->damaged; this report replaces it. */
+/* The last report's image record and run.tsv; 0 rows when there is none.
+ * A damaged record (edited, or cut) is not compared with at all: 0 rows and
+ * the reason in l->damaged; this report replaces it. A report from before
+ * the record moved out of report/ left it in report/tables/images.tsv. */
 static void read_last(const report *r, listing *l)
 {
     memset(l, 0, sizeof *l);
@@ -106,8 +108,11 @@ static void read_last(const report *r, listing *l)
             sscanf(line, "%63[^\t]\t%31[^\t]\t%31[^\t]\t%31[^\t\n]", l->date, l->checkpoint, l->images, l->phi);
         fclose(f);
     }
-    snprintf(path, sizeof path, "%s/tables/images.tsv", r->final);
-    if (!(f = fopen(path, "r"))) return;
+    snprintf(path, sizeof path, "%s/" SR_REPORT_RECORD, r->conf->output_dir);
+    if (!(f = fopen(path, "r"))) {
+        snprintf(path, sizeof path, "%s/tables/images.tsv", r->final);
+        if (!(f = fopen(path, "r"))) return;
+    }
     int ks[MAX_COLUMNS]; /* each column's K, from its name "sigma S K k" */
     char why[160] = "", *big = SR_MALLOC(1 << 16, "a line of images.tsv"); /* the header's 1024 columns fit */
     long lines = 1;
@@ -205,12 +210,13 @@ static void read_now(report *r, int clusters_id, listing *l)
     qsort(l->order, (size_t)l->rows, sizeof(long), by_source);
 }
 
-static void write_now(const report *r, const listing *l, const char *when, const char *checkpoint, const char *phi)
+static void write_now(report *r, const listing *l, const char *when, const char *checkpoint, const char *phi)
 {
     char path[SR_PATH_MAX + 128];
-    snprintf(path, sizeof path, "%s/tables/images.tsv", r->dir);
-    FILE *f = fopen(path, "w");
-    SR_CHECK_WRITE(f, path);
+    snprintf(path, sizeof path, "%s/" SR_REPORT_RECORD, r->conf->output_dir);
+    sr_tmp_path(path, r->record_tmp, sizeof r->record_tmp);
+    FILE *f = fopen(r->record_tmp, "w");
+    SR_CHECK_WRITE(f, r->record_tmp);
     fprintf(f, "position\tsource\tlabel");
     for (int c = 0; c < l->ncols; c++) fprintf(f, "\t%s", l->col[c]);
     fputc('\n', f);
@@ -219,7 +225,7 @@ static void write_now(const report *r, const listing *l, const char *when, const
         for (int c = 0; c < l->ncols; c++) fprintf(f, "\t%d", l->cluster[i * l->ncols + c]);
         fputc('\n', f);
     }
-    SR_CHECK_WRITE(fclose(f) == 0, path);
+    SR_CHECK_WRITE(fclose(f) == 0, r->record_tmp);
     snprintf(path, sizeof path, "%s/tables/run.tsv", r->dir);
     f = fopen(path, "w");
     SR_CHECK_WRITE(f, path);
@@ -243,9 +249,9 @@ void changes(report *r, int clusters_id)
 
     html(r, "<h2>What changed since the last run</h2>\n");
     if (last.damaged[0]) {
-        fprintf(stderr, "semrep: note: %s/tables/images.tsv is damaged (%s); this report does not compare with it "
-                        "and replaces it\n", r->final, last.damaged);
-        html(r, "<p class=\"warn\">The last report's tables/images.tsv is damaged (");
+        fprintf(stderr, "semrep: note: the last report's image record in %s is damaged (%s); this report does not "
+                        "compare with it and replaces it\n", r->conf->output_dir, last.damaged);
+        html(r, "<p class=\"warn\">The last report's image record (" SR_REPORT_RECORD ") is damaged (");
         escaped(r, last.damaged);
         html(r, "): this report does not compare with it, and replaces it.</p>\n");
     }
@@ -255,7 +261,7 @@ void changes(report *r, int clusters_id)
     if (!last.rows) {
         if (!last.damaged[0])
             html(r, "<p>No earlier report in this folder: nothing to compare with. The next run will compare "
-                    "itself with this one (<a href=\"tables/images.tsv\">tables/images.tsv</a>).</p>\n");
+                    "itself with this one (its record: " SR_REPORT_RECORD " beside the report folder).</p>\n");
         listing_free(&last), listing_free(&now);
         return;
     }

@@ -21,8 +21,14 @@ typedef struct {
     sr_dataset *ds;
     char *thumb_done;             /* [images] a thumbnail is written */
     long images;
+    char record_tmp[SR_PATH_MAX + 64]; /* this run's image record, committed beside the report once it is in place */
     char err[2048];
 } report;
+
+/* The report's record of its images and their clusters, one line an image,
+ * for the next report to compare with: kept beside report/, not in it, so
+ * the report folder does not grow with the images. */
+#define SR_REPORT_RECORD "report-images.tsv"
 
 void html(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* HTML element content, escaped (io/text_escape.h); attribute values use sr_html_attr. */
@@ -59,7 +65,7 @@ void sr_report_map(report *r, const sr_phi_file *f, int clusters_id, double sigm
 /* "What changed since the last run": compares this run's images and
  * clusters (clusters_id: clusters.nc, or -1) with the ones the last report
  * in the folder recorded, and records this run's for the next
- * (tables/images.tsv, tables/run.tsv). */
+ * (SR_REPORT_RECORD, written to r->record_tmp, and tables/run.tsv). */
 void changes(report *r, int clusters_id);
 
 #endif

@@ -284,7 +284,7 @@ int sr_outdir_replace(const char *dir, const char *sub, const char *from, char *
  * attribute starting "semrep-". An older folder without a record is
  * adopted for these only. */
 static const char *const own_patterns[] = {
-    ".semrep-done-*", "*.nc", "manifest-*.tsv", "cache/*", "reconstruct/target-[0-9]*.png",
+    ".semrep-done-*", "*.nc", "manifest-*.tsv", "report-images.tsv", "cache/*", "reconstruct/target-[0-9]*.png",
     "report/index.html", "report/tables/*.csv", "report/tables/*.tsv", "report/plots/*.dat",
     "report/plots/*.gp", "report/plots/*.log", "report/plots/*.png", "report/images/[0-9]*.png",
     "report/images/recon-[0-9]*.png",

@@ -31,8 +31,8 @@ check "the second night computes phi for the 24 new images only" \
   'grep -q "holds 40 of these 64 images (same model and settings); computing the other 24" "$work/log"'
 check "the report counts them" 'grep -q "<b>24 added</b>, <b>0 removed</b>, 40 in both" "$page"'
 check "phi was computed for 24 and copied for 40" 'grep -q "phi was computed for 24 images and copied for 40" "$page"'
-rows=$(($(wc -l <"$work/night/report/tables/images.tsv") - 1))
-check "the report lists the 64 images: $rows" '[ "$rows" = 64 ]'
+rows=$(($(wc -l <"$work/night/report-images.tsv") - 1))
+check "the report's record, beside it, lists the 64 images: $rows" '[ "$rows" = 64 ] && [ ! -e "$work/night/report/tables/images.tsv" ]'
 ari=$(sed -n '2p' "$work/night/report/tables/changes.csv" | cut -d, -f2)
 check "the clusters of the 40 are compared with last night's: ARI $ari" \
   "/usr/bin/python3 -c 'import sys; sys.exit(not -1 <= float(\"$ari\") <= 1)'"

@@ -76,7 +76,7 @@ nc_edit "$out/stats.nc" "f['pr_hist'].blocks = \"enc1' ; system 'touch $work/MAR
 nc_edit "$out/recon.nc" "f.sampler = '<script>alert(3)</script>'"
 nc_edit "$out/phi.nc" "f.images_computed = '<img src=x onerror=alert(4)>'"
 sed -i '2s/[^\t]*$/another-phi/' "$out/report/tables/run.tsv" # so that the page says what phi computed
-images=$out/report/tables/images.tsv
+images=$out/report-images.tsv
 /usr/bin/python3 - "$images" <<'PY'
 import sys
 path = sys.argv[1]
@@ -103,10 +103,17 @@ check "a last report with 1024 clusterings is read back, not taken for damaged" 
 sed -i '2s/\t[0-9]*$/\t2147483647/' "$images"
 report
 check "a huge cluster number in the last report's images.tsv: a note, no crash" \
-  '[ "$(tail -1 "$work/log")" = "report: $page" ] && grep -q "The last report.s tables/images.tsv is damaged (line 2" "$page"'
+  '[ "$(tail -1 "$work/log")" = "report: $page" ] && grep -q "The last report.s image record (report-images.tsv) is damaged (line 2" "$page"'
 report
 check "the next report compares with the one that replaced it: all 75 clusterings" \
   '[ "$(wc -l <"$out/report/tables/changes.csv")" = 76 ] && ! grep -q "damaged" "$page"'
+# A report from before the record moved beside the report folder kept it in
+# report/tables/images.tsv: the next report compares with that one.
+mv "$images" "$out/report/tables/images.tsv"
+report
+check "a record in an older report's tables/images.tsv is compared with: all 75 clusterings, 40 images in both" \
+  '[ "$(wc -l <"$out/report/tables/changes.csv")" = 76 ] && grep -q "<b>0 added</b>, <b>0 removed</b>, 40 in both" "$page" &&
+   [ -s "$images" ]'
 
 # clusters.nc with cluster numbers it cannot hold: refused, naming the file.
 cp "$out/clusters.nc" "$work/clusters.nc"
