@@ -17,10 +17,15 @@ const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *c
     return sr_backend_select(&request, err, errlen);
 }
 
+void sr_default_checkpoint_path(const semrep_conf *conf, char *path, size_t len)
+{
+    snprintf(path, len, "%s/checkpoint.nc", conf->output_dir);
+}
+
 void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len)
 {
     if (conf->model.checkpoint[0]) snprintf(path, len, "%s", conf->model.checkpoint);
-    else snprintf(path, len, "%s/checkpoint.nc", conf->output_dir);
+    else sr_default_checkpoint_path(conf, path, len);
 }
 
 void sr_train_state_path(const semrep_conf *conf, char *path, size_t len)
@@ -33,7 +38,11 @@ bool sr_train_state_is_for(const semrep_conf *conf, const char *state_model)
     char model[SR_PATH_MAX + 32];
     sr_model_checkpoint_path(conf, model, sizeof model);
     struct stat a, b;
-    if (!state_model[0]) return true;
+    char fallback[SR_PATH_MAX + 32];
+    if (!state_model[0]) { /* a state from before states named their model: it trained the default one */
+        sr_default_checkpoint_path(conf, fallback, sizeof fallback);
+        state_model = fallback;
+    }
     /* the same file however its path is spelled (relative, absolute, links) */
     if (stat(state_model, &a) == 0 && stat(model, &b) == 0) return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
     return !strcmp(state_model, model);

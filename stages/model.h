@@ -18,6 +18,8 @@
 const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *comm, int threads, char *err,
                                    size_t errlen);
 
+/* <output_dir>/checkpoint.nc: where train writes when model.checkpoint is "". */
+void sr_default_checkpoint_path(const semrep_conf *conf, char *path, size_t len);
 /* model.checkpoint, or <output_dir>/checkpoint.nc when that is empty. */
 void sr_model_checkpoint_path(const semrep_conf *conf, char *path, size_t len);
 

@@ -251,6 +251,8 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     /* Resume from the training state, or start from SPEC.md's initialisation. */
     if (access(t->state_path, F_OK) == 0) {
         if (sr_train_state_load(t->state_path, &t->net, &t->adam, &t->progress, err, errlen)) return -1;
+        if (!t->progress.model[0]) /* a state from before states named their model */
+            sr_default_checkpoint_path(conf, t->progress.model, sizeof t->progress.model);
         if (!sr_train_state_is_for(conf, t->progress.model))
             return sr_report(err, errlen, "the training state %s trains the model %s, not %s: set model.checkpoint to that file to continue it, or move the state away to train this one",
                              t->state_path, t->progress.model, t->model_path);
@@ -258,7 +260,6 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
             fprintf(stderr, "semrep: note: resuming a run of %d ranks on %d; it continues, but not bit for bit as it would have\n",
                     t->progress.ranks, comm->size);
         t->progress.ranks = comm->size;
-    t->order_epoch = -1;
         if (comm->rank == 0)
             printf("train: resuming %s at step %ld (epoch %ld)\n", t->state_path, t->progress.step, t->progress.epoch + 1);
     } else if (access(t->model_path, F_OK) == 0) {
@@ -267,7 +268,7 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     } else {
         sr_unet_init_weights(&t->net, (uint32_t)conf->seed);
     }
-    snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path); /* older states name none */
+    snprintf(t->progress.model, sizeof t->progress.model, "%s", t->model_path);
     return 0;
 }
 

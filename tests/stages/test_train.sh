@@ -134,6 +134,15 @@ expect 1 "the training state .*mixed/train-state.nc trains the model .*mixed/che
   "$semrep" stage train "$conf" "${mixed[@]}"
 b=$(checksum "$work/mixed") c=$(checksum "$work/shipped")
 check "the model from elsewhere is unchanged: $c vs $a" '[ "$c" = "$a" ] && [ -n "$b" ] && [ "$b" != "$a" ]'
+# The same with a state from before states named their model (no `model`
+# attribute): it trained the folder's default checkpoint.nc, not this one.
+ncdump -p 9,17 "$work/mixed/train-state.nc" | grep -v ":model = " >"$work/state-v0.cdl" # every digit: the values keep their checksum
+ncgen -k nc4 -o "$work/mixed/train-state.nc" "$work/state-v0.cdl"
+check "the older state names no model" '! ncdump -h "$work/mixed/train-state.nc" | grep -q ":model = "'
+expect 1 "the training state .*mixed/train-state.nc trains the model .*mixed/checkpoint.nc, not .*shipped/checkpoint.nc" -- \
+  "$semrep" stage train "$conf" "${mixed[@]}"
+c=$(checksum "$work/shipped")
+check "the model from elsewhere is still unchanged: $c vs $a" '[ "$c" = "$a" ]'
 
 # A relative output folder (the usual case) works from any directory.
 expect 0 "report: relative/report/index.html" -- bash -c "cd '$work' && '$semrep' run '$conf' --set 'output_dir=\"relative\"'"
