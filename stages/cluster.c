@@ -383,6 +383,18 @@ static void jaccard(const cluster_run *r, const uint64_t *sets, int words, const
     free(ov.sample);
 }
 
+/* A cluster's m members nearest its centre (index, distance; -1 for none
+ * yet), ordered by distance: (v, index) goes in where it belongs. Offered
+ * in index order, so a tie keeps the earlier image. */
+static void insert_member(long long *cm, float *cd, int m, float v, long long index)
+{
+    if (cm[m - 1] >= 0 && v >= cd[m - 1]) return;
+    int at = m - 1;
+    while (at > 0 && (cm[at - 1] < 0 || cd[at - 1] > v)) cd[at] = cd[at - 1], cm[at] = cm[at - 1], at--;
+    cd[at] = v;
+    cm[at] = index;
+}
+
 /* Each cluster's members nearest its centre, on rank 0: every rank's
  * nearest m per cluster, merged in (distance, index) order as a scan over
  * all images in index order keeps them. */
@@ -397,13 +409,7 @@ static void members(const cluster_run *r, const sr_kmeans *km, long long *out)
     for (long i = 0; i < mine; i++) {
         const int c = km->assign[i];
         const float v = km->distance2[i];
-        long long *cm = mi + (size_t)c * m;
-        float *cd = md + (size_t)c * m;
-        if (v >= cd[m - 1] && cm[m - 1] >= 0) continue; /* index order: a tie keeps the earlier */
-        int at = m - 1;
-        while (at > 0 && (cd[at - 1] > v || cm[at - 1] < 0)) cd[at] = cd[at - 1], cm[at] = cm[at - 1], at--;
-        cd[at] = v;
-        cm[at] = r->first + i;
+        insert_member(mi + (size_t)c * m, md + (size_t)c * m, m, v, r->first + i);
     }
     char *ai, *ad;
     size_t bi, bd;
@@ -419,14 +425,7 @@ static void members(const cluster_run *r, const sr_kmeans *km, long long *out)
                 for (int j = 0; j < m; j++) {
                     const size_t at = ((size_t)t * k + c) * m + j;
                     if (all_i[at] < 0) continue;
-                    long long *cm = out + (size_t)c * m;
-                    float *cd = md + (size_t)c * m;
-                    const float v = all_d[at];
-                    if (cm[m - 1] >= 0 && v >= cd[m - 1]) continue;
-                    int p = m - 1;
-                    while (p > 0 && (cm[p - 1] < 0 || cd[p - 1] > v)) cd[p] = cd[p - 1], cm[p] = cm[p - 1], p--;
-                    cd[p] = v;
-                    cm[p] = all_i[at];
+                    insert_member(out + (size_t)c * m, md + (size_t)c * m, m, all_d[at], all_i[at]);
                 }
     }
     free(ai), free(ad), free(mi), free(md);
