@@ -73,9 +73,23 @@ static float draw_sigma(const semrep_conf *conf, long epoch, long image)
     return sr_train_sigma(conf, u);
 }
 
-static double epoch_lr(const semrep_conf *conf, long epoch)
+/* The learning rate of a step (counted from 0) in its epoch. Cosine decays
+ * per step over train.epochs, so raising train.epochs later reshapes the
+ * rest of the curve (docs/conf.md). */
+static double step_lr(const semrep_conf *conf, long step, long epoch, long steps_per_epoch)
 {
+    const char *kind = conf->train.lr_schedule;
+    if (!strcmp(kind, "constant")) return conf->train.lr;
+    if (!strcmp(kind, "cosine")) {
+        const double total = (double)steps_per_epoch * conf->train.epochs;
+        return conf->train.lr * 0.5 * (1.0 + cos(acos(-1.0) * fmin((double)step / total, 1.0)));
+    }
     return conf->train.lr * pow(0.5, (double)(epoch / conf->train.lr_step));
+}
+
+static double lr_now(const trainer *t)
+{
+    return step_lr(t->conf, t->progress.step, t->progress.epoch, t->steps_per_epoch);
 }
 
 /* One step: my slice of the global batch, forward, backward, the gradient
@@ -112,7 +126,7 @@ static double step(trainer *t, long epoch, long in_epoch)
     sr_unet_backward(&t->net, wk, SR_UPTO_OUTPUT, wk->d_output, NULL, t->grad, false);
     sr_comm_sum_floats(t->comm, t->be, t->grad, t->net.param_floats);
     sr_comm_sum(t->comm, &loss, 1);
-    t->adam.lr = (float)epoch_lr(conf, epoch);
+    t->adam.lr = (float)lr_now(t);
     sr_adam_step(&t->adam, &t->net, t->grad);
     return loss / (double)t->batch;
 }
@@ -147,7 +161,7 @@ static void report(const trainer *t, double loss, double rate, double left)
     if (t->comm->rank != 0) return;
     const long total = t->steps_per_epoch * t->conf->train.epochs;
     printf("train: step %ld/%ld epoch %ld/%d loss %.4f lr %.2e %.0f images/s, %.0f min left\n", t->progress.step, total,
-           t->progress.epoch + 1, t->conf->train.epochs, loss, epoch_lr(t->conf, t->progress.epoch), rate, left / 60.0);
+           t->progress.epoch + 1, t->conf->train.epochs, loss, lr_now(t), rate, left / 60.0);
     fflush(stdout);
 }
 
@@ -163,11 +177,12 @@ static int train_loop(trainer *t)
             if (!isfinite(loss))
                 SR_FAIL("the training loss became %g at step %ld; lower train.lr and restart from the last checkpoint",
                         loss, p->step);
+            const double lr = lr_now(t);
             p->step++;
             steps_since++;
             const double now = sr_seconds();
             const double rate = (double)steps_since * (double)t->batch / (now - since);
-            sr_train_progress_add(p, (sr_curve_point){(double)p->step, loss, epoch_lr(conf, p->epoch), rate});
+            sr_train_progress_add(p, (sr_curve_point){(double)p->step, loss, lr, rate});
             const long left = t->steps_per_epoch * conf->train.epochs - p->step;
             if (now - printed > 10.0 || p->next_in_epoch + 1 == t->steps_per_epoch) {
                 report(t, loss, rate, (double)left * (double)t->batch / rate);
@@ -265,6 +280,10 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     } else if (access(t->model_path, F_OK) == 0) {
         return sr_report(err, errlen, "%s exists but %s does not: that model was trained elsewhere; set model.checkpoint to a new file to train one",
                          t->model_path, t->state_path);
+    } else if (conf->train.init[0]) {
+        /* a fresh optimiser on another model's weights (its shape checked against the conf's) */
+        if (sr_checkpoint_load(conf->train.init, &t->net, err, errlen)) return -1;
+        if (comm->rank == 0) printf("train: starting from the weights of %s (train.init)\n", conf->train.init);
     } else {
         sr_unet_init_weights(&t->net, (uint32_t)conf->seed);
     }

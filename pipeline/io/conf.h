@@ -45,6 +45,8 @@ typedef struct semrep_conf {
         sr_dataset_conf dataset;   /* the training data */
         int epochs, batch, lr_step;
         double lr;
+        char lr_schedule[16];      /* "step", "cosine", "constant" */
+        char init[SR_PATH_MAX];    /* weights a new training starts from; "": random */
         char sigma_dist[16];       /* "inv_sqrt" or "uniform" */
         double sigma_min, sigma_max;
         long checkpoint_every;     /* steps */

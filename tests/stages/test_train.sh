@@ -38,6 +38,27 @@ mkdir -p "$work/elsewhere" && cp "$work/stopped/checkpoint.nc" "$work/elsewhere/
 expect 1 "exists but .*train-state.nc does not: that model was trained elsewhere" -- \
   "$semrep" stage train "$conf" --set "output_dir=\"$work/elsewhere\""
 
+# train.init starts from a model's weights with a fresh optimiser: at a
+# learning rate of 1e-9 the first steps leave every weight within 1e-6 of the
+# model's (a random start differs by far more). The cosine schedule's rates,
+# read back from the curve, are lr (1 + cos(pi s / S)) / 2 for step s of S.
+expect 0 "starting from the weights of .*straight/checkpoint.nc" -- "$semrep" stage train "$conf" \
+  --set "output_dir=\"$work/init\"" --set "train.init=\"$straight/checkpoint.nc\"" --set train.epochs=1 \
+  --set train.lr=1e-9 --set 'train.lr_schedule="cosine"'
+check "train.init: the weights start at the model's; cosine rates by the closed form" '/usr/bin/python3 - "$straight/checkpoint.nc" "$work/init" <<"PY"
+import sys, math, netCDF4, numpy as np
+a, b = netCDF4.Dataset(sys.argv[1]), netCDF4.Dataset(sys.argv[2] + "/checkpoint.nc")
+worst = max(float(np.max(np.abs(a[v][:] - b[v][:]))) for v in a.variables)
+c = netCDF4.Dataset(sys.argv[2] + "/train-curve.nc")
+step, lr = c["step"][:], c["lr"][:]
+want = [1e-9 * 0.5 * (1 + math.cos(math.pi * (s - 1) / len(step))) for s in step]
+err = max(abs(x - y) / 1e-9 for x, y in zip(lr, want))
+print("init: largest weight change %g; cosine: largest error %g of lr over %d steps" % (worst, err, len(step)))
+sys.exit(0 if 0 < worst < 1e-6 and err < 1e-6 and len(step) > 2 else 1)
+PY'
+expect 1 "checkpoint .*nothing.nc" -- "$semrep" stage train "$conf" --set "output_dir=\"$work/init2\"" \
+  --set "train.init=\"$work/nothing.nc\""
+
 # semrep run trains (no model yet), then evaluates the denoiser: the noisy
 # input's PSNR is -20 log10(sigma) to within 0.1 dB (a closed form).
 expect 0 "denoise-eval: 64 held-out images" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\""
