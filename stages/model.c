@@ -1,10 +1,12 @@
 #include "stages/model.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/check.h"
 #include "io/checkpoint.h"
 #include "io/train_state.h"
 
@@ -106,4 +108,12 @@ int sr_model_open(const semrep_conf *conf, const sr_backend *be, int batch, bool
         return -1;
     }
     return 0;
+}
+
+void sr_model_checksum(const sr_unet *net, char out[17])
+{
+    float *host = SR_MALLOC(net->param_floats * sizeof(float), "a copy of the weights");
+    net->be->to_host(host, net->param, net->param_floats * sizeof(float));
+    sr_checkpoint_checksum(net, host, out);
+    free(host);
 }

@@ -52,4 +52,7 @@ int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool
 int sr_model_open(const semrep_conf *conf, const sr_backend *be, int batch, bool train, sr_unet *net,
                   char *err, size_t errlen);
 
+/* The checksum of the weights a model holds, as its checkpoint states it. */
+void sr_model_checksum(const sr_unet *net, char out[17]);
+
 #endif

@@ -10,6 +10,68 @@
 #include "core/rng.h"
 #include "io/nc.h"
 
+#define MAX_CLASSES (1 << 20) /* a label beyond this is a damaged file, not a data set */
+
+static const sr_nc_var phi_vars[SR_PHI_NVARS] = {
+    {"sigma", NC_DOUBLE, "sigma", "pixel units: pixels in [0, 1], so 0.2 is 51 of 255", "noise level of phi"},
+    {"draws", NC_INT, "sigma", NULL, "noise draws averaged at this sigma"},
+    {"image", NC_INT64, "image", NULL, "the image's index in the data set's source (the image coordinate)"},
+    {"index", NC_INT64, "image", NULL, "the image's index in the data set's source"},
+    {"image_key", NC_UINT64, "image", NULL,
+     "the image's identity: XXH3-64 of its pixels (float32, NCHW) seeded with its noise key; a later run reuses the row of an image with the same identity"},
+    {"label", NC_INT, "image", NULL, "the image's class (class_names, flag_meanings)"},
+    {"source", NC_CHAR, "image name_len", NULL, "the image's file or position in its source"},
+    {"phi", NC_FLOAT, "sigma image channel", NULL,
+     "mean over draws of the middle block's channel means of D's input x + sigma z"},
+    {"block_mean", NC_FLOAT, "sigma image unit", NULL, "mean over draws of every block's channel means (block_start)"},
+};
+
+/* The labels' class names: one per line (class_names), and as CF's
+ * flag_values and flag_meanings (one word per class: blanks become _). */
+static void put_classes(int ncid, int var, const sr_dataset *ds, const char *file)
+{
+    const size_t len = ((size_t)ds->nclasses + 1) * (SR_CLASS_NAME_MAX + 1);
+    char *names = calloc(len, 1), *words = calloc(len, 1);
+    int *values = calloc((size_t)ds->nclasses + 1, sizeof(int));
+    SR_CHECK(names && words && values, "out of memory listing the class names");
+    for (int k = 0; k < ds->nclasses; k++) {
+        strcat(names, k ? "\n" : "");
+        strcat(names, ds->class_names[k]);
+        char *word = words + strlen(words) + (k ? 1 : 0);
+        if (k) word[-1] = ' ';
+        strcat(word, ds->class_names[k][0] ? ds->class_names[k] : "_");
+        for (char *c = word; *c; c++)
+            if (*c == ' ' || *c == '\t' || *c == '\n') *c = '_';
+        values[k] = k;
+    }
+    sr_nc_put_text(ncid, var, "class_names", names, file);
+    sr_nc_put_ints(ncid, var, "flag_values", values, (size_t)ds->nclasses, file);
+    sr_nc_put_text(ncid, var, "flag_meanings", words, file);
+    free(names), free(words), free(values);
+}
+
+void sr_phi_define(int ncid, const sr_phi_layout *l, const char *file, int ids[SR_PHI_NVARS])
+{
+    int dim, version = SR_PHI_VERSION;
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", SR_PHI_FORMAT, file);
+    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, file);
+    sr_nc_put_text(ncid, NC_GLOBAL, "Conventions", "CF-1.8", file);
+    SR_NC(nc_def_dim(ncid, "sigma", (size_t)l->nsigma, &dim), file);
+    SR_NC(nc_def_dim(ncid, "image", (size_t)l->images, &dim), file);
+    SR_NC(nc_def_dim(ncid, "channel", (size_t)l->channels, &dim), file);
+    SR_NC(nc_def_dim(ncid, "name_len", SR_NAME_MAX, &dim), file);
+    if (l->units) SR_NC(nc_def_dim(ncid, "unit", (size_t)l->units, &dim), file);
+    char leave_out[32] = "";
+    if (!l->ds->labels) strcat(leave_out, "label ");
+    if (!l->units) strcat(leave_out, "block_mean");
+    sr_nc_define_vars(ncid, phi_vars, SR_PHI_NVARS, leave_out, ids, file);
+    if (ids[SR_PHI_VAR_LABEL] >= 0) put_classes(ncid, ids[SR_PHI_VAR_LABEL], l->ds, file);
+    if (l->units) {
+        sr_nc_put_ints(ncid, ids[SR_PHI_VAR_BLOCK_MEAN], "block_start", l->block_start, (size_t)l->nblocks + 1, file);
+        sr_nc_put_text(ncid, ids[SR_PHI_VAR_BLOCK_MEAN], "blocks", l->block_names, file);
+    }
+}
+
 static size_t dim_length(int ncid, const char *name)
 {
     int dim;
@@ -21,7 +83,7 @@ static size_t dim_length(int ncid, const char *name)
 static int open_checked(const char *path, sr_phi_file *f, char *err, size_t errlen)
 {
     char format[64] = "";
-    int version = 0, var;
+    int version = 0;
     if (sr_nc_get_text(f->ncid, NC_GLOBAL, "format", format, sizeof format) || strcmp(format, SR_PHI_FORMAT))
         SR_BAD("%s is not a phi file (format \"%s\"); compute it with semrep stage phi", path, format);
     if (sr_nc_get_ints(f->ncid, NC_GLOBAL, "format_version", &version, 1) != 1 || version != SR_PHI_VERSION)
@@ -32,12 +94,17 @@ static int open_checked(const char *path, sr_phi_file *f, char *err, size_t errl
     f->channels = (int)dim_length(f->ncid, "channel");
     if (f->nsigma < 1 || f->nsigma > SR_MAX_SIGMAS || f->images < 1 || f->channels < 1)
         SR_BAD("%s has %d sigmas, %ld images and %d channels; it is damaged", path, f->nsigma, f->images, f->channels);
-    if (nc_inq_varid(f->ncid, "sigma", &var) || nc_get_var_double(f->ncid, var, f->sigma) ||
-        nc_inq_varid(f->ncid, "phi", &f->var_phi))
-        SR_BAD("%s lacks its sigma or phi variable; it is damaged", path);
+    int ids[SR_PHI_NVARS];
+    if (sr_nc_find_vars(f->ncid, phi_vars, SR_PHI_NVARS, "sigma draws index source phi", ids, path, err, errlen))
+        return -1;
+    if (nc_get_var_double(f->ncid, ids[SR_PHI_VAR_SIGMA], f->sigma) != NC_NOERR)
+        SR_BAD("%s: cannot read its sigma variable; it is damaged", path);
+    f->var_phi = ids[SR_PHI_VAR_PHI];
+    f->var_units = ids[SR_PHI_VAR_BLOCK_MEAN];
+    f->var_label = ids[SR_PHI_VAR_LABEL];
+    f->var_index = ids[SR_PHI_VAR_INDEX];
     sr_nc_get_text(f->ncid, NC_GLOBAL, "fingerprint", f->fingerprint, sizeof f->fingerprint);
-    f->var_units = f->var_label = -1;
-    if (nc_inq_varid(f->ncid, "block_mean", &f->var_units) == NC_NOERR) {
+    if (f->var_units >= 0) {
         f->units = (int)dim_length(f->ncid, "unit");
         const int n = sr_nc_get_ints(f->ncid, f->var_units, "block_start", f->block_start, SR_MAX_BLOCKS + 1);
         if (n < 2 || f->block_start[n - 1] != f->units)
@@ -48,23 +115,22 @@ static int open_checked(const char *path, sr_phi_file *f, char *err, size_t errl
         char *save = NULL, *tok = strtok_r(names, ",", &save);
         for (int b = 0; b < f->nblocks; b++, tok = tok ? strtok_r(NULL, ",", &save) : NULL)
             snprintf(f->block_names[b], sizeof f->block_names[b], "%s", tok ? tok : "block");
-    } else {
-        f->var_units = -1;
     }
-    if (nc_inq_varid(f->ncid, "label", &f->var_label) == NC_NOERR) {
+    if (f->var_label >= 0) {
         static char names[65536];
         names[0] = '\0';
         sr_nc_get_text(f->ncid, f->var_label, "class_names", names, sizeof names);
         int *labels = SR_MALLOC(sizeof(int) * (size_t)f->images, "the labels");
-        nc_get_var_int(f->ncid, f->var_label, labels);
-        for (long i = 0; i < f->images; i++) f->nclasses = labels[i] + 1 > f->nclasses ? labels[i] + 1 : f->nclasses;
+        const int rc = nc_get_var_int(f->ncid, f->var_label, labels);
+        for (long i = 0; i < f->images && rc == NC_NOERR; i++)
+            f->nclasses = labels[i] + 1 > f->nclasses ? labels[i] + 1 : f->nclasses;
         free(labels);
+        if (rc != NC_NOERR || f->nclasses > MAX_CLASSES)
+            SR_BAD("%s: its labels cannot be read or name more than %d classes; it is damaged", path, MAX_CLASSES);
         f->class_names = calloc((size_t)(f->nclasses ? f->nclasses : 1), SR_CLASS_NAME_MAX);
         char *save = NULL, *tok = strtok_r(names, "\n", &save);
         for (int k = 0; k < f->nclasses; k++, tok = tok ? strtok_r(NULL, "\n", &save) : NULL)
             snprintf(f->class_names[k], SR_CLASS_NAME_MAX, "%.*s", SR_CLASS_NAME_MAX - 1, tok ? tok : "?");
-    } else {
-        f->var_label = -1;
     }
     return 0;
 }
@@ -124,10 +190,8 @@ void sr_phi_read_labels(const sr_phi_file *f, long first, long count, int *label
 
 void sr_phi_read_index(const sr_phi_file *f, long first, long count, long long *index)
 {
-    int var;
     const size_t start = (size_t)first, shape = (size_t)count;
-    SR_NC(nc_inq_varid(f->ncid, "index", &var), f->path);
-    SR_NC(nc_get_vara_longlong(f->ncid, var, &start, &shape, index), f->path);
+    SR_NC(nc_get_vara_longlong(f->ncid, f->var_index, &start, &shape, index), f->path);
 }
 
 int sr_file_text_attr(const char *path, const char *attr, char *out, size_t len)

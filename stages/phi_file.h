@@ -12,9 +12,29 @@
 #define SR_PHI_VERSION 1
 #define SR_MAX_BLOCKS (2 * SR_MAX_LEVELS)
 
+/* phi.nc's variables (docs/formats.md), in the order of its table. */
+enum {
+    SR_PHI_VAR_SIGMA, SR_PHI_VAR_DRAWS, SR_PHI_VAR_IMAGE, SR_PHI_VAR_INDEX, SR_PHI_VAR_KEY, SR_PHI_VAR_LABEL,
+    SR_PHI_VAR_SOURCE, SR_PHI_VAR_PHI, SR_PHI_VAR_BLOCK_MEAN, SR_PHI_NVARS
+};
+
+/* What phi.nc's layout needs to be defined. */
+typedef struct {
+    int nsigma, channels, units; /* units 0: no block means */
+    long images;
+    const sr_dataset *ds;        /* its labels and class names */
+    const int *block_start;      /* [nblocks + 1] where each block's units start */
+    int nblocks;
+    const char *block_names;     /* comma-separated */
+} sr_phi_layout;
+
+/* Defines phi.nc's format attributes, dimensions and variables (ids[SR_PHI_NVARS],
+ * -1 for those left out: label without labels, block_mean without units). */
+void sr_phi_define(int ncid, const sr_phi_layout *layout, const char *file, int ids[SR_PHI_NVARS]);
+
 typedef struct {
     char path[SR_PATH_MAX + 32];
-    int ncid, var_phi, var_units, var_label;
+    int ncid, var_phi, var_units, var_label, var_index;
     int nsigma, channels, units, nblocks;
     long images;
     double sigma[SR_MAX_SIGMAS];

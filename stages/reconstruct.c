@@ -16,17 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "comm/shard.h"
 #include "core/check.h"
 #include "core/rng.h"
-#include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/nc.h"
 #include "io/outdir.h"
 #include "io/png_image.h"
 #include "stages/data.h"
+#include "stages/job.h"
 #include "stages/recon_measures.h"
 #include "stages/model.h"
 #include "stages/phi_compute.h"
@@ -48,24 +47,6 @@ typedef struct {
     long images[MAX_MEMBERS];    /* positions of the images whose mean phi is the target */
 } target;
 
-typedef struct {
-    const semrep_conf *conf;
-    semrep_comm *comm;
-    sr_unet net;
-    sr_dataset *ds;
-    target *targets;
-    int ntargets, kmid, channels, size, nanalysis;
-    long pairs, nbatches;
-    size_t per_image;
-    float *mask;                 /* [kmid] 1 for the channels the projection matches */
-    int masked;
-    float *mean_image;           /* [per_image] the data set's mean value per colour channel */
-    char checksum[17], fingerprint[17], provenance[17], path[SR_PATH_MAX + 32], dir[SR_PATH_MAX + 32];
-    bool conditional, fixed;
-    sr_unet_work target_wk;      /* the targets' phi: kept while the size stays (n = 0: none yet) */
-    float **target_pixels;       /* [ntargets] each target's images, read once (NULL until needed) */
-} recon_run;
-
 /* What one batch gives. */
 typedef struct {
     int b;
@@ -74,6 +55,28 @@ typedef struct {
     int *steps, *failed;
     char (*reason)[REASON_LEN];
 } batch_out;
+
+typedef struct {
+    const semrep_conf *conf;
+    semrep_comm *comm;
+    sr_unet net;
+    sr_dataset *ds;
+    target *targets;
+    int ntargets, kmid, channels, size, nanalysis;
+    long pairs;
+    size_t per_image;
+    float *mask;                 /* [kmid] 1 for the channels the projection matches */
+    int masked;
+    float *mean_image;           /* [per_image] the data set's mean value per colour channel */
+    sr_job job;
+    sr_job_identity id;
+    char path[SR_PATH_MAX + 32];
+    bool conditional, fixed;
+    sr_unet_work target_wk;      /* the targets' phi: kept while the size stays (n = 0: none yet) */
+    float **target_pixels;       /* [ntargets] each target's images, read once (NULL until needed) */
+    batch_out out;               /* the batch being computed */
+} recon_run;
+
 
 /* ---- targets' phi ---------------------------------------------------------- */
 
@@ -112,8 +115,11 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
 }
 
 /* What the stage holds, on every way out: whatever was made so far. */
+static void batch_free(batch_out *o);
+
 static void release(recon_run *r)
 {
+    batch_free(&r->out);
     if (r->target_wk.n) sr_unet_work_free(&r->target_wk);
     for (int t = 0; r->target_pixels && t < r->ntargets; t++) free(r->target_pixels[t]);
     free(r->target_pixels), free(r->targets), free(r->mask), free(r->mean_image);
@@ -357,77 +363,56 @@ static void run_batch(recon_run *r, long batch, batch_out *o)
 
 /* ---- batch files and recon.nc ---------------------------------------------- */
 
-static void batch_path(const recon_run *r, long batch, char *out, size_t len)
-{
-    snprintf(out, len, "%s/batch-%010ld.nc", r->dir, batch);
-}
-
 static int batch_size(const recon_run *r, long batch)
 {
     const long b = r->conf->reconstruct.batch, left = r->pairs - batch * b;
     return (int)(left < b ? left : b);
 }
 
-static bool batch_done(const recon_run *r, long batch)
-{
-    char path[SR_PATH_MAX + 64], fp[17] = "";
-    int ncid;
-    batch_path(r, batch, path, sizeof path);
-    if (access(path, R_OK) != 0 || nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return false;
-    const bool ok = !sr_nc_get_text(ncid, NC_GLOBAL, "fingerprint", fp, sizeof fp) && !strcmp(fp, r->fingerprint);
-    nc_close(ncid);
-    return ok;
-}
+/* A batch file's variables. */
+enum { BATCH_SAMPLES, BATCH_PHI, BATCH_STEPS, BATCH_FAILED, BATCH_REASON, BATCH_NVARS };
+static const sr_nc_var batch_vars[BATCH_NVARS] = {
+    {"samples", NC_FLOAT, "sample pixel", NULL, "the batch's samples, NCHW flattened"},
+    {"phi", NC_FLOAT, "asigma sample feature", NULL, "the samples' phi at the analysis sigmas"},
+    {"steps", NC_INT, "sample", NULL, "sampler steps taken"},
+    {"failed", NC_INT, "sample", NULL, "1: the sample failed (reason)"},
+    {"reason", NC_CHAR, "sample reason_len", NULL, "why it failed"},
+};
 
-static const char *const batch_vars[] = {"samples", "phi", "steps", "failed", "reason"};
-
-static void write_batch(const recon_run *r, long batch, const batch_out *o)
+/* The batch now computed (r->out) into its open file: the job's write step. */
+static void write_unit(void *ctx, long batch, int ncid, const char *file)
 {
-    char path[SR_PATH_MAX + 64], tmp[SR_PATH_MAX + 96];
-    batch_path(r, batch, path, sizeof path);
-    sr_tmp_path(path, tmp, sizeof tmp);
-    int ncid, d[4], v[5], version = 1;
-    SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
-    sr_nc_put_text(ncid, NC_GLOBAL, "format", BATCH_FORMAT, tmp);
-    sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
-    sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, tmp);
-    SR_NC(nc_def_dim(ncid, "sample", (size_t)o->b, &d[0]), tmp);
-    SR_NC(nc_def_dim(ncid, "pixel", r->per_image, &d[1]), tmp);
-    SR_NC(nc_def_dim(ncid, "asigma", (size_t)r->nanalysis, &d[2]), tmp);
-    SR_NC(nc_def_dim(ncid, "feature", (size_t)r->kmid, &d[3]), tmp);
-    int reason_dim;
-    SR_NC(nc_def_dim(ncid, "reason_len", REASON_LEN, &reason_dim), tmp);
-    SR_NC(nc_def_var(ncid, batch_vars[0], NC_FLOAT, 2, d, &v[0]), tmp);
-    SR_NC(nc_def_var(ncid, batch_vars[1], NC_FLOAT, 3, (int[]){d[2], d[0], d[3]}, &v[1]), tmp);
-    SR_NC(nc_def_var(ncid, batch_vars[2], NC_INT, 1, d, &v[2]), tmp);
-    SR_NC(nc_def_var(ncid, batch_vars[3], NC_INT, 1, d, &v[3]), tmp);
-    SR_NC(nc_def_var(ncid, batch_vars[4], NC_CHAR, 2, (int[]){d[0], reason_dim}, &v[4]), tmp);
-    SR_NC(nc_enddef(ncid), tmp);
-    SR_NC(nc_put_var_float(ncid, v[0], o->x), tmp);
-    SR_NC(nc_put_var_float(ncid, v[1], o->phi), tmp);
-    SR_NC(nc_put_var_int(ncid, v[2], o->steps), tmp);
-    SR_NC(nc_put_var_int(ncid, v[3], o->failed), tmp);
-    SR_NC(nc_put_var_text(ncid, v[4], &o->reason[0][0]), tmp);
-    SR_NC(nc_close(ncid), tmp);
-    sr_commit_file(tmp, path);
+    const recon_run *r = ctx;
+    const batch_out *o = &r->out;
+    int d, v[BATCH_NVARS];
+    (void)batch;
+    SR_NC(nc_def_dim(ncid, "sample", (size_t)o->b, &d), file);
+    SR_NC(nc_def_dim(ncid, "pixel", r->per_image, &d), file);
+    SR_NC(nc_def_dim(ncid, "asigma", (size_t)r->nanalysis, &d), file);
+    SR_NC(nc_def_dim(ncid, "feature", (size_t)r->kmid, &d), file);
+    SR_NC(nc_def_dim(ncid, "reason_len", REASON_LEN, &d), file);
+    sr_nc_define_vars(ncid, batch_vars, BATCH_NVARS, "", v, file);
+    SR_NC(nc_enddef(ncid), file);
+    SR_NC(nc_put_var_float(ncid, v[BATCH_SAMPLES], o->x), file);
+    SR_NC(nc_put_var_float(ncid, v[BATCH_PHI], o->phi), file);
+    SR_NC(nc_put_var_int(ncid, v[BATCH_STEPS], o->steps), file);
+    SR_NC(nc_put_var_int(ncid, v[BATCH_FAILED], o->failed), file);
+    SR_NC(nc_put_var_text(ncid, v[BATCH_REASON], &o->reason[0][0]), file);
 }
 
 static void read_batch(const recon_run *r, long batch, batch_out *o)
 {
-    char path[SR_PATH_MAX + 64];
-    batch_path(r, batch, path, sizeof path);
-    int ncid, v;
+    char path[SR_PATH_MAX + 128], err[SR_PATH_MAX + 256];
+    sr_job_unit_path(&r->job, r->conf, batch, path, sizeof path);
+    int ncid, v[BATCH_NVARS];
     SR_NC(nc_open(path, NC_NOWRITE, &ncid), path);
-    SR_NC(nc_inq_varid(ncid, "samples", &v), path);
-    SR_NC(nc_get_var_float(ncid, v, o->x), path);
-    SR_NC(nc_inq_varid(ncid, "phi", &v), path);
-    SR_NC(nc_get_var_float(ncid, v, o->phi), path);
-    SR_NC(nc_inq_varid(ncid, "steps", &v), path);
-    SR_NC(nc_get_var_int(ncid, v, o->steps), path);
-    SR_NC(nc_inq_varid(ncid, "failed", &v), path);
-    SR_NC(nc_get_var_int(ncid, v, o->failed), path);
-    SR_NC(nc_inq_varid(ncid, "reason", &v), path);
-    SR_NC(nc_get_var_text(ncid, v, &o->reason[0][0]), path);
+    if (sr_nc_find_vars(ncid, batch_vars, BATCH_NVARS, "samples phi steps failed reason", v, path, err, sizeof err))
+        SR_FAIL("%s", err); /* checked when found, so changed since: not the user's doing */
+    SR_NC(nc_get_var_float(ncid, v[BATCH_SAMPLES], o->x), path);
+    SR_NC(nc_get_var_float(ncid, v[BATCH_PHI], o->phi), path);
+    SR_NC(nc_get_var_int(ncid, v[BATCH_STEPS], o->steps), path);
+    SR_NC(nc_get_var_int(ncid, v[BATCH_FAILED], o->failed), path);
+    SR_NC(nc_get_var_text(ncid, v[BATCH_REASON], &o->reason[0][0]), path);
     SR_NC(nc_close(ncid), path);
 }
 
@@ -497,18 +482,21 @@ static void png_row(const recon_run *r, int t, const float *samples, char *err, 
     free(row), free(img);
 }
 
-static void assemble(recon_run *r, char *err, size_t errlen)
+/* The job's assembly, on rank 0: recon.nc into tmp and the targets' rows. */
+static int assemble(void *ctx, const char *tmp, char *err, size_t errlen)
 {
+    recon_run *r = ctx;
+    if (r->comm->rank != 0) return 0;
     const semrep_conf *c = r->conf;
     const int T = r->conditional ? r->ntargets : 1, S = c->reconstruct.samples, A = r->nanalysis, K = r->kmid;
-    char tmp[SR_PATH_MAX + 64], dir[SR_PATH_MAX + 48];
+    char dir[SR_PATH_MAX + 48];
     snprintf(dir, sizeof dir, "%s/reconstruct", c->output_dir);
     if (sr_make_dirs(dir, err, errlen)) SR_FAIL("%s", err);
     float *samples = SR_MALLOC(sizeof(float) * r->per_image * r->pairs, "the samples");
     float *sphi = SR_MALLOC(sizeof(float) * (size_t)A * r->pairs * K, "the samples' phi");
     int *steps = SR_MALLOC(sizeof(int) * r->pairs, "steps"), *failed = SR_MALLOC(sizeof(int) * r->pairs, "failed");
     char (*reason)[REASON_LEN] = calloc((size_t)r->pairs, REASON_LEN);
-    for (long batch = 0; batch < r->nbatches; batch++) {
+    for (long batch = 0; batch < r->job.units; batch++) {
         batch_out o;
         const long p0 = batch * c->reconstruct.batch;
         batch_alloc(r, batch_size(r, batch), &o);
@@ -560,18 +548,11 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     sr_recon_measure(c->output_dir, r->ds, &in, &m);
     free(timage), free(tcluster);
 
-    sr_tmp_path(r->path, tmp, sizeof tmp);
     int ncid, version = 1, dt, ds_, dc, dy, dx, da, df, dr;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "format", RECON_FORMAT, tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
-    sr_nc_put_text(ncid, NC_GLOBAL, "fingerprint", r->fingerprint, tmp);
-    sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", r->checksum, tmp);
-    sr_nc_put_text(ncid, NC_GLOBAL, "provenance", r->provenance, tmp);
-    sr_nc_put_noise_version(ncid, tmp);
-    char source[SR_PATH_MAX + 32];
-    sr_data_source_id(&c->dataset, source, sizeof source);
-    sr_nc_put_text(ncid, NC_GLOBAL, "dataset_source", source, tmp);
+    sr_job_put_identity(ncid, &r->id, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "sampler", c->reconstruct.sampler, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "mask", c->reconstruct.mask, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, tmp);
@@ -642,7 +623,6 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     sr_outdir_prune(c->output_dir, "reconstruct/target-", names, (size_t)T);
     free(names);
     for (int t = 0; t < T; t++) png_row(r, t, samples + (size_t)t * S * r->per_image, err, errlen);
-    sr_outdir_commit(tmp, c->output_dir, "recon.nc");
     long nfailed = 0;
     for (long p = 0; p < r->pairs; p++) nfailed += failed[p];
     printf("reconstruct: %d target(s) x %d sample(s), %s sampler, %ld failed\n", T, S, c->reconstruct.sampler, nfailed);
@@ -666,6 +646,7 @@ static void assemble(recon_run *r, char *err, size_t errlen)
     sr_recon_measures_free(&m);
     printf("  written to %s and %s/target-*.png\n", r->path, dir);
     free(samples), free(sphi), free(steps), free(failed), free(reason), free(tphi), free(error);
+    return 0;
 }
 
 /* ---- preparation ------------------------------------------------------------ */
@@ -818,40 +799,29 @@ static void mean_image(recon_run *r)
         for (int p = 0; p < hw; p++) r->mean_image[(size_t)ch * hw + p] = (float)(total[ch] / ((double)r->ds->count * hw));
 }
 
-/* What the samples depend on (fingerprint), and the same without the
- * images (provenance): a recon.nc of the same provenance and data source
- * but other images (a folder that grew) is replaced, anything else refused. */
-static void make_fingerprints(recon_run *r)
+/* What the samples depend on: the model, the settings (every reconstruct
+ * key but the task split and the run's length), then the images, the
+ * targets, the mask and the mean image (sr_job_identity_begin). A recon.nc
+ * of the same provenance and data source but other images (a folder that
+ * grew) is made again, anything else refused. */
+static void identify(recon_run *r)
 {
-    const semrep_conf *c = r->conf;
-    /* every setting but the task split and the run's length */
-    semrep_conf settings = *c;
-    settings.reconstruct.tasks = settings.reconstruct.task = 0;
-    settings.reconstruct.run_batches = 0;
-    XXH3_state_t *h = XXH3_createState();
-    for (int with_data = 0; with_data < 2; with_data++) {
-        XXH3_64bits_reset(h);
-        XXH3_64bits_update(h, r->checksum, sizeof r->checksum);
-        if (with_data) {
-            sr_data_hash(h, r->ds);
-            XXH3_64bits_update(h, r->targets, sizeof(target) * (size_t)r->ntargets);
-            XXH3_64bits_update(h, r->mask, sizeof(float) * r->kmid);
-            XXH3_64bits_update(h, r->mean_image, sizeof(float) * r->per_image);
-        }
-        XXH3_64bits_update(h, &settings.reconstruct, sizeof settings.reconstruct);
-        XXH3_64bits_update(h, &c->seed, sizeof c->seed);
-        const int noise_version = SR_RNG_NOISE_VERSION; /* samples of other noise never mix */
-        XXH3_64bits_update(h, &noise_version, sizeof noise_version);
-        /* what rounds differently, as phi's fingerprint: a GPU and its
-         * products (the CPU's hashes stay as they were before GPUs) */
-        if (!r->net.be->host_memory) {
-            XXH3_64bits_update(h, r->net.be->name, strlen(r->net.be->name));
-            XXH3_64bits_update(h, c->gpu_math, strlen(c->gpu_math));
-        }
-        snprintf(with_data ? r->fingerprint : r->provenance, sizeof r->fingerprint, "%016llx",
-                 (unsigned long long)XXH3_64bits_digest(h));
+    static const char *const skip[] = {"reconstruct.tasks", "reconstruct.task", "reconstruct.run_batches", NULL};
+    sr_fingerprint fp;
+    sr_job_identity_begin(&r->id, &fp, "reconstruct", r->conf, &r->net, r->ds);
+    sr_fp_conf(&fp, r->conf, "reconstruct.", skip);
+    sr_fp_digest(&fp, r->id.provenance);
+    sr_fp_data(&fp, r->ds);
+    for (int t = 0; t < r->ntargets; t++) {
+        const target *tg = &r->targets[t];
+        sr_fp_long(&fp, "target.kind", tg->kind);
+        sr_fp_long(&fp, "target.id", tg->id);
+        sr_fp_longs(&fp, "target.images", tg->images, (size_t)tg->nimages);
     }
-    XXH3_freeState(h);
+    sr_fp_floats(&fp, "mask", r->mask, (size_t)r->kmid);
+    sr_fp_floats(&fp, "mean_image", r->mean_image, r->per_image);
+    sr_fp_digest(&fp, r->id.fingerprint);
+    sr_fp_end(&fp);
 }
 
 static int prepare(recon_run *r, char *err, size_t errlen)
@@ -865,12 +835,35 @@ static int prepare(recon_run *r, char *err, size_t errlen)
     /* the largest batch: a batch's draws, or a cluster target's members' draws */
     const int most = c->reconstruct.batch > MAX_MEMBERS ? c->reconstruct.batch : MAX_MEMBERS;
     if (sr_model_open(c, be, most * c->reconstruct.draws, true, &r->net, err, errlen)) return -1;
-    float *host = SR_MALLOC(r->net.param_floats * sizeof(float), "the checksum");
-    be->to_host(host, r->net.param, r->net.param_floats * sizeof(float));
-    sr_checkpoint_checksum(&r->net, host, r->checksum);
-    free(host);
     r->kmid = sr_unet_block_channels(&r->net.shape, r->net.shape.levels);
     return read_mask(r, err, errlen);
+}
+
+/* The job's compute step: batch u into r->out. */
+static void compute_unit(void *ctx, long u)
+{
+    recon_run *r = ctx;
+    batch_free(&r->out);
+    batch_alloc(r, batch_size(r, u), &r->out);
+    run_batch(r, u, &r->out);
+}
+
+static void progress(void *ctx, long u, long done, long mine)
+{
+    const recon_run *r = ctx;
+    if (r->comm->rank == 0) printf("reconstruct: batch %ld done (%ld of rank 0's %ld)\n", u, done, mine), fflush(stdout);
+}
+
+/* Everything a run needs before its batches; 0, or -1 with err on some rank. */
+static int start(recon_run *r, char *err, size_t errlen)
+{
+    const semrep_comm *comm = r->comm;
+    if (sr_comm_any(comm, prepare(r, err, errlen))) return -1;
+    if (sr_data_open(&r->conf->dataset, r->conf->output_dir, comm, &r->ds, err, errlen)) return -1;
+    r->channels = r->ds->channels, r->size = r->ds->size;
+    r->per_image = (size_t)r->channels * r->size * r->size;
+    if (sr_comm_any(comm, choose_targets(r, err, errlen))) return -1;
+    return sr_comm_any(comm, comm->rank == 0 && outputs_ours(r, err, errlen)) ? -1 : 0;
 }
 
 int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
@@ -880,89 +873,32 @@ int stage_reconstruct(const semrep_conf *conf, semrep_comm *comm)
     r.conditional = strcmp(conf->reconstruct.sampler, "unconditional") != 0;
     char err[2048] = "";
     snprintf(r.path, sizeof r.path, "%s/recon.nc", conf->output_dir);
-    snprintf(r.dir, sizeof r.dir, "%s/recon-batches", conf->output_dir);
-    int failed = sr_comm_any(comm, prepare(&r, err, sizeof err));
-    if (!failed) failed = sr_data_open(&conf->dataset, conf->output_dir, comm, &r.ds, err, sizeof err);
-    if (!failed) {
-        r.channels = r.ds->channels, r.size = r.ds->size;
-        r.per_image = (size_t)r.channels * r.size * r.size;
-        failed = sr_comm_any(comm, choose_targets(&r, err, sizeof err));
-    }
-    if (!failed) failed = sr_comm_any(comm, comm->rank == 0 && outputs_ours(&r, err, sizeof err));
-    if (failed) {
+    if (start(&r, err, sizeof err)) {
         release(&r);
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "reconstruct: another rank could not start");
     }
     mean_image(&r);
-    make_fingerprints(&r);
-    /* an existing recon.nc: up to date, from earlier images of this data set
-     * (computed again), or made from something else (refused) */
-    int state = 0;
-    if (comm->rank == 0 && access(r.path, F_OK) == 0) {
-        char have[17] = "", prov[17] = "", source[SR_PATH_MAX + 32] = "", ours[SR_PATH_MAX + 32];
-        sr_file_text_attr(r.path, "fingerprint", have, sizeof have);
-        sr_file_text_attr(r.path, "provenance", prov, sizeof prov);
-        sr_file_text_attr(r.path, "dataset_source", source, sizeof source);
-        sr_data_source_id(&conf->dataset, ours, sizeof ours);
-        const int noise = sr_file_noise_version(r.path);
-        state = !strcmp(have, r.fingerprint) ? 1 : !strcmp(prov, r.provenance) && !strcmp(source, ours) ? 0 : -1;
-        if (noise != SR_RNG_NOISE_VERSION) {
-            state = 0;
-            printf("reconstruct: %s was drawn with noise version %d, this semrep draws version %d; computing it again\n",
-                   r.path, noise, SR_RNG_NOISE_VERSION);
-        } else if (state == 0)
-            printf("reconstruct: %s is from earlier images of this data set; computing it again\n", r.path);
-    }
-    sr_comm_bcast(comm, &state, sizeof state, 0);
-    if (state != 0) {
-        release(&r);
-        if (state > 0 && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
-        return state > 0 ? 0 : sr_comm_error(comm, 1, "%s was made from another model, data, settings or backend; move it away or use another output_dir", r.path);
-    }
+    identify(&r);
     r.pairs = (long)(r.conditional ? r.ntargets : 1) * conf->reconstruct.samples;
-    r.nbatches = (r.pairs + conf->reconstruct.batch - 1) / conf->reconstruct.batch;
-    if (comm->rank == 0 && sr_make_dirs(r.dir, err, sizeof err)) SR_FAIL("%s", err);
-    sr_comm_barrier(comm);
-    /* my batches: this task's, cut among the ranks */
-    long mine = 0, first, end, computed = 0;
-    for (long batch = conf->reconstruct.task; batch < r.nbatches; batch += conf->reconstruct.tasks) mine++;
-    sr_shard(mine, 1, comm->rank, comm->size, &first, &end);
+    r.job = (sr_job){.stage = "reconstruct", .output = "recon.nc", .unit_dir = "recon-batches", .unit_name = "batch",
+                     .unit_format = BATCH_FORMAT, .run_key = "reconstruct.run_batches",
+                     .units = (r.pairs + conf->reconstruct.batch - 1) / conf->reconstruct.batch,
+                     .task = conf->reconstruct.task, .tasks = conf->reconstruct.tasks,
+                     .run_units = conf->reconstruct.run_batches, .ctx = &r, .compute = compute_unit,
+                     .write_unit = write_unit, .progress = progress, .assemble = assemble};
+    sr_output_state state = sr_job_output_state(&r.job, &r.id, conf, comm, err, sizeof err);
+    if (state == SR_OUTPUT_REUSABLE && comm->rank == 0)
+        printf("reconstruct: %s is from earlier images of this data set; computing it again\n", r.path);
+    if (state == SR_OUTPUT_CURRENT && comm->rank == 0) printf("reconstruct: %s is up to date\n", r.path);
+    if (state == SR_OUTPUT_CURRENT || state == SR_OUTPUT_REFUSED) {
+        release(&r);
+        return state == SR_OUTPUT_CURRENT ? 0 : sr_comm_error(comm, 1, "%s", err);
+    }
     if (comm->rank == 0)
         printf("reconstruct: %s sampler, %ld sample(s) in %ld batch(es) of %d, task %d of %d, %d rank(s)\n",
-               conf->reconstruct.sampler, r.pairs, r.nbatches, conf->reconstruct.batch, conf->reconstruct.task + 1,
+               conf->reconstruct.sampler, r.pairs, r.job.units, conf->reconstruct.batch, conf->reconstruct.task + 1,
                conf->reconstruct.tasks, comm->size);
-    for (long q = first; q < end; q++) {
-        const long batch = conf->reconstruct.task + q * conf->reconstruct.tasks;
-        if (batch_done(&r, batch)) continue;
-        if (conf->reconstruct.run_batches && computed == conf->reconstruct.run_batches) break;
-        batch_out o;
-        batch_alloc(&r, batch_size(&r, batch), &o);
-        run_batch(&r, batch, &o);
-        write_batch(&r, batch, &o);
-        batch_free(&o);
-        computed++;
-        if (comm->rank == 0) printf("reconstruct: batch %ld done\n", batch), fflush(stdout);
-    }
-    sr_comm_barrier(comm);
-    /* Array tasks only compute; a run of one task (the merge job, or a plain
-     * run) writes recon.nc once every batch is there. */
-    bool all = conf->reconstruct.tasks == 1;
-    for (long batch = 0; batch < r.nbatches && all; batch++) all = batch_done(&r, batch);
-    if (comm->rank == 0) {
-        if (all) {
-            assemble(&r, err, sizeof err);
-            for (long batch = 0; batch < r.nbatches; batch++) {
-                char path[SR_PATH_MAX + 64];
-                batch_path(&r, batch, path, sizeof path);
-                unlink(path);
-            }
-            rmdir(r.dir);
-        } else {
-            printf("reconstruct: %s; run again with reconstruct.tasks = 1 to write recon.nc\n",
-                   conf->reconstruct.tasks > 1 ? "this task's batches are done" : "batches remain (reconstruct.run_batches)");
-        }
-    }
-    sr_comm_barrier(comm);
+    const sr_job_result done = sr_job_run(&r.job, &r.id, conf, comm, err, sizeof err);
     release(&r);
-    return 0;
+    return done == SR_JOB_FAILED ? sr_comm_error(comm, 1, "%s", err[0] ? err : "reconstruct: rank 0 failed") : 0;
 }

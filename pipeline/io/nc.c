@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
 #include "io/nc.h"
 
 #include <errno.h>
@@ -112,4 +113,70 @@ int sr_nc_dim_of_length(int ncid, size_t length, const char *file)
     if (nc_inq_dimid(ncid, name, &dim) == NC_NOERR) return dim;
     SR_NC(nc_def_dim(ncid, name, length, &dim), file);
     return dim;
+}
+
+/* The ids of a row's dimensions; their count, or -1 when one is not defined. */
+static int row_dims(int ncid, const char *names, int ids[NC_MAX_VAR_DIMS])
+{
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", names);
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        if (n == NC_MAX_VAR_DIMS || nc_inq_dimid(ncid, tok, &ids[n]) != NC_NOERR) return -1;
+        n++;
+    }
+    return n;
+}
+
+static bool listed(const char *list, const char *name);
+
+void sr_nc_define_vars(int ncid, const sr_nc_var *vars, int n, const char *leave_out, int *ids, const char *file)
+{
+    for (int i = 0; i < n; i++) {
+        int dims[NC_MAX_VAR_DIMS];
+        ids[i] = -1;
+        if (listed(leave_out, vars[i].name)) continue;
+        const int ndims = row_dims(ncid, vars[i].dims, dims);
+        SR_CHECK(ndims >= 0, "%s: a dimension of the variable %s (%s) is not defined (a bug in semrep)", file,
+                 vars[i].name, vars[i].dims);
+        SR_NC(nc_def_var(ncid, vars[i].name, vars[i].type, ndims, dims, &ids[i]), file);
+        if (vars[i].meaning) {
+            sr_nc_put_text(ncid, ids[i], "long_name", vars[i].meaning, file);
+            sr_nc_put_text(ncid, ids[i], "meaning", vars[i].meaning, file);
+        }
+        if (vars[i].units) sr_nc_put_text(ncid, ids[i], "units", vars[i].units, file);
+    }
+}
+
+static bool listed(const char *list, const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *at = list; at && (at = strstr(at, name)); at += n)
+        if ((at == list || at[-1] == ' ') && (at[n] == ' ' || at[n] == '\0')) return true;
+    return false;
+}
+
+int sr_nc_find_vars(int ncid, const sr_nc_var *vars, int n, const char *required, int *ids, const char *file,
+                    char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++) {
+        ids[i] = -1;
+        if (nc_inq_varid(ncid, vars[i].name, &ids[i]) != NC_NOERR) {
+            ids[i] = -1;
+            if (listed(required, vars[i].name))
+                SR_BAD("%s lacks the variable %s; it is damaged or not semrep's: make it again", file, vars[i].name);
+            continue;
+        }
+        int want[NC_MAX_VAR_DIMS], have[NC_MAX_VAR_DIMS], ndims = 0;
+        nc_type type;
+        const int nwant = row_dims(ncid, vars[i].dims, want);
+        bool same = nc_inq_vartype(ncid, ids[i], &type) == NC_NOERR && type == vars[i].type &&
+                    nc_inq_varndims(ncid, ids[i], &ndims) == NC_NOERR && ndims == nwant &&
+                    nc_inq_vardimid(ncid, ids[i], have) == NC_NOERR;
+        for (int d = 0; same && d < ndims; d++) same = have[d] == want[d];
+        if (!same)
+            SR_BAD("%s: the variable %s is not of the type and dimensions (%s) semrep writes; the file is damaged: make it again",
+                   file, vars[i].name, vars[i].dims);
+    }
+    return 0;
 }

@@ -26,6 +26,28 @@ int sr_nc_get_text(int ncid, int varid, const char *name, char *out, size_t len)
 /* An integer attribute of up to `cap` values; returns the count, -1 if absent or not integer. */
 int sr_nc_get_ints(int ncid, int varid, const char *name, int *out, int cap);
 
+/* One variable of a file format, a row of the format's table: the writer
+ * defines the variable from it and the reader checks the variable against
+ * it, so a format is written down once (docs/formats.md). */
+typedef struct {
+    const char *name;
+    int type;            /* NC_FLOAT, NC_INT64, ... */
+    const char *dims;    /* its dimensions' names, slowest first, separated by spaces */
+    const char *units;   /* NULL: none */
+    const char *meaning; /* one line, the `long_name` xarray shows (also kept as `meaning`) */
+} sr_nc_var;
+
+/* Defines each row (ids[i] = its id) and gives it its attributes, but for
+ * the optional variables named in leave_out (space-separated; ids[i] = -1).
+ * The rows' dimensions must be defined. */
+void sr_nc_define_vars(int ncid, const sr_nc_var *vars, int n, const char *leave_out, int *ids, const char *file);
+/* Finds each row's variable (ids[i], or -1 when absent) and checks that a
+ * present one has the row's type and dimensions; -1 with err naming the
+ * file and the variable when one does not, and when a `required` row
+ * (a space-separated list of names) is absent. */
+int sr_nc_find_vars(int ncid, const sr_nc_var *vars, int n, const char *required, int *ids, const char *file,
+                    char *err, size_t errlen);
+
 /* The dimension of this length named "n<length>", defined on first use. */
 int sr_nc_dim_of_length(int ncid, size_t length, const char *file);
 

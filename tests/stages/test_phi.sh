@@ -88,11 +88,24 @@ cp -r "$work/r1" "$work/noise1"
 ncdump "$work/noise1/phi.nc" | grep -v ":noise_version = " >"$work/noise1.cdl"
 ncgen -k nc4 -o "$work/noise1/phi.nc" "$work/noise1.cdl"
 check "the old-noise phi.nc has no noise_version" '! ncdump -h "$work/noise1/phi.nc" | grep -q noise_version'
-expect 0 "phi.nc was drawn with noise version 1, this semrep draws version 2; computing phi again" -- \
+expect 0 "phi.nc was drawn with noise version 1, this semrep draws version 2; computing it again" -- \
   "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/noise1\"" --set dataset.limit=72
 dn=$(digest "$work/noise1")
 check "phi drawn again with noise version 2: $dn vs $d1" \
   '[ "$dn" = "$d1" ] && ncdump -h "$work/noise1/phi.nc" | grep -q ":noise_version = 2 ;"'
+
+# A phi.nc fingerprinted under the scheme before fingerprint_version 2 (no
+# attribute, another fingerprint): computed again once, not refused, to the
+# same numbers; the same for a phi.nc of format_version 1 read by stats.
+cp -r "$work/r1" "$work/scheme1"
+ncdump "$work/scheme1/phi.nc" | grep -v ":fingerprint_version = " |
+  sed 's/:fingerprint = "[0-9a-f]*"/:fingerprint = "0123456789abcdef"/' >"$work/scheme1.cdl"
+ncgen -k nc4 -o "$work/scheme1/phi.nc" "$work/scheme1.cdl"
+expect 0 "phi.nc was fingerprinted under scheme 1, this semrep uses 2; computing it again" -- \
+  "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/scheme1\"" --set dataset.limit=72
+ds=$(digest "$work/scheme1")
+check "phi of scheme 1 computed again: $ds vs $d1" \
+  '[ "$ds" = "$d1" ] && ncdump -h "$work/scheme1/phi.nc" | grep -q ":fingerprint_version = 2 ;"'
 
 # A growing PNG folder (the nightly case): 40 images, then 24 more whose
 # names sort between them. The rerun computes only the 24; the 40 rows are

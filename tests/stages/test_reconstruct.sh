@@ -41,7 +41,7 @@ expect 0 "recon.nc is up to date" -- "$semrep" stage reconstruct "$conf" --set "
 # gpu_math is hashed only for a GPU backend: a CPU run's recon.nc stays valid
 expect 0 "recon.nc is up to date" -- "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/tasks\"" "${base[@]}" \
   --set reconstruct.max_iter=5 --set 'gpu_math="bf16"'
-expect 1 "recon.nc was made from another model, data, settings or backend" -- "$semrep" stage reconstruct "$conf" \
+expect 1 "recon.nc was made with other reconstruct settings or on another backend" -- "$semrep" stage reconstruct "$conf" \
   --set "output_dir=\"$work/tasks\"" "${base[@]}" --set reconstruct.max_iter=6
 # a recon.nc from before noise version 2 (no noise_version attribute) is made again, not refused
 cp -r "$work/tasks" "$work/noise1"
@@ -52,6 +52,16 @@ expect 0 "recon.nc was drawn with noise version 1, this semrep draws version 2; 
 dn=$(digest "$work/noise1" samples) dt=$(digest "$work/tasks" samples)
 check "recon.nc drawn again with noise version 2, to the same samples: $dn vs $dt" \
   '[ -n "$dn" ] && [ "$dn" = "$dt" ] && ncdump -h "$work/noise1/recon.nc" | grep -q ":noise_version = 2 ;"'
+# a recon.nc fingerprinted under scheme 1 (whole structs hashed, no
+# fingerprint_version) is made again once, not refused
+cp -r "$work/tasks" "$work/scheme1"
+ncdump "$work/scheme1/recon.nc" | grep -v ":fingerprint_version = " |
+  sed 's/:fingerprint = "[0-9a-f]*"/:fingerprint = "0123456789abcdef"/; s/:provenance = "[0-9a-f]*"/:provenance = "0123456789abcdef"/' >"$work/scheme1.cdl"
+ncgen -k nc4 -o "$work/scheme1/recon.nc" "$work/scheme1.cdl"
+expect 0 "recon.nc was fingerprinted under scheme 1, this semrep uses 2; computing it again" -- \
+  "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/scheme1\"" "${base[@]}" --set reconstruct.max_iter=5
+ds=$(digest "$work/scheme1" samples)
+check "recon.nc of scheme 1 made again, to the same samples: $ds vs $dt" '[ -n "$ds" ] && [ "$ds" = "$dt" ]'
 d1=$(digest "$work/r1" samples) d2=$(digest "$work/r2" samples) dr=$(digest "$work/resumed" samples) dt=$(digest "$work/tasks" samples)
 check "samples on 1 rank, 2 ranks, resumed, 2 tasks: $d1 $d2 $dr $dt" \
   '[ -n "$d1" ] && [ "$d1" = "$d2" ] && [ "$d1" = "$dr" ] && [ "$d1" = "$dt" ]'
