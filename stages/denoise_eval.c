@@ -14,7 +14,6 @@
 #include "comm/shard.h"
 #include "core/check.h"
 #include "core/rng.h"
-#include "io/checkpoint.h"
 #include "io/nc.h"
 #include "io/outdir.h"
 #include "stages/data.h"
@@ -32,34 +31,106 @@ static double psnr(const float *a, const float *b, size_t n)
     return se > 0.0 ? 10.0 * log10((double)n / se) : 99.0;
 }
 
-static void write_results(const semrep_conf *conf, const char *path, const double *in, const double *out,
-                          const double *out_sd, long images, const char *checksum, double heldout)
+/* denoise.nc's variables (docs/formats.md), all along sigma. */
+enum { V_SIGMA, V_INPUT, V_OUTPUT, V_OUTPUT_SD, NVARS };
+static const sr_nc_var denoise_vars[NVARS] = {
+    {"sigma", NC_DOUBLE, "sigma", "pixel units: 1.0 is 255 of 255", "the noise level"},
+    {"input_psnr", NC_DOUBLE, "sigma", "dB", "PSNR of the noisy input: mean over images of 10 log10(1 / MSE)"},
+    {"output_psnr", NC_DOUBLE, "sigma", "dB", "PSNR of the denoised image: mean over images of 10 log10(1 / MSE)"},
+    {"output_psnr_sd", NC_DOUBLE, "sigma", "dB", "standard deviation over images of the output PSNR"},
+};
+
+/* The sums one rank adds: per sigma, of input PSNR, of output PSNR and of
+ * its square; then the training loss at training sigmas. */
+typedef struct {
+    double psnr[3 * NSIGMA + 1];
+} sums;
+
+static void write_results(const semrep_conf *conf, const char *path, const double *cols[NVARS - 1], long images,
+                          const char *checksum, double heldout)
 {
     char tmp[4200];
     sr_tmp_path(path, tmp, sizeof tmp);
-    int ncid, dim, var[4], version = SR_DENOISE_FORMAT_VERSION;
+    int ncid, dim, var[NVARS], version = SR_DENOISE_FORMAT_VERSION;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "format", "semrep-denoise", tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "Conventions", "CF-1.8", tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "checkpoint_checksum", checksum, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", conf->text, tmp);
     const long long count = images;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "images", NC_INT64, 1, &count), tmp);
     SR_NC(nc_put_att_double(ncid, NC_GLOBAL, "heldout_loss", NC_DOUBLE, 1, &heldout), tmp);
     SR_NC(nc_def_dim(ncid, "sigma", NSIGMA, &dim), tmp);
-    const char *names[4] = {"sigma", "input_psnr", "output_psnr", "output_psnr_sd"};
-    for (int v = 0; v < 4; v++) SR_NC(nc_def_var(ncid, names[v], NC_DOUBLE, 1, &dim, &var[v]), tmp);
-    sr_nc_put_text(ncid, var[0], "units", "pixel units: 1.0 is 255 of 255", tmp);
-    sr_nc_put_text(ncid, var[1], "units", "dB, mean over images of 10 log10(1 / MSE)", tmp);
-    sr_nc_put_text(ncid, var[2], "units", "dB, mean over images of 10 log10(1 / MSE)", tmp);
-    sr_nc_put_text(ncid, var[3], "units", "dB, standard deviation over images", tmp);
+    sr_nc_define_vars(ncid, denoise_vars, NVARS, "", var, tmp);
     SR_NC(nc_enddef(ncid), tmp);
     double sig[NSIGMA];
     for (int s = 0; s < NSIGMA; s++) sig[s] = sigmas_255[s] / 255.0;
-    const double *cols[4] = {sig, in, out, out_sd};
-    for (int v = 0; v < 4; v++) SR_NC(nc_put_var_double(ncid, var[v], cols[v]), tmp);
+    SR_NC(nc_put_var_double(ncid, var[V_SIGMA], sig), tmp);
+    for (int v = V_INPUT; v < NVARS; v++) SR_NC(nc_put_var_double(ncid, var[v], cols[v - 1]), tmp);
     SR_NC(nc_close(ncid), tmp);
     sr_outdir_commit(tmp, conf->output_dir, "denoise.nc");
+}
+
+/* Images [b0, b0 + n) of the data set, read into clean: their PSNRs at
+ * every sigma, and the training loss at a sigma drawn as training draws. */
+static void evaluate(const semrep_conf *conf, sr_dataset *ds, const sr_unet *net, sr_unet_work *wk, long b0, long n,
+                     float *clean, float *noisy, float *denoised, sums *t)
+{
+    const size_t per_image = (size_t)ds->channels * ds->size * ds->size;
+    for (int s = 0; s < NSIGMA; s++) {
+        const float sigma = (float)(sigmas_255[s] / 255.0);
+        memset(noisy, 0, sizeof(float) * per_image * (size_t)wk->n); /* unused tail images: zeros */
+        for (long k = 0; k < n; k++) {
+            const long image = sr_dataset_origin(ds, b0 + k);
+            const sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE,
+                                      .i0 = (uint32_t)image, .i2 = sr_rng_float_bits(sigma)};
+            sr_rng_add_gaussian(&st, clean + (size_t)k * per_image, sigma, per_image, noisy + (size_t)k * per_image);
+        }
+        sr_unet_denoise(net, wk, noisy, denoised);
+        for (long k = 0; k < n; k++) {
+            const size_t at = (size_t)k * per_image;
+            const double out = psnr(denoised + at, clean + at, per_image);
+            t->psnr[s] += psnr(noisy + at, clean + at, per_image);
+            t->psnr[NSIGMA + s] += out;
+            t->psnr[2 * NSIGMA + s] += out * out;
+        }
+    }
+    for (long k = 0; k < n; k++) {
+        const long image = sr_dataset_origin(ds, b0 + k);
+        sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE, .i0 = (uint32_t)image, .i1 = 1};
+        float u;
+        sr_rng_uniform(&st, 0, 1, &u);
+        const float sigma = sr_train_sigma(conf, u);
+        st.i1 = 2;
+        sr_rng_add_gaussian(&st, clean + (size_t)k * per_image, sigma, per_image, noisy + (size_t)k * per_image);
+    }
+    sr_unet_denoise(net, wk, noisy, denoised);
+    for (size_t p = 0; p < (size_t)n * per_image; p++)
+        t->psnr[3 * NSIGMA] += ((double)denoised[p] - clean[p]) * ((double)denoised[p] - clean[p]);
+}
+
+/* Rank 0: denoise.nc and the table. */
+static void results(const semrep_conf *conf, const sr_dataset *ds, const sr_unet *net, const sums *t)
+{
+    double in[NSIGMA], out[NSIGMA], sd[NSIGMA];
+    const double count = (double)ds->count, heldout = t->psnr[3 * NSIGMA] / count;
+    for (int s = 0; s < NSIGMA; s++) {
+        in[s] = t->psnr[s] / count;
+        out[s] = t->psnr[NSIGMA + s] / count;
+        sd[s] = sqrt(fmax(t->psnr[2 * NSIGMA + s] / count - out[s] * out[s], 0.0));
+    }
+    char path[SR_PATH_MAX + 32], sum[17];
+    sr_model_checksum(net, sum);
+    snprintf(path, sizeof path, "%s/denoise.nc", conf->output_dir);
+    write_results(conf, path, (const double *[]){in, out, sd}, ds->count, sum, heldout);
+    printf("denoise-eval: %ld held-out images, %s\n", ds->count, ds->description);
+    printf("  %10s %12s %12s %10s\n", "sigma/255", "input dB", "output dB", "sd dB");
+    for (int s = 0; s < NSIGMA; s++)
+        printf("  %10.0f %12.2f %12.2f %10.2f%s\n", sigmas_255[s], in[s], out[s], sd[s],
+               sigmas_255[s] / 255.0 > conf->train.sigma_max ? "  (above the training range: extrapolation)" : "");
+    printf("  held-out loss at the training sigmas: %.4f (sum over pixels of (D(y) - x)^2, mean over images)\n", heldout);
+    printf("  written to %s\n", path);
 }
 
 int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
@@ -87,72 +158,16 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
     float *clean = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
     float *noisy = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
     float *denoised = SR_MALLOC(sizeof(float) * per_image * (size_t)batch, "a batch");
-    /* per sigma: sum of input PSNR, of output PSNR, of its square; then the
-     * training loss at training sigmas */
-    double sums[3 * NSIGMA + 1] = {0};
+    sums t = {{0}};
     long first, end;
     sr_shard(ds->count, batch, comm->rank, comm->size, &first, &end);
     for (long b0 = first; b0 < end; b0 += batch) {
         const long n = end - b0 < batch ? end - b0 : batch;
         if (sr_dataset_read(ds, b0, n, clean, err, sizeof err)) SR_FAIL("%s", err);
-        for (int s = 0; s < NSIGMA; s++) {
-            const float sigma = (float)(sigmas_255[s] / 255.0);
-            memset(noisy, 0, sizeof(float) * per_image * (size_t)batch); /* unused tail images: zeros */
-            for (long k = 0; k < n; k++) {
-                const long image = sr_dataset_origin(ds, b0 + k);
-                const sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE,
-                                          .i0 = (uint32_t)image, .i2 = sr_rng_float_bits(sigma)};
-                sr_rng_add_gaussian(&st, clean + (size_t)k * per_image, sigma, per_image, noisy + (size_t)k * per_image);
-            }
-            sr_unet_denoise(&net, &wk, noisy, denoised);
-            for (long k = 0; k < n; k++) {
-                const size_t at = (size_t)k * per_image;
-                const double out = psnr(denoised + at, clean + at, per_image);
-                sums[s] += psnr(noisy + at, clean + at, per_image);
-                sums[NSIGMA + s] += out;
-                sums[2 * NSIGMA + s] += out * out;
-            }
-        }
-        /* the training loss on held-out images, each at a sigma drawn as training draws them */
-        for (long k = 0; k < n; k++) {
-            const long image = sr_dataset_origin(ds, b0 + k);
-            sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE, .i0 = (uint32_t)image,
-                                .i1 = 1};
-            float u;
-            sr_rng_uniform(&st, 0, 1, &u);
-            const float sigma = sr_train_sigma(conf, u);
-            st.i1 = 2;
-            sr_rng_add_gaussian(&st, clean + (size_t)k * per_image, sigma, per_image, noisy + (size_t)k * per_image);
-        }
-        sr_unet_denoise(&net, &wk, noisy, denoised);
-        for (size_t p = 0; p < (size_t)n * per_image; p++)
-            sums[3 * NSIGMA] += ((double)denoised[p] - clean[p]) * ((double)denoised[p] - clean[p]);
+        evaluate(conf, ds, &net, &wk, b0, n, clean, noisy, denoised, &t);
     }
-    sr_comm_sum(comm, sums, 3 * NSIGMA + 1);
-    const double heldout = sums[3 * NSIGMA] / (double)ds->count;
-    double in[NSIGMA], out[NSIGMA], sd[NSIGMA];
-    const double count = (double)ds->count;
-    for (int s = 0; s < NSIGMA; s++) {
-        in[s] = sums[s] / count;
-        out[s] = sums[NSIGMA + s] / count;
-        sd[s] = sqrt(fmax(sums[2 * NSIGMA + s] / count - out[s] * out[s], 0.0));
-    }
-    if (comm->rank == 0) {
-        char path[SR_PATH_MAX + 32], sum[17];
-        float *host = SR_MALLOC(net.param_floats * sizeof(float), "the checksum");
-        be->to_host(host, net.param, net.param_floats * sizeof(float));
-        sr_checkpoint_checksum(&net, host, sum);
-        free(host);
-        snprintf(path, sizeof path, "%s/denoise.nc", conf->output_dir);
-        write_results(conf, path, in, out, sd, ds->count, sum, heldout);
-        printf("denoise-eval: %ld held-out images, %s\n", ds->count, ds->description);
-        printf("  %10s %12s %12s %10s\n", "sigma/255", "input dB", "output dB", "sd dB");
-        for (int s = 0; s < NSIGMA; s++)
-            printf("  %10.0f %12.2f %12.2f %10.2f%s\n", sigmas_255[s], in[s], out[s], sd[s],
-                   sigmas_255[s] / 255.0 > conf->train.sigma_max ? "  (above the training range: extrapolation)" : "");
-        printf("  held-out loss at the training sigmas: %.4f (sum over pixels of (D(y) - x)^2, mean over images)\n", heldout);
-        printf("  written to %s\n", path);
-    }
+    sr_comm_sum(comm, t.psnr, 3 * NSIGMA + 1);
+    if (comm->rank == 0) results(conf, ds, &net, &t);
     free(clean);
     free(noisy);
     free(denoised);

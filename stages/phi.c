@@ -2,20 +2,15 @@
  * for every image of the analysis data and every sigma of phi.sigmas, with
  * every block's means when phi.block_means is on.
  *
- * The images to compute are cut into chunks of phi.batch images (the last
- * may be short); a chunk is the unit of work of the job skeleton
- * (stages/job.h): of crash safety and of sharding. All draws of all images
- * of a chunk go through the engine as one batch, so an image is always
- * computed in the same company, and its noise is a pure function of (seed,
- * the image's noise key, draw, bits of sigma): phi is the same bit for bit
- * on any number of ranks or threads. When every chunk is there, the ranks
- * write phi.nc together (parallel NetCDF-4), each a contiguous range of
- * images (docs/formats.md).
- *
- * A growing data set (nightly runs): when phi.nc exists from the same model
- * and settings but other images, the images it already holds, recognised by
- * their identity (a hash of their pixels and noise key), are copied from it,
- * and only the others are computed. */
+ * The images are cut into chunks of phi.batch, the units of the job
+ * skeleton (stages/job.h). All draws of a chunk's images go through the
+ * engine as one batch, so an image is always computed in the same company,
+ * and its noise is a pure function of (seed, the image's noise key, draw,
+ * bits of sigma): phi is the same bit for bit on any number of ranks or
+ * threads. The ranks write phi.nc together (parallel NetCDF-4), each a
+ * contiguous range of images. A growing data set (nightly runs): the images
+ * a phi.nc of the same model and settings holds, recognised by their
+ * identity (a hash of pixels and noise key), are copied from it. */
 #include <netcdf.h>
 #include <netcdf_par.h>
 #include <stdio.h>
@@ -124,16 +119,14 @@ static void match_previous(phi_run *r, const uint64_t *ident)
     const long count = r->ds->count;
     r->reuse_row = SR_MALLOC(sizeof(long) * (size_t)count, "rows to reuse");
     if (r->comm->rank == 0) {
-        int ncid, var, dim;
-        size_t old = 0;
-        SR_NC(nc_open(r->path, NC_NOWRITE, &ncid), r->path);
-        SR_NC(nc_inq_dimid(ncid, "image", &dim), r->path);
-        SR_NC(nc_inq_dimlen(ncid, dim, &old), r->path);
-        SR_NC(nc_inq_varid(ncid, "image_key", &var), r->path);
-        uint64_t (*pairs)[2] = SR_MALLOC(sizeof *pairs * (old ? old : 1), "the previous identities");
-        unsigned long long *keys = SR_MALLOC(sizeof *keys * (old ? old : 1), "the previous identities");
-        SR_NC(nc_get_var_ulonglong(ncid, var, keys), r->path);
-        nc_close(ncid);
+        sr_phi_file f;
+        char err[SR_PATH_MAX + 256];
+        if (sr_phi_open(r->path, &f, err, sizeof err)) SR_FAIL("%s", err); /* it was read just before */
+        const size_t old = (size_t)f.images;
+        uint64_t (*pairs)[2] = SR_MALLOC(sizeof *pairs * old, "the previous identities");
+        unsigned long long *keys = SR_MALLOC(sizeof *keys * old, "the previous identities");
+        sr_phi_read_keys(&f, 0, f.images, keys);
+        sr_phi_close(&f);
         for (size_t j = 0; j < old; j++) pairs[j][0] = keys[j], pairs[j][1] = j;
         qsort(pairs, old, sizeof *pairs, by_key);
         for (long i = 0; i < count; i++) {
@@ -292,19 +285,8 @@ static void progress(void *ctx, long u, long done, long mine)
 static void define_file(const phi_run *r, int ncid, const char *file, int v[SR_PHI_NVARS])
 {
     const semrep_conf *c = r->conf;
-    char names[1024] = "";
-    for (int b = 0; b < r->net.nblocks; b++) {
-        const int n = r->net.shape.levels;
-        char one[32];
-        if (b < n) snprintf(one, sizeof one, "encoder.%d", b);
-        else if (b == n) snprintf(one, sizeof one, "mid");
-        else snprintf(one, sizeof one, "decoder.%d", 2 * n - b);
-        strcat(names, b ? "," : "");
-        strcat(names, one);
-    }
-    const sr_phi_layout layout = {.nsigma = r->nsig, .channels = r->kmid, .units = r->blocks ? r->units : 0,
-                                  .images = r->ds->count, .ds = r->ds, .block_start = r->net.block_offset,
-                                  .nblocks = r->net.nblocks, .block_names = names};
+    const sr_phi_layout layout = {.nsigma = r->nsig, .images = r->ds->count, .block_means = r->blocks, .ds = r->ds,
+                                  .net = &r->net};
     sr_phi_define(ncid, &layout, file, v);
     sr_job_put_identity(ncid, &r->id, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "dataset_stamp", r->ds->stamp, file);

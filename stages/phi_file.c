@@ -50,25 +50,42 @@ static void put_classes(int ncid, int var, const sr_dataset *ds, const char *fil
     free(names), free(words), free(values);
 }
 
+/* The blocks' names, comma-separated: encoder.0, ..., mid, decoder.n-1, ..., decoder.1. */
+static void block_names(const sr_unet *net, char *names, size_t len)
+{
+    const int n = net->shape.levels;
+    names[0] = '\0';
+    for (int b = 0; b < net->nblocks; b++) {
+        char one[32];
+        if (b < n) snprintf(one, sizeof one, "encoder.%d", b);
+        else if (b == n) snprintf(one, sizeof one, "mid");
+        else snprintf(one, sizeof one, "decoder.%d", 2 * n - b);
+        if (strlen(names) + strlen(one) + 2 < len) strcat(strcat(names, b ? "," : ""), one);
+    }
+}
+
 void sr_phi_define(int ncid, const sr_phi_layout *l, const char *file, int ids[SR_PHI_NVARS])
 {
+    const sr_unet *net = l->net;
+    const int units = l->block_means ? net->block_offset[net->nblocks] : 0;
     int dim, version = SR_PHI_VERSION;
     sr_nc_put_text(ncid, NC_GLOBAL, "format", SR_PHI_FORMAT, file);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, file);
     sr_nc_put_text(ncid, NC_GLOBAL, "Conventions", "CF-1.8", file);
     SR_NC(nc_def_dim(ncid, "sigma", (size_t)l->nsigma, &dim), file);
     SR_NC(nc_def_dim(ncid, "image", (size_t)l->images, &dim), file);
-    SR_NC(nc_def_dim(ncid, "channel", (size_t)l->channels, &dim), file);
+    SR_NC(nc_def_dim(ncid, "channel", (size_t)sr_unet_block_channels(&net->shape, net->shape.levels), &dim), file);
     SR_NC(nc_def_dim(ncid, "name_len", SR_NAME_MAX, &dim), file);
-    if (l->units) SR_NC(nc_def_dim(ncid, "unit", (size_t)l->units, &dim), file);
-    char leave_out[32] = "";
+    if (units) SR_NC(nc_def_dim(ncid, "unit", (size_t)units, &dim), file);
+    char leave_out[32] = "", names[1024];
     if (!l->ds->labels) strcat(leave_out, "label ");
-    if (!l->units) strcat(leave_out, "block_mean");
+    if (!units) strcat(leave_out, "block_mean");
     sr_nc_define_vars(ncid, phi_vars, SR_PHI_NVARS, leave_out, ids, file);
     if (ids[SR_PHI_VAR_LABEL] >= 0) put_classes(ncid, ids[SR_PHI_VAR_LABEL], l->ds, file);
-    if (l->units) {
-        sr_nc_put_ints(ncid, ids[SR_PHI_VAR_BLOCK_MEAN], "block_start", l->block_start, (size_t)l->nblocks + 1, file);
-        sr_nc_put_text(ncid, ids[SR_PHI_VAR_BLOCK_MEAN], "blocks", l->block_names, file);
+    if (units) {
+        block_names(net, names, sizeof names);
+        sr_nc_put_ints(ncid, ids[SR_PHI_VAR_BLOCK_MEAN], "block_start", net->block_offset, (size_t)net->nblocks + 1, file);
+        sr_nc_put_text(ncid, ids[SR_PHI_VAR_BLOCK_MEAN], "blocks", names, file);
     }
 }
 
@@ -95,7 +112,7 @@ static int open_checked(const char *path, sr_phi_file *f, char *err, size_t errl
     if (f->nsigma < 1 || f->nsigma > SR_MAX_SIGMAS || f->images < 1 || f->channels < 1)
         SR_BAD("%s has %d sigmas, %ld images and %d channels; it is damaged", path, f->nsigma, f->images, f->channels);
     int ids[SR_PHI_NVARS];
-    if (sr_nc_find_vars(f->ncid, phi_vars, SR_PHI_NVARS, "sigma draws index source phi", ids, path, err, errlen))
+    if (sr_nc_find_vars(f->ncid, phi_vars, SR_PHI_NVARS, "sigma index phi", ids, path, err, errlen))
         return -1;
     if (nc_get_var_double(f->ncid, ids[SR_PHI_VAR_SIGMA], f->sigma) != NC_NOERR)
         SR_BAD("%s: cannot read its sigma variable; it is damaged", path);
@@ -103,6 +120,7 @@ static int open_checked(const char *path, sr_phi_file *f, char *err, size_t errl
     f->var_units = ids[SR_PHI_VAR_BLOCK_MEAN];
     f->var_label = ids[SR_PHI_VAR_LABEL];
     f->var_index = ids[SR_PHI_VAR_INDEX];
+    f->var_key = ids[SR_PHI_VAR_KEY];
     sr_nc_get_text(f->ncid, NC_GLOBAL, "fingerprint", f->fingerprint, sizeof f->fingerprint);
     if (f->var_units >= 0) {
         f->units = (int)dim_length(f->ncid, "unit");
@@ -192,6 +210,13 @@ void sr_phi_read_index(const sr_phi_file *f, long first, long count, long long *
 {
     const size_t start = (size_t)first, shape = (size_t)count;
     SR_NC(nc_get_vara_longlong(f->ncid, f->var_index, &start, &shape, index), f->path);
+}
+
+void sr_phi_read_keys(const sr_phi_file *f, long first, long count, unsigned long long *keys)
+{
+    const size_t start = (size_t)first, shape = (size_t)count;
+    SR_CHECK(f->var_key >= 0, "%s has no image_key variable; move it away to compute phi again", f->path);
+    SR_NC(nc_get_vara_ulonglong(f->ncid, f->var_key, &start, &shape, keys), f->path);
 }
 
 int sr_file_text_attr(const char *path, const char *attr, char *out, size_t len)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "io/dataset.h"
+#include "nn/unet.h"
 
 #define SR_PHI_FORMAT "semrep-phi"
 #define SR_PHI_VERSION 1
@@ -20,12 +21,11 @@ enum {
 
 /* What phi.nc's layout needs to be defined. */
 typedef struct {
-    int nsigma, channels, units; /* units 0: no block means */
+    int nsigma;
     long images;
+    bool block_means;            /* every block's means too */
     const sr_dataset *ds;        /* its labels and class names */
-    const int *block_start;      /* [nblocks + 1] where each block's units start */
-    int nblocks;
-    const char *block_names;     /* comma-separated */
+    const sr_unet *net;          /* its blocks and channels */
 } sr_phi_layout;
 
 /* Defines phi.nc's format attributes, dimensions and variables (ids[SR_PHI_NVARS],
@@ -34,7 +34,7 @@ void sr_phi_define(int ncid, const sr_phi_layout *layout, const char *file, int 
 
 typedef struct {
     char path[SR_PATH_MAX + 32];
-    int ncid, var_phi, var_units, var_label, var_index;
+    int ncid, var_phi, var_units, var_label, var_index, var_key;
     int nsigma, channels, units, nblocks;
     long images;
     double sigma[SR_MAX_SIGMAS];
@@ -71,5 +71,7 @@ void sr_phi_read(const sr_phi_file *f, int s, long first, long count, float *phi
 void sr_phi_read_units(const sr_phi_file *f, int s, long first, long count, float *units);
 void sr_phi_read_labels(const sr_phi_file *f, long first, long count, int *labels);
 void sr_phi_read_index(const sr_phi_file *f, long first, long count, long long *index);
+/* The images' identities (image_key); dies naming the file when it has none. */
+void sr_phi_read_keys(const sr_phi_file *f, long first, long count, unsigned long long *keys);
 
 #endif

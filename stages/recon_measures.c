@@ -121,9 +121,10 @@ static double mean_pair_distance(const float *x, long n, size_t dim, const int *
     return pairs ? sum / pairs : NAN;
 }
 
-void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_samples *in, sr_recon_measures *m)
+/* The samples' own measures: their diversity, participation ratio and |phi|. */
+static void measure_samples(const sr_recon_samples *in, sr_recon_measures *m)
 {
-    const int T = in->targets, S = in->samples, K = in->kmid;
+    const int T = in->targets, S = in->samples;
     const long rows = (long)T * S;
     memset(m, 0, sizeof *m);
     m->pr_data = m->norm_data = NAN;
@@ -139,10 +140,13 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
     }
     for (long i = 0; i < rows; i++) m->nearest_cluster[i] = -1, m->nearest_image[i] = -1;
     running_mean pr = {0}, norm = {0};
-    add_pr_norm(in->phi, rows, K, in->failed, &pr, &norm);
+    add_pr_norm(in->phi, rows, in->kmid, in->failed, &pr, &norm);
     m->pr_samples = mean_of(pr), m->norm_samples = mean_of(norm);
+}
 
-    /* the data set's images, evenly spread, for the diversity baseline */
+/* The diversity baseline: the data set's images, evenly spread. */
+static void measure_data_diversity(sr_dataset *ds, const sr_recon_samples *in, sr_recon_measures *m)
+{
     const long n = ds->count, spread = n < DATA_PAIRS_IMAGES ? n : DATA_PAIRS_IMAGES;
     long *pick = SR_MALLOC(sizeof(long) * (size_t)(spread ? spread : 1), "images for the baseline");
     float *imgs = SR_MALLOC(sizeof(float) * in->per_image * (size_t)(spread ? spread : 1), "images for the baseline");
@@ -151,10 +155,97 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
     if (sr_dataset_read_list(ds, pick, spread, imgs, err, sizeof err)) SR_FAIL("%s", err);
     m->diversity_data = mean_pair_distance(imgs, spread, in->per_image, NULL);
     free(pick), free(imgs);
+}
 
-    /* phi of the data set at the sigma, a block of rows at a time: its means,
-     * the cluster centres and each sample's nearest image */
-    char path[SR_PATH_MAX + 32];
+/* phi of the data set at sigma index s, a block of rows at a time: its
+ * participation ratio and |phi|, each sample's nearest image, and the
+ * cluster centres (the mean phi of each cluster's images, as k-means leaves
+ * them; malloc'd, NULL without a clustering). */
+static float *scan_data_phi(const sr_phi_file *f, int s, const sr_recon_samples *in, const int *assign,
+                            sr_recon_measures *m)
+{
+    const int K = in->kmid;
+    const long n = f->images, rows = (long)in->targets * in->samples;
+    double *sum = m->k ? calloc((size_t)m->k * K, sizeof(double)) : NULL;
+    long *size = m->k ? calloc((size_t)m->k, sizeof(long)) : NULL;
+    SR_CHECK(!m->k || (sum && size), "out of memory for the cluster centres");
+    double *best = SR_MALLOC(sizeof(double) * (size_t)(rows ? rows : 1), "the samples' nearest distances");
+    for (long i = 0; i < rows; i++) best[i] = INFINITY;
+    float *block = SR_MALLOC(sizeof(float) * PHI_ROWS * (size_t)K, "a block of phi");
+    running_mean pr = {0}, norm = {0};
+    for (long r0 = 0; r0 < n; r0 += PHI_ROWS) {
+        const long nb = n - r0 < PHI_ROWS ? n - r0 : PHI_ROWS;
+        sr_phi_read(f, s, r0, nb, block);
+        add_pr_norm(block, nb, K, NULL, &pr, &norm);
+        for (long i = 0; i < nb && m->k; i++) {
+            const int a = assign[r0 + i];
+            if (a < 0 || a >= m->k) continue;
+            size[a]++;
+            for (int c = 0; c < K; c++) sum[(size_t)a * K + c] += block[(size_t)i * K + c];
+        }
+        for (long row = 0; row < rows; row++) {
+            if (in->failed[row]) continue;
+            const long at = nearer(in->phi + (size_t)row * K, block, nb, K, &best[row]);
+            if (at >= 0) m->nearest_image[row] = r0 + at; /* stays -1 when its phi is not finite */
+        }
+    }
+    free(block), free(best);
+    m->pr_data = mean_of(pr), m->norm_data = mean_of(norm);
+    float *centres = m->k ? SR_MALLOC(sizeof(float) * (size_t)m->k * K, "the cluster centres") : NULL;
+    for (int k = 0; k < m->k; k++)
+        for (int c = 0; c < K; c++) centres[(size_t)k * K + c] = size[k] ? (float)(sum[(size_t)k * K + c] / size[k]) : INFINITY;
+    free(sum), free(size);
+    return centres;
+}
+
+/* Target t's cluster and label: an image's own; a cluster's number and its commonest label (-1: unknown). */
+static void target_cluster_label(const sr_recon_samples *in, int t, const sr_recon_measures *m, const int *assign,
+                                 const int *label, bool labelled, long n, int *own, int *want)
+{
+    *own = *want = -1;
+    if (in->target_image[t] >= 0) {
+        *own = m->k ? assign[in->target_image[t]] : -1;
+        *want = labelled ? label[in->target_image[t]] : -1;
+    } else if (in->target_cluster[t] >= 0 && !in->cluster_sigma_differs) {
+        *own = m->k ? (int)in->target_cluster[t] : -1;
+        if (!labelled || !m->k) return;
+        long votes[256] = {0};
+        for (long i = 0; i < n; i++)
+            if (assign[i] == *own && label[i] >= 0 && label[i] < 256) votes[label[i]]++;
+        for (int l = 0; l < 256; l++)
+            if (votes[l] && (*want < 0 || votes[l] > votes[*want])) *want = l;
+    }
+}
+
+/* Each target's shares: samples nearest its cluster's centre, samples whose nearest image has its label. */
+static void target_shares(const sr_recon_samples *in, sr_recon_measures *m, const int *assign, const int *label,
+                          bool labelled, long n, const float *centres)
+{
+    const int S = in->samples, K = in->kmid;
+    for (int t = 0; t < in->targets; t++) {
+        int own, want;
+        target_cluster_label(in, t, m, assign, label, labelled, n, &own, &want);
+        long in_cluster = 0, same_label = 0, good = 0;
+        for (int j = 0; j < S; j++) {
+            const long row = (long)t * S + j;
+            if (in->failed[row]) continue;
+            good++;
+            double d = INFINITY;
+            if (m->k) m->nearest_cluster[row] = (int)nearer(in->phi + (size_t)row * K, centres, m->k, K, &d);
+            in_cluster += own >= 0 && m->nearest_cluster[row] == own;
+            same_label += want >= 0 && m->nearest_image[row] >= 0 && label[m->nearest_image[row]] == want;
+        }
+        if (good && own >= 0) m->own_cluster[t] = (float)in_cluster / good;
+        if (good && want >= 0) m->nn_label[t] = (float)same_label / good;
+    }
+}
+
+void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_samples *in, sr_recon_measures *m)
+{
+    const long n = ds->count;
+    measure_samples(in, m);
+    measure_data_diversity(ds, in, m);
+    char path[SR_PATH_MAX + 32], err[1024];
     snprintf(path, sizeof path, "%s/phi.nc", output_dir);
     sr_phi_file f;
     if (sr_phi_open(path, &f, err, sizeof err)) {
@@ -163,7 +254,7 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
         return;
     }
     const int s = sr_phi_sigma_index(&f, in->sigma);
-    if (s < 0 || f.images != n || f.channels != K) {
+    if (s < 0 || f.images != n || f.channels != in->kmid) {
         char text[160];
         snprintf(text, sizeof text, "phi.nc has no sigma %g for these images: neighbours, labels and clusters are not measured",
                  in->sigma);
@@ -180,66 +271,9 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
                     "and label are not measured");
     int *assign = SR_MALLOC(sizeof(int) * (size_t)n, "the clustering");
     m->k = read_assignment(output_dir, in->sigma, in->cluster_k, n, assign, m);
-    /* each cluster's centre: the mean phi of its images, as k-means leaves it */
-    double *sum = m->k ? calloc((size_t)m->k * K, sizeof(double)) : NULL;
-    long *size = m->k ? calloc((size_t)m->k, sizeof(long)) : NULL;
-    SR_CHECK(!m->k || (sum && size), "out of memory for the cluster centres");
-    double *best = SR_MALLOC(sizeof(double) * (size_t)(rows ? rows : 1), "the samples' nearest distances");
-    for (long i = 0; i < rows; i++) best[i] = INFINITY;
-    float *block = SR_MALLOC(sizeof(float) * PHI_ROWS * (size_t)K, "a block of phi");
-    pr = norm = (running_mean){0};
-    for (long r0 = 0; r0 < n; r0 += PHI_ROWS) {
-        const long nb = n - r0 < PHI_ROWS ? n - r0 : PHI_ROWS;
-        sr_phi_read(&f, s, r0, nb, block);
-        add_pr_norm(block, nb, K, NULL, &pr, &norm);
-        for (long i = 0; i < nb && m->k; i++) {
-            const int a = assign[r0 + i];
-            if (a < 0 || a >= m->k) continue;
-            size[a]++;
-            for (int c = 0; c < K; c++) sum[(size_t)a * K + c] += block[(size_t)i * K + c];
-        }
-        for (long row = 0; row < rows; row++) {
-            if (in->failed[row]) continue;
-            const long at = nearer(in->phi + (size_t)row * K, block, nb, K, &best[row]);
-            if (at >= 0) m->nearest_image[row] = r0 + at; /* stays -1 when its phi is not finite */
-        }
-    }
+    float *centres = scan_data_phi(&f, s, in, assign, m);
     sr_phi_close(&f);
-    free(block), free(best);
-    m->pr_data = mean_of(pr), m->norm_data = mean_of(norm);
-    float *centres = m->k ? SR_MALLOC(sizeof(float) * (size_t)m->k * K, "the cluster centres") : NULL;
-    for (int k = 0; k < m->k; k++)
-        for (int c = 0; c < K; c++) centres[(size_t)k * K + c] = size[k] ? (float)(sum[(size_t)k * K + c] / size[k]) : INFINITY;
-    free(sum), free(size);
-    for (int t = 0; t < T; t++) {
-        /* the target's cluster and label: an image's own; a cluster's number and its commonest label */
-        int own = -1, want = -1;
-        if (in->target_image[t] >= 0) {
-            own = m->k ? assign[in->target_image[t]] : -1;
-            want = labelled ? label[in->target_image[t]] : -1;
-        } else if (in->target_cluster[t] >= 0 && !in->cluster_sigma_differs) {
-            own = m->k ? (int)in->target_cluster[t] : -1;
-            if (labelled && m->k) {
-                long votes[256] = {0};
-                for (long i = 0; i < n; i++)
-                    if (assign[i] == own && label[i] >= 0 && label[i] < 256) votes[label[i]]++;
-                for (int l = 0; l < 256; l++)
-                    if (votes[l] && (want < 0 || votes[l] > votes[want])) want = l;
-            }
-        }
-        long in_cluster = 0, same_label = 0, good = 0;
-        for (int j = 0; j < S; j++) {
-            const long row = (long)t * S + j;
-            if (in->failed[row]) continue;
-            good++;
-            double d = INFINITY;
-            if (m->k) m->nearest_cluster[row] = (int)nearer(in->phi + (size_t)row * K, centres, m->k, K, &d);
-            in_cluster += own >= 0 && m->nearest_cluster[row] == own;
-            same_label += want >= 0 && m->nearest_image[row] >= 0 && label[m->nearest_image[row]] == want;
-        }
-        if (good && own >= 0) m->own_cluster[t] = (float)in_cluster / good;
-        if (good && want >= 0) m->nn_label[t] = (float)same_label / good;
-    }
+    target_shares(in, m, assign, label, labelled, n, centres);
     free(label), free(assign), free(centres);
 }
 

@@ -31,6 +31,7 @@
 #include "stages/data.h"
 #include "stages/model.h"
 #include "stages/phi_file.h"
+#include "stages/recon_file.h"
 #include "stages/stage.h"
 
 #include "stages/report_page.h"
@@ -551,17 +552,14 @@ static int open_analysis(report *r, const char *file)
 /* recon.nc's rows: each target beside its samples, copied into the folder. */
 static void reconstructions(report *r)
 {
-    char path[SR_PATH_MAX + 64];
-    int ncid;
-    if (!file_exists(r->conf->output_dir, "recon.nc", path, sizeof path) || nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
-        return;
+    char path[SR_PATH_MAX + 64], why[SR_PATH_MAX + 512];
+    int ids[SR_RECON_NVARS];
+    if (!file_exists(r->conf->output_dir, "recon.nc", path, sizeof path)) return;
+    const int ncid = sr_recon_open(path, ids, why, sizeof why);
+    if (ncid < 0) SR_FAIL("%s", why);
     char sampler[32] = "";
     sr_nc_get_text(ncid, NC_GLOBAL, "sampler", sampler, sizeof sampler);
     const size_t T = dim_len(ncid, "target"), S = dim_len(ncid, "sample"), A = dim_len(ncid, "asigma");
-    if (T && var_of_rank(ncid, "phi_error", 3) < 0) { /* each target's row needs it; its size bounds T */
-        nc_path(ncid, path, sizeof path);
-        SR_FAIL("%s has %zu targets and no phi_error; make it again (delete it and run semrep run)", path, T);
-    }
     double *err = var_doubles(ncid, "phi_error", A * T * S), *asig = var_doubles(ncid, "asigma", A);
     nc_close(ncid);
     html(r, "<h2>Samples of p(x | phi): the ");
@@ -570,7 +568,9 @@ static void reconstructions(report *r)
          S);
     for (size_t t = 0; t < T; t++) {
         char from[SR_PATH_MAX + 96], to[2 * SR_PATH_MAX];
-        snprintf(from, sizeof from, "%s/reconstruct/target-%03zu.png", r->conf->output_dir, t);
+        char name[SR_RECON_NAME_LEN];
+        sr_recon_target_name((int)t, name);
+        snprintf(from, sizeof from, "%s/%s", r->conf->output_dir, name);
         snprintf(to, sizeof to, "%s/images/recon-%03zu.png", r->dir, t);
         FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
         if (!in || !out) {

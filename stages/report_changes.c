@@ -233,6 +233,76 @@ static void write_now(report *r, const listing *l, const char *when, const char 
     SR_CHECK_WRITE(fclose(f) == 0, path);
 }
 
+/* The agreement (ARI) of each clustering both runs made, over the images both saw. */
+static void cluster_agreement(report *r, const listing *last, const listing *now, const long *last_row, long kept)
+{
+    int rows = 1;
+    char (*cells)[48] = calloc((size_t)(MAX_COLUMNS + 1) * 2, 48);
+    SR_CHECK(cells, "out of memory for the table of changes");
+    snprintf(cells[0], 48, "clustering"), snprintf(cells[1], 48, "ARI, last run vs now");
+    int *a = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters"), *b = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters");
+    for (int c = 0; c < now->ncols; c++) {
+        int lc = -1;
+        for (int j = 0; j < last->ncols && lc < 0; j++)
+            if (!strcmp(last->col[j], now->col[c])) lc = j;
+        if (lc < 0) continue;
+        long n = 0;
+        for (long i = 0; i < now->rows; i++)
+            if (last_row[i] >= 0) {
+                a[n] = last->cluster[last_row[i] * last->ncols + lc];
+                b[n++] = now->cluster[i * now->ncols + c];
+            }
+        snprintf(cells[rows * 2], 48, "%s", now->col[c]);
+        snprintf(cells[rows * 2 + 1], 48, "%.3f", sr_ari_labels(a, b, n));
+        rows++;
+    }
+    if (!kept) html(r, "<p>No image is in both runs: there is no clustering to compare.</p>\n");
+    else if (rows > 1)
+        table(r, "changes", "agreement of the clusters of the images in both runs (1: the same partition; "
+                            "near 0: as unrelated as chance)", rows, 2, cells);
+    free(a), free(b), free(cells);
+}
+
+/* The first images this run has that the last did not. */
+static void added_images(report *r, const listing *now, const long *last_row, long added)
+{
+    if (!added) return;
+    if (added > ADDED_SHOWN) html(r, "<h3>Added images (the first %d)</h3>\n", ADDED_SHOWN);
+    else html(r, "<h3>Added images</h3>\n");
+    html(r, "<div class=\"grid\"><div class=\"row\">");
+    int shown = 0;
+    for (long i = 0; i < now->rows && shown < ADDED_SHOWN; i++)
+        if (last_row[i] < 0) {
+            if (shown && shown % GRID_MEMBERS == 0) html(r, "</div><div class=\"row\">");
+            image_cell(r, i, "added");
+            shown++;
+        }
+    html(r, "</div></div>\n");
+}
+
+/* The line that says what the last report had and what this one has. */
+static void counts(report *r, const listing *last, const listing *now, long kept, long added, const char *checkpoint,
+                   const char *fingerprint, const char *phi_path)
+{
+    char reused[32] = "", computed[32] = "";
+    sr_file_text_attr(phi_path, "images_reused", reused, sizeof reused);
+    sr_file_text_attr(phi_path, "images_computed", computed, sizeof computed);
+    html(r, "<p>The last report: ");
+    escaped(r, last->date);
+    html(r, ", %ld images%s. Now %ld images: <b>%ld added</b>, <b>%ld removed</b>, %ld in both.", last->rows,
+         strcmp(last->checkpoint, checkpoint) ? " from <b>another model</b>" : "", now->rows, added,
+         last->rows - kept, kept);
+    if (last->phi[0] && !strcmp(last->phi, fingerprint)) html(r, " phi.nc is unchanged since the last report.");
+    else if (computed[0]) {
+        html(r, " phi was computed for ");
+        escaped(r, computed);
+        html(r, " images and copied for ");
+        escaped(r, reused[0] ? reused : "0");
+        html(r, ".");
+    }
+    html(r, "</p>\n");
+}
+
 void changes(report *r, int clusters_id)
 {
     listing last, now;
@@ -272,62 +342,9 @@ void changes(report *r, int clusters_id)
         if (last_row[i] >= 0) kept++;
         else added++;
     }
-    char reused[32] = "", computed[32] = "";
-    sr_file_text_attr(phi_path, "images_reused", reused, sizeof reused);
-    sr_file_text_attr(phi_path, "images_computed", computed, sizeof computed);
-    html(r, "<p>The last report: ");
-    escaped(r, last.date);
-    html(r, ", %ld images%s. Now %ld images: <b>%ld added</b>, <b>%ld removed</b>, %ld in both.", last.rows,
-         strcmp(last.checkpoint, checkpoint) ? " from <b>another model</b>" : "", now.rows, added,
-         last.rows - kept, kept);
-    if (last.phi[0] && !strcmp(last.phi, fingerprint)) html(r, " phi.nc is unchanged since the last report.");
-    else if (computed[0]) {
-        html(r, " phi was computed for ");
-        escaped(r, computed);
-        html(r, " images and copied for ");
-        escaped(r, reused[0] ? reused : "0");
-        html(r, ".");
-    }
-    html(r, "</p>\n");
-
-    /* how far the clusters of the images both runs saw moved */
-    int rows = 1;
-    char (*cells)[48] = calloc((size_t)(MAX_COLUMNS + 1) * 2, 48);
-    SR_CHECK(cells, "out of memory for the table of changes");
-    snprintf(cells[0], 48, "clustering"), snprintf(cells[1], 48, "ARI, last run vs now");
-    int *a = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters"), *b = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters");
-    for (int c = 0; c < now.ncols; c++) {
-        int lc = -1;
-        for (int j = 0; j < last.ncols && lc < 0; j++)
-            if (!strcmp(last.col[j], now.col[c])) lc = j;
-        if (lc < 0) continue;
-        long n = 0;
-        for (long i = 0; i < now.rows; i++)
-            if (last_row[i] >= 0) {
-                a[n] = last.cluster[last_row[i] * last.ncols + lc];
-                b[n++] = now.cluster[i * now.ncols + c];
-            }
-        snprintf(cells[rows * 2], 48, "%s", now.col[c]);
-        snprintf(cells[rows * 2 + 1], 48, "%.3f", sr_ari_labels(a, b, n));
-        rows++;
-    }
-    if (!kept) html(r, "<p>No image is in both runs: there is no clustering to compare.</p>\n");
-    else if (rows > 1)
-        table(r, "changes", "agreement of the clusters of the images in both runs (1: the same partition; "
-                            "near 0: as unrelated as chance)", rows, 2, cells);
-    if (added) {
-        if (added > ADDED_SHOWN) html(r, "<h3>Added images (the first %d)</h3>\n", ADDED_SHOWN);
-        else html(r, "<h3>Added images</h3>\n");
-        html(r, "<div class=\"grid\"><div class=\"row\">");
-        int shown = 0;
-        for (long i = 0; i < now.rows && shown < ADDED_SHOWN; i++)
-            if (last_row[i] < 0) {
-                if (shown && shown % GRID_MEMBERS == 0) html(r, "</div><div class=\"row\">");
-                image_cell(r, i, "added");
-                shown++;
-            }
-        html(r, "</div></div>\n");
-    }
-    free(a), free(b), free(cells), free(last_row);
+    counts(r, &last, &now, kept, added, checkpoint, fingerprint, phi_path);
+    cluster_agreement(r, &last, &now, last_row, kept); /* how far the clusters of the images both runs saw moved */
+    added_images(r, &now, last_row, added);
+    free(last_row);
     listing_free(&last), listing_free(&now);
 }

@@ -12,13 +12,18 @@
 #include "io/outdir.h"
 
 const sr_stage sr_stages[] = {
-    {"train", stage_train, "train the blind denoiser (data-parallel, resumable)"},
-    {"denoise-eval", stage_denoise_eval, "output PSNR against input PSNR on held-out images"},
-    {"phi", stage_phi, "the noise-averaged middle-block representation"},
-    {"stats", stage_stats, "channel statistics, sparsity, selectivity"},
-    {"cluster", stage_cluster, "k-means and neighbours in phi"},
-    {"reconstruct", stage_reconstruct, "self-guided stochastic reconstruction"},
-    {"report", stage_report, "the HTML clustering report"},
+    {"train", stage_train, "train the blind denoiser (data-parallel, resumable)", NULL, 0, {{0}}},
+    {"denoise-eval", stage_denoise_eval, "output PSNR against input PSNR on held-out images", "denoise.nc",
+     SR_DENOISE_FORMAT_VERSION, {{"@model", "checksum"}}},
+    {"phi", stage_phi, "the noise-averaged middle-block representation", NULL, 0, {{0}}},
+    {"stats", stage_stats, "channel statistics, sparsity, selectivity", "stats.nc", SR_STATS_FORMAT_VERSION,
+     {{"phi.nc", "fingerprint"}}},
+    {"cluster", stage_cluster, "k-means and neighbours in phi", "clusters.nc", SR_CLUSTERS_FORMAT_VERSION,
+     {{"phi.nc", "fingerprint"}}},
+    {"reconstruct", stage_reconstruct, "self-guided stochastic reconstruction", NULL, 0, {{0}}},
+    {"report", stage_report, "the HTML clustering report", "report/index.html", SR_REPORT_FORMAT_VERSION,
+     {{"@model", "checksum"}, {"denoise.nc", NULL}, {"phi.nc", "fingerprint"}, {"stats.nc", NULL},
+      {"clusters.nc", NULL}, {"recon.nc", "fingerprint"}}},
 };
 const int sr_stage_count = (int)(sizeof sr_stages / sizeof sr_stages[0]);
 

@@ -5,6 +5,8 @@
 #ifndef SEMREP_STAGES_STAGE_H
 #define SEMREP_STAGES_STAGE_H
 
+#include <stdbool.h>
+
 #include "comm/comm.h"
 #include "io/conf.h"
 
@@ -18,16 +20,32 @@
 
 typedef int (*sr_stage_fn)(const semrep_conf *conf, semrep_comm *comm);
 
+/* A stage. One without a check of its own (not train, phi, reconstruct:
+ * they resume and decide for themselves) names its output and inputs, so
+ * that `semrep run` skips it when nothing changed: each input is a file in
+ * the output folder ("@model": the model) and the attribute that
+ * identifies its content, or NULL for its size and time. */
 typedef struct {
     const char *name;
     sr_stage_fn run; /* NULL: not built yet */
     const char *what;
+    const char *output; /* NULL: the stage decides itself */
+    int version;        /* the output's format_version: a record of another is out of date */
+    const char *inputs[6][2];
 } sr_stage;
 
 /* Every stage, in the order `semrep run` takes them. */
 extern const sr_stage sr_stages[];
 extern const int sr_stage_count;
 const sr_stage *sr_stage_find(const char *name);
+
+/* Rank 0: the stage has an output, it is there, of this semrep's format
+ * version, and the record the last run left (.semrep-done-NAME: a key of
+ * the effective conf, the format version and what the inputs hold, then
+ * the version) holds the same key. */
+bool sr_stage_up_to_date(const semrep_conf *conf, const sr_stage *stage, const char *model);
+/* Rank 0, after the stage succeeded: writes that record. */
+void sr_stage_record(const semrep_conf *conf, const sr_stage *stage, const char *model);
 
 int stage_train(const semrep_conf *conf, semrep_comm *comm);
 int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm);

@@ -18,11 +18,10 @@
 #include "stages/phi_file.h"
 #include "stages/set_overlap.h"
 #include "stages/stage.h"
+#include "stages/stats_file.h"
 
-#define STATS_FORMAT "semrep-stats"
 #define ROWS 512 /* images read at a time */
 
-enum { KIND_SELECTIVE = 0, KIND_NONSELECTIVE = 1, KIND_DEAD = 2 };
 
 /* Everything one sigma gives, on rank 0 after the reductions. */
 typedef struct {
@@ -91,9 +90,9 @@ static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr
             out->var[c] = fmax(sq[c] / n - out->mean[c] * out->mean[c], 0.0);
             out->max[c] = max[c];
             out->share[c] = act[c] / n;
-            out->kind[c] = act[c] == 0 ? KIND_DEAD
-                         : out->share[c] >= conf->stats.nonselective_share ? KIND_NONSELECTIVE : KIND_SELECTIVE;
-            nonselective += out->kind[c] == KIND_NONSELECTIVE;
+            out->kind[c] = act[c] == 0 ? SR_KIND_DEAD
+                         : out->share[c] >= conf->stats.nonselective_share ? SR_KIND_NONSELECTIVE : SR_KIND_SELECTIVE;
+            nonselective += out->kind[c] == SR_KIND_NONSELECTIVE;
             for (int k = 0; k < C; k++) cm[k] = ccount[k] > 0 ? csum[(size_t)k * K + c] / ccount[k] : 0.0;
             out->selectivity[c] = C > 0 ? sr_class_selectivity(cm, C) : NAN;
         }
@@ -116,9 +115,10 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
 {
     char tmp[SR_PATH_MAX + 64];
     sr_tmp_path(path, tmp, sizeof tmp);
-    int ncid, version = SR_STATS_FORMAT_VERSION, d[4], sampled = t->nsig > 0 && t->per[0].overlap.sampled;
+    int ncid, version = SR_STATS_FORMAT_VERSION, d[4], v[SR_STATS_NVARS], sampled = t->nsig > 0 && t->per[0].overlap.sampled;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
-    sr_nc_put_text(ncid, NC_GLOBAL, "format", STATS_FORMAT, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "format", SR_STATS_FORMAT, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "Conventions", "CF-1.8", tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "phi_fingerprint", f->fingerprint, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", conf->text, tmp);
@@ -129,81 +129,46 @@ static void write_stats(const semrep_conf *conf, const sr_phi_file *f, const sta
     SR_NC(nc_def_dim(ncid, "channel", (size_t)t->K, &d[1]), tmp);
     SR_NC(nc_def_dim(ncid, "block", (size_t)(t->B ? t->B : 1), &d[2]), tmp);
     SR_NC(nc_def_dim(ncid, "bin", (size_t)t->bins, &d[3]), tmp);
-    int d_size;
-    SR_NC(nc_def_dim(ncid, "set_size", (size_t)t->K + 1, &d_size), tmp);
-    struct {
-        const char *name, *meaning;
-        int ndims, dims[3];
-        nc_type type;
-        int var;
-    } v[] = {
-        {"sigma", "pixel units", 1, {d[0]}, NC_DOUBLE, 0},
-        {"mean", "mean over images of phi_c", 2, {d[0], d[1]}, NC_DOUBLE, 0},
-        {"var", "population variance over images of phi_c", 2, {d[0], d[1]}, NC_DOUBLE, 0},
-        {"max", "largest phi_c", 2, {d[0], d[1]}, NC_DOUBLE, 0},
-        {"active_share", "share of images in which the channel is active (docs/analysis.md)", 2, {d[0], d[1]}, NC_DOUBLE, 0},
-        {"kind", "0 selective, 1 non-selective, 2 never active", 2, {d[0], d[1]}, NC_BYTE, 0},
-        {"class_selectivity", "1 - H(per-class mean activity) / ln(classes): 0 every class alike, 1 one class", 2, {d[0], d[1]}, NC_DOUBLE, 0},
-        {"pr_hist", "images by normalised participation ratio of the block's channel means, bins over [0, 1]", 3, {d[0], d[2], d[3]}, NC_DOUBLE, 0},
-        {"pr_zero", "images whose block's channel means are all zero (no ratio)", 2, {d[0], d[2]}, NC_DOUBLE, 0},
-        {"set_sizes", "images by active-set size", 2, {d[0], d_size}, NC_DOUBLE, 0},
-        {"distinct_sets", "distinct active sets among the images", 1, {d[0]}, NC_DOUBLE, 0},
-        {"jaccard_within", "mean Jaccard overlap of active sets, pairs of one class", 1, {d[0]}, NC_DOUBLE, 0},
-        {"jaccard_across", "mean Jaccard overlap of active sets, pairs of two classes", 1, {d[0]}, NC_DOUBLE, 0},
-        {"nonselective_share", "share of the channels that are non-selective", 1, {d[0]}, NC_DOUBLE, 0},
-        {"jaccard_within_pairs", "pairs of one class that jaccard_within averages: all of them, or the sample's", 1, {d[0]}, NC_DOUBLE, 0},
-        {"jaccard_across_pairs", "pairs of two classes that jaccard_across averages: all of them, or the sample's", 1, {d[0]}, NC_DOUBLE, 0},
-        {"jaccard_within_se", "standard error of jaccard_within: 0 when exact", 1, {d[0]}, NC_DOUBLE, 0},
-        {"jaccard_across_se", "standard error of jaccard_across: 0 when exact", 1, {d[0]}, NC_DOUBLE, 0},
-    };
-    const int nv = (int)(sizeof v / sizeof *v);
-    for (int i = 0; i < nv; i++) {
-        SR_NC(nc_def_var(ncid, v[i].name, v[i].type, v[i].ndims, v[i].dims, &v[i].var), tmp);
-        sr_nc_put_text(ncid, v[i].var, "meaning", v[i].meaning, tmp);
-    }
-    int sample_var = -1;
+    SR_NC(nc_def_dim(ncid, "set_size", (size_t)t->K + 1, &d[0]), tmp);
     if (sampled) {
-        int ds[3];
-        SR_NC(nc_def_dim(ncid, "pair_kind", 2, &ds[0]), tmp);
-        SR_NC(nc_def_dim(ncid, "sampled_pair", (size_t)SR_OVERLAP_PAIRS, &ds[1]), tmp);
-        SR_NC(nc_def_dim(ncid, "pair_end", 2, &ds[2]), tmp);
-        SR_NC(nc_def_var(ncid, "jaccard_sample", NC_INT64, 3, ds, &sample_var), tmp);
-        sr_nc_put_text(ncid, sample_var, "meaning",
-                       "the sampled pairs of images (positions in phi.nc), kind 0 one class, 1 two classes; the same at every sigma", tmp);
+        SR_NC(nc_def_dim(ncid, "pair_kind", 2, &d[0]), tmp);
+        SR_NC(nc_def_dim(ncid, "sampled_pair", (size_t)SR_OVERLAP_PAIRS, &d[0]), tmp);
+        SR_NC(nc_def_dim(ncid, "pair_end", 2, &d[0]), tmp);
     }
+    sr_nc_define_vars(ncid, sr_stats_vars, SR_STATS_NVARS, sampled ? "" : "jaccard_sample", v, tmp);
     if (t->B) {
         char names[SR_MAX_BLOCKS * 33] = "";
         for (int b = 0; b < t->B; b++) strcat(strcat(names, b ? "," : ""), f->block_names[b]);
-        sr_nc_put_text(ncid, v[7].var, "blocks", names, tmp);
+        sr_nc_put_text(ncid, v[SR_STATS_PR_HIST], "blocks", names, tmp);
     }
     SR_NC(nc_enddef(ncid), tmp);
-    SR_NC(nc_put_var_double(ncid, v[0].var, t->sigma), tmp);
-    if (sampled) SR_NC(nc_put_var_longlong(ncid, sample_var, t->per[0].overlap.sample), tmp);
+    SR_NC(nc_put_var_double(ncid, v[SR_STATS_SIGMA], t->sigma), tmp);
+    if (sampled) SR_NC(nc_put_var_longlong(ncid, v[SR_STATS_JACCARD_SAMPLE], t->per[0].overlap.sample), tmp);
     for (int s = 0; s < t->nsig; s++) {
         const sigma_stats *p = &t->per[s];
         const size_t at[3] = {(size_t)s, 0, 0};
         const size_t ch[2] = {1, (size_t)t->K}, hist[3] = {1, (size_t)t->B, (size_t)t->bins}, blk[2] = {1, (size_t)t->B};
         const size_t sizes[2] = {1, (size_t)t->K + 1}, one = 1;
-        SR_NC(nc_put_vara_double(ncid, v[1].var, at, ch, p->mean), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[2].var, at, ch, p->var), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[3].var, at, ch, p->max), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[4].var, at, ch, p->share), tmp);
-        SR_NC(nc_put_vara_schar(ncid, v[5].var, at, ch, p->kind), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[6].var, at, ch, p->selectivity), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_MEAN], at, ch, p->mean), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_VAR], at, ch, p->var), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_MAX], at, ch, p->max), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_ACTIVE_SHARE], at, ch, p->share), tmp);
+        SR_NC(nc_put_vara_schar(ncid, v[SR_STATS_KIND], at, ch, p->kind), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_SELECTIVITY], at, ch, p->selectivity), tmp);
         if (t->B) {
-            SR_NC(nc_put_vara_double(ncid, v[7].var, at, hist, p->pr_hist), tmp);
-            SR_NC(nc_put_vara_double(ncid, v[8].var, at, blk, p->pr_zero), tmp);
+            SR_NC(nc_put_vara_double(ncid, v[SR_STATS_PR_HIST], at, hist, p->pr_hist), tmp);
+            SR_NC(nc_put_vara_double(ncid, v[SR_STATS_PR_ZERO], at, blk, p->pr_zero), tmp);
         }
-        SR_NC(nc_put_vara_double(ncid, v[9].var, at, sizes, p->set_sizes), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_SET_SIZES], at, sizes, p->set_sizes), tmp);
         const size_t s1 = (size_t)s;
-        SR_NC(nc_put_vara_double(ncid, v[10].var, &s1, &one, &p->distinct), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[11].var, &s1, &one, &p->overlap.mean[0]), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[12].var, &s1, &one, &p->overlap.mean[1]), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[13].var, &s1, &one, &p->nonselective), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[14].var, &s1, &one, &p->overlap.pairs[0]), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[15].var, &s1, &one, &p->overlap.pairs[1]), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[16].var, &s1, &one, &p->overlap.se[0]), tmp);
-        SR_NC(nc_put_vara_double(ncid, v[17].var, &s1, &one, &p->overlap.se[1]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_DISTINCT], &s1, &one, &p->distinct), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_JACCARD_WITHIN], &s1, &one, &p->overlap.mean[0]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_JACCARD_ACROSS], &s1, &one, &p->overlap.mean[1]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_NONSELECTIVE], &s1, &one, &p->nonselective), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_WITHIN_PAIRS], &s1, &one, &p->overlap.pairs[0]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_ACROSS_PAIRS], &s1, &one, &p->overlap.pairs[1]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_WITHIN_SE], &s1, &one, &p->overlap.se[0]), tmp);
+        SR_NC(nc_put_vara_double(ncid, v[SR_STATS_ACROSS_SE], &s1, &one, &p->overlap.se[1]), tmp);
     }
     SR_NC(nc_close(ncid), tmp);
     sr_outdir_commit(tmp, conf->output_dir, "stats.nc");

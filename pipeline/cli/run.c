@@ -1,17 +1,12 @@
 /* semrep run and semrep stage. */
-#include <netcdf.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "cli/commands.h"
-#include "io/files.h"
-#include "io/nc.h"
 #include "io/outdir.h"
 #include "stages/model.h"
-#include "stages/phi_file.h"
 #include "stages/stage.h"
 
 /* Rank 0 takes the output folder as semrep's (docs/usage.md: what a run may
@@ -30,102 +25,6 @@ static int claim_output(const semrep_conf *conf, const sr_args *args, const semr
 }
 
 static const char *const options[] = {"--adopt!", NULL};
-
-/* What a stage that has no check of its own reads and writes, for `run` to
- * skip it when nothing changed: its inputs (a file and the attribute that
- * identifies its content, or NULL for the file's size and time) and its output. */
-typedef struct {
-    const char *stage, *output;
-    int version; /* the output's format_version: a record of another is out of date */
-    const char *inputs[6][2];
-} stage_files;
-
-static const stage_files records[] = {
-    {"denoise-eval", "denoise.nc", SR_DENOISE_FORMAT_VERSION, {{"@model", "checksum"}}},
-    {"stats", "stats.nc", SR_STATS_FORMAT_VERSION, {{"phi.nc", "fingerprint"}}},
-    {"cluster", "clusters.nc", SR_CLUSTERS_FORMAT_VERSION, {{"phi.nc", "fingerprint"}}},
-    {"report", "report/index.html", SR_REPORT_FORMAT_VERSION,
-     {{"@model", "checksum"}, {"denoise.nc", NULL}, {"phi.nc", "fingerprint"}, {"stats.nc", NULL},
-      {"clusters.nc", NULL}, {"recon.nc", "fingerprint"}}},
-};
-
-/* The key of a stage's run: the effective conf, its output's format
- * version and what its inputs hold. */
-static const stage_files *stage_key(const semrep_conf *conf, const char *stage, const char *model, char key[17])
-{
-    const stage_files *f = NULL;
-    for (size_t i = 0; i < sizeof records / sizeof *records; i++)
-        if (!strcmp(records[i].stage, stage)) f = &records[i];
-    if (!f) return NULL;
-    XXH3_state_t *h = XXH3_createState();
-    XXH3_64bits_reset(h);
-    XXH3_64bits_update(h, conf->text, strlen(conf->text));
-    XXH3_64bits_update(h, &f->version, sizeof f->version);
-    for (int i = 0; i < 6 && f->inputs[i][0]; i++) {
-        char path[2 * SR_PATH_MAX], text[64] = "";
-        sr_file_id stamp = {0};
-        if (!strcmp(f->inputs[i][0], "@model")) snprintf(path, sizeof path, "%s", model);
-        else snprintf(path, sizeof path, "%s/%s", conf->output_dir, f->inputs[i][0]);
-        if (f->inputs[i][1]) sr_file_text_attr(path, f->inputs[i][1], text, sizeof text);
-        else sr_file_stamp(path, &stamp);
-        XXH3_64bits_update(h, text, sizeof text);
-        XXH3_64bits_update(h, &stamp, sizeof stamp);
-    }
-    snprintf(key, 17, "%016llx", (unsigned long long)XXH3_64bits_digest(h));
-    XXH3_freeState(h);
-    return f;
-}
-
-static void record_path(const semrep_conf *conf, const char *stage, char *path, size_t len)
-{
-    snprintf(path, len, "%s/.semrep-done-%s", conf->output_dir, stage);
-}
-
-/* A NetCDF output holds the format_version this semrep writes (the
- * report's page has none: its version is in the key alone). */
-static bool current_format(const char *path, int version)
-{
-    const size_t n = strlen(path);
-    if (n < 3 || strcmp(path + n - 3, ".nc")) return true;
-    int ncid, have = 0;
-    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return false;
-    const bool same = sr_nc_get_ints(ncid, NC_GLOBAL, "format_version", &have, 1) == 1 && have == version;
-    nc_close(ncid);
-    return same;
-}
-
-/* The stage's output is there, of this semrep's format version, and its
- * record holds the same key. */
-static bool up_to_date(const semrep_conf *conf, const char *stage, const char *model)
-{
-    char key[17], have[17] = "", path[2 * SR_PATH_MAX];
-    const stage_files *f = stage_key(conf, stage, model, key);
-    if (!f) return false;
-    snprintf(path, sizeof path, "%s/%s", conf->output_dir, f->output);
-    if (access(path, F_OK) != 0 || !current_format(path, f->version)) return false;
-    char name[64];
-    snprintf(name, sizeof name, ".semrep-done-%s", stage);
-    if (!sr_outdir_owns(conf->output_dir, name)) return false;
-    record_path(conf, stage, path, sizeof path);
-    FILE *in = fopen(path, "r");
-    if (!in) return false;
-    const bool same = fscanf(in, "%16s", have) == 1 && !strcmp(have, key);
-    fclose(in);
-    return same;
-}
-
-/* Written last, after the stage succeeded. */
-static void record(const semrep_conf *conf, const char *stage, const char *model)
-{
-    char key[17], path[2 * SR_PATH_MAX], tmp[2 * SR_PATH_MAX + 32];
-    if (!stage_key(conf, stage, model, key)) return;
-    record_path(conf, stage, path, sizeof path);
-    sr_tmp_path(path, tmp, sizeof tmp);
-    FILE *out = fopen(tmp, "w");
-    if (!out) return; /* no record: the stage runs again next time */
-    fprintf(out, "%s\n", key);
-    if (fclose(out) == 0) sr_outdir_commit(tmp, conf->output_dir, strrchr(path, '/') + 1);
-}
 
 /* Rank 0 asks whether the conf's model is there and finished; every rank
  * gets its answer (a rank's own view of the file could differ). */
@@ -178,14 +77,14 @@ int sr_cmd_run(int argc, char **argv, semrep_comm *comm)
             continue;
         }
         /* rank 0 decides, so that every rank skips alike */
-        int skip = comm->rank == 0 && up_to_date(&conf, stage->name, model);
+        int skip = comm->rank == 0 && sr_stage_up_to_date(&conf, stage, model);
         sr_comm_bcast(comm, &skip, sizeof skip, 0);
         if (skip) {
             if (comm->rank == 0) printf("%s: up to date (same conf and inputs)\n", stage->name);
             continue;
         }
         status = stage->run(&conf, comm) ? SR_EXIT_FAILED : SR_EXIT_OK;
-        if (!status && comm->rank == 0) record(&conf, stage->name, model);
+        if (!status && comm->rank == 0) sr_stage_record(&conf, stage, model);
     }
     for (int s = 0; s < sr_stage_count && comm->rank == 0 && !status; s++)
         if (!sr_stages[s].run) printf("not built yet: stage %s\n", sr_stages[s].name);
