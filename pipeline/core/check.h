@@ -84,7 +84,9 @@ char *sr_strdup_named(const char *s, const char *what, const char *file, int lin
  * of ending the run (a file may claim sizes no machine holds): zeroed
  * count * size bytes, or realloc of p to them (p kept on failure, as
  * realloc does); NULL after writing "out of memory allocating N bytes for
- * WHAT" into err (errlen bytes) when the allocation or count * size fails. */
+ * WHAT" into err (errlen bytes; NULL and 0 for a caller that writes its
+ * own) when the allocation or count * size fails. sr_try_realloc(NULL, ...)
+ * is malloc: the bytes are not zeroed. */
 void *sr_try_calloc(size_t count, size_t size, const char *what, char *err, size_t errlen);
 void *sr_try_realloc(void *p, size_t count, size_t size, const char *what, char *err, size_t errlen);
 
