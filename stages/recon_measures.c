@@ -181,9 +181,8 @@ void sr_recon_measure(const char *output_dir, sr_dataset *ds, const sr_recon_sam
     int *assign = SR_MALLOC(sizeof(int) * (size_t)n, "the clustering");
     m->k = read_assignment(output_dir, in->sigma, in->cluster_k, n, assign, m);
     /* each cluster's centre: the mean phi of its images, as k-means leaves it */
-    double *sum = m->k ? calloc((size_t)m->k * K, sizeof(double)) : NULL;
-    long *size = m->k ? calloc((size_t)m->k, sizeof(long)) : NULL;
-    SR_CHECK(!m->k || (sum && size), "out of memory for the cluster centres");
+    double *sum = m->k ? SR_CALLOC((size_t)m->k * K, sizeof(double), "the cluster centres") : NULL;
+    long *size = m->k ? SR_CALLOC((size_t)m->k, sizeof(long), "the cluster sizes") : NULL;
     double *best = SR_MALLOC(sizeof(double) * (size_t)(rows ? rows : 1), "the samples' nearest distances");
     for (long i = 0; i < rows; i++) best[i] = INFINITY;
     float *block = SR_MALLOC(sizeof(float) * PHI_ROWS * (size_t)K, "a block of phi");

@@ -307,8 +307,7 @@ static void release(trainer *t)
 
 int sr_trainer_open(sr_trainer **out, const semrep_conf *conf, semrep_comm *comm, char *err, size_t errlen)
 {
-    trainer *t = calloc(1, sizeof *t);
-    SR_CHECK(t, "out of memory starting training");
+    trainer *t = SR_CALLOC(1, sizeof *t, "the trainer");
     t->conf = conf;
     t->comm = comm;
     int failed = sr_comm_any(comm, prepare_model(t, err, errlen));
