@@ -232,7 +232,7 @@ static void fixed_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out *o,
     float *y = SR_MALLOC(sizeof(float) * r->per_image * b, "the samples");
     float *tphi = SR_MALLOC(sizeof(float) * (size_t)ntid * r->kmid, "the targets' phi");
     float *want = SR_MALLOC(sizeof(float) * (size_t)b * r->kmid, "the samples' targets");
-    bool *frozen = calloc((size_t)b, sizeof(bool));
+    bool *frozen = SR_CALLOC((size_t)b, sizeof(bool), "the samples' frozen marks");
     for (int i = 0; i < b; i++) memcpy(o->x + (size_t)i * r->per_image, r->mean_image, sizeof(float) * r->per_image);
     for (int k = 0; k < steps; k++) {
         const double sigma = steps == 1 ? c->reconstruct.sigma_max
@@ -269,9 +269,9 @@ static void adaptive_sampler(recon_run *r, sr_unet_work *wk, long p0, batch_out 
     float *y = SR_MALLOC(sizeof(float) * r->per_image * b, "the samples");
     float *d = SR_MALLOC(sizeof(float) * r->per_image * b, "the samples' denoised");
     float *z = SR_MALLOC(sizeof(float) * r->per_image, "noise");
-    float *want = calloc((size_t)b * r->kmid, sizeof(float));
+    float *want = SR_CALLOC((size_t)b * r->kmid, sizeof(float), "the samples' targets");
     double *sigma = SR_MALLOC(sizeof(double) * b, "the samples' sigma");
-    bool *frozen = calloc((size_t)b, sizeof(bool));
+    bool *frozen = SR_CALLOC((size_t)b, sizeof(bool), "the samples' frozen marks");
     int active = b;
     for (int i = 0; i < b; i++) {
         const sr_rng_stream st = noise(r, p0 + i, 0);
@@ -421,9 +421,9 @@ static void batch_alloc(const recon_run *r, int b, batch_out *o)
     o->b = b;
     o->x = SR_MALLOC(sizeof(float) * r->per_image * b, "a batch's samples");
     o->phi = SR_MALLOC(sizeof(float) * (size_t)r->nanalysis * b * r->kmid, "a batch's phi");
-    o->steps = calloc((size_t)b, sizeof(int));
-    o->failed = calloc((size_t)b, sizeof(int));
-    o->reason = calloc((size_t)b, REASON_LEN);
+    o->steps = SR_CALLOC((size_t)b, sizeof(int), "the samples' steps");
+    o->failed = SR_CALLOC((size_t)b, sizeof(int), "the samples' failures");
+    o->reason = SR_CALLOC((size_t)b, REASON_LEN, "the samples' reasons");
 }
 
 static void batch_free(batch_out *o) { free(o->x), free(o->phi), free(o->steps), free(o->failed), free(o->reason); }
@@ -460,7 +460,7 @@ static void png_row(const recon_run *r, int t, const float *samples, char *err, 
     const target *tg = &r->targets[t];
     const int S = r->conf->reconstruct.samples, shown = tg->kind == TARGET_NONE ? 0 : tg->nimages < 4 ? tg->nimages : 4;
     const int tiles = shown + (shown ? 1 : 0) + S, w = tiles * r->size, C = r->channels, s = r->size;
-    float *row = calloc((size_t)C * s * w, sizeof(float)), *img = SR_MALLOC(sizeof(float) * r->per_image, "an image");
+    float *row = SR_CALLOC((size_t)C * s * w, sizeof(float), "a row of samples"), *img = SR_MALLOC(sizeof(float) * r->per_image, "an image");
     for (int k = 0; k < shown + S; k++) {
         const int tile = k < shown ? k : k + (shown ? 1 : 0); /* a gap between the targets and the samples */
         if (k < shown) {
@@ -495,7 +495,7 @@ static int assemble(void *ctx, const char *tmp, char *err, size_t errlen)
     float *samples = SR_MALLOC(sizeof(float) * r->per_image * r->pairs, "the samples");
     float *sphi = SR_MALLOC(sizeof(float) * (size_t)A * r->pairs * K, "the samples' phi");
     int *steps = SR_MALLOC(sizeof(int) * r->pairs, "steps"), *failed = SR_MALLOC(sizeof(int) * r->pairs, "failed");
-    char (*reason)[REASON_LEN] = calloc((size_t)r->pairs, REASON_LEN);
+    char (*reason)[REASON_LEN] = SR_CALLOC((size_t)r->pairs, REASON_LEN, "the samples' reasons");
     for (long batch = 0; batch < r->job.units; batch++) {
         batch_out o;
         const long p0 = batch * c->reconstruct.batch;
@@ -510,7 +510,7 @@ static int assemble(void *ctx, const char *tmp, char *err, size_t errlen)
         batch_free(&o);
     }
     /* the targets' phi at the analysis sigmas, and the samples' relative error */
-    float *tphi = calloc((size_t)A * T * K, sizeof(float));
+    float *tphi = SR_CALLOC((size_t)A * T * K, sizeof(float), "the targets' phi");
     float *error = SR_MALLOC(sizeof(float) * (size_t)A * r->pairs, "the errors");
     for (int a = 0; a < A; a++)
         for (int t = 0; t < T; t++) {
@@ -667,8 +667,8 @@ static int read_mask(recon_run *r, char *err, size_t errlen)
     if (sr_made_from_phi(c->output_dir, "stats.nc", err, errlen)) return nc_close(ncid), -1;
     nc_inq_dimid(ncid, "sigma", &dim), nc_inq_dimlen(ncid, dim, &S);
     nc_inq_dimid(ncid, "channel", &dim), nc_inq_dimlen(ncid, dim, &K);
-    double *sig = calloc(S + 1, sizeof(double));
-    signed char *kind = calloc(S * K + 1, 1);
+    double *sig = SR_CALLOC(S + 1, sizeof(double), "stats.nc's sigmas");
+    signed char *kind = SR_CALLOC(S * K + 1, 1, "stats.nc's channel kinds");
     nc_inq_varid(ncid, "sigma", &var), nc_get_var_double(ncid, var, sig);
     nc_inq_varid(ncid, "kind", &var), nc_get_var_schar(ncid, var, kind);
     nc_close(ncid);
@@ -733,7 +733,7 @@ static int choose_targets(recon_run *r, char *err, size_t errlen)
 {
     const semrep_conf *c = r->conf;
     const int n = c->reconstruct.ntargets + c->reconstruct.random + c->reconstruct.nclusters;
-    r->targets = calloc((size_t)(n ? n : 1), sizeof(target));
+    r->targets = SR_CALLOC((size_t)(n ? n : 1), sizeof(target), "the targets");
     r->target_pixels = SR_MALLOC(sizeof(float *) * (n ? n : 1), "the targets' images");
     for (int t = 0; t < (n ? n : 1); t++) r->target_pixels[t] = NULL;
     if (!r->conditional) {
@@ -774,7 +774,7 @@ static void mean_image(recon_run *r)
     long first, end;
     sr_shard(chunks, 1, r->comm->rank, r->comm->size, &first, &end);
     const int hw = r->size * r->size, C = r->channels;
-    double *sums = calloc((size_t)((end - first) * C + 1), sizeof(double));
+    double *sums = SR_CALLOC((size_t)((end - first) * C + 1), sizeof(double), "the targets' sums");
     float *batch = SR_MALLOC(sizeof(float) * r->per_image * chunk, "images");
     char err[1024];
     for (long q = first; q < end; q++) {
