@@ -216,8 +216,10 @@ int stage_stats(const semrep_conf *conf, semrep_comm *comm)
     snprintf(out, sizeof out, "%s/stats.nc", conf->output_dir);
     if (sr_outputs_ours(conf, comm, (const char *[]){"stats.nc"}, 1)) return 1;
     sr_phi_file f;
-    if (sr_comm_any(comm, sr_phi_open(path, &f, err, sizeof err)))
+    if (sr_comm_any(comm, sr_phi_open(path, &f, err, sizeof err))) {
+        sr_phi_close(&f); /* opened on this rank, refused on another */
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "stats: another rank could not open phi.nc");
+    }
     stats_table t = {.nsig = f.nsigma, .K = f.channels, .B = f.nblocks, .bins = conf->stats.pr_bins, .sigma = f.sigma};
     t.per = SR_CALLOC((size_t)t.nsig, sizeof *t.per, "the statistics per sigma");
     for (int s = 0; s < t.nsig; s++) {
