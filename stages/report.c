@@ -174,8 +174,15 @@ void plot(report *r, const char *name, const char *alt, const char *script)
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        SR_FAIL("gnuplot could not draw %s (its messages are in %s); install Debian's gnuplot-nox", name, log);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) { /* its log goes with the temporary folder: quote its last line */
+        char said[256] = "", line[256];
+        FILE *l = fopen(log, "r");
+        while (l && fgets(line, sizeof line, l))
+            if (line[strspn(line, " \t\n")]) snprintf(said, sizeof said, "%.*s", (int)strcspn(line, "\n"), line);
+        if (l) fclose(l);
+        SR_FAIL("gnuplot could not draw %s (%s); install Debian's gnuplot-nox", name,
+                WIFEXITED(status) && WEXITSTATUS(status) == 127 ? "gnuplot is not installed" : said[0] ? said : "no message");
+    }
     html(r, "<figure><img src=\"plots/%s.png\" alt=\"", name);
     sr_html_attr(r->html, alt);
     html(r, "\"><figcaption>");
