@@ -152,7 +152,8 @@ static int load_open(int ncid, const char *path, sr_unet *net, sr_adam *adam, sr
     int dim, var;
     size_t points = 0;
     if (nc_inq_dimid(ncid, "point", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &points);
-    double *column = SR_MALLOC(sizeof(double) * (points + 1), "the training curve");
+    double *column = sr_try_realloc(NULL, points + 1, sizeof(double), "the training curve", err, errlen);
+    if (!column) return -1;
     p->curve_len = 0;
     for (size_t i = 0; i < points; i++) sr_train_progress_add(p, (sr_curve_point){0});
     for (int v = 0; v < 4 && column; v++) {
