@@ -212,7 +212,7 @@ static void sampled_neighbours(const cluster_run *r, const float *rows, const sr
 static void knn_votes(const int *nbr, int nn, const int *labels, const long long *q, long first, long count, int k,
                       int classes, double *correct, double *counted)
 {
-    int *votes = calloc((size_t)(classes ? classes : 1), sizeof(int));
+    int *votes = SR_CALLOC((size_t)(classes ? classes : 1), sizeof(int), "the votes");
     for (long i = 0; i < count; i++) {
         const int want = labels[q ? q[i] : first + i];
         if (want < 0) continue;
@@ -537,8 +537,7 @@ static float *pixel_rows(const cluster_run *r, char *err, size_t errlen)
     float *d_y = sr_backend_work(be, ROW_BLOCK * (size_t)p, "a block of projected images");
     float *d_rot = sr_backend_work(be, (size_t)rb * p, "the random projection");
     const size_t words = ((size_t)p + 63) / 64;
-    uint64_t *sign = calloc((size_t)src * words, sizeof(uint64_t));
-    SR_CHECK(sign, "out of memory for the random projection's %d x %d signs", src, p);
+    uint64_t *sign = SR_CALLOC((size_t)src * words, sizeof(uint64_t), "the random projection's signs");
     for (int d = 0; d < src; d++) {
         const sr_rng_stream st = {.seed = (uint32_t)r->conf->seed, .domain = SR_RNG_CLUSTER, .i0 = PROJECTION_STREAM,
                                   .i1 = (uint32_t)d};
@@ -686,7 +685,7 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
     sr_phi_read_labels(&r.f, 0, n, r.labels);
     r.classes = r.f.nclasses;
     if (r.sampled) r.queries = sample_queries((uint32_t)conf->seed, n, r.nq);
-    r.per_sigma = calloc((size_t)r.nsig, sizeof(space_result));
+    r.per_sigma = SR_CALLOC((size_t)r.nsig, sizeof(space_result), "the results per sigma");
     if (comm->rank == 0) {
         printf("cluster: %ld images, K = %d..%d, %d restarts, %d sigma(s)%s\n", n, conf->cluster.k[0], r.kmax,
                conf->cluster.restarts, r.nsig, conf->cluster.pixels ? ", and the pixels as the baseline" : "");

@@ -62,8 +62,7 @@ static char *check_share(const sr_dataset_conf *dc, const semrep_comm *comm, con
         snprintf(e.name, sizeof e.name, "%s", name);
         sr_manifest_check(&share, &e, dc->channels, dc->size, scratch);
         if (!e.reason[0]) continue;
-        while (*out_len + SR_REASON_MAX + 32 > out_cap) out = realloc(out, out_cap *= 2);
-        SR_CHECK(out, "out of memory collecting verdicts");
+        while (*out_len + SR_REASON_MAX + 32 > out_cap) out = SR_REALLOC(out, out_cap *= 2, 1, "the verdicts");
         *out_len += (size_t)sprintf(out + *out_len, "%ld\t%s\n", k, e.reason);
     }
     free(scratch);

@@ -262,8 +262,7 @@ static void seed_centres(const semrep_comm *comm, const sr_kmeans_data *x, int k
         sr_comm_bcast(comm, all, sizeof(float) * (size_t)added * dim, 0);
         if (m + added > cap) {
             cap = 2 * (m + added);
-            cand = realloc(cand, sizeof(float) * (size_t)cap * dim);
-            SR_CHECK(cand, "out of memory growing the k-means|| candidates");
+            cand = SR_REALLOC(cand, (size_t)cap * dim, sizeof(float), "the k-means|| candidates");
         }
         memcpy(cand + (size_t)m * dim, all, sizeof(float) * (size_t)added * dim);
         free(all);
@@ -282,7 +281,7 @@ static void seed_centres(const semrep_comm *comm, const sr_kmeans_data *x, int k
     }
     /* weight: how many rows each candidate is nearest to */
     assign(x, cand, (int)m, label, best);
-    double *weight = calloc((size_t)m, sizeof(double));
+    double *weight = SR_CALLOC((size_t)m, sizeof(double), "the candidates' weights");
     for (long i = 0; i < count; i++) weight[label[i]] += 1.0;
     sr_comm_sum(comm, weight, (int)m);
     weighted_plus_plus(x->be, cand, weight, m, dim, k, seed, restart, centres);

@@ -155,8 +155,7 @@ double sr_ari_labels(const int *a, const int *b, long n)
             kb = b[i] + 1 > kb ? b[i] + 1 : kb;
         }
     double index = 0.0, sa = 0.0, sb = 0.0;
-    double *rows = calloc((size_t)ka + kb + 1, sizeof(double)), *cols = rows + ka;
-    SR_CHECK(rows, "out of memory for the margins of %d x %d clusters", ka, kb);
+    double *rows = SR_CALLOC((size_t)ka + kb + 1, sizeof(double), "the clusters' margins"), *cols = rows + ka;
     qsort(pair, (size_t)m, sizeof *pair, by_pair); /* equal pairs in runs: the table's nonzero cells */
     for (long i = 0, run = 1; i < m; i++, run++) {
         rows[pair[i] >> 32] += 1.0, cols[pair[i] & 0xffffffffu] += 1.0;

@@ -31,9 +31,8 @@ static const sr_nc_var phi_vars[SR_PHI_NVARS] = {
 static void put_classes(int ncid, int var, const sr_dataset *ds, const char *file)
 {
     const size_t len = ((size_t)ds->nclasses + 1) * (SR_CLASS_NAME_MAX + 1);
-    char *names = calloc(len, 1), *words = calloc(len, 1);
-    int *values = calloc((size_t)ds->nclasses + 1, sizeof(int));
-    SR_CHECK(names && words && values, "out of memory listing the class names");
+    char *names = SR_CALLOC(len, 1, "the class names"), *words = SR_CALLOC(len, 1, "the class names' words");
+    int *values = SR_CALLOC((size_t)ds->nclasses + 1, sizeof(int), "the class numbers");
     for (int k = 0; k < ds->nclasses; k++) {
         strcat(names, k ? "\n" : "");
         strcat(names, ds->class_names[k]);
@@ -145,7 +144,7 @@ static int open_checked(const char *path, sr_phi_file *f, char *err, size_t errl
         free(labels);
         if (rc != NC_NOERR || f->nclasses > MAX_CLASSES)
             SR_BAD("%s: its labels cannot be read or name more than %d classes; it is damaged", path, MAX_CLASSES);
-        f->class_names = calloc((size_t)(f->nclasses ? f->nclasses : 1), SR_CLASS_NAME_MAX);
+        f->class_names = SR_CALLOC((size_t)(f->nclasses ? f->nclasses : 1), SR_CLASS_NAME_MAX, "the class names");
         char *save = NULL, *tok = strtok_r(names, "\n", &save);
         for (int k = 0; k < f->nclasses; k++, tok = tok ? strtok_r(NULL, "\n", &save) : NULL)
             snprintf(f->class_names[k], SR_CLASS_NAME_MAX, "%.*s", SR_CLASS_NAME_MAX - 1, tok ? tok : "?");

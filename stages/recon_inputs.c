@@ -30,9 +30,8 @@ int sr_recon_mask(const semrep_conf *c, int kmid, float **mask, int *masked, cha
         return nc_close(ncid), -1;
     nc_inq_dimid(ncid, "sigma", &dim), nc_inq_dimlen(ncid, dim, &S);
     nc_inq_dimid(ncid, "channel", &dim), nc_inq_dimlen(ncid, dim, &K);
-    double *sig = calloc(S + 1, sizeof(double));
-    signed char *kind = calloc(S * K + 1, 1);
-    SR_CHECK(sig && kind, "out of memory reading %s", path);
+    double *sig = SR_CALLOC(S + 1, sizeof(double), "stats.nc's sigmas");
+    signed char *kind = SR_CALLOC(S * K + 1, 1, "stats.nc's channel kinds");
     const bool read = nc_get_var_double(ncid, v[SR_STATS_SIGMA], sig) == NC_NOERR &&
                       nc_get_var_schar(ncid, v[SR_STATS_KIND], kind) == NC_NOERR;
     nc_close(ncid);
@@ -100,8 +99,7 @@ int sr_recon_targets(const semrep_conf *c, const sr_dataset *ds, bool conditiona
                      char *err, size_t errlen)
 {
     const int n = c->reconstruct.ntargets + c->reconstruct.random + c->reconstruct.nclusters;
-    sr_recon_target *targets = *out = calloc((size_t)(n ? n : 1), sizeof(sr_recon_target));
-    SR_CHECK(targets, "out of memory for %d reconstruction targets", n);
+    sr_recon_target *targets = *out = SR_CALLOC((size_t)(n ? n : 1), sizeof(sr_recon_target), "the targets");
     *count = 0;
     if (!conditional) {
         *count = 1;
@@ -142,7 +140,7 @@ float *sr_recon_mean_image(sr_dataset *ds, const semrep_comm *comm)
     long first, end;
     sr_shard(chunks, 1, comm->rank, comm->size, &first, &end);
     const int hw = ds->size * ds->size, C = ds->channels;
-    double *sums = calloc((size_t)((end - first) * C + 1), sizeof(double));
+    double *sums = SR_CALLOC((size_t)((end - first) * C + 1), sizeof(double), "the images' sums");
     float *batch = SR_MALLOC(sizeof(float) * per_image * chunk, "images");
     char err[1024];
     for (long q = first; q < end; q++) {

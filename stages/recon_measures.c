@@ -166,9 +166,8 @@ static float *scan_data_phi(const sr_phi_file *f, int s, const sr_recon_samples 
 {
     const int K = in->kmid;
     const long n = f->images, rows = (long)in->targets * in->samples;
-    double *sum = m->k ? calloc((size_t)m->k * K, sizeof(double)) : NULL;
-    long *size = m->k ? calloc((size_t)m->k, sizeof(long)) : NULL;
-    SR_CHECK(!m->k || (sum && size), "out of memory for the cluster centres");
+    double *sum = m->k ? SR_CALLOC((size_t)m->k * K, sizeof(double), "the cluster centres") : NULL;
+    long *size = m->k ? SR_CALLOC((size_t)m->k, sizeof(long), "the cluster sizes") : NULL;
     double *best = SR_MALLOC(sizeof(double) * (size_t)(rows ? rows : 1), "the samples' nearest distances");
     for (long i = 0; i < rows; i++) best[i] = INFINITY;
     float *block = SR_MALLOC(sizeof(float) * PHI_ROWS * (size_t)K, "a block of phi");

@@ -257,7 +257,7 @@ static void png_row(const recon_run *r, int t, const float *samples, char *err, 
     const sr_recon_target *tg = &r->targets[t];
     const int S = r->conf->reconstruct.samples, shown = tg->kind == SR_TARGET_NONE ? 0 : tg->nimages < 4 ? tg->nimages : 4;
     const int tiles = shown + (shown ? 1 : 0) + S, w = tiles * r->size, C = r->channels, s = r->size;
-    float *row = calloc((size_t)C * s * w, sizeof(float)), *img = SR_MALLOC(sizeof(float) * r->per_image, "an image");
+    float *row = SR_CALLOC((size_t)C * s * w, sizeof(float), "a row of samples"), *img = SR_MALLOC(sizeof(float) * r->per_image, "an image");
     for (int k = 0; k < shown + S; k++) {
         const int tile = k < shown ? k : k + (shown ? 1 : 0); /* a gap between the targets and the samples */
         if (k < shown) {
@@ -292,11 +292,10 @@ static void gather(recon_run *r, gathered *g)
     const size_t pairs = (size_t)r->pairs;
     g->x = SR_MALLOC(sizeof(float) * r->per_image * pairs, "the samples");
     g->phi = SR_MALLOC(sizeof(float) * (size_t)A * pairs * K, "the samples' phi");
-    g->target_phi = calloc((size_t)A * T * K, sizeof(float));
+    g->target_phi = SR_CALLOC((size_t)A * T * K, sizeof(float), "the targets' phi");
     g->error = SR_MALLOC(sizeof(float) * (size_t)A * pairs, "the errors");
     g->steps = SR_MALLOC(sizeof(int) * pairs, "steps"), g->failed = SR_MALLOC(sizeof(int) * pairs, "failed");
-    g->reason = calloc(pairs, SR_REASON_LEN);
-    SR_CHECK(g->target_phi && g->reason, "out of memory gathering %zu samples", pairs);
+    g->reason = SR_CALLOC(pairs, SR_REASON_LEN, "the samples' reasons");
     for (long batch = 0; batch < r->job.units; batch++) {
         batch_out o = {0};
         const size_t p0 = (size_t)batch * r->conf->reconstruct.batch, b = (size_t)batch_size(r, batch);
@@ -501,8 +500,7 @@ static int start(recon_run *r, char *err, size_t errlen)
     r->per_image = (size_t)r->channels * r->size * r->size;
     if (sr_comm_any(comm, sr_recon_targets(r->conf, r->ds, r->conditional, &r->targets, &r->ntargets, err, errlen)))
         return -1;
-    r->target_pixels = calloc((size_t)r->ntargets, sizeof(float *));
-    SR_CHECK(r->target_pixels, "out of memory for %d targets", r->ntargets);
+    r->target_pixels = SR_CALLOC((size_t)r->ntargets, sizeof(float *), "the targets' images");
     return sr_comm_any(comm, comm->rank == 0 && outputs_ours(r, err, errlen)) ? -1 : 0;
 }
 

@@ -68,9 +68,8 @@ void nc_path(int ncid, char *path, size_t len)
 double *var_doubles(int ncid, const char *name, size_t count)
 {
     int var, rank, dims[NC_MAX_VAR_DIMS];
-    double *v = calloc(count ? count : 1, sizeof(double));
+    double *v = SR_CALLOC(count ? count : 1, sizeof(double), name);
     char path[SR_PATH_MAX];
-    SR_CHECK(v, "out of memory for %zu values of %s", count, name);
     if (nc_inq_varid(ncid, name, &var) != NC_NOERR) return v;
     nc_path(ncid, path, sizeof path);
     size_t held = 1, len;
@@ -176,8 +175,15 @@ void plot(report *r, const char *name, const char *alt, const char *script)
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        SR_FAIL("gnuplot could not draw %s (its messages are in %s); install Debian's gnuplot-nox", name, log);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) { /* its log goes with the temporary folder: quote its last line */
+        char said[256] = "", line[256];
+        FILE *l = fopen(log, "r");
+        while (l && fgets(line, sizeof line, l))
+            if (line[strspn(line, " \t\n")]) snprintf(said, sizeof said, "%.*s", (int)strcspn(line, "\n"), line);
+        if (l) fclose(l);
+        SR_FAIL("gnuplot could not draw %s (%s); install Debian's gnuplot-nox", name,
+                WIFEXITED(status) && WEXITSTATUS(status) == 127 ? "gnuplot is not installed" : said[0] ? said : "no message");
+    }
     html(r, "<figure><img src=\"plots/%s.png\" alt=\"", name);
     sr_html_attr(r->html, alt);
     html(r, "\"><figcaption>");
@@ -242,9 +248,8 @@ static void classes(report *r)
 {
     const sr_dataset *ds = r->ds;
     if (ds->nclasses < 1 || !ds->labels) return;
-    long *count = calloc((size_t)ds->nclasses, sizeof(long));
-    char (*cells)[48] = calloc((size_t)(ds->nclasses + 1) * 3, 48);
-    SR_CHECK(count && cells, "out of memory for the table of %d classes", ds->nclasses);
+    long *count = SR_CALLOC((size_t)ds->nclasses, sizeof(long), "the classes' counts");
+    char (*cells)[48] = SR_CALLOC((size_t)(ds->nclasses + 1) * 3, 48, "the table of classes");
     for (long i = 0; i < ds->count; i++) {
         const int label = sr_dataset_label(ds, i);
         if (label >= 0 && label < ds->nclasses) count[label]++;
@@ -301,7 +306,7 @@ static void denoiser(report *r, const char *model)
         double *sig = var_doubles(ncid, "sigma", n), *in = var_doubles(ncid, "input_psnr", n),
                *out = var_doubles(ncid, "output_psnr", n);
         nc_close(ncid);
-        char (*cells)[48] = calloc((n + 1) * 3, 48);
+        char (*cells)[48] = SR_CALLOC((n + 1) * 3, 48, "the table of PSNRs");
         snprintf(cells[0], 48, "sigma (of 255)"), snprintf(cells[1], 48, "input PSNR (dB)"),
             snprintf(cells[2], 48, "output PSNR (dB)");
         FILE *f = data_file(r, "psnr", dat, sizeof dat);
@@ -421,10 +426,9 @@ static void grids(report *r, int ncid, int s, const char *label)
     int *ks = k_values(ncid, &nk), k0 = nk ? ks[0] : 0, var;
     free(ks);
     /* the first K's clusters: their sizes and the members a grid shows */
-    int *sizes = calloc((size_t)k0 + 1, sizeof(int));
-    long long *members = calloc(((size_t)k0 + 1) * (mm ? mm : 1), sizeof(long long));
-    char *shown = calloc((size_t)k0 + 1, 1);
-    SR_CHECK(sizes && members && shown, "out of memory for the %d clusters of %s", k0, path);
+    int *sizes = SR_CALLOC((size_t)k0 + 1, sizeof(int), "the clusters' sizes");
+    long long *members = SR_CALLOC(((size_t)k0 + 1) * (mm ? mm : 1), sizeof(long long), "the clusters' members");
+    char *shown = SR_CALLOC((size_t)k0 + 1, 1, "the clusters shown");
     const size_t start[4] = {(size_t)s, 0, 0, 0}, cs[3] = {1, 1, (size_t)k0}, cm[4] = {1, 1, (size_t)k0, mm};
     if (k0 && (var = var_of_rank(ncid, "cluster_size", 3)) >= 0) SR_NC(nc_get_vara_int(ncid, var, start, cs, sizes), path);
     if (k0 && mm && (var = var_of_rank(ncid, "members", 4)) >= 0)
@@ -488,7 +492,7 @@ static void measures(report *r, int ncid)
         pv[i] = var_doubles(ncid, pname, nk);
     }
     const int rows = 1 + (int)((S + (size_t)pixels) * nk), cols = 7;
-    char (*cells)[48] = calloc((size_t)rows * cols, 48);
+    char (*cells)[48] = SR_CALLOC((size_t)rows * cols, 48, "the table of measures");
     const char *head[7] = {"space", "K", "NMI", "purity", "ARI", "1-NN accuracy", "10-NN accuracy"};
     for (int j = 0; j < cols; j++) snprintf(cells[j], 48, "%s", head[j]);
     int row = 1;
@@ -661,7 +665,7 @@ int stage_report(const semrep_conf *conf, semrep_comm *comm)
         if (!status) status = sr_data_open(&conf->dataset, conf->output_dir, &self, &r.ds, r.err, sizeof r.err);
         if (!status) {
             r.images = r.ds->count;
-            r.thumb_done = calloc((size_t)r.images, 1);
+            r.thumb_done = SR_CALLOC((size_t)r.images, 1, "the thumbnails' marks");
             snprintf(page, sizeof page, "%s/index.html", r.dir);
             r.html = fopen(page, "w");
             SR_CHECK_WRITE(r.html, page);

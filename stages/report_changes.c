@@ -81,7 +81,7 @@ static int read_row(listing *l, char *line, const int *ks, char *why, size_t len
     for (; field; j++, field = strtok_r(NULL, "\t", &save)) {
         if (j == 0 && field_in(field, l->rows, l->rows + 1, &v))
             return snprintf(why, len, "the position is %.32s, not %ld", field, l->rows), -1;
-        if (j == 1) SR_CHECK(l->source[l->rows] = strdup(field), "out of memory reading the last report");
+        if (j == 1) l->source[l->rows] = SR_STRDUP(field, "the last report's image names");
         if (j >= 3 && j - 3 < l->ncols) {
             if (field_in(field, -1, ks[j - 3], &v)) /* -1: left out */
                 return snprintf(why, len, "%.32s is not a cluster of %s", field, l->col[j - 3]), -1;
@@ -139,9 +139,8 @@ static void read_last(const report *r, listing *l)
         big[strcspn(big, "\n")] = 0;
         if (l->rows == cap) {
             cap *= 2;
-            l->source = realloc(l->source, sizeof(char *) * cap);
-            l->cluster = realloc(l->cluster, sizeof(int) * cap * (l->ncols ? l->ncols : 1));
-            SR_CHECK(l->source && l->cluster, "out of memory reading %s", path);
+            l->source = SR_REALLOC(l->source, cap, sizeof(char *), "the last report's image names");
+            l->cluster = SR_REALLOC(l->cluster, cap * (l->ncols ? l->ncols : 1), sizeof(int), "the last report's clusters");
         }
         l->source[l->rows] = NULL;
         if (read_row(l, big, ks, why, sizeof why)) free(l->source[l->rows]);
@@ -201,8 +200,7 @@ static void read_now(report *r, int clusters_id, listing *l)
         sr_dataset_name(r->ds, i, name, sizeof name);
         for (char *p = name; *p; p++)
             if (*p == '\t' || *p == '\n') *p = ' '; /* the listing's separators */
-        l->source[i] = strdup(name);
-        SR_CHECK(l->source[i], "out of memory listing the images");
+        l->source[i] = SR_STRDUP(name, "the images' names");
     }
     l->order = SR_MALLOC(sizeof(long) * (l->rows ? l->rows : 1), "the images");
     for (long i = 0; i < l->rows; i++) l->order[i] = i;
@@ -237,8 +235,7 @@ static void write_now(report *r, const listing *l, const char *when, const char 
 static void cluster_agreement(report *r, const listing *last, const listing *now, const long *last_row, long kept)
 {
     int rows = 1;
-    char (*cells)[48] = calloc((size_t)(MAX_COLUMNS + 1) * 2, 48);
-    SR_CHECK(cells, "out of memory for the table of changes");
+    char (*cells)[48] = SR_CALLOC((size_t)(MAX_COLUMNS + 1) * 2, 48, "the table of changes");
     snprintf(cells[0], 48, "clustering"), snprintf(cells[1], 48, "ARI, last run vs now");
     int *a = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters"), *b = SR_MALLOC(sizeof(int) * (kept ? kept : 1), "clusters");
     for (int c = 0; c < now->ncols; c++) {

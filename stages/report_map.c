@@ -153,8 +153,7 @@ void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const i
  * largest loading is positive; explained[2]: their shares of the variance. */
 static void map_pca(double *x, long m, int C, double *xy, double explained[2])
 {
-    double *cov = calloc((size_t)C * C, sizeof(double)), *w = SR_MALLOC(sizeof(double) * C, "the map's PCA"), size;
-    SR_CHECK(cov, "out of memory for the %d x %d covariance of the map", C, C);
+    double *cov = SR_CALLOC((size_t)C * C, sizeof(double), "the map's covariance"), *w = SR_MALLOC(sizeof(double) * C, "the map's PCA"), size;
     for (int c = 0; c < C; c++) {
         double mean = 0.0;
         for (long i = 0; i < m; i++) mean += x[(size_t)i * C + c];

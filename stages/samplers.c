@@ -13,10 +13,9 @@ void sr_samples_alloc(sr_samples *o, int b, size_t per_image)
 {
     o->b = b;
     o->x = SR_MALLOC(sizeof(float) * per_image * (size_t)b, "a batch's samples");
-    o->steps = calloc((size_t)b, sizeof(int));
-    o->failed = calloc((size_t)b, sizeof(int));
-    o->reason = calloc((size_t)b, SR_REASON_LEN);
-    SR_CHECK(o->steps && o->failed && o->reason, "out of memory for a batch of %d samples", b);
+    o->steps = SR_CALLOC((size_t)b, sizeof(int), "the samples' steps");
+    o->failed = SR_CALLOC((size_t)b, sizeof(int), "the samples' failures");
+    o->reason = SR_CALLOC((size_t)b, SR_REASON_LEN, "the samples' reasons");
 }
 
 void sr_samples_free(sr_samples *o)
@@ -134,8 +133,7 @@ void sr_sample_fixed(const sr_sampler *s, const semrep_conf *conf, sr_samples *o
     float *y = SR_MALLOC(sizeof(float) * n * b, "the samples");
     float *want = SR_MALLOC(sizeof(float) * (size_t)b * s->kmid, "the samples' targets");
     double *sigmas = SR_MALLOC(sizeof(double) * b, "the samples' sigma");
-    bool *frozen = calloc((size_t)b, sizeof(bool));
-    SR_CHECK(frozen, "out of memory for a batch of %d samples", b);
+    bool *frozen = SR_CALLOC((size_t)b, sizeof(bool), "the samples' frozen marks");
     for (int i = 0; i < b; i++) memcpy(o->x + (size_t)i * n, s->mean_image, sizeof(float) * n);
     for (int k = 0; k < steps; k++) {
         const double sigma = steps == 1 ? conf->reconstruct.sigma_max
@@ -200,10 +198,9 @@ void sr_sample_adaptive(const sr_sampler *s, const semrep_conf *conf, sr_samples
     float *y = SR_MALLOC(sizeof(float) * n * b, "the samples");
     float *d = SR_MALLOC(sizeof(float) * n * b, "the samples' denoised");
     float *z = SR_MALLOC(sizeof(float) * n, "noise");
-    float *want = calloc((size_t)b * s->kmid, sizeof(float));
+    float *want = SR_CALLOC((size_t)b * s->kmid, sizeof(float), "the samples' targets");
     double *sigma = SR_MALLOC(sizeof(double) * b, "the samples' sigma");
-    bool *frozen = calloc((size_t)b, sizeof(bool));
-    SR_CHECK(want && frozen, "out of memory for a batch of %d samples", b);
+    bool *frozen = SR_CALLOC((size_t)b, sizeof(bool), "the samples' frozen marks");
     int active = b, t = 1;
     for (int i = 0; i < b; i++) {
         const sr_rng_stream st = noise(conf, s->p0 + i, 0);

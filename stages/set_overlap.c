@@ -147,13 +147,13 @@ static void draw_sample(const int *group, long n, uint32_t seed, long long *pair
 {
     int groups = 0;
     for (long i = 0; i < n; i++) groups = group[i] + 1 > groups ? group[i] + 1 : groups;
-    long *start = calloc((size_t)groups + 1, sizeof(long)), *order = SR_MALLOC(sizeof(long) * (size_t)(n ? n : 1), "the images by group");
+    long *start = SR_CALLOC((size_t)groups + 1, sizeof(long), "the groups' starts"), *order = SR_MALLOC(sizeof(long) * (size_t)(n ? n : 1), "the images by group");
     double *cum = SR_MALLOC(sizeof(double) * (size_t)(groups ? groups : 1), "the groups' weights");
     for (long i = 0; i < n; i++)
         if (group[i] >= 0) start[group[i] + 1]++;
     for (int g = 0; g < groups; g++) start[g + 1] += start[g];
     const long L = start[groups];
-    long *fill = calloc((size_t)groups + 1, sizeof(long));
+    long *fill = SR_CALLOC((size_t)groups + 1, sizeof(long), "the groups' fill");
     for (long i = 0; i < n; i++)
         if (group[i] >= 0) order[start[group[i]] + fill[group[i]]++] = i;
     free(fill);
@@ -269,7 +269,7 @@ long sr_overlap_distinct(const semrep_comm *comm, const sr_shard_sets *s)
 {
     const int P = comm->size, w = s->words;
     const size_t row = sizeof(uint64_t) * (size_t)w;
-    size_t *counts = calloc((size_t)P, sizeof(size_t));
+    size_t *counts = SR_CALLOC((size_t)P, sizeof(size_t), "the counts per rank");
     int *dest = SR_MALLOC(sizeof(int) * (size_t)(s->mine ? s->mine : 1), "the sets' ranks");
     for (long i = 0; i < s->mine; i++) {
         dest[i] = (int)(set_hash(s->sets + (size_t)i * w, w) % (uint64_t)P);

@@ -1,7 +1,25 @@
 /* The stages: each one function of the same shape (shared/DESIGN.md),
  * reading only files and writing only files in the run's output folder.
- * Returns 0 when done, 1 when it failed (after one line on stderr, from
- * rank 0, naming the thing and what to do). Collective over all ranks. */
+ * Collective over all ranks. Returns 0 when done.
+ *
+ * One failure rule (docs/architecture.md, "Errors"):
+ * - A refusal of user input returns 1: a conf value, a file the user named
+ *   (the data set, a checkpoint), a file of an earlier stage that is missing,
+ *   damaged or of another run, a file in the output folder that semrep did
+ *   not write, a model or batch that does not fit, a training that diverges at
+ *   the conf's learning rate. The ranks agree first (sr_comm_any, or a value
+ *   every rank shares), then rank 0 prints one line naming the thing and
+ *   what to do (sr_comm_error). Before returning, every rank releases what
+ *   it opened, a rank whose own part succeeded too, and removes its
+ *   temporary files (sr_temp_remove).
+ * - An internal error dies through the fatal-error hook (SR_CHECK, SR_FAIL,
+ *   SR_NC, SR_CHECK_WRITE, SR_MALLOC and its siblings: core/check.h), which
+ *   removes the registered temporary files and stops every rank: a failed
+ *   system call on semrep's own files (a full disk included), a broken
+ *   invariant, out of memory. So does an input that fails after it was
+ *   accepted (an image that cannot be read any more in the middle of a
+ *   stage): only the rank that reads it sees it, and agreeing would cost a
+ *   collective per batch. */
 #ifndef SEMREP_STAGES_STAGE_H
 #define SEMREP_STAGES_STAGE_H
 

@@ -42,7 +42,7 @@ static void one_sigma(const semrep_conf *conf, const semrep_comm *comm, const sr
     /* sums: channel sum, sum of squares, active counts, class sums, class
      * counts, PR histogram and zeros, set sizes; then the maxima apart */
     const size_t nsum = 3 * (size_t)K + (size_t)C * K + (size_t)C + (size_t)B * bins + (size_t)B + (size_t)K + 1;
-    double *sum = calloc(nsum, sizeof(double)), *max = calloc((size_t)K, sizeof(double));
+    double *sum = SR_CALLOC(nsum, sizeof(double), "the sums"), *max = SR_CALLOC((size_t)K, sizeof(double), "the maxima");
     double *sq = sum + K, *act = sq + K, *csum = act + K, *ccount = csum + (size_t)C * K, *hist = ccount + C;
     double *zero = hist + (size_t)B * bins, *sizes = zero + B;
     float *phi = SR_MALLOC(sizeof(float) * ROWS * (size_t)K, "a slice of phi");
@@ -181,17 +181,19 @@ int stage_stats(const semrep_conf *conf, semrep_comm *comm)
     snprintf(out, sizeof out, "%s/stats.nc", conf->output_dir);
     if (sr_outputs_ours(conf, comm, (const char *[]){"stats.nc"}, 1)) return 1;
     sr_phi_file f;
-    if (sr_comm_any(comm, sr_phi_open(path, &f, err, sizeof err)))
+    if (sr_comm_any(comm, sr_phi_open(path, &f, err, sizeof err))) {
+        sr_phi_close(&f); /* opened on this rank, refused on another */
         return sr_comm_error(comm, 1, "%s", err[0] ? err : "stats: another rank could not open phi.nc");
+    }
     stats_table t = {.nsig = f.nsigma, .K = f.channels, .B = f.nblocks, .bins = conf->stats.pr_bins, .sigma = f.sigma};
-    t.per = calloc((size_t)t.nsig, sizeof *t.per);
+    t.per = SR_CALLOC((size_t)t.nsig, sizeof *t.per, "the statistics per sigma");
     for (int s = 0; s < t.nsig; s++) {
         sigma_stats *p = &t.per[s];
-        double *block = calloc((size_t)6 * t.K + (size_t)t.B * t.bins + t.B + t.K + 1, sizeof(double));
+        double *block = SR_CALLOC((size_t)6 * t.K + (size_t)t.B * t.bins + t.B + t.K + 1, sizeof(double), "a sigma's statistics");
         p->mean = block, p->var = block + t.K, p->max = block + 2 * t.K, p->share = block + 3 * t.K;
         p->selectivity = block + 4 * t.K, p->pr_hist = block + 5 * t.K, p->pr_zero = p->pr_hist + (size_t)t.B * t.bins;
         p->set_sizes = p->pr_zero + t.B;
-        p->kind = calloc((size_t)t.K, 1);
+        p->kind = SR_CALLOC((size_t)t.K, 1, "the channels' kinds");
         one_sigma(conf, comm, &f, s, p);
         if (s > 0) free(p->overlap.sample), p->overlap.sample = NULL; /* the same pairs as sigma 0's */
     }

@@ -174,9 +174,9 @@ static int train_loop(trainer *t)
     while (p->epoch < conf->train.epochs) {
         for (; p->next_in_epoch < t->steps_per_epoch; p->next_in_epoch++) {
             const double loss = sr_trainer_step(t, p->epoch, p->next_in_epoch);
-            if (!isfinite(loss))
-                SR_FAIL("the training loss became %g at step %ld; lower train.lr and restart from the last checkpoint",
-                        loss, p->step);
+            if (!isfinite(loss)) /* a refusal of train.lr: the loss is summed over ranks, so every rank stops here */
+                return sr_comm_error(t->comm, 1, "the training loss became %g at step %ld; lower train.lr and restart from the last checkpoint",
+                                     loss, p->step);
             const double lr = lr_now(t);
             p->step++;
             steps_since++;
@@ -307,8 +307,7 @@ static void release(trainer *t)
 
 int sr_trainer_open(sr_trainer **out, const semrep_conf *conf, semrep_comm *comm, char *err, size_t errlen)
 {
-    trainer *t = calloc(1, sizeof *t);
-    SR_CHECK(t, "out of memory starting training");
+    trainer *t = SR_CALLOC(1, sizeof *t, "the trainer");
     t->conf = conf;
     t->comm = comm;
     int failed = sr_comm_any(comm, prepare_model(t, err, errlen));
@@ -371,8 +370,8 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
      * training never stands without one, which would make it look finished */
     if (t->progress.step == 0 && comm->rank == 0)
         sr_train_state_save(t->state_path, &t->net, &t->adam, &t->progress, conf->text);
-    train_loop(t);
+    const int rc = train_loop(t);
     if (comm->rank == 0 && t->progress.done) printf("train: done; model in %s, curve in %s\n", t->model_path, t->curve_path);
     sr_trainer_close(t);
-    return 0;
+    return rc;
 }

@@ -5,6 +5,9 @@
 # machine without MPI, NetCDF or libpng would, and runs their tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# First, as it takes a second: no raw allocation outside pipeline/core/.
+tests/lint/raw_alloc.sh --self-test
+tests/lint/raw_alloc.sh
 # The tests also need PyTorch, netCDF4, xxhash and scikit-learn for Python
 # (the converter's and the analysis fixtures' scripts), netcdf-bin (ncdump),
 # SLURM with munge (the job scripts' test runs a one-node SLURM), and

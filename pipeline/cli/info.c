@@ -83,7 +83,7 @@ static int variable_digest(int ncid, const char *name, size_t *count, char out[1
         nc_inq_dimlen(ncid, dims[d], &len);
         *count *= len;
     }
-    float *values = malloc(sizeof(float) * (*count ? *count : 1));
+    float *values = sr_try_realloc(NULL, *count, sizeof(float), "a variable", NULL, 0);
     if (!values || nc_get_var_float(ncid, varid, values) != NC_NOERR) return free(values), -1;
     snprintf(out, 17, "%016llx", (unsigned long long)XXH3_64bits(values, sizeof(float) * *count));
     free(values);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,50 @@ void *sr_malloc_named(size_t bytes, const char *what, const char *file, int line
         sr_die(file, line, "out of memory allocating %zu bytes for %s; lower the batch size or use a node with more memory",
                bytes, what);
     return p;
+}
+
+/* count * size, or SIZE_MAX when it overflows (no allocation succeeds). */
+static size_t product(size_t count, size_t size)
+{
+    if (size && count > SIZE_MAX / size) return SIZE_MAX;
+    const size_t bytes = count * size;
+    return bytes ? bytes : 1;
+}
+
+#define OUT_OF_MEMORY "out of memory allocating %zu x %zu bytes for %s"
+
+void *sr_calloc_named(size_t count, size_t size, const char *what, const char *file, int line)
+{
+    void *p = product(count, size) == SIZE_MAX ? NULL : calloc(product(count, size), 1);
+    if (!p) sr_die(file, line, OUT_OF_MEMORY "; lower the batch size or use a node with more memory", count, size, what);
+    return p;
+}
+
+void *sr_realloc_named(void *p, size_t count, size_t size, const char *what, const char *file, int line)
+{
+    void *grown = product(count, size) == SIZE_MAX ? NULL : realloc(p, product(count, size));
+    if (!grown) sr_die(file, line, OUT_OF_MEMORY "; lower the batch size or use a node with more memory", count, size, what);
+    return grown;
+}
+
+char *sr_strdup_named(const char *s, const char *what, const char *file, int line)
+{
+    const size_t len = strlen(s) + 1;
+    return memcpy(sr_malloc_named(len, what, file, line), s, len);
+}
+
+void *sr_try_calloc(size_t count, size_t size, const char *what, char *err, size_t errlen)
+{
+    void *p = product(count, size) == SIZE_MAX ? NULL : calloc(product(count, size), 1);
+    if (!p) sr_report(err, errlen, OUT_OF_MEMORY, count, size, what);
+    return p;
+}
+
+void *sr_try_realloc(void *p, size_t count, size_t size, const char *what, char *err, size_t errlen)
+{
+    void *grown = product(count, size) == SIZE_MAX ? NULL : realloc(p, product(count, size));
+    if (!grown) sr_report(err, errlen, OUT_OF_MEMORY, count, size, what);
+    return grown;
 }
 
 int sr_report(char *err, size_t errlen, const char *fmt, ...)

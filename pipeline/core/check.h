@@ -64,9 +64,31 @@ SR_NORETURN void sr_die_write(int errnum, const char *path, const char *file, in
 int sr_report(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define SR_BAD(...) return sr_report(err, errlen, __VA_ARGS__)
 
-/* malloc that names what it was for and its size when it fails. */
+/* malloc, calloc, realloc and strdup that name what they were for and the
+ * size when they fail, and end the run through sr_die (the abort hook, the
+ * temporary files removed). count * size is checked for overflow; a size of
+ * 0 allocates 1 byte, so NULL is never returned. SR_REALLOC, like realloc,
+ * keeps the old block's contents. Outside core/ these are the only
+ * allocators (tests/lint/raw_alloc.sh), beside sr_try_calloc and
+ * sr_try_realloc below. */
 void *sr_malloc_named(size_t bytes, const char *what, const char *file, int line);
+void *sr_calloc_named(size_t count, size_t size, const char *what, const char *file, int line);
+void *sr_realloc_named(void *p, size_t count, size_t size, const char *what, const char *file, int line);
+char *sr_strdup_named(const char *s, const char *what, const char *file, int line);
 #define SR_MALLOC(bytes, what) sr_malloc_named((bytes), (what), __FILE__, __LINE__)
+#define SR_CALLOC(count, size, what) sr_calloc_named((count), (size), (what), __FILE__, __LINE__)
+#define SR_REALLOC(p, count, size, what) sr_realloc_named((p), (count), (size), (what), __FILE__, __LINE__)
+#define SR_STRDUP(s, what) sr_strdup_named((s), (what), __FILE__, __LINE__)
+
+/* The same for loaders of user input, which return their message instead
+ * of ending the run (a file may claim sizes no machine holds): zeroed
+ * count * size bytes, or realloc of p to them (p kept on failure, as
+ * realloc does); NULL after writing "out of memory allocating N bytes for
+ * WHAT" into err (errlen bytes; NULL and 0 for a caller that writes its
+ * own) when the allocation or count * size fails. sr_try_realloc(NULL, ...)
+ * is malloc: the bytes are not zeroed. */
+void *sr_try_calloc(size_t count, size_t size, const char *what, char *err, size_t errlen);
+void *sr_try_realloc(void *p, size_t count, size_t size, const char *what, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
 #define _GNU_SOURCE /* open_memstream */
+#include "core/check.h"
 #include "io/conf.h"
 #include "io/files.h"
 
@@ -276,7 +277,7 @@ static char *read_text(ctx *c, const char *path)
     }
     if (n < 0) { /* empty */
         free(text);
-        text = calloc(1, 1);
+        text = sr_try_calloc(1, 1, "the conf", c->err, c->errlen);
     }
     return text;
 }
@@ -289,7 +290,7 @@ static char *read_text(ctx *c, const char *path)
 static char *widen_integers(ctx *c, const char *text)
 {
     const size_t len = strlen(text);
-    char *out = malloc(2 * len + 1); /* at worst an L after every other character */
+    char *out = sr_try_realloc(NULL, 2 * len + 1, 1, "the conf", NULL, 0); /* at worst an L after every other character */
     if (!out) return fail(c, NULL, "out of memory reading the conf"), NULL;
     size_t o = 0;
     long line = 1;
@@ -346,7 +347,7 @@ static int put_literal(ctx *c, config_t *cfg, const char *path, const char *valu
 {
     config_t lit;
     config_init(&lit);
-    char *text = malloc(strlen(value) + 8);
+    char *text = sr_try_realloc(NULL, strlen(value) + 8, 1, what, NULL, 0);
     if (!text) return fail(c, NULL, "out of memory reading %s", what);
     sprintf(text, "v = %s;", value);
     char *wide = widen_integers(c, text);

@@ -49,7 +49,7 @@ static int select_images(sr_dataset *ds, char *err, size_t errlen)
             }
             if (n == cap) {
                 cap *= 2;
-                long *grown = realloc(sel, sizeof(long) * (size_t)cap);
+                long *grown = sr_try_realloc(sel, (size_t)cap, sizeof(long), c->index_file, NULL, 0);
                 if (!grown) {
                     fclose(f);
                     free(sel);
@@ -124,7 +124,7 @@ void sr_dataset_stamp_files(sr_dataset *ds, const char *const *paths, int count)
 
 int sr_dataset_open(sr_dataset **out, const sr_dataset_conf *conf, const char *work_dir, char *err, size_t errlen)
 {
-    sr_dataset *ds = calloc(1, sizeof *ds);
+    sr_dataset *ds = sr_try_calloc(1, sizeof *ds, "a data set", NULL, 0);
     if (!ds) SR_BAD("out of memory opening a data set");
     ds->conf = *conf;
     int rc;

@@ -76,7 +76,7 @@ static int gunzip(const char *path, const char *what, int to_fd, unsigned char *
         SR_BAD("cannot read %s: %s; check the path", path, strerror(errno));
     }
     size_t cap = 1 << 16, used = 0;
-    unsigned char *buf = malloc(cap), head[20];
+    unsigned char *buf = sr_try_realloc(NULL, cap, 1, path, NULL, 0), head[20];
     long long total = 0, claimed = 0;
     int n;
     while (buf && (n = gzread(gz, buf + (to_fd >= 0 ? 0 : used), (unsigned)(to_fd >= 0 ? cap : cap - used))) > 0) {
@@ -104,7 +104,7 @@ static int gunzip(const char *path, const char *what, int to_fd, unsigned char *
         }
         used += (size_t)n;
         if (used == cap) {
-            unsigned char *grown = realloc(buf, cap *= 2);
+            unsigned char *grown = sr_try_realloc(buf, cap *= 2, 1, path, NULL, 0);
             if (!grown) free(buf);
             buf = grown;
         }
@@ -185,7 +185,7 @@ static int read_labels(sr_dataset *ds, const char *path, long count, char *err, 
             ds->labels[i] = buf[8 + i];
             if (ds->labels[i] + 1 > ds->nclasses) ds->nclasses = ds->labels[i] + 1;
         }
-        ds->class_names = calloc((size_t)ds->nclasses, SR_CLASS_NAME_MAX);
+        ds->class_names = SR_CALLOC((size_t)ds->nclasses, SR_CLASS_NAME_MAX, "the class names");
         for (int c = 0; c < ds->nclasses; c++) snprintf(ds->class_names[c], SR_CLASS_NAME_MAX, "%d", c);
     }
     free(buf);
@@ -228,7 +228,7 @@ static const sr_dataset_source idx_source = {.read = idx_read, .name = idx_name,
 int sr_dataset_open_idx(sr_dataset *ds, const char *work_dir, char *err, size_t errlen)
 {
     const sr_dataset_conf *c = &ds->conf;
-    idx_impl *im = calloc(1, sizeof *im);
+    idx_impl *im = sr_try_calloc(1, sizeof *im, c->images, NULL, 0);
     if (!im) SR_BAD("out of memory opening %s", c->images);
     im->fd = -1;
     ds->source = &idx_source;

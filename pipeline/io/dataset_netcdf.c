@@ -82,7 +82,7 @@ static int read_labels(sr_dataset *ds, netcdf_impl *im, long count, char *err, s
             SR_BAD("%s: label %d of image %ld is not a class number 0..65535", file, ds->labels[i], i);
         if (ds->labels[i] + 1 > ds->nclasses) ds->nclasses = ds->labels[i] + 1;
     }
-    ds->class_names = calloc((size_t)ds->nclasses, SR_CLASS_NAME_MAX);
+    ds->class_names = SR_CALLOC((size_t)ds->nclasses, SR_CLASS_NAME_MAX, "the class names");
     for (int c = 0; c < ds->nclasses; c++) snprintf(ds->class_names[c], SR_CLASS_NAME_MAX, "%d", c);
     return 0;
 }
@@ -90,7 +90,7 @@ static int read_labels(sr_dataset *ds, netcdf_impl *im, long count, char *err, s
 int sr_dataset_open_netcdf(sr_dataset *ds, char *err, size_t errlen)
 {
     const sr_dataset_conf *c = &ds->conf;
-    netcdf_impl *im = calloc(1, sizeof *im);
+    netcdf_impl *im = sr_try_calloc(1, sizeof *im, c->file, NULL, 0);
     if (!im) SR_BAD("out of memory opening %s", c->file);
     im->ncid = -1;
     ds->source = &netcdf_source;

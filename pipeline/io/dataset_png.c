@@ -62,7 +62,7 @@ static const sr_dataset_source png_source = {
 int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t errlen)
 {
     const sr_dataset_conf *c = &ds->conf;
-    png_impl *im = calloc(1, sizeof *im);
+    png_impl *im = sr_try_calloc(1, sizeof *im, c->path, NULL, 0);
     if (!im) SR_BAD("out of memory opening %s", c->path);
     ds->source = &png_source;
     ds->impl = im;
@@ -99,7 +99,7 @@ int sr_dataset_open_png(sr_dataset *ds, const char *work_dir, char *err, size_t 
         ds->nclasses = im->m.nclasses;
         ds->labels = SR_MALLOC(sizeof(int) * (size_t)(ds->source_count ? ds->source_count : 1), "the labels");
         for (long i = 0; i < ds->source_count; i++) ds->labels[i] = im->m.entries[im->valid[i]].cls;
-        ds->class_names = calloc((size_t)ds->nclasses, SR_CLASS_NAME_MAX);
+        ds->class_names = SR_CALLOC((size_t)ds->nclasses, SR_CLASS_NAME_MAX, "the class names");
         memcpy(ds->class_names, im->m.class_names, (size_t)ds->nclasses * SR_CLASS_NAME_MAX);
     }
     /* the content: every file's name, identity (sr_file_id) and verdict */

@@ -25,7 +25,7 @@ static int add_entry(lister *l, const char *name, const struct stat *st, int cls
     sr_manifest *m = l->m;
     if (m->count == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 1024;
-        sr_manifest_entry *grown = realloc(m->entries, sizeof *grown * (size_t)l->cap);
+        sr_manifest_entry *grown = sr_try_realloc(m->entries, (size_t)l->cap, sizeof *grown, "the manifest", NULL, 0);
         if (!grown) return -1;
         m->entries = grown;
     }
@@ -104,7 +104,7 @@ int sr_manifest_list(const char *folder, long max_pixels, sr_manifest *m, char *
     lister l = {.m = m};
     int rc = 0;
     if (folders > 0 && files == 0) {
-        m->class_names = calloc((size_t)folders, SR_CLASS_NAME_MAX);
+        m->class_names = SR_CALLOC((size_t)folders, SR_CLASS_NAME_MAX, "the class names");
         for (int i = 0; i < n && !rc; i++) {
             if (top[i]->d_name[0] == '.') continue;
             const long before = m->count;
@@ -296,7 +296,7 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
             m->max_pixels = atol(line + 13);
         } else if (!strncmp(line, "# classes", 9)) {
             for (char *p = line + 9; *p == '\t' && !rc; p += 1 + strcspn(p + 1, "\t")) {
-                char (*grown)[SR_CLASS_NAME_MAX] = realloc(m->class_names, (size_t)(m->nclasses + 1) * SR_CLASS_NAME_MAX);
+                char (*grown)[SR_CLASS_NAME_MAX] = sr_try_realloc(m->class_names, (size_t)m->nclasses + 1, SR_CLASS_NAME_MAX, path, NULL, 0);
                 if (!grown) {
                     rc = sr_report(err, errlen, "out of memory reading %s", path);
                     break;
@@ -308,7 +308,7 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
         } else if (lineno > 1 && strncmp(line, "index\t", 6)) {
             if (m->count == ecap) {
                 ecap = ecap ? 2 * ecap : 1024;
-                sr_manifest_entry *grown = realloc(m->entries, sizeof *grown * (size_t)ecap);
+                sr_manifest_entry *grown = sr_try_realloc(m->entries, (size_t)ecap, sizeof *grown, path, NULL, 0);
                 if (!grown) {
                     rc = sr_report(err, errlen, "out of memory reading %s", path);
                     break;

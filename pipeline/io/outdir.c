@@ -33,8 +33,7 @@ static void add(owned *o, const char *path)
 {
     if (o->n == o->cap) {
         o->cap = o->cap ? 2 * o->cap : 64;
-        o->paths = realloc(o->paths, o->cap * sizeof *o->paths);
-        SR_CHECK(o->paths, "out of memory reading the ownership record");
+        o->paths = SR_REALLOC(o->paths, o->cap, sizeof *o->paths, "the ownership record");
     }
     o->paths[o->n++] = path;
 }
@@ -69,8 +68,7 @@ static int load(const char *dir, owned *o)
     o->text = SR_MALLOC(cap + 1, "the ownership record");
     for (size_t got; (got = fread(o->text + len, 1, cap - len, f)) > 0;) {
         len += got;
-        if (len == cap) o->text = realloc(o->text, (cap *= 2) + 1);
-        SR_CHECK(o->text, "out of memory reading %s", path);
+        if (len == cap) o->text = SR_REALLOC(o->text, (cap *= 2) + 1, 1, "the ownership record");
     }
     SR_CHECK(!ferror(f), "cannot read %s; check the disk", path);
     fclose(f);
@@ -225,9 +223,7 @@ static void list_files(const char *root, const char *sub, owned *o)
             list_files(root, rel, o);
             continue;
         }
-        char *copy = strdup(rel);
-        SR_CHECK(copy, "out of memory listing %s", path);
-        add(o, copy);
+        add(o, SR_STRDUP(rel, "a file's name"));
     }
     closedir(d);
 }
@@ -339,8 +335,8 @@ static void survey(const char *dir, const char *sub, owned *o, char ***names, si
         struct stat st;
         if (lstat(full, &st) != 0) continue;
         if (S_ISREG(st.st_mode) && semrep_file(dir, rel)) {
-            *names = realloc(*names, (*nnames + 1) * sizeof **names);
-            SR_CHECK(*names && ((*names)[*nnames] = strdup(rel)), "out of memory surveying %s", dir);
+            *names = SR_REALLOC(*names, *nnames + 1, sizeof **names, "the files' names");
+            (*names)[*nnames] = SR_STRDUP(rel, "a file's name");
             add(o, (*names)[(*nnames)++]);
         } else if (!(S_ISDIR(st.st_mode) && own_folder(rel)) && !(*foreign)++) {
             snprintf(first, firstlen, "%s", rel);

@@ -374,7 +374,7 @@ static void prepare(sr_png_reader *r, const sr_png_job *job, sr_png_layout *lay,
 static void *alloc_or_error(png_structp png, size_t count, size_t each)
 {
     if (each && count > SIZE_MAX / each) png_error(png, "the image is too large for this machine's memory");
-    void *p = malloc(count * each > 0 ? count * each : 1);
+    void *p = sr_try_realloc(NULL, count, each, "the decoded image", NULL, 0);
     if (!p) png_error(png, "out of memory for the decoded image");
     return p;
 }
@@ -495,7 +495,7 @@ static void write_body(sr_png_writer *w, const sr_png_image *im)
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(w->png, w->info);
     const size_t width = (size_t)im->width, plane = width * (size_t)im->height;
-    w->row = malloc(width * (size_t)im->channels);
+    w->row = sr_try_realloc(NULL, width, (size_t)im->channels, "a row", NULL, 0);
     if (!w->row) png_error(w->png, "out of memory for a row");
     for (size_t y = 0; y < (size_t)im->height; y++) {
         for (size_t x = 0; x < width; x++)

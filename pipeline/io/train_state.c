@@ -15,8 +15,7 @@ void sr_train_progress_add(sr_train_progress *p, sr_curve_point point)
 {
     if (p->curve_len == p->curve_cap) {
         p->curve_cap = p->curve_cap ? 2 * p->curve_cap : 256;
-        p->curve = realloc(p->curve, sizeof *p->curve * (size_t)p->curve_cap);
-        SR_CHECK(p->curve, "out of memory growing the training curve");
+        p->curve = SR_REALLOC(p->curve, (size_t)p->curve_cap, sizeof *p->curve, "the training curve");
     }
     p->curve[p->curve_len++] = point;
 }
@@ -153,7 +152,8 @@ static int load_open(int ncid, const char *path, sr_unet *net, sr_adam *adam, sr
     int dim, var;
     size_t points = 0;
     if (nc_inq_dimid(ncid, "point", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &points);
-    double *column = malloc(sizeof(double) * (points + 1));
+    double *column = sr_try_realloc(NULL, points + 1, sizeof(double), "the training curve", err, errlen);
+    if (!column) return -1;
     p->curve_len = 0;
     for (size_t i = 0; i < points; i++) sr_train_progress_add(p, (sr_curve_point){0});
     for (int v = 0; v < 4 && column; v++) {

@@ -5,6 +5,7 @@
 #define _DEFAULT_SOURCE /* symlink */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #include "core/check.h"
 #include "test_util.h"
 
-enum { END_FAIL, END_EXIT, END_SIGTERM };
+enum { END_FAIL, END_EXIT, END_SIGTERM, END_CALLOC };
 
 static char dir[64];
 static char file[128], folder[128], inner[160], kept[128], outside[128];
@@ -62,6 +63,7 @@ static int run_child(int how)
         sr_temp_forget(kept);
         if (how == END_FAIL) SR_FAIL("a test failure on purpose");
         if (how == END_SIGTERM) raise(SIGTERM);
+        if (how == END_CALLOC) free(SR_CALLOC(SIZE_MAX / 2, 4, "an overflowing count")); /* dies */
         exit(0);
     }
     int status = 0;
@@ -97,6 +99,36 @@ static void test_sigterm_removes(void)
     const int status = run_child(END_SIGTERM);
     CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM); /* still ended by the signal */
     check_left();
+}
+
+static void test_failed_alloc_removes(void)
+{
+    const int status = run_child(END_CALLOC);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    check_left();
+}
+
+/* The loaders' allocators: NULL and a message, never the end of the run. */
+static void test_try_alloc(void)
+{
+    char err[256] = "";
+    CU_ASSERT(sr_try_calloc(SIZE_MAX / 2, 4, "the labels", err, sizeof err) == NULL);
+    char want[256];
+    snprintf(want, sizeof want, "out of memory allocating %zu x 4 bytes for the labels", SIZE_MAX / 2);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    int *p = sr_try_calloc(0, sizeof(int), "nothing", err, sizeof err); /* 0 bytes: still a block */
+    CU_ASSERT_FATAL(p != NULL);
+    p = sr_try_realloc(p, 3, sizeof(int), "three", err, sizeof err);
+    CU_ASSERT_FATAL(p != NULL);
+    p[0] = 7, p[2] = 9;
+    CU_ASSERT(sr_try_realloc(p, SIZE_MAX, 2, "too many", err, sizeof err) == NULL); /* p kept */
+    int *q = SR_REALLOC(p, 1000, sizeof(int), "more");
+    CU_ASSERT(q[0] == 7 && q[2] == 9);
+    int *z = SR_CALLOC(1000, sizeof(int), "zeros");
+    CU_ASSERT(z[0] == 0 && z[999] == 0);
+    char *copy = SR_STRDUP("semrep", "a copy");
+    CU_ASSERT_STRING_EQUAL(copy, "semrep");
+    free(q), free(z), free(copy);
 }
 
 static void test_remove_now(void)
@@ -147,6 +179,8 @@ int main(void)
         {"a fatal error removes the registered temporaries, not the committed one", test_fatal_error_removes},
         {"exit removes them", test_exit_removes},
         {"SIGTERM removes them and still ends the process", test_sigterm_removes},
+        {"a failed SR_CALLOC ends the run the same way", test_failed_alloc_removes},
+        {"sr_try_calloc and sr_try_realloc return NULL with a message", test_try_alloc},
         {"sr_temp_remove removes a folder, its files and links now, not what links point to", test_remove_now},
         {"a full disk is named with its folder and what to do", test_disk_full_words},
         {NULL, NULL},
