@@ -608,6 +608,7 @@ static void build(report *r, const char *model, double seconds)
         html(r, "<h2>What phi groups together</h2>\n");
         measures(r, clusters_id);
     }
+    sr_report_findings(r, stats_id);
     /* each sigma of either file, looked up by value in both */
     const int lead = stats_id >= 0 ? stats_id : clusters_id;
     const size_t S = lead >= 0 ? dim_len(lead, "sigma") : 0;

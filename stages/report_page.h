@@ -68,4 +68,8 @@ void sr_report_map(report *r, const sr_phi_file *f, int clusters_id, double sigm
  * (SR_REPORT_RECORD, written to r->record_tmp, and tables/run.tsv). */
 void changes(report *r, int clusters_id);
 
+/* "The paper's findings, checked" (report_findings.c): one line each, from
+ * stats.nc (stats_id, or -1) and recon.nc, saying whether this run shows it. */
+void sr_report_findings(report *r, int stats_id);
+
 #endif

@@ -34,7 +34,7 @@
 #define SR_DENOISE_FORMAT_VERSION 1
 #define SR_STATS_FORMAT_VERSION 2
 #define SR_CLUSTERS_FORMAT_VERSION 2
-#define SR_REPORT_FORMAT_VERSION 2 /* 2: quoted CSV, the map of phi */
+#define SR_REPORT_FORMAT_VERSION 3 /* 2: quoted CSV, the map of phi; 3: the findings checked */
 
 typedef int (*sr_stage_fn)(const semrep_conf *conf, semrep_comm *comm);
 

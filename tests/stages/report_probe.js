@@ -9,6 +9,7 @@ addEventListener("load", () => {
   pre.id = "semrep-check";
   pre.textContent = "IMAGES " + document.images.length + " BROKEN " + bad.length + " " + bad.join(" ") +
       "\nMAPS " + maps.length +
-      "\nSECTIONS " + [...document.querySelectorAll("h2")].map(h => h.textContent).join("|");
+      "\nSECTIONS " + [...document.querySelectorAll("h2")].map(h => h.textContent).join("|") +
+      "\n" + [...document.querySelectorAll("#findings li")].map(li => "FINDING " + li.textContent).join("\n");
   document.body.appendChild(pre);
 });

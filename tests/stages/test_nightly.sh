@@ -67,7 +67,12 @@ if [ -n "$browser" ]; then
     '[ "${n_images:-0}" -gt 20 ] && [ "$n_broken" = 0 ]'
   maps=$(sed -n 's/^MAPS \([0-9]*\)$/\1/p' <<<"$result")
   check "the browser loaded the maps of phi, by cluster and by label at both sigmas: ${maps:-?}" '[ "${maps:-0}" = 4 ]'
-  for section in "The denoiser" "What changed since the last run" "What phi groups together" \
+  findings=$(grep -c '^FINDING \(shown\|not shown\|not measured\): ' <<<"$result")
+  check "the browser shows the paper's four findings, each with a verdict: ${findings:-0}" '[ "$findings" = 4 ]'
+  check "the findings name their numbers" \
+    'grep -q "^FINDING .*: the participation ratio rises through the encoder .*(encoder.0 [0-9.]*, encoder.1 [0-9.]*, mid [0-9.]*; at sigma" <<<"$result" &&
+     grep -q "^FINDING .*active sets overlap more within classes than across (mean Jaccard [0-9.]* within, [0-9.]* across" <<<"$result"'
+  for section in "The denoiser" "What changed since the last run" "What phi groups together" "findings, checked" \
                  "phi at sigma 0 of 255" "phi at sigma 51 of 255" "Samples of p(x | phi)"; do
     check "the browser shows the section \"$section\"" 'grep -qF "$section" <<<"$result"'
   done
