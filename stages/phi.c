@@ -168,15 +168,16 @@ static void positions_hash(const long *positions, int b, char out[17])
 
 /* ---- one chunk -------------------------------------------------------------- */
 
+/* The workspaces are made once, for a whole chunk, and laid out again for a short one. */
 static void fit_workspaces(phi_run *r, int images)
 {
-    if (r->one.n == images) return;
-    if (r->one.n) {
-        sr_unet_work_free(&r->one);
-        sr_unet_work_free(&r->many);
+    const int batch = r->conf->phi.batch, draws = r->conf->phi.draws;
+    if (!r->one.capacity) {
+        sr_unet_work_init(&r->one, &r->net, batch, r->ds->size, r->ds->size, false);
+        sr_unet_work_init(&r->many, &r->net, batch * draws, r->ds->size, r->ds->size, false);
     }
-    sr_unet_work_init(&r->one, &r->net, images, r->ds->size, r->ds->size, false);
-    sr_unet_work_init(&r->many, &r->net, images * r->conf->phi.draws, r->ds->size, r->ds->size, false);
+    sr_unet_work_resize(&r->one, images);
+    sr_unet_work_resize(&r->many, images * draws);
 }
 
 /* phi (and every block's means) of a chunk's images at every sigma. */

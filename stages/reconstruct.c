@@ -61,7 +61,10 @@ typedef struct {
     sr_job_identity id;
     char path[SR_PATH_MAX + 32];
     bool conditional, fixed;
-    sr_unet_work target_wk;      /* the targets' phi: kept while the size stays (n = 0: none yet) */
+    /* workspaces made once, at their largest, laid out again for each use
+     * (sr_unet_work_resize; capacity 0: not made yet): the targets' phi, the
+     * sampler's batch, the samples' phi (all draws; one copy at sigma 0) */
+    sr_unet_work target_wk, sample_wk, many, one;
     float **target_pixels;       /* [ntargets] each target's images, read once (NULL until needed) */
     batch_out out;               /* the batch being computed */
     long p0;                     /* its first (target, sample) pair */
@@ -80,11 +83,13 @@ static void targets_phi(recon_run *r, const int *which, int count, float sigma, 
     for (int t = 0; t < count; t++) {
         const sr_recon_target *tg = &r->targets[which[t]];
         const int m = tg->nimages;
-        if (r->target_wk.n != m * n) {
-            if (r->target_wk.n) sr_unet_work_free(&r->target_wk);
-            sr_unet_work_init(&r->target_wk, &r->net, m * n, r->size, r->size, false);
+        if (!r->target_wk.capacity) { /* for the largest target's draws */
+            int most = 1;
+            for (int q = 0; q < r->ntargets; q++) most = r->targets[q].nimages > most ? r->targets[q].nimages : most;
+            sr_unet_work_init(&r->target_wk, &r->net, most * draws, r->size, r->size, false);
         }
         sr_unet_work *wk = &r->target_wk;
+        sr_unet_work_resize(wk, m * n);
         float *clean = r->target_pixels[which[t]]; /* every sampler step asks again */
         if (!clean) {
             clean = r->target_pixels[which[t]] = SR_MALLOC(sizeof(float) * r->per_image * m, "the target's images");
@@ -110,7 +115,9 @@ static void batch_free(batch_out *o);
 static void release(recon_run *r)
 {
     batch_free(&r->out);
-    if (r->target_wk.n) sr_unet_work_free(&r->target_wk);
+    sr_unet_work *made[] = {&r->target_wk, &r->sample_wk, &r->many, &r->one};
+    for (size_t w = 0; w < sizeof made / sizeof *made; w++)
+        if (made[w]->capacity) sr_unet_work_free(made[w]);
     for (int t = 0; r->target_pixels && t < r->ntargets; t++) free(r->target_pixels[t]);
     free(r->target_pixels), free(r->targets), free(r->mask), free(r->mean_image);
     if (r->net.params) sr_unet_free(&r->net);
@@ -139,35 +146,36 @@ static void samples_phi(recon_run *r, batch_out *o)
 {
     const semrep_conf *c = r->conf;
     const int b = o->s.b;
-    sr_unet_work many, one;
-    sr_unet_work_init(&many, &r->net, b * c->reconstruct.draws, r->size, r->size, false);
-    sr_unet_work_init(&one, &r->net, b, r->size, r->size, false);
-    float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&many), "the samples' block means");
+    sr_unet_work_resize(&r->many, b * c->reconstruct.draws);
+    sr_unet_work_resize(&r->one, b);
+    float *means = SR_MALLOC(sizeof(float) * sr_unet_means_count(&r->many), "the samples' block means");
     uint32_t *keys = SR_MALLOC(sizeof(uint32_t) * b, "the samples' keys");
     for (int i = 0; i < b; i++) keys[i] = SAMPLE_KEY | (uint32_t)(r->p0 + i);
     for (int a = 0; a < r->nanalysis; a++) {
         const float sigma = (float)c->reconstruct.analysis_sigmas[a];
-        sr_phi_compute(&r->net, sigma == 0.0f ? &one : &many, (uint32_t)c->seed, keys, o->s.x, b, sigma,
+        sr_phi_compute(&r->net, sigma == 0.0f ? &r->one : &r->many, (uint32_t)c->seed, keys, o->s.x, b, sigma,
                        c->reconstruct.draws, means, o->phi + (size_t)a * b * r->kmid, NULL);
     }
     free(means), free(keys);
-    sr_unet_work_free(&many);
-    sr_unet_work_free(&one);
 }
 
 /* A batch: its samples, then their phi at the analysis sigmas. */
 static void run_batch(recon_run *r, long batch, batch_out *o)
 {
     r->p0 = batch * r->conf->reconstruct.batch;
-    sr_unet_work wk;
-    sr_unet_work_init(&wk, &r->net, o->s.b, r->size, r->size, true);
-    const sr_sampler sampler = {.net = &r->net, .wk = &wk, .channels = r->channels, .size = r->size, .kmid = r->kmid,
+    if (!r->sample_wk.capacity) { /* once, for a whole batch */
+        const int most = (int)(r->pairs < r->conf->reconstruct.batch ? r->pairs : r->conf->reconstruct.batch);
+        sr_unet_work_init(&r->sample_wk, &r->net, most, r->size, r->size, true);
+        sr_unet_work_init(&r->many, &r->net, most * r->conf->reconstruct.draws, r->size, r->size, false);
+        sr_unet_work_init(&r->one, &r->net, most, r->size, r->size, false);
+    }
+    sr_unet_work_resize(&r->sample_wk, o->s.b);
+    const sr_sampler sampler = {.net = &r->net, .wk = &r->sample_wk, .channels = r->channels, .size = r->size, .kmid = r->kmid,
                                 .per_image = r->per_image, .mask = r->mask, .masked = r->masked,
                                 .mean_image = r->mean_image, .p0 = r->p0,
                                 .target_phi = r->conditional ? batch_target_phi : NULL, .ctx = r};
     if (r->fixed) sr_sample_fixed(&sampler, r->conf, &o->s);
     else sr_sample_adaptive(&sampler, r->conf, &o->s);
-    sr_unet_work_free(&wk);
     samples_phi(r, o);
 }
 

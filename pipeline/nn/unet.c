@@ -358,6 +358,17 @@ void sr_unet_work_init(sr_unet_work *wk, const sr_unet *net, int n, int h, int w
     work_tables(wk, net, n, h, w, grad);
     sr_arena_init(&wk->arena, net->be, bytes, "the UNet activations");
     layout(wk, &wk->arena);
+    wk->capacity = n;
+}
+
+void sr_unet_work_resize(sr_unet_work *wk, int n)
+{
+    SR_CHECK(n >= 1 && n <= wk->capacity, "a workspace made for %d images cannot run %d (a bug in semrep)",
+             wk->capacity, n);
+    if (n == wk->n) return;
+    wk->n = n;
+    wk->arena.used = 0; /* every size is at most the capacity's: the same memory holds them */
+    layout(wk, &wk->arena);
 }
 
 void sr_unet_work_free(sr_unet_work *wk)

@@ -83,6 +83,7 @@ void sr_unet_init_weights(sr_unet *net, uint32_t seed);
 typedef struct {
     const sr_unet *net;
     int n, h, w;
+    int capacity;          /* the most images it was allocated for (sr_unet_work_resize) */
     bool grad;
     sr_arena arena;
     float **act, **dact;   /* per slot; dact only in gradient mode */
@@ -102,6 +103,10 @@ int sr_unet_work_check(const sr_unet *net, int n, int h, int w, char *err, size_
 size_t sr_unet_work_bytes(const sr_unet *net, int n, int h, int w, bool grad);
 void sr_unet_work_init(sr_unet_work *wk, const sr_unet *net, int n, int h, int w, bool grad);
 void sr_unet_work_free(sr_unet_work *wk);
+/* Lays the workspace out again for n images, 1 to the n it was made for,
+ * in the memory it has: a batch of another size runs without allocating,
+ * exactly as in a workspace made for n (the same scratch chunks). */
+void sr_unet_work_resize(sr_unet_work *wk, int n);
 
 /* Host NCHW <-> backend CNHW buffers of in_channels x h x w images (the input,
  * the output, d_output and the input gradient all have this shape). */

@@ -185,6 +185,50 @@ static void test_thread_count_independence(void)
     sr_unet_free(&net);
 }
 
+/* A workspace made for 8 images, laid out again for 3 and back: its
+ * output, block means and input gradient are those of a workspace made
+ * for 3 (and 8), bit for bit. */
+static void run_grad(const sr_unet *net, sr_unet_work *wk, const float *x, float *got)
+{
+    const size_t nout = (size_t)wk->n * 32 * 32, nmeans = sr_unet_means_count(wk);
+    sr_unet_put_images(wk, x, sr_unet_input(wk));
+    sr_unet_forward(net, wk, SR_UPTO_OUTPUT);
+    sr_unet_get_images(wk, sr_unet_output(wk), got);
+    memcpy(got + nout, wk->means, sizeof(float) * nmeans);
+    sr_unet_put_images(wk, x, wk->d_output);
+    sr_unet_backward(net, wk, SR_UPTO_OUTPUT, wk->d_output, NULL, NULL, true);
+    sr_unet_get_images(wk, sr_unet_input_grad(wk), got + nout + nmeans);
+}
+
+static void test_workspace_resize(void)
+{
+    sr_unet net;
+    default_net(&net, 9);
+    const int hw = 32 * 32;
+    float *x = malloc(sizeof(float) * 8 * hw);
+    sr_test_uniform(80, 0, 1, (size_t)8 * hw, x);
+    sr_unet_work big, fresh;
+    sr_unet_work_init(&big, &net, 8, 32, 32, true);
+    int differing = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const int n = pass ? 8 : 3;
+        sr_unet_work_init(&fresh, &net, n, 32, 32, true);
+        sr_unet_work_resize(&big, n);
+        const size_t total = 2 * (size_t)n * hw + sr_unet_means_count(&fresh);
+        float *a = calloc(total, sizeof(float)), *b = calloc(total, sizeof(float));
+        run_grad(&net, &big, x, a);
+        run_grad(&net, &fresh, x, b);
+        for (size_t i = 0; i < total; i++) differing += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+        free(a), free(b);
+        sr_unet_work_free(&fresh);
+    }
+    printf("\n    a workspace of 8 laid out for 3, then 8, against fresh ones: %d values differ", differing);
+    CU_ASSERT_EQUAL(differing, 0);
+    sr_unet_work_free(&big);
+    sr_unet_free(&net);
+    free(x);
+}
+
 int main(void)
 {
     be = sr_backend_cpu(0);
@@ -194,6 +238,7 @@ int main(void)
         {"unusable shapes are refused by key", test_bad_shapes},
         {"an image is independent of its batch", test_batch_independence},
         {"results do not depend on the thread count", test_thread_count_independence},
+        {"a workspace laid out again for fewer images runs as a fresh one", test_workspace_resize},
         {NULL, NULL},
     };
     return sr_test_run("unet_model", tests);
