@@ -17,9 +17,9 @@
 #include "io/nc.h"
 #include "io/outdir.h"
 #include "stages/data.h"
+#include "stages/heldout.h"
 #include "stages/model.h"
 #include "stages/stage.h"
-#include "stages/train.h"
 
 #define NSIGMA 6
 static const double sigmas_255[NSIGMA] = {5, 10, 25, 50, 100, 200};
@@ -40,10 +40,9 @@ static const sr_nc_var denoise_vars[NVARS] = {
     {"output_psnr_sd", NC_DOUBLE, "sigma", "dB", "standard deviation over images of the output PSNR"},
 };
 
-/* The sums one rank adds: per sigma, of input PSNR, of output PSNR and of
- * its square; then the training loss at training sigmas. */
+/* The sums one rank adds: per sigma, of input PSNR, of output PSNR and of its square. */
 typedef struct {
-    double psnr[3 * NSIGMA + 1];
+    double psnr[3 * NSIGMA];
 } sums;
 
 static void write_results(const semrep_conf *conf, const char *path, const double *cols[NVARS - 1], long images,
@@ -72,8 +71,7 @@ static void write_results(const semrep_conf *conf, const char *path, const doubl
     sr_outdir_commit(tmp, conf->output_dir, "denoise.nc");
 }
 
-/* Images [b0, b0 + n) of the data set, read into clean: their PSNRs at
- * every sigma, and the training loss at a sigma drawn as training draws. */
+/* Images [b0, b0 + n) of the data set, read into clean: their PSNRs at every sigma. */
 static void evaluate(const semrep_conf *conf, sr_dataset *ds, const sr_unet *net, sr_unet_work *wk, long b0, long n,
                      float *clean, float *noisy, float *denoised, sums *t)
 {
@@ -96,25 +94,13 @@ static void evaluate(const semrep_conf *conf, sr_dataset *ds, const sr_unet *net
             t->psnr[2 * NSIGMA + s] += out * out;
         }
     }
-    for (long k = 0; k < n; k++) {
-        const long image = sr_dataset_origin(ds, b0 + k);
-        sr_rng_stream st = {.seed = (uint32_t)conf->seed, .domain = SR_RNG_EVAL_NOISE, .i0 = (uint32_t)image, .i1 = 1};
-        float u;
-        sr_rng_uniform(&st, 0, 1, &u);
-        const float sigma = sr_train_sigma(conf, u);
-        st.i1 = 2;
-        sr_rng_add_gaussian(&st, clean + (size_t)k * per_image, sigma, per_image, noisy + (size_t)k * per_image);
-    }
-    sr_unet_denoise(net, wk, noisy, denoised);
-    for (size_t p = 0; p < (size_t)n * per_image; p++)
-        t->psnr[3 * NSIGMA] += ((double)denoised[p] - clean[p]) * ((double)denoised[p] - clean[p]);
 }
 
 /* Rank 0: denoise.nc and the table. */
-static void results(const semrep_conf *conf, const sr_dataset *ds, const sr_unet *net, const sums *t)
+static void results(const semrep_conf *conf, const sr_dataset *ds, const sr_unet *net, const sums *t, double heldout)
 {
     double in[NSIGMA], out[NSIGMA], sd[NSIGMA];
-    const double count = (double)ds->count, heldout = t->psnr[3 * NSIGMA] / count;
+    const double count = (double)ds->count;
     for (int s = 0; s < NSIGMA; s++) {
         in[s] = t->psnr[s] / count;
         out[s] = t->psnr[NSIGMA + s] / count;
@@ -166,8 +152,9 @@ int stage_denoise_eval(const semrep_conf *conf, semrep_comm *comm)
         if (sr_dataset_read(ds, b0, n, clean, err, sizeof err)) SR_FAIL("%s", err);
         evaluate(conf, ds, &net, &wk, b0, n, clean, noisy, denoised, &t);
     }
-    sr_comm_sum(comm, t.psnr, 3 * NSIGMA + 1);
-    if (comm->rank == 0) results(conf, ds, &net, &t);
+    sr_comm_sum(comm, t.psnr, 3 * NSIGMA);
+    const double heldout = sr_heldout_loss(conf, &net, &wk, ds, ds->count, comm);
+    if (comm->rank == 0) results(conf, ds, &net, &t, heldout);
     free(clean);
     free(noisy);
     free(denoised);

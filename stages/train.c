@@ -22,6 +22,7 @@
 #include "io/outdir.h"
 #include "io/train_state.h"
 #include "stages/data.h"
+#include "stages/heldout.h"
 #include "stages/model.h"
 #include "stages/stage.h"
 #include "stages/train.h"
@@ -38,6 +39,8 @@ struct sr_trainer {
     float *host_clean, *host_noisy;
     long *order, *slice;
     sr_dataset *ds;
+    sr_dataset *heldout;    /* the held-out images (conf->dataset), or NULL */
+    long heldout_count;
     long batch, first, end; /* global batch; my slice [first, end) of it */
     long order_epoch;       /* the epoch t->order is for */
     long steps_per_epoch;
@@ -165,6 +168,44 @@ static void report(const trainer *t, double loss, double rate, double left)
     fflush(stdout);
 }
 
+/* The held-out loss has not improved for train.patience evaluations: none
+ * was below the best before it by 1e-4 of it (rounding is no improvement). */
+static bool patience_spent(const trainer *t)
+{
+    const sr_train_progress *p = &t->progress;
+    if (!t->conf->train.patience || !p->heldout_len) return false;
+    long best = 0;
+    for (long i = 1; i < p->heldout_len; i++)
+        if (p->heldout[i].loss < p->heldout[best].loss * (1.0 - 1e-4)) best = i;
+    return p->heldout_len - 1 - best >= t->conf->train.patience;
+}
+
+/* Collective: the held-out loss now into the curve (once a step), and
+ * whether the patience is spent. */
+static bool evaluate(trainer *t)
+{
+    sr_train_progress *p = &t->progress;
+    if (!t->heldout || (p->heldout_len && p->heldout[p->heldout_len - 1].step == (double)p->step)) return false;
+    const double loss = sr_heldout_loss(t->conf, &t->net, &t->wk, t->heldout, t->heldout_count, t->comm);
+    const double epoch = (double)p->epoch + (double)p->next_in_epoch / (double)t->steps_per_epoch;
+    sr_train_progress_add_heldout(p, (sr_heldout_point){(double)p->step, epoch, loss});
+    if (t->comm->rank == 0)
+        printf("train: held-out loss %.4f on %ld images after step %ld (epoch %.2f)\n", loss, t->heldout_count, p->step,
+               epoch), fflush(stdout);
+    return patience_spent(t);
+}
+
+/* Training ends early: the held-out loss stopped improving. */
+static int stop_early(trainer *t)
+{
+    t->progress.done = true;
+    checkpoint(t);
+    if (t->comm->rank == 0)
+        printf("train: the held-out loss has not improved for %d evaluations (train.patience); training is done\n",
+               t->conf->train.patience);
+    return 0;
+}
+
 static int train_loop(trainer *t)
 {
     const semrep_conf *conf = t->conf;
@@ -193,6 +234,7 @@ static int train_loop(trainer *t)
             const bool stop = conf->train.run_steps && ++this_run == conf->train.run_steps;
             if (p->step % conf->train.checkpoint_every == 0 || stop) {
                 p->next_in_epoch++; /* the state records where the next step starts */
+                if (stop && evaluate(t)) return stop_early(t);
                 checkpoint(t);
                 p->next_in_epoch--;
             }
@@ -203,6 +245,7 @@ static int train_loop(trainer *t)
         }
         p->epoch++;
         p->next_in_epoch = 0;
+        if (evaluate(t) && p->epoch < conf->train.epochs) return stop_early(t);
     }
     p->done = true;
     checkpoint(t);
@@ -244,6 +287,10 @@ static int prepare_run(trainer *t, char *err, size_t errlen)
     const long mine = t->end - t->first;
     const sr_backend *be = t->be;
     if (sr_data_open(&conf->train.dataset, conf->output_dir, comm, &t->ds, err, errlen)) return -1;
+    if (conf->train.heldout_images) {
+        if (sr_data_open(&conf->dataset, conf->output_dir, comm, &t->heldout, err, errlen)) return -1;
+        t->heldout_count = t->heldout->count < conf->train.heldout_images ? t->heldout->count : conf->train.heldout_images;
+    }
     t->steps_per_epoch = t->ds->count / t->batch;
     if (t->steps_per_epoch < 1)
         return sr_report(err, errlen, "train.batch = %ld is larger than the training data (%ld images)", t->batch,
@@ -302,6 +349,7 @@ static void release(trainer *t)
     if (t->wk.arena.base) sr_unet_work_free(&t->wk);
     if (t->net.params) sr_unet_free(&t->net);
     sr_dataset_close(t->ds);
+    sr_dataset_close(t->heldout);
     sr_train_progress_free(&t->progress);
 }
 
@@ -355,7 +403,7 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
      * checkpoint leaves files that the next run may resume from */
     if (comm->rank == 0) sr_outdir_register(conf->output_dir, names, (size_t)outputs(conf, model, names));
     if (sr_trainer_open(&t, conf, comm, err, sizeof err)) return sr_comm_error(comm, 1, "%s", err);
-    if (t->progress.epoch >= conf->train.epochs) {
+    if (t->progress.epoch >= conf->train.epochs || (t->progress.done && patience_spent(t))) {
         if (comm->rank == 0 && access(t->model_path, F_OK) != 0) /* removed since: the state holds it */
             sr_checkpoint_save(t->model_path, &t->net, conf->text, "semrep stage train");
         if (comm->rank == 0) printf("train: %s is complete (%ld steps); nothing to do\n", t->model_path, t->progress.step);

@@ -51,6 +51,8 @@ typedef struct semrep_conf {
         double sigma_min, sigma_max;
         long checkpoint_every;     /* steps */
         long run_steps;            /* stop this run after this many steps (0: to the end) */
+        long heldout_images;       /* images of `dataset` the held-out loss is measured on (0: none) */
+        int patience;              /* evaluations without improvement that end training (0: never) */
     } train;
     struct {
         char checkpoint[SR_PATH_MAX];

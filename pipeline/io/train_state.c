@@ -20,32 +20,60 @@ void sr_train_progress_add(sr_train_progress *p, sr_curve_point point)
     p->curve[p->curve_len++] = point;
 }
 
-void sr_train_progress_free(sr_train_progress *p)
+void sr_train_progress_add_heldout(sr_train_progress *p, sr_heldout_point point)
 {
-    free(p->curve);
-    p->curve = NULL;
-    p->curve_len = p->curve_cap = 0;
+    if (p->heldout_len == p->heldout_cap) {
+        p->heldout_cap = p->heldout_cap ? 2 * p->heldout_cap : 16;
+        p->heldout = SR_REALLOC(p->heldout, (size_t)p->heldout_cap, sizeof *p->heldout, "the held-out losses");
+    }
+    p->heldout[p->heldout_len++] = point;
 }
 
-static const char *const curve_names[4] = {"step", "loss", "lr", "images_per_s"};
-
-/* The curve as four variables along an unlimited dimension "point". */
-static void put_curve(int ncid, const sr_train_progress *p, const char *file)
+void sr_train_progress_free(sr_train_progress *p)
 {
-    int dim, var[4];
-    SR_NC(nc_def_dim(ncid, "point", NC_UNLIMITED, &dim), file);
-    for (int v = 0; v < 4; v++) SR_NC(nc_def_var(ncid, curve_names[v], NC_DOUBLE, 1, &dim, &var[v]), file);
-    sr_nc_put_text(ncid, var[1], "meaning", "the mean over the step's global batch of sum over pixels (D(y) - x)^2", file);
-    sr_nc_put_text(ncid, var[3], "meaning", "training images per second over all ranks, since the previous point", file);
+    free(p->curve), free(p->heldout);
+    p->curve = NULL, p->heldout = NULL;
+    p->curve_len = p->curve_cap = p->heldout_len = p->heldout_cap = 0;
+}
+
+/* The curve's and the held-out evaluations' variables (docs/formats.md):
+ * columns of sr_curve_point and sr_heldout_point, in their order. */
+static const sr_nc_var curve_vars[4] = {
+    {"step", NC_DOUBLE, "point", NULL, "steps taken"},
+    {"loss", NC_DOUBLE, "point", NULL, "the mean over the step's global batch of sum over pixels (D(y) - x)^2"},
+    {"lr", NC_DOUBLE, "point", NULL, "Adam's learning rate of the step"},
+    {"images_per_s", NC_DOUBLE, "point", NULL, "training images per second over all ranks, since the previous point"},
+};
+static const sr_nc_var heldout_vars[3] = {
+    {"heldout_step", NC_DOUBLE, "evaluation", NULL, "the step after which the held-out loss was measured"},
+    {"heldout_epoch", NC_DOUBLE, "evaluation", NULL, "epochs finished then (a fraction at the end of a sitting)"},
+    {"heldout_loss", NC_DOUBLE, "evaluation", NULL,
+     "the training loss on held-out images, each at a sigma drawn as training draws them (train.heldout_images)"},
+};
+
+/* rows x n doubles (an array of structs of n doubles) as n variables along
+ * an unlimited dimension; the file is left in define mode. */
+static void put_columns(int ncid, const char *dim_name, const sr_nc_var *vars, int n, const double *rows, long count,
+                        const char *file)
+{
+    int dim, var[8];
+    SR_NC(nc_def_dim(ncid, dim_name, NC_UNLIMITED, &dim), file);
+    sr_nc_define_vars(ncid, vars, n, "", var, file);
     SR_NC(nc_enddef(ncid), file);
-    double *column = SR_MALLOC(sizeof(double) * (size_t)(p->curve_len + 1), "the training curve");
-    const size_t start = 0, count = (size_t)p->curve_len;
-    for (int v = 0; v < 4; v++) {
-        for (long i = 0; i < p->curve_len; i++) column[i] = ((const double *)&p->curve[i])[v];
-        if (count) SR_NC(nc_put_vara_double(ncid, var[v], &start, &count, column), file);
+    double *column = SR_MALLOC(sizeof(double) * (size_t)(count + 1), "a column of the training curve");
+    const size_t start = 0, len = (size_t)count;
+    for (int v = 0; v < n && count; v++) {
+        for (long i = 0; i < count; i++) column[i] = rows[(size_t)i * n + v];
+        SR_NC(nc_put_vara_double(ncid, var[v], &start, &len, column), file);
     }
     free(column);
     SR_NC(nc_redef(ncid), file);
+}
+
+static void put_curve(int ncid, const sr_train_progress *p, const char *file)
+{
+    put_columns(ncid, "point", curve_vars, 4, (const double *)p->curve, p->curve_len, file);
+    put_columns(ncid, "evaluation", heldout_vars, 3, (const double *)p->heldout, p->heldout_len, file);
 }
 
 static unsigned long long state_checksum(const float *host, size_t floats)
@@ -121,6 +149,49 @@ static int read_progress(int ncid, const char *path, sr_train_progress *p, char 
     return 0;
 }
 
+/* n columns along dim_name into rows (an array of structs of n doubles, of
+ * the dimension's length: *count); a file without the dimension has none. */
+static int get_columns(int ncid, const char *path, const char *dim_name, const sr_nc_var *vars, int n, double **rows,
+                       long *count, char *err, size_t errlen)
+{
+    int dim, var[8];
+    size_t len = 0;
+    *count = 0;
+    if (nc_inq_dimid(ncid, dim_name, &dim) != NC_NOERR) return 0; /* a state from before it */
+    nc_inq_dimlen(ncid, dim, &len);
+    char required[256] = "";
+    for (int v = 0; v < n; v++) strcat(strcat(required, vars[v].name), " ");
+    if (sr_nc_find_vars(ncid, vars, n, required, var, path, err, errlen)) return -1;
+    double *column = sr_try_realloc(NULL, len + 1, sizeof(double), "the training curve", err, errlen);
+    *rows = column ? sr_try_realloc(NULL, (len + 1) * (size_t)n, sizeof(double), "the training curve", err, errlen) : NULL;
+    if (!*rows) return free(column), -1;
+    for (int v = 0; v < n; v++) {
+        if (len && nc_get_var_double(ncid, var[v], column) != NC_NOERR) {
+            free(column), free(*rows), *rows = NULL;
+            SR_BAD("training state %s: the curve's %s cannot be read; the file is damaged", path, vars[v].name);
+        }
+        for (size_t i = 0; i < len; i++) (*rows)[i * n + v] = column[i];
+    }
+    free(column);
+    *count = (long)len;
+    return 0;
+}
+
+static int get_curve(int ncid, const char *path, sr_train_progress *p, char *err, size_t errlen)
+{
+    double *rows = NULL;
+    long count;
+    if (get_columns(ncid, path, "point", curve_vars, 4, &rows, &count, err, errlen)) return -1;
+    p->curve_len = 0;
+    for (long i = 0; i < count; i++) sr_train_progress_add(p, *(const sr_curve_point *)(rows + 4 * i));
+    free(rows), rows = NULL;
+    if (get_columns(ncid, path, "evaluation", heldout_vars, 3, &rows, &count, err, errlen)) return -1;
+    p->heldout_len = 0;
+    for (long i = 0; i < count; i++) sr_train_progress_add_heldout(p, *(const sr_heldout_point *)(rows + 3 * i));
+    free(rows);
+    return 0;
+}
+
 static int load_open(int ncid, const char *path, sr_unet *net, sr_adam *adam, sr_train_progress *p, float *host,
                      char *err, size_t errlen)
 {
@@ -149,22 +220,7 @@ static int load_open(int ncid, const char *path, sr_unet *net, sr_adam *adam, sr
     if (sr_nc_get_text(ncid, NC_GLOBAL, "checksum", want, sizeof want) || strcmp(want, have))
         SR_BAD("training state %s: its values give checksum %s but the file says %s; the file is damaged: delete it to start over",
             path, have, want);
-    int dim, var;
-    size_t points = 0;
-    if (nc_inq_dimid(ncid, "point", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &points);
-    double *column = sr_try_realloc(NULL, points + 1, sizeof(double), "the training curve", err, errlen);
-    if (!column) return -1;
-    p->curve_len = 0;
-    for (size_t i = 0; i < points; i++) sr_train_progress_add(p, (sr_curve_point){0});
-    for (int v = 0; v < 4 && column; v++) {
-        if (nc_inq_varid(ncid, curve_names[v], &var) != NC_NOERR || (points && nc_get_var_double(ncid, var, column) != NC_NOERR)) {
-            free(column);
-            SR_BAD("training state %s: the curve's %s is missing or damaged", path, curve_names[v]);
-        }
-        for (size_t i = 0; i < points; i++) ((double *)&p->curve[i])[v] = column[i];
-    }
-    free(column);
-    return 0;
+    return get_curve(ncid, path, p, err, errlen);
 }
 
 static int open_state(const char *path, int *ncid, char *err, size_t errlen)

@@ -22,6 +22,11 @@ typedef struct {
     double step, loss, lr, images_per_s;
 } sr_curve_point;
 
+/* One held-out evaluation (stages/heldout.h): after a step, the epochs then finished. */
+typedef struct {
+    double step, epoch, loss;
+} sr_heldout_point;
+
 typedef struct {
     long step;          /* steps taken */
     long epoch;         /* the epoch the next step belongs to */
@@ -31,9 +36,12 @@ typedef struct {
     char model[4200];   /* the model checkpoint this training writes ("": a state of before it was recorded) */
     long curve_len, curve_cap;
     sr_curve_point *curve;
+    long heldout_len, heldout_cap;
+    sr_heldout_point *heldout;
 } sr_train_progress;
 
 void sr_train_progress_add(sr_train_progress *p, sr_curve_point point);
+void sr_train_progress_add_heldout(sr_train_progress *p, sr_heldout_point point);
 void sr_train_progress_free(sr_train_progress *p);
 
 /* Writes path atomically; conf_text may be NULL. */
@@ -45,7 +53,8 @@ int sr_train_state_load(const char *path, sr_unet *net, sr_adam *adam, sr_train_
 /* The counters, the done mark and the model alone (no weights, no curve):
  * whether the model it trains is finished. 0, or -1 with err. */
 int sr_train_state_progress(const char *path, sr_train_progress *p, char *err, size_t errlen);
-/* The curve alone, for people and plots: step, loss, lr, images/s. */
+/* The curve alone, for people and plots: step, loss, lr, images/s, and the
+ * held-out evaluations. */
 void sr_train_curve_save(const char *path, const sr_train_progress *p, const char *conf_text);
 
 #endif

@@ -59,6 +59,24 @@ PY'
 expect 1 "checkpoint .*nothing.nc" -- "$semrep" stage train "$conf" --set "output_dir=\"$work/init2\"" \
   --set "train.init=\"$work/nothing.nc\""
 
+# The held-out loss goes into the curve after every epoch and at the end of
+# every run; with train.patience = 1 and a learning rate too small to move
+# it, training ends after the second evaluation, at epoch 2 of 3, and a
+# rerun finds it finished.
+expect 0 "the held-out loss has not improved for 1 evaluations" -- "$semrep" stage train "$conf" \
+  --set "output_dir=\"$work/patience\"" --set "train.init=\"$straight/checkpoint.nc\"" --set train.epochs=3 \
+  --set train.lr=1e-9 --set train.heldout_images=40 --set train.patience=1
+check "two held-out evaluations in the curve, after epochs 1 and 2, finite and alike" '/usr/bin/python3 - "$work/patience" <<"PY"
+import sys, netCDF4, numpy as np
+c = netCDF4.Dataset(sys.argv[1] + "/train-curve.nc")
+e, l = c["heldout_epoch"][:], c["heldout_loss"][:]
+print("held-out evaluations:", list(e), list(l))
+sys.exit(0 if list(e) == [1.0, 2.0] and np.all(np.isfinite(l)) and abs(l[1] - l[0]) < 1e-3 * l[0] else 1)
+PY'
+expect 0 "is complete" -- "$semrep" stage train "$conf" --set "output_dir=\"$work/patience\"" \
+  --set "train.init=\"$straight/checkpoint.nc\"" --set train.epochs=3 --set train.lr=1e-9 \
+  --set train.heldout_images=40 --set train.patience=1
+
 # semrep run trains (no model yet), then evaluates the denoiser: the noisy
 # input's PSNR is -20 log10(sigma) to within 0.1 dB (a closed form).
 expect 0 "denoise-eval: 64 held-out images" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\""
