@@ -4,8 +4,8 @@
  * clusters as picture grids (the members nearest each centre, biggest
  * clusters first), neighbour rows, the participation-ratio histograms per
  * block, channel activity with the selective and non-selective channels
- * marked, the active-set sizes, and phi's measures beside the pixels'. Plots
- * are drawn by gnuplot; every table is also a CSV file beside the page. The
+ * marked, the active-set sizes, and phi's measures and linear probe beside
+ * the pixels'. Plots are drawn by gnuplot; every table is also a CSV file beside the page. The
  * folder is built under a temporary name and renamed into place. Rank 0
  * does the work; the report is small. */
 #define _GNU_SOURCE
@@ -521,6 +521,49 @@ static void measures(report *r, int ncid)
     free(cells), free(sig), free(knn), free(pknn), free(ks);
 }
 
+/* The linear probe's test accuracy per sigma beside the pixels', or the
+ * note saying why it did not run. */
+static void probe_table(report *r, int ncid)
+{
+    int var;
+    char note[256] = "";
+    if (nc_inq_varid(ncid, "probe_test_accuracy", &var) != NC_NOERR) {
+        if (sr_nc_get_text(ncid, NC_GLOBAL, "probe_note", note, sizeof note) == 0) {
+            html(r, "<p>Linear probe: ");
+            escaped(r, note);
+            html(r, "</p>\n");
+        }
+        return;
+    }
+    const size_t S = dim_len(ncid, "sigma");
+    const int pixels = nc_inq_varid(ncid, "pixel_probe_test_accuracy", &var) == NC_NOERR;
+    double *sig = var_doubles(ncid, "sigma", S), *test = var_doubles(ncid, "probe_test_accuracy", S),
+           *train = var_doubles(ncid, "probe_train_accuracy", S),
+           *ptest = var_doubles(ncid, "pixel_probe_test_accuracy", 1),
+           *ptrain = var_doubles(ncid, "pixel_probe_train_accuracy", 1);
+    const int rows = 1 + (int)S + pixels, cols = 3;
+    char(*cells)[48] = SR_MALLOC((size_t)rows * cols * 48, "the probe's table");
+    snprintf(cells[0], 48, "space"), snprintf(cells[1], 48, "test accuracy");
+    snprintf(cells[2], 48, "training accuracy");
+    for (int i = 1; i < rows; i++) {
+        const size_t s = (size_t)i - 1;
+        if (s < S) snprintf(cells[i * cols], 48, "phi, sigma %.4g", sig[s] * 255.0);
+        else snprintf(cells[i * cols], 48, "pixels");
+        snprintf(cells[i * cols + 1], 48, "%.3f", s < S ? test[s] : ptest[0]);
+        snprintf(cells[i * cols + 2], 48, "%.3f", s < S ? train[s] : ptrain[0]);
+    }
+    long long ntrain = 0, ntest = 0;
+    char path[SR_PATH_MAX], caption[160];
+    nc_path(ncid, path, sizeof path);
+    SR_NC(nc_get_att_longlong(ncid, NC_GLOBAL, "probe_train_images", &ntrain), path);
+    SR_NC(nc_get_att_longlong(ncid, NC_GLOBAL, "probe_test_images", &ntest), path);
+    snprintf(caption, sizeof caption,
+             "linear probe: test accuracy (logistic regression trained on %lld images, tested on %lld others; sigma in "
+             "0-255 units)", ntrain, ntest);
+    table(r, "probe", caption, rows, cols, cells);
+    free(cells), free(sig), free(test), free(train), free(ptest), free(ptrain);
+}
+
 int sigma_index(int ncid, double sigma)
 {
     const size_t n = dim_len(ncid, "sigma");
@@ -603,6 +646,7 @@ static void build(report *r, const char *model, double seconds)
     if (clusters_id >= 0) {
         html(r, "<h2>What phi groups together</h2>\n");
         measures(r, clusters_id);
+        probe_table(r, clusters_id);
     }
     /* each sigma of either file, looked up by value in both */
     const int lead = stats_id >= 0 ? stats_id : clusters_id;
