@@ -521,6 +521,33 @@ static void measures(report *r, int ncid)
     free(cells), free(sig), free(knn), free(pknn), free(ks);
 }
 
+/* The probe's test accuracy of each class (a column per space), folded
+ * like the classes table: ImageNet has 1000. */
+static void probe_classes(report *r, int ncid, size_t S, const double *sig, int pixels)
+{
+    const size_t C = dim_len(ncid, "class");
+    const int rows = 1 + (int)C, cols = 2 + (int)S + pixels;
+    double *acc = var_doubles(ncid, "probe_class_accuracy", S * C),
+           *pacc = var_doubles(ncid, "pixel_probe_class_accuracy", pixels ? C : 0);
+    char(*cells)[48] = SR_MALLOC((size_t)rows * cols * 48, "the probe's table of classes");
+    snprintf(cells[0], 48, "label"), snprintf(cells[1], 48, "class");
+    for (size_t s = 0; s < S; s++) snprintf(cells[2 + s], 48, "phi, sigma %.4g", sig[s] * 255.0);
+    if (pixels) snprintf(cells[cols - 1], 48, "pixels");
+    const int named = r->ds && r->ds->class_names && (size_t)r->ds->nclasses == C;
+    for (size_t c = 0; c < C; c++) {
+        char (*row)[48] = cells + (c + 1) * cols;
+        snprintf(row[0], 48, "%zu", c);
+        if (named) cell_text(row[1], r->ds->class_names[c]);
+        else snprintf(row[1], 48, "%zu", c);
+        for (size_t s = 0; s < S; s++) snprintf(row[2 + s], 48, "%.3f", acc[s * C + c]);
+        if (pixels) snprintf(row[cols - 1], 48, "%.3f", pacc[c]);
+    }
+    html(r, "<details><summary>the probe's test accuracy per class</summary>\n");
+    table(r, "probe_classes", "linear probe: test accuracy of each class's test images (nan: none)", rows, cols, cells);
+    html(r, "</details>\n");
+    free(cells), free(acc), free(pacc);
+}
+
 /* The linear probe's test accuracy per sigma beside the pixels', or the
  * note saying why it did not run. */
 static void probe_table(report *r, int ncid)
@@ -561,6 +588,7 @@ static void probe_table(report *r, int ncid)
              "linear probe: test accuracy (logistic regression trained on %lld images, tested on %lld others; sigma in "
              "0-255 units)", ntrain, ntest);
     table(r, "probe", caption, rows, cols, cells);
+    probe_classes(r, ncid, S, sig, pixels);
     free(cells), free(sig), free(test), free(train), free(ptest), free(ptrain);
 }
 

@@ -13,7 +13,7 @@
 # - the split is stratified: round(0.2 n_c) test images of each class;
 # - every probe variable is the same bits on 1, 2 and 3 ranks;
 # - without labels, with one class, or switched off, it is skipped with a note;
-# - the report shows its table and CSV.
+# - the report shows its tables (per space, per class) and their CSV.
 set -u
 semrep=$(realpath "$1")
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/fashion-mnist.conf
@@ -106,10 +106,12 @@ echo "values: tight $tight; defaults $defaults"
 
 # the report's table, and its CSV
 "$semrep" stage report "$conf" --set "output_dir=\"$work/r1\"" "${base[@]}" >>"$work/log" 2>&1
-check "the report has the probe's table and CSV" \
+check "the report has the probe's tables and CSV, per space and per class" \
   'grep -q "<caption>linear probe: test accuracy (logistic regression trained on 320 images, tested on 80 others" \
      "$work/r1/report/index.html" && [ "$(wc -l <"$work/r1/report/tables/probe.csv")" = 4 ] &&
-   grep -q "^pixels,0\.[0-9]*,[01]\.[0-9]*$" "$work/r1/report/tables/probe.csv"'
+   grep -q "^pixels,0\.[0-9]*,[01]\.[0-9]*$" "$work/r1/report/tables/probe.csv" &&
+   [ "$(wc -l <"$work/r1/report/tables/probe_classes.csv")" = 11 ] &&
+   grep -Eq "^9,Ankle boot(,[01]\.[0-9]{3}){3}$" "$work/r1/report/tables/probe_classes.csv"'
 check "without the probe, no table and no probe variables" \
   '! ncdump -h "$work/off/clusters.nc" | grep -q "probe_test_accuracy" &&
    ncdump -h "$work/off/clusters.nc" | grep -q "probe_note = \"off (probe.enabled = false)\""'
