@@ -9,7 +9,8 @@
  * own rows' nearest; above it, a seeded sample of cluster.queries images is
  * searched against every rank's rows and the lists merged on rank 0. Every
  * rank writes its own rows of clusters.nc (parallel NetCDF); only the
- * per-image integers of the active-set overlaps meet on rank 0. */
+ * per-image integers of the active-set overlaps meet on rank 0. The linear
+ * probe (stages/probe.h) reads each space's rows where k-means has them. */
 #include <math.h>
 #include <netcdf.h>
 #include <netcdf_par.h>
@@ -28,6 +29,7 @@
 #include "stages/measures.h"
 #include "stages/model.h"
 #include "stages/phi_file.h"
+#include "stages/probe.h"
 #include "stages/set_overlap.h"
 #include "stages/stage.h"
 
@@ -66,6 +68,7 @@ typedef struct {
     sr_dataset *ds;      /* the pixels' data set, when cluster.pixels */
     int pixel_source, pixel_dim; /* pixels per image, and the dimensions clustered (projected when fewer) */
     int ncid, v_query, v_phi[V_N], v_pix[V_N];
+    sr_probe probe;
     char tmp[SR_PATH_MAX + 48], path[SR_PATH_MAX + 32];
 } cluster_run;
 
@@ -324,7 +327,9 @@ static void create_file(cluster_run *r)
         sr_nc_put_text(ncid, NC_GLOBAL, "pixel_projection",
                        r->pixel_dim < r->pixel_source ? "random +-1 (Achlioptas), seeded" : "none", tmp);
     }
+    sr_probe_define(&r->probe, ncid, d_sigma, d[1], r->f.channels, c->cluster.pixels ? r->pixel_dim : 0, tmp);
     SR_NC(nc_enddef(ncid), tmp);
+    sr_probe_write_split(&r->probe, ncid, tmp);
     if (r->comm->rank == 0) {
         double sig[SR_MAX_SIGMAS];
         for (int s = 0; s < r->nsig; s++) sig[s] = r->f.sigma[r->sig_index[s]];
@@ -684,6 +689,7 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
     r.labels = SR_MALLOC(sizeof(int) * (size_t)n, "the labels");
     sr_phi_read_labels(&r.f, 0, n, r.labels);
     r.classes = r.f.nclasses;
+    sr_probe_plan(&r.probe, conf, r.labels, n, r.classes, r.first, r.end);
     if (r.sampled) r.queries = sample_queries((uint32_t)conf->seed, n, r.nq);
     r.per_sigma = SR_CALLOC((size_t)r.nsig, sizeof(space_result), "the results per sigma");
     if (comm->rank == 0) {
@@ -703,12 +709,14 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         for (long i = 0; i < mine; i++)
             sr_active_set(rows + (size_t)i * K, K, conf->stats.active_threshold, sets + (size_t)i * words);
         analyse(&r, s, rows, K, sets, words, &r.per_sigma[s]);
+        sr_probe_fit(&r.probe, comm, s, rows, K, r.ncid, r.tmp);
     }
     free(rows), free(sets);
     if (conf->cluster.pixels) {
         float *pixels = pixel_rows(&r, err, sizeof err);
         if (!pixels) SR_FAIL("%s", err); /* the data set was readable a moment ago */
         analyse(&r, -1, pixels, r.pixel_dim, NULL, 0, &r.pixels);
+        sr_probe_fit(&r.probe, comm, -1, pixels, r.pixel_dim, r.ncid, r.tmp);
         free(pixels);
         sr_dataset_close(r.ds);
     }
@@ -725,8 +733,12 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
         if (conf->cluster.pixels) print_row("pixels", &r, &r.pixels);
         if (r.sampled) printf("  (phi's sigma in 0-255 units; k-NN accuracy of %ld sampled images, each left out)\n", r.nq);
         else printf("  (phi's sigma in 0-255 units; k-NN accuracy leaves each image out)\n");
+        double sig[SR_MAX_SIGMAS];
+        for (int s = 0; s < r.nsig; s++) sig[s] = r.f.sigma[r.sig_index[s]];
+        sr_probe_print(&r.probe, r.nsig, sig, conf->cluster.pixels);
         printf("  written to %s\n", r.path);
     }
+    sr_probe_free(&r.probe);
     free(r.per_sigma), free(r.labels), free(r.queries);
     sr_phi_close(&r.f);
     return 0;

@@ -4,8 +4,8 @@
  * clusters as picture grids (the members nearest each centre, biggest
  * clusters first), neighbour rows, the participation-ratio histograms per
  * block, channel activity with the selective and non-selective channels
- * marked, the active-set sizes, and phi's measures beside the pixels'. Plots
- * are drawn by gnuplot; every table is also a CSV file beside the page. The
+ * marked, the active-set sizes, and phi's measures and linear probe beside
+ * the pixels'. Plots are drawn by gnuplot; every table is also a CSV file beside the page. The
  * folder is built under a temporary name and renamed into place. Rank 0
  * does the work; the report is small. */
 #define _GNU_SOURCE
@@ -526,6 +526,77 @@ static void measures(report *r, int ncid)
     free(cells), free(sig), free(knn), free(pknn), free(ks);
 }
 
+/* The probe's test accuracy of each class (a column per space), folded
+ * like the classes table: ImageNet has 1000. */
+static void probe_classes(report *r, int ncid, size_t S, const double *sig, int pixels)
+{
+    const size_t C = dim_len(ncid, "class");
+    const int rows = 1 + (int)C, cols = 2 + (int)S + pixels;
+    double *acc = var_doubles(ncid, "probe_class_accuracy", S * C),
+           *pacc = var_doubles(ncid, "pixel_probe_class_accuracy", pixels ? C : 0);
+    char(*cells)[48] = SR_MALLOC((size_t)rows * cols * 48, "the probe's table of classes");
+    snprintf(cells[0], 48, "label"), snprintf(cells[1], 48, "class");
+    for (size_t s = 0; s < S; s++) snprintf(cells[2 + s], 48, "phi, sigma %.4g", sig[s] * 255.0);
+    if (pixels) snprintf(cells[cols - 1], 48, "pixels");
+    const int named = r->ds && r->ds->class_names && (size_t)r->ds->nclasses == C;
+    for (size_t c = 0; c < C; c++) {
+        char (*row)[48] = cells + (c + 1) * cols;
+        snprintf(row[0], 48, "%zu", c);
+        if (named) cell_text(row[1], r->ds->class_names[c]);
+        else snprintf(row[1], 48, "%zu", c);
+        for (size_t s = 0; s < S; s++) snprintf(row[2 + s], 48, "%.3f", acc[s * C + c]);
+        if (pixels) snprintf(row[cols - 1], 48, "%.3f", pacc[c]);
+    }
+    html(r, "<details><summary>the probe's test accuracy per class</summary>\n");
+    table(r, "probe_classes", "linear probe: test accuracy of each class's test images (nan: none)", rows, cols, cells);
+    html(r, "</details>\n");
+    free(cells), free(acc), free(pacc);
+}
+
+/* The linear probe's test accuracy per sigma beside the pixels', or the
+ * note saying why it did not run. */
+static void probe_table(report *r, int ncid)
+{
+    int var;
+    char note[256] = "";
+    if (nc_inq_varid(ncid, "probe_test_accuracy", &var) != NC_NOERR) {
+        if (sr_nc_get_text(ncid, NC_GLOBAL, "probe_note", note, sizeof note) == 0) {
+            html(r, "<p>Linear probe: ");
+            escaped(r, note);
+            html(r, "</p>\n");
+        }
+        return;
+    }
+    const size_t S = dim_len(ncid, "sigma");
+    const int pixels = nc_inq_varid(ncid, "pixel_probe_test_accuracy", &var) == NC_NOERR;
+    double *sig = var_doubles(ncid, "sigma", S), *test = var_doubles(ncid, "probe_test_accuracy", S),
+           *train = var_doubles(ncid, "probe_train_accuracy", S),
+           *ptest = var_doubles(ncid, "pixel_probe_test_accuracy", 1),
+           *ptrain = var_doubles(ncid, "pixel_probe_train_accuracy", 1);
+    const int rows = 1 + (int)S + pixels, cols = 3;
+    char(*cells)[48] = SR_MALLOC((size_t)rows * cols * 48, "the probe's table");
+    snprintf(cells[0], 48, "space"), snprintf(cells[1], 48, "test accuracy");
+    snprintf(cells[2], 48, "training accuracy");
+    for (int i = 1; i < rows; i++) {
+        const size_t s = (size_t)i - 1;
+        if (s < S) snprintf(cells[i * cols], 48, "phi, sigma %.4g", sig[s] * 255.0);
+        else snprintf(cells[i * cols], 48, "pixels");
+        snprintf(cells[i * cols + 1], 48, "%.3f", s < S ? test[s] : ptest[0]);
+        snprintf(cells[i * cols + 2], 48, "%.3f", s < S ? train[s] : ptrain[0]);
+    }
+    long long ntrain = 0, ntest = 0;
+    char path[SR_PATH_MAX], caption[160];
+    nc_path(ncid, path, sizeof path);
+    SR_NC(nc_get_att_longlong(ncid, NC_GLOBAL, "probe_train_images", &ntrain), path);
+    SR_NC(nc_get_att_longlong(ncid, NC_GLOBAL, "probe_test_images", &ntest), path);
+    snprintf(caption, sizeof caption,
+             "linear probe: test accuracy (logistic regression trained on %lld images, tested on %lld others; sigma in "
+             "0-255 units)", ntrain, ntest);
+    table(r, "probe", caption, rows, cols, cells);
+    probe_classes(r, ncid, S, sig, pixels);
+    free(cells), free(sig), free(test), free(train), free(ptest), free(ptrain);
+}
+
 int sigma_index(int ncid, double sigma)
 {
     const size_t n = dim_len(ncid, "sigma");
@@ -607,6 +678,7 @@ static void build(report *r, const char *model, double seconds)
     if (clusters_id >= 0) {
         html(r, "<h2>What phi groups together</h2>\n");
         measures(r, clusters_id);
+        probe_table(r, clusters_id);
     }
     sr_report_findings(r, stats_id);
     /* each sigma of either file, looked up by value in both */

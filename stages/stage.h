@@ -33,8 +33,8 @@
  * output of an older version is made again after an upgrade. */
 #define SR_DENOISE_FORMAT_VERSION 1
 #define SR_STATS_FORMAT_VERSION 2
-#define SR_CLUSTERS_FORMAT_VERSION 2
-#define SR_REPORT_FORMAT_VERSION 3 /* 2: quoted CSV, the map of phi; 3: the findings checked */
+#define SR_CLUSTERS_FORMAT_VERSION 3 /* 3: the linear probe */
+#define SR_REPORT_FORMAT_VERSION 3 /* 2: quoted CSV, the map of phi; 3: the findings checked, the probe */
 
 typedef int (*sr_stage_fn)(const semrep_conf *conf, semrep_comm *comm);
 

@@ -87,6 +87,13 @@ typedef struct semrep_conf {
         int pixel_dims;               /* pixel baseline: random projection to this many dimensions above it */
     } cluster;
     struct {
+        bool enabled;                 /* the cluster stage's linear probe */
+        double test_share;            /* the share of each class held out for testing */
+        double lambda;                /* L2 strength: mean cross-entropy + lambda/2 |W|^2 */
+        int iterations;               /* L-BFGS iterations at most */
+        double tolerance;             /* stop when every gradient component is below this */
+    } probe;
+    struct {
         char sampler[16], mask[16];
         int ntargets, targets[256], random, nclusters, clusters[256], cluster_k;
         double cluster_sigma, mask_sigma;

@@ -76,6 +76,10 @@ if [ -n "$browser" ]; then
                  "phi at sigma 0 of 255" "phi at sigma 51 of 255" "Samples of p(x | phi)"; do
     check "the browser shows the section \"$section\"" 'grep -qF "$section" <<<"$result"'
   done
+  probe_rows=$(sed -n 's/^PROBE //p' <<<"$result" | sed 's|</pre>.*||')
+  check "the browser shows the linear probe's table, phi at both sigmas beside the pixels: $probe_rows" \
+    'grep -Eq "^space,test accuracy,training accuracy(;phi, sigma [0-9.]+,[01]\.[0-9]{3},[01]\.[0-9]{3}){2};pixels,[01]\.[0-9]{3},[01]\.[0-9]{3}$" \
+       <<<"$probe_rows"'
   rm -f "$probe" "$work/night/report/browser-check.js"
   mkdir -p "$shots"
   timeout 120 "$browser" "${flags[@]}" --window-size=1100,2600 --hide-scrollbars \

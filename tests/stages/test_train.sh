@@ -87,11 +87,12 @@ expect 0 "train: the model is .*checkpoint.nc; not training" -- "$semrep" run "$
 check "a second run skips what is up to date" 'grep -q "stats: up to date" "$work/out" && grep -q "phi.nc is up to date" "$work/out" && grep -q "report: up to date" "$work/out"'
 expect 0 "stats: 64 images" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\"" --set stats.active_threshold=0.2
 # a clusters.nc of an older format_version is out of date, whatever its record says
-ncdump "$work/run/clusters.nc" | sed 's/:format_version = 2 ;/:format_version = 1 ;/' >"$work/clusters-v1.cdl"
-ncgen -k nc4 -o "$work/run/clusters.nc" "$work/clusters-v1.cdl"
+ncdump "$work/run/clusters.nc" | sed 's/:format_version = 3 ;/:format_version = 2 ;/' >"$work/clusters-v2.cdl"
+ncgen -k nc4 -o "$work/run/clusters.nc" "$work/clusters-v2.cdl"
 expect 0 "cluster: 64 images" -- "$semrep" run "$conf" --set "output_dir=\"$work/run\"" --set stats.active_threshold=0.2
-check "the older clusters.nc is made again, at version 2, and stats stays up to date" \
-  'ncdump -h "$work/run/clusters.nc" | grep -q ":format_version = 2 ;" && grep -q "stats: up to date" "$work/out"'
+check "the older clusters.nc is made again, at version 3, and stats stays up to date" \
+  'grep -q ":format_version = 2 ;" "$work/clusters-v2.cdl" && ncdump -h "$work/run/clusters.nc" | grep -q ":format_version = 3 ;" &&
+   grep -q "stats: up to date" "$work/out"'
 
 # The report: a page whose every link is a file beside it (no network), with
 # its tables as CSV and its plots drawn.

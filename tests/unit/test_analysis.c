@@ -377,7 +377,7 @@ static void test_exact_neighbours(void)
         long long queries = 0, *query = read_var(path, "query_index", NC_INT64, 120);
         int version = 0, all = 1;
         read_attrs(path, search, sizeof search, &queries, &version);
-        CU_ASSERT(!strcmp(search, "exact") && queries == 120 && version == 2);
+        CU_ASSERT(!strcmp(search, "exact") && queries == 120 && version == 3);
         for (int i = 0; i < 120; i++) all &= query[i] == i;
         CU_ASSERT(all);
         check_queries(path, 120, query);
@@ -402,7 +402,7 @@ static void test_sampled_neighbours(void)
                   *query1 = read_var(alone, "query_index", NC_INT64, 30);
         int version = 0, ordered = 1, *assign = read_var(path, "assignment", NC_INT, 120);
         read_attrs(path, search, sizeof search, &queries, &version);
-        CU_ASSERT(!strcmp(search, "sampled") && queries == 30 && version == 2);
+        CU_ASSERT(!strcmp(search, "sampled") && queries == 30 && version == 3);
         for (int q = 0; q < 30; q++) ordered &= query[q] >= (q ? query[q - 1] + 1 : 0) && query[q] < 120 && query[q] == query1[q];
         CU_ASSERT(ordered);
         CU_ASSERT(query[29] > 29); /* a sample, not the first images */
