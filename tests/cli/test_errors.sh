@@ -64,6 +64,11 @@ expect 1 "dataset.size: images of 36x36 do not fit a UNet with 3 poolings: .*mul
 expect 1 "dataset.size = 4 is out of range \[8, 4096\]" -- info --set dataset.size=4
 expect 1 "train.sigma_min = 0.5 is above train.sigma_max = 0.2" -- info --set train.sigma_min=0.5 --set train.sigma_max=0.2
 expect 1 'dataset.file is empty: kind "netcdf" needs the file' -- info --set 'dataset.kind="netcdf"'
+# docs/architecture.md: training a batch-norm model is refused before any step
+expect 1 'model.norm = "batch": training a batch-norm model is not built yet' -- \
+  "$semrep" stage train "$top/conf/tiny-test.conf" --set "output_dir=\"$work/bn\"" --set 'model.norm="batch"'
+check "the refused training left no model, state or curve" \
+  '! ls "$work/bn" 2>/dev/null | grep -Eq "checkpoint|train-state|train-curve"'
 # a relative path given with --set starts in the folder the command ran in
 cp "$top/conf/models/fashion-mnist.nc" "$work/m.nc"
 expect 0 "checkpoint: $work/m.nc, matches the conf, verified" -- info --set 'model.checkpoint="m.nc"'
