@@ -397,6 +397,13 @@ int stage_train(const semrep_conf *conf, semrep_comm *comm)
     sr_trainer *t;
     char err[1024] = "", model[SR_PATH_MAX + 32];
     const char *names[3];
+    /* docs/architecture.md: batch norm's training mode is not built (only
+     * its inference form, with running_sd), so such a model is not trained */
+    if (!strcmp(conf->model.norm, "batch"))
+        return sr_comm_error(comm, 1,
+                             "model.norm = \"batch\": training a batch-norm model is not built yet (docs/architecture.md); "
+                             "train with model.norm = \"layer\", or convert a model trained elsewhere "
+                             "(pipeline/io/convert_checkpoint.py)");
     sr_model_checkpoint_path(conf, model, sizeof model);
     if (sr_outputs_ours(conf, comm, names, outputs(conf, model, names))) return 1;
     /* ours before anything is written: a run killed before its first

@@ -79,8 +79,9 @@ int sr_args_int(const sr_args *a, const char *name, int fallback, int *out, char
     const char *v = sr_args_get(a, name);
     char *end = NULL;
     const long value = v ? strtol(v, &end, 10) : fallback;
-    if (v && (end == v || *end || value < -2147483647L || value > 2147483647L))
-        return sr_report(err, errlen, "%s %s is not an integer", name, v);
+    if (v && (end == v || *end)) return sr_report(err, errlen, "%s %s is not an integer", name, v);
+    if (v && (value < -2147483647L || value > 2147483647L))
+        return sr_report(err, errlen, "%s %s is out of range", name, v);
     *out = (int)value;
     return 0;
 }

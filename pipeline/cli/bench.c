@@ -30,7 +30,7 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
         sr_args_int(&args, "--threads", -1, &threads, err, sizeof err) ||
         sr_args_double(&args, "--seconds", 2.0, &seconds, err, sizeof err))
         return sr_comm_error(comm, SR_EXIT_USAGE, "semrep bench: %s", err);
-    if (batch < 1 || batch > 65536 || threads < -1 || !(seconds > 0 && seconds < 3600))
+    if (batch < 1 || batch > 65536 || (sr_args_get(&args, "--threads") && threads < 0) || !(seconds > 0 && seconds < 3600))
         return sr_comm_error(comm, SR_EXIT_USAGE, "semrep bench: --batch 1..65536, --threads >= 0, --seconds in (0, 3600)");
     semrep_conf conf;
     if ((status = sr_cli_conf(args.npositional ? args.positional[0] : NULL, &args, comm, &conf))) return status;

@@ -3,8 +3,12 @@
 # errors naming the thing, and the benchmark's table on one and two ranks.
 set -u
 semrep=$(realpath "$1")
-conf=$(dirname "$0")/../../conf/fashion-mnist.conf
-. "$(dirname "$0")/../lib.sh"
+top=$(cd "$(dirname "$0")/../.." && pwd)
+conf=$top/conf/fashion-mnist.conf
+. "$top/tests/lib.sh"
+# in the work folder: a relative output_dir (the conf's runs/...) lands
+# there and goes with it, never in the build tree
+cd "$work" || exit 1
 
 expect 2 "^usage: semrep COMMAND" -- "$semrep"
 expect 0 "bench \[CONF\]" -- "$semrep" --help
@@ -17,7 +21,7 @@ expect 1 "cannot read the conf x.conf" -- "$semrep" stage phi x.conf
 expect 2 "unknown stage 'phy'" -- "$semrep" stage phy x.conf
 
 # Confs and files: what they hold, and bad ones refused with one line.
-fixtures=$(dirname "$0")/../fixtures
+fixtures=$top/tests/fixtures
 expect 0 "2507489 parameters" -- "$semrep" info "$conf"
 expect 0 "checksum b39ea6d768966418 \(verified\)" -- "$semrep" info "$fixtures/converted_tiny.nc"
 expect 1 "has in_channels = 3 but the conf's model.in_channels is 1" -- \

@@ -30,7 +30,8 @@ typedef struct {
     sr_record *records;
 } sr_fixture;
 
-/* Loads SEMREP_FIXTURES/<file>; a CUnit failure and NULL if it cannot. */
+/* Loads SEMREP_FIXTURES/<file> (or <file> itself when it starts with /); a
+ * CUnit failure and NULL if it cannot. */
 sr_fixture *sr_fixture_load(const char *file);
 const sr_record *sr_fixture_get(const sr_fixture *fx, const char *name);
 void sr_fixture_free(sr_fixture *fx);
