@@ -25,6 +25,7 @@
 #include "io/nc.h"
 #include "io/outdir.h"
 #include "stages/data.h"
+#include "stages/clusters_file.h"
 #include "stages/kmeans.h"
 #include "stages/measures.h"
 #include "stages/model.h"
@@ -50,7 +51,6 @@ typedef struct {
 } space_result;
 
 /* A space's variables in clusters.nc (the order of define_space). */
-enum { V_INERTIA, V_NMI, V_PURITY, V_ARI, V_WITHIN, V_ACROSS, V_ASSIGN, V_SIZE, V_MEMBERS, V_NBR, V_NBR_D, V_KNN, V_N };
 
 typedef struct {
     const semrep_conf *conf;
@@ -67,7 +67,7 @@ typedef struct {
     int nsig, sig_index[SR_MAX_SIGMAS];
     sr_dataset *ds;      /* the pixels' data set, when cluster.pixels */
     int pixel_source, pixel_dim; /* pixels per image, and the dimensions clustered (projected when fewer) */
-    int ncid, v_query, v_phi[V_N], v_pix[V_N];
+    int ncid, v_query, v_phi[SR_CLUSTERS_N], v_pix[SR_CLUSTERS_N];
     sr_probe probe;
     char tmp[SR_PATH_MAX + 48], path[SR_PATH_MAX + 32];
 } cluster_run;
@@ -237,52 +237,10 @@ static void knn_votes(const int *nbr, int nn, const int *labels, const long long
 
 /* ---- the file ------------------------------------------------------------- */
 
-static int def(int ncid, const char *name, nc_type type, int ndims, const int *dims, const char *meaning, const char *f)
+static void define_space(int ncid, const char *prefix, const char *lead, int *v, const char *f)
 {
-    int var;
-    SR_NC(nc_def_var(ncid, name, type, ndims, dims, &var), f);
-    sr_nc_put_text(ncid, var, "meaning", meaning, f);
-    return var;
-}
-
-/* The variables of a space: per sigma (with the sigma dimension first) or the pixels. */
-static void define_space(int ncid, const char *prefix, int d_sigma, const int *d, int *v, const char *f)
-{
-    /* d: k, image, cluster, member, query, neighbour, knn */
-    const int o = d_sigma >= 0;
-    int dims[4] = {d_sigma, d[0], 0, 0};
-    char name[64];
-    const char *scalars[6][2] = {{"inertia", "sum over images of the squared distance to their centre"},
-                                 {"nmi", "normalised mutual information of clusters and labels (arithmetic mean of entropies)"},
-                                 {"purity", "share of images in their cluster's most common label"},
-                                 {"ari", "adjusted Rand index of clusters and labels"},
-                                 {"jaccard_within", "mean Jaccard overlap of phi's active sets, pairs in one cluster"},
-                                 {"jaccard_across", "mean Jaccard overlap of phi's active sets, pairs in two clusters"}};
-    for (int i = 0; i < 6; i++) {
-        snprintf(name, sizeof name, "%s%s", prefix, scalars[i][0]);
-        v[V_INERTIA + i] = def(ncid, name, NC_DOUBLE, 1 + o, dims + 1 - o, scalars[i][1], f);
-    }
-    dims[2] = d[1];
-    snprintf(name, sizeof name, "%sassignment", prefix);
-    v[V_ASSIGN] = def(ncid, name, NC_INT, 2 + o, dims + 1 - o, "each image's cluster", f);
-    dims[2] = d[2];
-    snprintf(name, sizeof name, "%scluster_size", prefix);
-    v[V_SIZE] = def(ncid, name, NC_INT, 2 + o, dims + 1 - o, "images per cluster (0 beyond K)", f);
-    dims[3] = d[3];
-    snprintf(name, sizeof name, "%smembers", prefix);
-    v[V_MEMBERS] = def(ncid, name, NC_INT64, 3 + o, dims + 1 - o,
-                       "each cluster's images nearest its centre, nearest first (-1: none)", f);
-    int nd[3] = {d_sigma, d[4], d[5]};
-    snprintf(name, sizeof name, "%sneighbours", prefix);
-    v[V_NBR] = def(ncid, name, NC_INT, 2 + o, nd + 1 - o,
-                   "each query's nearest images (query_index), nearest first, itself left out", f);
-    snprintf(name, sizeof name, "%sneighbour_distance", prefix);
-    v[V_NBR_D] = def(ncid, name, NC_FLOAT, 2 + o, nd + 1 - o, "their Euclidean distances", f);
-    int kd[2] = {d_sigma, d[6]};
-    snprintf(name, sizeof name, "%sknn_accuracy", prefix);
-    v[V_KNN] = def(ncid, name, NC_DOUBLE, 1 + o, kd + 1 - o,
-                   "leave-one-out k-NN label accuracy of the queries, k = 1 and 10", f);
-    for (int i = 0; i < V_N; i++) SR_NC(nc_var_par_access(ncid, v[i], NC_INDEPENDENT), f);
+    sr_nc_define_space(ncid, sr_clusters_space_vars, SR_CLUSTERS_N, prefix, lead, v, f);
+    for (int i = 0; i < SR_CLUSTERS_N; i++) SR_NC(nc_var_par_access(ncid, v[i], NC_INDEPENDENT), f);
 }
 
 /* clusters.nc, written by every rank under one temporary name, defined
@@ -294,48 +252,41 @@ static void create_file(cluster_run *r)
     snprintf(r->tmp, sizeof r->tmp, "%s.tmp.writing", r->path); /* the same name on every rank */
     if (r->comm->rank == 0) sr_temp_add(r->tmp); /* rank 0 commits it */
     const char *tmp = r->tmp;
-    int ncid, version = SR_CLUSTERS_FORMAT_VERSION, d_sigma, d[7];
+    int ncid, version = SR_CLUSTERS_FORMAT_VERSION, dim, fv[SR_CLUSTERS_F_N];
     SR_NC(nc_create_par(tmp, NC_NETCDF4 | NC_CLOBBER, r->comm->world, MPI_INFO_NULL, &ncid), tmp);
     r->ncid = ncid;
     sr_nc_put_text(ncid, NC_GLOBAL, "format", CLUSTERS_FORMAT, tmp);
+    sr_nc_put_text(ncid, NC_GLOBAL, "Conventions", "CF-1.8", tmp);
     sr_nc_put_ints(ncid, NC_GLOBAL, "format_version", &version, 1, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "phi_fingerprint", r->f.fingerprint, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "conf", c->text, tmp);
     sr_nc_put_text(ncid, NC_GLOBAL, "neighbour_search", r->sampled ? "sampled" : "exact", tmp);
     const long long nq = r->nq;
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "knn_queries", NC_INT64, 1, &nq), tmp);
-    SR_NC(nc_def_dim(ncid, "sigma", (size_t)r->nsig, &d_sigma), tmp);
-    SR_NC(nc_def_dim(ncid, "k", (size_t)r->nk, &d[0]), tmp);
-    SR_NC(nc_def_dim(ncid, "image", (size_t)r->images, &d[1]), tmp);
-    SR_NC(nc_def_dim(ncid, "cluster", (size_t)r->kmax, &d[2]), tmp);
-    SR_NC(nc_def_dim(ncid, "member", (size_t)r->nmembers, &d[3]), tmp);
-    SR_NC(nc_def_dim(ncid, "query", (size_t)r->nq, &d[4]), tmp);
-    SR_NC(nc_def_dim(ncid, "neighbour", (size_t)r->nn, &d[5]), tmp);
-    SR_NC(nc_def_dim(ncid, "knn", KNN_KS, &d[6]), tmp);
-    const int vs = def(ncid, "sigma", NC_DOUBLE, 1, &d_sigma, "pixel units", tmp);
-    const int vk = def(ncid, "k", NC_INT, 1, &d[0], "clusters asked for", tmp);
-    const int vknn = def(ncid, "knn", NC_INT, 1, &d[6], "neighbours voting", tmp);
-    r->v_query = def(ncid, "query_index", NC_INT64, 1, &d[4],
-                     "the images whose neighbours are kept and vote: every image, or the seeded sample", tmp);
-    const int fixed[] = {vs, vk, vknn, r->v_query};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) SR_NC(nc_var_par_access(ncid, fixed[i], NC_INDEPENDENT), tmp);
-    define_space(ncid, "", d_sigma, d, r->v_phi, tmp);
+    const struct { const char *name; size_t len; } dims[] = {
+        {"sigma", (size_t)r->nsig}, {"k", (size_t)r->nk}, {"image", (size_t)r->images}, {"cluster", (size_t)r->kmax},
+        {"member", (size_t)r->nmembers}, {"query", (size_t)r->nq}, {"neighbour", (size_t)r->nn}, {"knn", KNN_KS}};
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++) SR_NC(nc_def_dim(ncid, dims[i].name, dims[i].len, &dim), tmp);
+    sr_nc_define_vars(ncid, sr_clusters_file_vars, SR_CLUSTERS_F_N, "", fv, tmp);
+    for (int i = 0; i < SR_CLUSTERS_F_N; i++) SR_NC(nc_var_par_access(ncid, fv[i], NC_INDEPENDENT), tmp);
+    r->v_query = fv[SR_CLUSTERS_F_QUERY];
+    define_space(ncid, "", "sigma", r->v_phi, tmp);
     if (c->cluster.pixels) {
-        define_space(ncid, "pixel_", -1, d, r->v_pix, tmp);
+        define_space(ncid, "pixel_", NULL, r->v_pix, tmp);
         sr_nc_put_ints(ncid, NC_GLOBAL, "pixel_source_dims", &r->pixel_source, 1, tmp);
         sr_nc_put_ints(ncid, NC_GLOBAL, "pixel_dims", &r->pixel_dim, 1, tmp);
         sr_nc_put_text(ncid, NC_GLOBAL, "pixel_projection",
                        r->pixel_dim < r->pixel_source ? "random +-1 (Achlioptas), seeded" : "none", tmp);
     }
-    sr_probe_define(&r->probe, ncid, d_sigma, d[1], r->f.channels, c->cluster.pixels ? r->pixel_dim : 0, tmp);
+    sr_probe_define(&r->probe, ncid, r->f.channels, c->cluster.pixels ? r->pixel_dim : 0, tmp);
     SR_NC(nc_enddef(ncid), tmp);
     sr_probe_write_split(&r->probe, ncid, tmp);
     if (r->comm->rank == 0) {
         double sig[SR_MAX_SIGMAS];
         for (int s = 0; s < r->nsig; s++) sig[s] = r->f.sigma[r->sig_index[s]];
-        SR_NC(nc_put_var_double(ncid, vs, sig), tmp);
-        SR_NC(nc_put_var_int(ncid, vk, c->cluster.k), tmp);
-        SR_NC(nc_put_var_int(ncid, vknn, knn_k), tmp);
+        SR_NC(nc_put_var_double(ncid, fv[SR_CLUSTERS_F_SIGMA], sig), tmp);
+        SR_NC(nc_put_var_int(ncid, fv[SR_CLUSTERS_F_K], c->cluster.k), tmp);
+        SR_NC(nc_put_var_int(ncid, fv[SR_CLUSTERS_F_KNN], knn_k), tmp);
         if (r->sampled) SR_NC(nc_put_var_longlong(ncid, r->v_query, r->queries), tmp);
     }
     if (!r->sampled && r->end > r->first) { /* every image is a query: each rank its own */
@@ -353,9 +304,9 @@ static void write_scalars(const cluster_run *r, int s, const space_result *x)
     const int *v = s >= 0 ? r->v_phi : r->v_pix;
     const size_t o = s >= 0 ? 1 : 0, start[2] = {(size_t)(s >= 0 ? s : 0), 0}, count[2] = {1, (size_t)r->nk};
     const double *rows[6] = {x->inertia, x->nmi, x->purity, x->ari, x->within, x->across};
-    for (int i = 0; i < 6; i++) SR_NC(nc_put_vara_double(r->ncid, v[V_INERTIA + i], start + 1 - o, count + 1 - o, rows[i]), r->tmp);
+    for (int i = 0; i < 6; i++) SR_NC(nc_put_vara_double(r->ncid, v[SR_CLUSTERS_INERTIA + i], start + 1 - o, count + 1 - o, rows[i]), r->tmp);
     const size_t kc[2] = {1, KNN_KS};
-    SR_NC(nc_put_vara_double(r->ncid, v[V_KNN], start + 1 - o, kc + 1 - o, x->knn), r->tmp);
+    SR_NC(nc_put_vara_double(r->ncid, v[SR_CLUSTERS_KNN], start + 1 - o, kc + 1 - o, x->knn), r->tmp);
 }
 
 /* Rows first .. first + count of a space's neighbour lists (distances squared). */
@@ -367,8 +318,8 @@ static void write_neighbours(const cluster_run *r, int s, long first, long count
                  cnt[3] = {1, (size_t)count, (size_t)r->nn};
     float *d = SR_MALLOC(sizeof(float) * (size_t)count * r->nn, "distances");
     for (size_t i = 0; i < (size_t)count * r->nn; i++) d[i] = sqrtf(d2[i]);
-    SR_NC(nc_put_vara_int(r->ncid, v[V_NBR], start + 1 - o, cnt + 1 - o, idx), r->tmp);
-    SR_NC(nc_put_vara_float(r->ncid, v[V_NBR_D], start + 1 - o, cnt + 1 - o, d), r->tmp);
+    SR_NC(nc_put_vara_int(r->ncid, v[SR_CLUSTERS_NBR], start + 1 - o, cnt + 1 - o, idx), r->tmp);
+    SR_NC(nc_put_vara_float(r->ncid, v[SR_CLUSTERS_NBR_D], start + 1 - o, cnt + 1 - o, d), r->tmp);
     free(d);
 }
 
@@ -459,7 +410,7 @@ static void analyse(cluster_run *r, int s, const float *rows, int dim, const uin
         out->inertia[q] = km.inertia;
         if (mine) {
             const size_t start[3] = {slot, (size_t)q, (size_t)r->first}, count[3] = {1, 1, (size_t)mine};
-            SR_NC(nc_put_vara_int(r->ncid, v[V_ASSIGN], start + 1 - o, count + 1 - o, km.assign), r->tmp);
+            SR_NC(nc_put_vara_int(r->ncid, v[SR_CLUSTERS_ASSIGN], start + 1 - o, count + 1 - o, km.assign), r->tmp);
         }
         /* sizes, then the clusters x labels table */
         memset(counts, 0, sizeof(double) * (size_t)r->kmax * (1 + classes));
@@ -477,8 +428,8 @@ static void analyse(cluster_run *r, int s, const float *rows, int dim, const uin
             for (int c = 0; c < r->kmax; c++) sizes[c] = (int)counts[c];
             const size_t start[4] = {slot, (size_t)q, 0, 0}, cs[3] = {1, 1, (size_t)r->kmax},
                          cm[4] = {1, 1, (size_t)r->kmax, (size_t)r->nmembers};
-            SR_NC(nc_put_vara_int(r->ncid, v[V_SIZE], start + 1 - o, cs + 1 - o, sizes), r->tmp);
-            SR_NC(nc_put_vara_longlong(r->ncid, v[V_MEMBERS], start + 1 - o, cm + 1 - o, mem), r->tmp);
+            SR_NC(nc_put_vara_int(r->ncid, v[SR_CLUSTERS_SIZE], start + 1 - o, cs + 1 - o, sizes), r->tmp);
+            SR_NC(nc_put_vara_longlong(r->ncid, v[SR_CLUSTERS_MEMBERS], start + 1 - o, cm + 1 - o, mem), r->tmp);
             out->nmi[q] = classes ? sr_nmi(table, k, classes) : NAN;
             out->purity[q] = classes ? sr_purity(table, k, classes) : NAN;
             out->ari[q] = classes ? sr_ari(table, k, classes) : NAN;

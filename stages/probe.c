@@ -75,53 +75,47 @@ void sr_probe_plan(sr_probe *p, const semrep_conf *conf, const int *labels, long
 
 /* ---- the file ------------------------------------------------------------ */
 
-static int define(int ncid, const char *prefix, const char *name, nc_type type, int ndims, const int *dims,
-                  const char *meaning, const char *file)
+/* A space's probe variables, in the order of SR_PROBE_*: phi's with the
+ * sigma dimension first, the pixels' prefixed pixel_ without it; the
+ * weights' features along `channel` (phi) or `pixel_feature`, set by define_space. */
+static const sr_nc_var probe_vars[SR_PROBE_VARS] = {
+    {"probe_test_accuracy", NC_DOUBLE, "", NULL, "the probe's accuracy on the test part"},
+    {"probe_train_accuracy", NC_DOUBLE, "", NULL, "the probe's accuracy on the training part"},
+    {"probe_class_accuracy", NC_DOUBLE, "class", NULL, "the probe's test accuracy per class (NaN: no test image of the class)"},
+    {"probe_loss", NC_DOUBLE, "", NULL, "the objective at the end: mean cross-entropy of the training part + lambda/2 |W|^2"},
+    {"probe_iterations", NC_INT, "", NULL, "L-BFGS iterations taken"},
+    {"probe_weights", NC_DOUBLE, "channel class", NULL, "W: logits = z W + b, z the standardised features"},
+    {"probe_bias", NC_DOUBLE, "class", NULL, "b (summing to 0)"},
+};
+
+static void define_space(int ncid, const char *prefix, const char *lead, const char *feature, int *v, const char *file)
 {
-    char full[64];
-    int var;
-    snprintf(full, sizeof full, "%s%s", prefix, name);
-    SR_NC(nc_def_var(ncid, full, type, ndims, dims, &var), file);
-    sr_nc_put_text(ncid, var, "meaning", meaning, file);
-    SR_NC(nc_var_par_access(ncid, var, NC_INDEPENDENT), file);
-    return var;
+    sr_nc_var rows[SR_PROBE_VARS];
+    char weights_dims[64];
+    memcpy(rows, probe_vars, sizeof rows);
+    snprintf(weights_dims, sizeof weights_dims, "%s class", feature);
+    rows[SR_PROBE_W].dims = weights_dims;
+    sr_nc_define_space(ncid, rows, SR_PROBE_VARS, prefix, lead, v, file);
+    for (int i = 0; i < SR_PROBE_VARS; i++) SR_NC(nc_var_par_access(ncid, v[i], NC_INDEPENDENT), file);
 }
 
-/* A space's variables: with d_sigma first (phi), or without (d_sigma < 0). */
-static void define_space(int ncid, const char *prefix, int d_sigma, int d_feature, int d_class, int *v,
-                         const char *file)
-{
-    const int o = d_sigma >= 0, dims[3] = {d_sigma, d_feature, d_class}, dc[2] = {d_sigma, d_class};
-    v[SR_PROBE_TEST] = define(ncid, prefix, "probe_test_accuracy", NC_DOUBLE, o, dims,
-                              "the probe's accuracy on the test part", file);
-    v[SR_PROBE_TRAIN] = define(ncid, prefix, "probe_train_accuracy", NC_DOUBLE, o, dims,
-                               "the probe's accuracy on the training part", file);
-    v[SR_PROBE_CLASS] = define(ncid, prefix, "probe_class_accuracy", NC_DOUBLE, 1 + o, dc + 1 - o,
-                               "the probe's test accuracy per class (NaN: no test image of the class)", file);
-    v[SR_PROBE_LOSS] = define(ncid, prefix, "probe_loss", NC_DOUBLE, o, dims,
-                              "the objective at the end: mean cross-entropy of the training part + lambda/2 |W|^2", file);
-    v[SR_PROBE_ITER] = define(ncid, prefix, "probe_iterations", NC_INT, o, dims, "L-BFGS iterations taken", file);
-    v[SR_PROBE_W] = define(ncid, prefix, "probe_weights", NC_DOUBLE, 2 + o, dims + 1 - o,
-                           "W: logits = z W + b, z the standardised features", file);
-    v[SR_PROBE_B] = define(ncid, prefix, "probe_bias", NC_DOUBLE, 1 + o, dc + 1 - o, "b (summing to 0)", file);
-}
-
-void sr_probe_define(sr_probe *p, int ncid, int d_sigma, int d_image, int channels, int pixel_dim, const char *file)
+void sr_probe_define(sr_probe *p, int ncid, int channels, int pixel_dim, const char *file)
 {
     const semrep_conf *c = p->conf;
     if (!p->on) {
         sr_nc_put_text(ncid, NC_GLOBAL, "probe_note", p->note, file);
         return;
     }
-    int d_class, d_channel, d_pixel;
-    SR_NC(nc_def_dim(ncid, "class", (size_t)p->classes, &d_class), file);
-    SR_NC(nc_def_dim(ncid, "channel", (size_t)channels, &d_channel), file);
-    p->v_split = define(ncid, "", "probe_split", NC_BYTE, 1, &d_image, "0: training part, 1: test part, -1: no label",
-                        file);
-    define_space(ncid, "", d_sigma, d_channel, d_class, p->v_phi, file);
+    int dim;
+    SR_NC(nc_def_dim(ncid, "class", (size_t)p->classes, &dim), file);
+    SR_NC(nc_def_dim(ncid, "channel", (size_t)channels, &dim), file);
+    static const sr_nc_var split = {"probe_split", NC_BYTE, "image", NULL, "0: training part, 1: test part, -1: no label"};
+    sr_nc_define_vars(ncid, &split, 1, "", &p->v_split, file);
+    SR_NC(nc_var_par_access(ncid, p->v_split, NC_INDEPENDENT), file);
+    define_space(ncid, "", "sigma", "channel", p->v_phi, file);
     if (pixel_dim) {
-        SR_NC(nc_def_dim(ncid, "pixel_feature", (size_t)pixel_dim, &d_pixel), file);
-        define_space(ncid, "pixel_", -1, d_pixel, d_class, p->v_pix, file);
+        SR_NC(nc_def_dim(ncid, "pixel_feature", (size_t)pixel_dim, &dim), file);
+        define_space(ncid, "pixel_", NULL, "pixel_feature", p->v_pix, file);
     }
     const long long sizes[3] = {p->train, p->test, c->seed};
     SR_NC(nc_put_att_longlong(ncid, NC_GLOBAL, "probe_train_images", NC_INT64, 1, &sizes[0]), file);

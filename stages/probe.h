@@ -48,9 +48,9 @@ typedef struct {
 void sr_probe_plan(sr_probe *p, const semrep_conf *conf, const int *labels, long images, int classes, long first,
                    long end);
 /* The probe's dimensions, variables and attributes in clusters.nc (in
- * define mode), or its note when it does not run. d_sigma, d_image: the
- * file's dimensions; channels: phi's; pixel_dim: the pixel rows' (0: none). */
-void sr_probe_define(sr_probe *p, int ncid, int d_sigma, int d_image, int channels, int pixel_dim, const char *file);
+ * define mode, its sigma and image dimensions defined), or its note when it
+ * does not run. channels: phi's; pixel_dim: the pixel rows' (0: none). */
+void sr_probe_define(sr_probe *p, int ncid, int channels, int pixel_dim, const char *file);
 /* After the definitions: this rank's images' part of the split. */
 void sr_probe_write_split(const sr_probe *p, int ncid, const char *file);
 /* Trains and measures the probe on this rank's rows (count x dim) of sigma

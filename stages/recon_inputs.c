@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/rng.h"
 #include "io/nc.h"
+#include "stages/clusters_file.h"
 #include "stages/phi_file.h"
 #include "stages/stats_file.h"
 
@@ -56,36 +57,49 @@ int sr_recon_mask(const semrep_conf *c, int kmid, float **mask, int *masked, cha
     return rc;
 }
 
+/* clusters.nc's sigma and K values, each variable checked against the
+ * file's table and bounded; -1 with err. */
+static int cluster_keys(int ncid, const char *path, int *v, double *sig, size_t *S, int *ks, size_t *nk, char *err,
+                        size_t errlen)
+{
+    int dim;
+    if (sr_nc_find_vars(ncid, sr_clusters_file_vars, SR_CLUSTERS_F_N, "sigma k", v, path, err, errlen)) return -1;
+    *S = *nk = 0;
+    if (nc_inq_dimid(ncid, "sigma", &dim) || nc_inq_dimlen(ncid, dim, S) || nc_inq_dimid(ncid, "k", &dim) ||
+        nc_inq_dimlen(ncid, dim, nk) || *S > SR_MAX_SIGMAS || *nk > 64 ||
+        nc_get_var_double(ncid, v[SR_CLUSTERS_F_SIGMA], sig) || nc_get_var_int(ncid, v[SR_CLUSTERS_F_K], ks))
+        SR_BAD("%s: its sigma and k variables cannot be read (or hold more than %d and 64 values); run the cluster stage again",
+               path, SR_MAX_SIGMAS);
+    return 0;
+}
+
 static int cluster_members(const semrep_conf *c, const sr_dataset *ds, sr_recon_target *tg, char *err, size_t errlen)
 {
     char path[SR_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/clusters.nc", c->output_dir);
-    int ncid, var, dim, ks[64] = {0};
-    size_t S = 0, nk = 0, kmax = 0, m = 0;
+    int ncid, dim, ks[64] = {0}, v[SR_CLUSTERS_F_N], sv[SR_CLUSTERS_N];
+    size_t S = 0, nk = 0, m = 0;
     double sig[SR_MAX_SIGMAS];
     if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR)
         return sr_report(err, errlen, "reconstruct.clusters needs %s; run the cluster stage first", path);
-    if (sr_made_from_phi(c->output_dir, "clusters.nc", err, errlen)) return nc_close(ncid), -1;
-    nc_inq_dimid(ncid, "sigma", &dim), nc_inq_dimlen(ncid, dim, &S);
-    nc_inq_dimid(ncid, "k", &dim), nc_inq_dimlen(ncid, dim, &nk);
-    nc_inq_dimid(ncid, "cluster", &dim), nc_inq_dimlen(ncid, dim, &kmax);
-    nc_inq_dimid(ncid, "member", &dim), nc_inq_dimlen(ncid, dim, &m);
-    nc_inq_varid(ncid, "sigma", &var), nc_get_var_double(ncid, var, sig);
-    nc_inq_varid(ncid, "k", &var), nc_get_var_int(ncid, var, ks);
+    if (sr_made_from_phi(c->output_dir, "clusters.nc", err, errlen) ||
+        cluster_keys(ncid, path, v, sig, &S, ks, &nk, err, errlen) ||
+        sr_nc_find_space(ncid, sr_clusters_space_vars, SR_CLUSTERS_N, "", "sigma", "members", sv, path, err, errlen))
+        return nc_close(ncid), -1;
+    if (nc_inq_dimid(ncid, "member", &dim) == NC_NOERR) nc_inq_dimlen(ncid, dim, &m);
     int s = -1, q = c->reconstruct.cluster_k ? -1 : 0;
     for (size_t i = 0; i < S; i++)
         if (fabs(sig[i] - c->reconstruct.cluster_sigma) < 1e-9) s = (int)i;
     for (size_t i = 0; i < nk && q < 0; i++)
         if (ks[i] == c->reconstruct.cluster_k) q = (int)i;
-    if (s < 0 || q < 0 || tg->id >= ks[q]) {
+    if (s < 0 || q < 0 || !nk || tg->id >= ks[q]) {
         nc_close(ncid);
         return sr_report(err, errlen, "%s has no cluster %ld at sigma %g with K = %d (reconstruct.clusters, cluster_sigma, cluster_k)",
-                         path, tg->id, c->reconstruct.cluster_sigma, q < 0 ? c->reconstruct.cluster_k : ks[q]);
+                         path, tg->id, c->reconstruct.cluster_sigma, q < 0 || !nk ? c->reconstruct.cluster_k : ks[q]);
     }
     long long members[SR_RECON_MAX_MEMBERS];
     const size_t start[4] = {(size_t)s, (size_t)q, (size_t)tg->id, 0}, count[4] = {1, 1, 1, m < SR_RECON_MAX_MEMBERS ? m : SR_RECON_MAX_MEMBERS};
-    nc_inq_varid(ncid, "members", &var);
-    const int rc = nc_get_vara_longlong(ncid, var, start, count, members);
+    const int rc = nc_get_vara_longlong(ncid, sv[SR_CLUSTERS_MEMBERS], start, count, members);
     nc_close(ncid);
     if (rc != NC_NOERR) return sr_report(err, errlen, "%s: cannot read the members of cluster %ld", path, tg->id);
     tg->nimages = 0;

@@ -148,6 +148,40 @@ void sr_nc_define_vars(int ncid, const sr_nc_var *vars, int n, const char *leave
     }
 }
 
+/* A space's row: the name prefixed, the lead dimension first. */
+static sr_nc_var space_row(const sr_nc_var *var, const char *prefix, const char *lead, char *name, char *dims,
+                           const char *file)
+{
+    SR_CHECK(snprintf(name, NC_MAX_NAME + 1, "%s%s", prefix, var->name) <= NC_MAX_NAME &&
+                 snprintf(dims, 256, "%s%s%s", lead ? lead : "", lead && var->dims[0] ? " " : "", var->dims) < 256,
+             "%s: the variable %s%s's name or dimensions are too long (a bug in semrep)", file, prefix, var->name);
+    sr_nc_var row = *var;
+    row.name = name, row.dims = dims;
+    return row;
+}
+
+void sr_nc_define_space(int ncid, const sr_nc_var *vars, int n, const char *prefix, const char *lead, int *ids,
+                        const char *file)
+{
+    for (int i = 0; i < n; i++) {
+        char name[NC_MAX_NAME + 1], dims[256];
+        const sr_nc_var row = space_row(&vars[i], prefix, lead, name, dims, file);
+        sr_nc_define_vars(ncid, &row, 1, "", &ids[i], file);
+    }
+}
+
+int sr_nc_find_space(int ncid, const sr_nc_var *vars, int n, const char *prefix, const char *lead, const char *required,
+                     int *ids, const char *file, char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++) {
+        char name[NC_MAX_NAME + 1], dims[256];
+        const sr_nc_var row = space_row(&vars[i], prefix, lead, name, dims, file);
+        if (sr_nc_find_vars(ncid, &row, 1, listed(required, vars[i].name) ? name : "", &ids[i], file, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
 static bool listed(const char *list, const char *name)
 {
     const size_t n = strlen(name);

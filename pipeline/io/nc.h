@@ -41,6 +41,18 @@ typedef struct {
  * the optional variables named in leave_out (space-separated; ids[i] = -1).
  * The rows' dimensions must be defined. */
 void sr_nc_define_vars(int ncid, const sr_nc_var *vars, int n, const char *leave_out, int *ids, const char *file);
+/* The same rows for one "space" of a file: each variable named prefix +
+ * row name, with the lead dimension (e.g. "sigma"; NULL: none) before the
+ * row's dimensions. clusters.nc holds phi's space (per sigma) and the
+ * pixels' ("pixel_", without sigma) from one table. */
+void sr_nc_define_space(int ncid, const sr_nc_var *vars, int n, const char *prefix, const char *lead, int *ids,
+                        const char *file);
+
+/* sr_nc_find_vars for one space's rows (named and dimensioned as
+ * sr_nc_define_space makes them); `required` names rows without the prefix. */
+int sr_nc_find_space(int ncid, const sr_nc_var *vars, int n, const char *prefix, const char *lead, const char *required,
+                     int *ids, const char *file, char *err, size_t errlen);
+
 /* Finds each row's variable (ids[i], or -1 when absent) and checks that a
  * present one has the row's type and dimensions; -1 with err naming the
  * file and the variable when one does not, and when a `required` row
