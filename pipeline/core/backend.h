@@ -157,131 +157,161 @@ struct sr_backend {
 
 /* The calls everything above core/ makes, one per operation. */
 static inline const char *sr_be_name(const sr_backend *be) { return be->ops->name; }
+
 static inline bool sr_be_host_memory(const sr_backend *be) { return be->ops->host_memory; }
+
 static inline void sr_be_describe(const sr_backend *be, char *text, size_t len)
 {
     be->ops->describe(be, text, len);
 }
+
 static inline void *sr_be_alloc(const sr_backend *be, size_t bytes)
 {
     return be->ops->alloc(be, bytes);
 }
+
 static inline void sr_be_release(const sr_backend *be, void *p)
 {
     be->ops->release(be, p);
 }
+
 static inline void sr_be_to_device(const sr_backend *be, void *dst, const void *host_src, size_t bytes)
 {
     be->ops->to_device(be, dst, host_src, bytes);
 }
+
 static inline void sr_be_to_host(const sr_backend *be, void *host_dst, const void *src, size_t bytes)
 {
     be->ops->to_host(be, host_dst, src, bytes);
 }
+
 static inline void sr_be_zero(const sr_backend *be, void *p, size_t bytes)
 {
     be->ops->zero(be, p, bytes);
 }
+
 static inline void sr_be_sync(const sr_backend *be)
 {
     be->ops->sync(be);
 }
+
 static inline void sr_be_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     be->ops->gemm(be, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
 static inline void sr_be_nchw_to_cnhw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
 {
     be->ops->nchw_to_cnhw(be, src, n, c, hw, dst);
 }
+
 static inline void sr_be_cnhw_to_nchw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
 {
     be->ops->cnhw_to_nchw(be, src, n, c, hw, dst);
 }
+
 static inline void sr_be_im2col3x3(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1,
                                    float *col)
 {
     be->ops->im2col3x3(be, x, c, n, h, w, i0, i1, col);
 }
+
 static inline void sr_be_col2im3x3(const sr_backend *be, const float *col, int c, int n, int h, int w, int i0, int i1,
                                    float *dx)
 {
     be->ops->col2im3x3(be, col, c, n, h, w, i0, i1, dx);
 }
+
 static inline void sr_be_winograd_weights(const sr_backend *be, const float *w, int k, int c, float *u)
 {
     be->ops->winograd_weights(be, w, k, c, u);
 }
+
 static inline void sr_be_winograd_input(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0,
                                         int i1, float *v)
 {
     be->ops->winograd_input(be, x, c, n, h, w, i0, i1, v);
 }
+
 static inline void sr_be_winograd_output(const sr_backend *be, const float *m, int k, int n, int h, int w, int i0,
                                          int i1, float *y)
 {
     be->ops->winograd_output(be, m, k, n, h, w, i0, i1, y);
 }
+
 static inline void sr_be_unit_forward(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats)
 {
     be->ops->unit_forward(be, unit, u, a, stats);
 }
+
 static inline void sr_be_unit_backward(const sr_backend *be, const sr_unit *unit, const float *u, const float *a,
                                        float *stats, float *da, float *dgamma, float *dbias)
 {
     be->ops->unit_backward(be, unit, u, a, stats, da, dgamma, dbias);
 }
+
 static inline void sr_be_convt_scatter(const sr_backend *be, const float *col, const float *bias, int k, int n, int h,
                                        int w, float *y)
 {
     be->ops->convt_scatter(be, col, bias, k, n, h, w, y);
 }
+
 static inline void sr_be_convt_gather(const sr_backend *be, const float *dy, int k, int n, int h, int w, float *dcol,
                                       float *dbias)
 {
     be->ops->convt_gather(be, dy, k, n, h, w, dcol, dbias);
 }
+
 static inline void sr_be_pool2x2(const sr_backend *be, const float *x, int c, int n, int h, int w, float *y)
 {
     be->ops->pool2x2(be, x, c, n, h, w, y);
 }
+
 static inline void sr_be_pool2x2_backward(const sr_backend *be, const float *dy, int c, int n, int h, int w, float *dx)
 {
     be->ops->pool2x2_backward(be, dy, c, n, h, w, dx);
 }
+
 static inline void sr_be_plane_means(const sr_backend *be, const float *x, int c, int n, int hw, float *means)
 {
     be->ops->plane_means(be, x, c, n, hw, means);
 }
+
 static inline void sr_be_plane_means_backward(const sr_backend *be, const float *dmeans, int c, int n, int hw,
                                               float *dx)
 {
     be->ops->plane_means_backward(be, dmeans, c, n, hw, dx);
 }
+
 static inline void sr_be_noisy_copies(const sr_backend *be, const float *x, int b, int n, int c, int hw, float sigma,
                                       uint32_t seed, uint32_t domain, const uint32_t *keys, float *dst)
 {
     be->ops->noisy_copies(be, x, b, n, c, hw, sigma, seed, domain, keys, dst);
 }
+
 static inline double sr_be_dot(const sr_backend *be, size_t count, const float *a, const float *b)
 {
     return be->ops->dot(be, count, a, b);
 }
+
 static inline void sr_be_axpby(const sr_backend *be, size_t count, float alpha, const float *src, float beta,
                                float *dst)
 {
     be->ops->axpby(be, count, alpha, src, beta, dst);
 }
+
 static inline size_t sr_be_memory_bytes(const sr_backend *be)
 {
     return be->ops->memory_bytes(be);
 }
+
 static inline void sr_be_adam(const sr_backend *be, float *param, const float *grad, float *m, float *v, size_t count,
                               float lr, float beta1, float beta2, float eps, long step)
 {
     be->ops->adam(be, param, grad, m, v, count, lr, beta1, beta2, eps, step);
 }
+
 static inline void sr_be_adam_masked(const sr_backend *be, float *param, const float *grad, float *m, float *v, int c,
                                      int n, int hw, const uint8_t *active, double lr, float beta1, float beta2,
                                      float eps, long step)
