@@ -119,8 +119,8 @@ static void search_block(const cluster_run *r, const float *qx, const long long 
         const long b = nq - i0 < QUERY_BLOCK ? nq - i0 : QUERY_BLOCK;
         const float *x = qx + (size_t)i0 * dim;
         sr_squared_norms(x, b, dim, qn);
-        if (!be->host_memory) be->to_device(d_q, x, sizeof(float) * (size_t)b * dim);
-        sr_distances(be, be->host_memory ? x : d_q, qn, b, d_rows, rn, cnt, dim, work, d2);
+        if (!sr_be_host_memory(be)) sr_be_to_device(be, d_q, x, sizeof(float) * (size_t)b * dim);
+        sr_distances(be, sr_be_host_memory(be) ? x : d_q, qn, b, d_rows, rn, cnt, dim, work, d2);
         keep_nearest(d2, b, cnt, j0, q + i0, r->nn, idx + (size_t)i0 * r->nn, dist + (size_t)i0 * r->nn);
     }
     sr_backend_drop(be, work, NULL), sr_backend_drop(be, d_q, NULL);
@@ -148,8 +148,8 @@ static void exact_neighbours(const cluster_run *r, const float *rows, int dim, i
             if (t == comm->rank) memcpy(block, rows + (size_t)(j0 - r->first) * dim, sizeof(float) * (size_t)cnt * dim);
             sr_comm_bcast(comm, block, sizeof(float) * (size_t)cnt * dim, t);
             sr_squared_norms(block, cnt, dim, bn);
-            if (!r->be->host_memory) r->be->to_device(d_block, block, sizeof(float) * (size_t)cnt * dim);
-            search_block(r, rows, q, mine, r->be->host_memory ? block : d_block, bn, cnt, j0, dim, idx, dist);
+            if (!sr_be_host_memory(r->be)) sr_be_to_device(r->be, d_block, block, sizeof(float) * (size_t)cnt * dim);
+            search_block(r, rows, q, mine, sr_be_host_memory(r->be) ? block : d_block, bn, cnt, j0, dim, idx, dist);
         }
     }
     sr_backend_drop(r->be, d_block, NULL);
@@ -507,19 +507,19 @@ static float *pixel_rows(const cluster_run *r, char *err, size_t errlen)
             y = (free(y), NULL);
             break;
         }
-        if (!be->host_memory) be->to_device(d_x, x, sizeof(float) * (size_t)b * src);
-        float *out = be->host_memory ? y + (size_t)i0 * p : d_y;
+        if (!sr_be_host_memory(be)) sr_be_to_device(be, d_x, x, sizeof(float) * (size_t)b * src);
+        float *out = sr_be_host_memory(be) ? y + (size_t)i0 * p : d_y;
         for (int d0 = 0; d0 < src; d0 += rb) {
             const int n = src - d0 < rb ? src - d0 : rb;
             for (int d = 0; d < n; d++) {
                 const uint64_t *bits = sign + (size_t)(d0 + d) * words;
                 for (int j = 0; j < p; j++) rot[(size_t)d * p + j] = bits[j / 64] >> (j % 64) & 1 ? scale : -scale;
             }
-            if (!be->host_memory) be->to_device(d_rot, rot, sizeof(float) * (size_t)n * p);
-            be->gemm(false, false, (int)b, p, n, 1.0f, (be->host_memory ? x : d_x) + d0, src,
-                     be->host_memory ? rot : d_rot, p, d0 ? 1.0f : 0.0f, out, p);
+            if (!sr_be_host_memory(be)) sr_be_to_device(be, d_rot, rot, sizeof(float) * (size_t)n * p);
+            sr_be_gemm(be, false, false, (int)b, p, n, 1.0f, (sr_be_host_memory(be) ? x : d_x) + d0, src,
+                     sr_be_host_memory(be) ? rot : d_rot, p, d0 ? 1.0f : 0.0f, out, p);
         }
-        if (!be->host_memory) be->to_host(y + (size_t)i0 * p, d_y, sizeof(float) * (size_t)b * p);
+        if (!sr_be_host_memory(be)) sr_be_to_host(be, y + (size_t)i0 * p, d_y, sizeof(float) * (size_t)b * p);
     }
     sr_backend_drop(be, d_x, NULL), sr_backend_drop(be, d_y, NULL), sr_backend_drop(be, d_rot, NULL);
     free(x), free(rot), free(sign);

@@ -40,24 +40,24 @@ static double exact_total(const semrep_comm *comm, const float *v, long n, long 
 
 float *sr_backend_copy(const sr_backend *be, const float *host, size_t count, const char *what)
 {
-    if (be->host_memory) return (float *)host;
-    float *dev = be->alloc(sizeof(float) * (count ? count : 1));
-    SR_CHECK(dev, "out of %s memory for %s (%zu floats); use fewer images per rank or more ranks", be->name, what,
+    if (sr_be_host_memory(be)) return (float *)host;
+    float *dev = sr_be_alloc(be, sizeof(float) * (count ? count : 1));
+    SR_CHECK(dev, "out of %s memory for %s (%zu floats); use fewer images per rank or more ranks", sr_be_name(be), what,
              count);
-    be->to_device(dev, host, sizeof(float) * count);
+    sr_be_to_device(be, dev, host, sizeof(float) * count);
     return dev;
 }
 
 void sr_backend_drop(const sr_backend *be, float *dev, const float *host)
 {
-    if (dev && dev != host) be->release(dev);
+    if (dev && dev != host) sr_be_release(be, dev);
 }
 
 float *sr_backend_work(const sr_backend *be, size_t count, const char *what)
 {
-    if (be->host_memory) return NULL;
-    float *dev = be->alloc(sizeof(float) * (count ? count : 1));
-    SR_CHECK(dev, "out of %s memory for %s (%zu floats); use fewer images per rank or more ranks", be->name, what,
+    if (sr_be_host_memory(be)) return NULL;
+    float *dev = sr_be_alloc(be, sizeof(float) * (count ? count : 1));
+    SR_CHECK(dev, "out of %s memory for %s (%zu floats); use fewer images per rank or more ranks", sr_be_name(be), what,
              count);
     return dev;
 }
@@ -72,9 +72,9 @@ void sr_distances(const sr_backend *be, const float *x, const float *xn, long n,
                   long m, int dim, float *work, float *d2)
 {
     /* d2 = -2 x c^T, then the squared norms added */
-    float *out = be->host_memory ? d2 : work;
-    be->gemm(false, true, (int)n, (int)m, dim, -2.0f, x, dim, c, dim, 0.0f, out, (int)m);
-    if (!be->host_memory) be->to_host(d2, work, sizeof(float) * (size_t)n * m);
+    float *out = sr_be_host_memory(be) ? d2 : work;
+    sr_be_gemm(be, false, true, (int)n, (int)m, dim, -2.0f, x, dim, c, dim, 0.0f, out, (int)m);
+    if (!sr_be_host_memory(be)) sr_be_to_host(be, d2, work, sizeof(float) * (size_t)n * m);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) {
         float *row = d2 + (size_t)i * m;
@@ -140,8 +140,8 @@ static void centre_sums(const sr_kmeans_data *x, const int *label, int k, int e,
     for (int c = 0; c < k; c++) slot[c] = -1;
     float *onehot = SR_MALLOC(sizeof(float) * SUM_BLOCK * SUM_BLOCK, "k-means sums");
     float *part = SR_MALLOC(sizeof(float) * SUM_BLOCK * (size_t)dim, "k-means sums");
-    float *d_onehot = be->host_memory ? onehot : sr_backend_work(be, SUM_BLOCK * SUM_BLOCK, "k-means sums");
-    float *d_part = be->host_memory ? part : sr_backend_work(be, SUM_BLOCK * (size_t)dim, "k-means sums");
+    float *d_onehot = sr_be_host_memory(be) ? onehot : sr_backend_work(be, SUM_BLOCK * SUM_BLOCK, "k-means sums");
+    float *d_part = sr_be_host_memory(be) ? part : sr_backend_work(be, SUM_BLOCK * (size_t)dim, "k-means sums");
     for (long i0 = 0; i0 < x->count; i0 += SUM_BLOCK) {
         const int b = (int)(x->count - i0 < SUM_BLOCK ? x->count - i0 : SUM_BLOCK);
         int u = 0;
@@ -152,16 +152,16 @@ static void centre_sums(const sr_kmeans_data *x, const int *label, int k, int e,
         }
         memset(onehot, 0, sizeof(float) * (size_t)u * b);
         for (int i = 0; i < b; i++) onehot[(size_t)slot[label[i0 + i]] * b + i] = 1.0f;
-        if (!be->host_memory) be->to_device(d_onehot, onehot, sizeof(float) * (size_t)u * b);
-        be->gemm(false, false, u, dim, b, 1.0f, d_onehot, b, x->dev + (size_t)i0 * dim, dim, 0.0f, d_part, dim);
-        if (!be->host_memory) be->to_host(part, d_part, sizeof(float) * (size_t)u * dim);
+        if (!sr_be_host_memory(be)) sr_be_to_device(be, d_onehot, onehot, sizeof(float) * (size_t)u * b);
+        sr_be_gemm(be, false, false, u, dim, b, 1.0f, d_onehot, b, x->dev + (size_t)i0 * dim, dim, 0.0f, d_part, dim);
+        if (!sr_be_host_memory(be)) sr_be_to_host(be, part, d_part, sizeof(float) * (size_t)u * dim);
         for (int j = 0; j < u; j++) {
             int64_t *s = sums + (size_t)used[j] * dim;
             for (int d = 0; d < dim; d++) s[d] += sr_on_grid(part[(size_t)j * dim + d], e);
             slot[used[j]] = -1;
         }
     }
-    if (!be->host_memory) be->release(d_onehot), be->release(d_part);
+    if (!sr_be_host_memory(be)) sr_be_release(be, d_onehot), sr_be_release(be, d_part);
     free(slot), free(onehot), free(part);
 }
 
@@ -208,8 +208,8 @@ static void weighted_plus_plus(const sr_backend *be, const float *cand, const do
     for (long i = 0; i < m; i++) d2[i] = DBL_MAX;
     for (int c = 1; c <= k; c++) {
         const float *centre = centres + (size_t)(c - 1) * dim;
-        if (!be->host_memory) be->to_device(d_centre, centre, sizeof(float) * dim);
-        sr_distances(be, d_cand, norm, m, be->host_memory ? centre : d_centre, &norm[pick], 1, dim, work, one);
+        if (!sr_be_host_memory(be)) sr_be_to_device(be, d_centre, centre, sizeof(float) * dim);
+        sr_distances(be, d_cand, norm, m, sr_be_host_memory(be) ? centre : d_centre, &norm[pick], 1, dim, work, one);
         double sum = 0.0;
         for (long i = 0; i < m; i++) {
             d2[i] = one[i] < d2[i] ? one[i] : d2[i];

@@ -10,13 +10,41 @@
 #include "io/checkpoint.h"
 #include "io/train_state.h"
 
+/* The stages' backends: one per distinct request, made when first asked
+ * for and kept while the process runs, so that the stages semrep run runs
+ * one after another share it (a GPU's stream, cuBLAS handle and scratch are
+ * made once). */
+typedef struct stage_backend {
+    struct stage_backend *next;
+    char name[32], gpu_math[16];
+    int threads, device;
+    sr_backend *be;
+} stage_backend;
+
+static stage_backend *stage_backends;
+
 const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *comm, int threads, char *err,
                                    size_t errlen)
 {
     if (threads == 0) threads = conf->threads ? conf->threads : sr_comm_default_threads(comm);
     const sr_backend_request request = {
         .name = conf->backend, .threads = threads, .device = comm->local_rank, .gpu_math = conf->gpu_math};
-    return sr_backend_select(&request, err, errlen);
+    stage_backend *s = stage_backends;
+    while (s && (strcmp(s->name, conf->backend) || strcmp(s->gpu_math, conf->gpu_math) || s->threads != threads ||
+                 s->device != comm->local_rank))
+        s = s->next;
+    if (!s) {
+        sr_backend *be = sr_backend_select(&request, err, errlen);
+        if (!be) return NULL;
+        s = SR_MALLOC(sizeof *s, "a stage's backend");
+        *s = (stage_backend){.next = stage_backends, .threads = threads, .device = comm->local_rank, .be = be};
+        snprintf(s->name, sizeof s->name, "%s", conf->backend);
+        snprintf(s->gpu_math, sizeof s->gpu_math, "%s", conf->gpu_math);
+        stage_backends = s;
+    }
+    /* the CPU's threads are the run's: the stage's own loops take them too */
+    if (threads > 0 && sr_be_host_memory(s->be)) sr_backend_cpu_default_threads(threads);
+    return s->be;
 }
 
 void sr_default_checkpoint_path(const semrep_conf *conf, char *path, size_t len)
@@ -79,7 +107,7 @@ int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool
     /* parameters; for training also gradients and two Adam moments */
     const double params = (double)net->param_floats * sizeof(float) * (train ? 4 : 1);
     const double work = (double)sr_unet_work_bytes(net, batch, size, size, train);
-    const double have = (double)be->memory_bytes();
+    const double have = (double)sr_be_memory_bytes(be);
     if (params + work > have) {
         char kernels[128];
         sr_format_ints(shape.kernels, shape.levels + 1, kernels, sizeof kernels);
@@ -87,7 +115,7 @@ int sr_model_plan(const semrep_conf *conf, const sr_backend *be, int batch, bool
                  "model.kernels = %s needs %.1f GiB (%.1f GiB of parameters%s, %.1f GiB for %d images of %dx%d) "
                  "but the %s backend has %.1f GiB; use fewer channels or a smaller batch",
                  kernels, (params + work) / 1073741824.0, params / 1073741824.0,
-                 train ? " with gradients and Adam" : "", work / 1073741824.0, batch, size, size, be->name,
+                 train ? " with gradients and Adam" : "", work / 1073741824.0, batch, size, size, sr_be_name(be),
                  have / 1073741824.0);
         sr_unet_free(net);
         return -1;
@@ -113,7 +141,7 @@ int sr_model_open(const semrep_conf *conf, const sr_backend *be, int batch, bool
 void sr_model_checksum(const sr_unet *net, char out[17])
 {
     float *host = SR_MALLOC(net->param_floats * sizeof(float), "a copy of the weights");
-    net->be->to_host(host, net->param, net->param_floats * sizeof(float));
+    sr_be_to_host(net->be, host, net->param, net->param_floats * sizeof(float));
     sr_checkpoint_checksum(net, host, out);
     free(host);
 }

@@ -14,7 +14,9 @@
 
 /* The backend the conf asks for on this rank: its `backend` and `gpu_math`,
  * `threads` (0: the conf's, and when that is 0 too, the node's cores shared
- * by its ranks), the GPU of the rank's node-local rank. NULL with the reason. */
+ * by its ranks), the GPU of the rank's node-local rank. NULL with the reason.
+ * The instance is the stages': the same request gets the same instance
+ * again, and it lives until the process ends (never sr_backend_free it). */
 const sr_backend *sr_stage_backend(const semrep_conf *conf, const semrep_comm *comm, int threads, char *err,
                                    size_t errlen);
 

@@ -8,11 +8,11 @@ void sr_phi_compute(const sr_unet *net, sr_unet_work *wk, uint32_t seed, const u
     const size_t per_image = (size_t)net->shape.in_channels * wk->h * wk->w;
     const int n = sigma == 0.0f ? 1 : draws, mid_block = net->shape.levels;
     /* the clean images through the staging buffer; the noise drawn where the engine runs */
-    net->be->to_device(wk->staging, clean, sizeof(float) * per_image * (size_t)b);
-    net->be->noisy_copies(wk->staging, b, n, net->shape.in_channels, wk->h * wk->w, sigma, seed, SR_RNG_PHI_NOISE, keys,
+    sr_be_to_device(net->be, wk->staging, clean, sizeof(float) * per_image * (size_t)b);
+    sr_be_noisy_copies(net->be, wk->staging, b, n, net->shape.in_channels, wk->h * wk->w, sigma, seed, SR_RNG_PHI_NOISE, keys,
                           sr_unet_input(wk));
     sr_unet_forward(net, wk, units ? SR_UPTO_OUTPUT : SR_UPTO_MID);
-    net->be->to_host(means, wk->means, sizeof(float) * sr_unet_means_count(wk));
+    sr_be_to_host(net->be, means, wk->means, sizeof(float) * sr_unet_means_count(wk));
     /* mean over draws, in draw order */
     const int kmid = net->block_offset[mid_block + 1] - net->block_offset[mid_block], total = net->block_offset[net->nblocks];
     for (int j = 0; j < net->nblocks; j++) {

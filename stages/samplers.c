@@ -65,35 +65,35 @@ void sr_project(const sr_sampler *s, const semrep_conf *conf, float *y, const fl
     const int b = wk->n;
     const size_t count = s->per_image * b, nmid = (size_t)b * s->kmid;
     const size_t mid_at = (size_t)b * s->net->block_offset[s->net->shape.levels];
-    float *moments = be->alloc(2 * sizeof(float) * count);
-    uint8_t *d_active = be->alloc((size_t)b);
+    float *moments = sr_be_alloc(be, 2 * sizeof(float) * count);
+    uint8_t *d_active = sr_be_alloc(be, (size_t)b);
     if (!moments || !d_active)
         SR_FAIL("the %s backend has no room for the projection's Adam moments (%zu bytes); lower reconstruct.batch",
-                be->name, 2 * sizeof(float) * count);
-    be->zero(moments, 2 * sizeof(float) * count);
-    be->zero(wk->d_means, sizeof(float) * sr_unet_means_count(wk)); /* only the middle block's are sent */
+                sr_be_name(be), 2 * sizeof(float) * count);
+    sr_be_zero(be, moments, 2 * sizeof(float) * count);
+    sr_be_zero(be, wk->d_means, sizeof(float) * sr_unet_means_count(wk)); /* only the middle block's are sent */
     float *abar = SR_MALLOC(sizeof(float) * nmid, "the projection's means");
     float *dmeans = SR_MALLOC(sizeof(float) * nmid, "the projection's means");
     double *first = SR_MALLOC(sizeof(double) * b, "the projection");
     uint8_t *active = SR_MALLOC((size_t)b, "the projection");
     int nactive = 0;
     for (int i = 0; i < b; i++) nactive += active[i] = !frozen[i];
-    be->to_device(d_active, active, (size_t)b);
+    sr_be_to_device(be, d_active, active, (size_t)b);
     float *x = sr_unet_input(wk);
     sr_unet_put_images(wk, y, x);
     for (int it = 0; it < conf->reconstruct.max_iter && nactive; it++) {
         sr_unet_forward(s->net, wk, SR_UPTO_MID);
-        be->to_host(abar, wk->means + mid_at, sizeof(float) * nmid);
+        sr_be_to_host(be, abar, wk->means + mid_at, sizeof(float) * nmid);
         const bool stopped = mid_gradient(s, conf, it, abar, want, active, first, &nactive, dmeans);
         if (!nactive) break;
-        be->to_device(wk->d_means + mid_at, dmeans, sizeof(float) * nmid);
-        if (stopped) be->to_device(d_active, active, (size_t)b);
+        sr_be_to_device(be, wk->d_means + mid_at, dmeans, sizeof(float) * nmid);
+        if (stopped) sr_be_to_device(be, d_active, active, (size_t)b);
         sr_unet_backward(s->net, wk, SR_UPTO_MID, NULL, wk->d_means, NULL, true);
-        be->adam_masked(x, sr_unet_input_grad(wk), moments, moments + count, s->channels, b, s->size * s->size,
+        sr_be_adam_masked(be, x, sr_unet_input_grad(wk), moments, moments + count, s->channels, b, s->size * s->size,
                         d_active, conf->reconstruct.lr, 0.9f, 0.999f, 1e-8f, it + 1);
     }
     sr_unet_get_images(wk, x, y);
-    be->release(moments), be->release(d_active);
+    sr_be_release(be, moments), sr_be_release(be, d_active);
     free(abar), free(dmeans), free(first), free(active);
 }
 

@@ -121,11 +121,11 @@ static double step(trainer *t, long epoch, long in_epoch)
     sr_unet_forward(&t->net, wk, SR_UPTO_OUTPUT);
     /* loss = sum (D(y) - x)^2 / B; its gradient 2 (D(y) - x) / B */
     const size_t count = sr_unet_image_floats(wk);
-    be->axpby(count, 1.0f, sr_unet_output(wk), 0.0f, wk->d_output);
-    be->axpby(count, -1.0f, t->clean, 1.0f, wk->d_output);
-    double loss = be->dot(count, wk->d_output, wk->d_output);
-    be->axpby(count, 2.0f / (float)t->batch, wk->d_output, 0.0f, wk->d_output);
-    be->zero(t->grad, t->net.param_floats * sizeof(float));
+    sr_be_axpby(be, count, 1.0f, sr_unet_output(wk), 0.0f, wk->d_output);
+    sr_be_axpby(be, count, -1.0f, t->clean, 1.0f, wk->d_output);
+    double loss = sr_be_dot(be, count, wk->d_output, wk->d_output);
+    sr_be_axpby(be, count, 2.0f / (float)t->batch, wk->d_output, 0.0f, wk->d_output);
+    sr_be_zero(be, t->grad, t->net.param_floats * sizeof(float));
     sr_unet_backward(&t->net, wk, SR_UPTO_OUTPUT, wk->d_output, NULL, t->grad, false);
     sr_comm_sum_floats(t->comm, t->be, t->grad, t->net.param_floats);
     sr_comm_sum(t->comm, &loss, 1);
@@ -137,7 +137,7 @@ static double step(trainer *t, long epoch, long in_epoch)
 static uint64_t weights_checksum(const sr_unet *net)
 {
     float *host = SR_MALLOC(net->param_floats * sizeof(float), "a copy of the weights");
-    net->be->to_host(host, net->param, net->param_floats * sizeof(float));
+    sr_be_to_host(net->be, host, net->param, net->param_floats * sizeof(float));
     const uint64_t h = XXH3_64bits(host, net->param_floats * sizeof(float));
     free(host);
     return h;
@@ -380,7 +380,7 @@ double sr_trainer_step(sr_trainer *t, long epoch, long in_epoch)
 
 void sr_trainer_gradient(const sr_trainer *t, float *host)
 {
-    t->net.be->to_host(host, t->grad, t->net.param_floats * sizeof(float));
+    sr_be_to_host(t->net.be, host, t->grad, t->net.param_floats * sizeof(float));
 }
 
 size_t sr_trainer_parameter_floats(const sr_trainer *t) { return t->net.param_floats; }

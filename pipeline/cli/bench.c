@@ -62,14 +62,14 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
 
     if (comm->rank == 0) {
         char blas[256];
-        be->describe(blas, sizeof blas);
+        sr_be_describe(be, blas, sizeof blas);
         const char *coretype = getenv("OPENBLAS_CORETYPE");
         char kernels[128];
         sr_format_ints(shape.kernels, shape.levels + 1, kernels, sizeof kernels);
         printf("semrep bench: %s: %dx%dx%d images, kernels %s, %zu parameters, batch %d\n", model_name,
                shape.in_channels, size, size, kernels, trainable, batch);
         printf("  %d rank(s); backend %s: %s; OPENBLAS_CORETYPE=%s\n", comm->size,
-               be->name, blas, coretype ? coretype : "(unset)");
+               sr_be_name(be), blas, coretype ? coretype : "(unset)");
         printf("  sgemm %d^3: %.1f GFLOP/s per rank (slowest rank %.1f)\n", result.gemm_n, sum[0] / comm->size,
                slowest[0]);
         printf("  %-30s %12s %10s %10s %14s\n", "pass", "images/s", "GFLOP/s", "of sgemm", "slowest rank");

@@ -57,7 +57,8 @@ static int info_checkpoint(const char *path, const semrep_comm *comm)
     /* A full load proves every variable present, finite and as checksummed. */
     sr_unet net;
     if (sr_unet_plan(&net, &info.shape, err, sizeof err)) return sr_comm_error(comm, SR_EXIT_FAILED, "%s: %s", path, err);
-    sr_unet_alloc(&net, sr_backend_cpu(0));
+    sr_backend *cpu = sr_backend_cpu_new(0);
+    sr_unet_alloc(&net, cpu);
     const int rc = sr_checkpoint_load(path, &net, err, sizeof err);
     if (!rc && comm->rank == 0) {
         printf("%s: semrep checkpoint, format version %d\n", path, info.version);
@@ -66,6 +67,7 @@ static int info_checkpoint(const char *path, const semrep_comm *comm)
         if (info.source[0]) printf("  source: %s\n", info.source);
     }
     sr_unet_free(&net);
+    sr_backend_free(cpu);
     return rc ? sr_comm_error(comm, SR_EXIT_FAILED, "%s", err) : SR_EXIT_OK;
 }
 

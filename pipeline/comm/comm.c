@@ -149,13 +149,13 @@ void sr_comm_sum_floats(const semrep_comm *comm, const sr_backend *be, float *va
     if (comm->size == 1) return;
     const size_t bucket = (size_t)1 << 23; /* 32 MiB: few calls, bounded MPI buffers */
     static float *staging;                /* one host bucket for device memory, kept for the next step */
-    if (!be->host_memory && !staging) staging = SR_MALLOC(bucket * sizeof(float), "the host bucket of a GPU reduction");
+    if (!sr_be_host_memory(be) && !staging) staging = SR_MALLOC(bucket * sizeof(float), "the host bucket of a GPU reduction");
     for (size_t at = 0; at < count; at += bucket) {
         const size_t n = count - at < bucket ? count - at : bucket;
-        float *host = be->host_memory ? values + at : staging;
-        if (!be->host_memory) be->to_host(host, values + at, n * sizeof(float));
+        float *host = sr_be_host_memory(be) ? values + at : staging;
+        if (!sr_be_host_memory(be)) sr_be_to_host(be, host, values + at, n * sizeof(float));
         SR_MPI(MPI_Allreduce(MPI_IN_PLACE, host, (int)n, MPI_FLOAT, MPI_SUM, comm->world));
-        if (!be->host_memory) be->to_device(values + at, host, n * sizeof(float));
+        if (!sr_be_host_memory(be)) sr_be_to_device(be, values + at, host, n * sizeof(float));
     }
 }
 

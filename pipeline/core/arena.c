@@ -17,11 +17,11 @@ void sr_arena_init(sr_arena *arena, const sr_backend *be, size_t bytes, const ch
     arena->size = bytes;
     arena->used = 0;
     arena->what = what;
-    arena->base = be->alloc(bytes);
+    arena->base = sr_be_alloc(be, bytes);
     if (!arena->base)
-        SR_FAIL("out of %s memory allocating %.1f MiB for %s; lower the batch size", be->name,
+        SR_FAIL("out of %s memory allocating %.1f MiB for %s; lower the batch size", sr_be_name(be),
                 (double)bytes / 1048576.0, what);
-    be->zero(arena->base, bytes);
+    sr_be_zero(be, arena->base, bytes);
 }
 
 float *sr_arena_floats(sr_arena *arena, size_t count)
@@ -37,7 +37,7 @@ float *sr_arena_floats(sr_arena *arena, size_t count)
 
 void sr_arena_release(sr_arena *arena)
 {
-    if (arena->base) arena->be->release(arena->base);
+    if (arena->base) sr_be_release(arena->be, arena->base);
     arena->base = NULL;
     arena->size = arena->used = 0;
 }

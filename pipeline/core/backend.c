@@ -11,7 +11,7 @@ int sr_backend_cuda_devices(char *err, size_t errlen)
     return 0;
 }
 
-const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen)
+sr_backend *sr_backend_cuda_new(int device, const char *gpu_math, char *err, size_t errlen)
 {
     snprintf(err, errlen, "backend = \"cuda\": this semrep was built without the CUDA toolkit; "
                           "rebuild where nvcc is found, or use \"auto\" or \"cpu\"");
@@ -24,7 +24,7 @@ static bool known_math(const char *math)
     return !strcmp(math, "fp32") || !strcmp(math, "tf32") || !strcmp(math, "bf16");
 }
 
-const sr_backend *sr_backend_select(const sr_backend_request *req, char *err, size_t errlen)
+sr_backend *sr_backend_select(const sr_backend_request *req, char *err, size_t errlen)
 {
     const char *math = req->gpu_math && *req->gpu_math ? req->gpu_math : "fp32";
     if (!known_math(math)) {
@@ -39,6 +39,11 @@ const sr_backend *sr_backend_select(const sr_backend_request *req, char *err, si
     /* "auto": the GPU when this process sees one; a broken driver is an error */
     const int devices = any ? sr_backend_cuda_devices(err, errlen) : 0;
     if (devices < 0) return NULL;
-    if (gpu || devices > 0) return sr_backend_cuda(req->device, math, err, errlen);
-    return sr_backend_cpu(req->threads);
+    if (gpu || devices > 0) return sr_backend_cuda_new(req->device, math, err, errlen);
+    return sr_backend_cpu_new(req->threads);
+}
+
+void sr_backend_free(sr_backend *be)
+{
+    if (be) be->ops->destroy(be);
 }

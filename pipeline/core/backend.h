@@ -1,5 +1,10 @@
-/* The compute backend: a table of function pointers that the engine (nn/)
- * calls for every allocation, copy, GEMM and elementwise kernel. The CPU
+/* The compute backend. A backend is an instance: a constant table of
+ * operations (one per kind: the CPU's, the CUDA backend's) and a context of
+ * its own (the CPU's thread count; a GPU's device, cuBLAS handle, stream and
+ * scratch), so that a process may hold several side by side (a test, a CPU
+ * and a GPU). Every operation takes the instance first; callers use the
+ * sr_be_* wrappers below, never the table's members. The engine (nn/) calls
+ * it for every allocation, copy, GEMM and elementwise kernel. The CPU
  * backend (OpenBLAS + OpenMP) is the reference every other backend is tested
  * against; a stage never knows which one runs.
  *
@@ -9,7 +14,8 @@
  *     batch, so a convolution is one GEMM over all images.
  *   - "+=" in a comment means the kernel accumulates into its output.
  *   - pointers are backend (device) memory unless said otherwise.
- * Every kernel may run threaded; none allocates. */
+ * Every kernel may run threaded; none allocates. An instance is used from
+ * one thread at a time. */
 #ifndef SEMREP_CORE_BACKEND_H
 #define SEMREP_CORE_BACKEND_H
 
@@ -40,36 +46,41 @@ typedef struct {
     const float *running_sd;  /* [k], for SR_NORM_BATCH */
 } sr_unit;
 
-typedef struct sr_backend {
-    const char *name;
+typedef struct sr_backend sr_backend;
+
+/* The operations of one kind of backend, each taking the instance first. */
+typedef struct sr_backend_ops {
+    const char *name;         /* "cpu", "cuda" */
     /* true when backend memory is host memory (the CPU): a caller may then
      * hand it to MPI or read it directly; otherwise it goes through to_host. */
     bool host_memory;
+    /* Releases the instance and everything its context holds. */
+    void (*destroy)(sr_backend *be);
     /* One line on what runs the products, e.g. the BLAS, its kernels, threads. */
-    void (*describe)(char *text, size_t len);
+    void (*describe)(const sr_backend *be, char *text, size_t len);
 
     /* Memory: alloc returns NULL on failure (the caller names what failed). */
-    void *(*alloc)(size_t bytes);
-    void (*release)(void *p);
-    void (*to_device)(void *dst, const void *host_src, size_t bytes);
-    void (*to_host)(void *host_dst, const void *src, size_t bytes);
-    void (*zero)(void *p, size_t bytes);
-    void (*sync)(void);
+    void *(*alloc)(const sr_backend *be, size_t bytes);
+    void (*release)(const sr_backend *be, void *p);
+    void (*to_device)(const sr_backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*to_host)(const sr_backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*zero)(const sr_backend *be, void *p, size_t bytes);
+    void (*sync)(const sr_backend *be);
 
     /* Row-major C = alpha * op(A) op(B) + beta * C; op(A) is m x k, op(B) k x n. */
-    void (*gemm)(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+    void (*gemm)(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta,
                  float *c, int ldc);
 
     /* Layout conversion between NCHW (files, users) and CNHW (the engine). */
-    void (*nchw_to_cnhw)(const float *src, int n, int c, int hw, float *dst);
-    void (*cnhw_to_nchw)(const float *src, int n, int c, int hw, float *dst);
+    void (*nchw_to_cnhw)(const sr_backend *be, const float *src, int n, int c, int hw, float *dst);
+    void (*cnhw_to_nchw)(const sr_backend *be, const float *src, int n, int c, int hw, float *dst);
 
     /* 3x3 convolution, zero padding 1, on images [i0, i1) of a CNHW batch of n:
      * col[(ch * 9 + ky * 3 + kx), (i - i0) * h * w + p] = x[ch, i, y + ky - 1, x + kx - 1].
      * col2im is its adjoint and accumulates into dx. */
-    void (*im2col3x3)(const float *x, int c, int n, int h, int w, int i0, int i1, float *col);
-    void (*col2im3x3)(const float *col, int c, int n, int h, int w, int i0, int i1, float *dx);
+    void (*im2col3x3)(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1, float *col);
+    void (*col2im3x3)(const sr_backend *be, const float *col, int c, int n, int h, int w, int i0, int i1, float *dx);
 
     /* Winograd F(2x2, 3x3) for the same convolution (Lavin and Gray 2016):
      * 16 GEMMs over 4x4 input tiles make 2x2 output tiles, 2.25 times fewer
@@ -77,34 +88,35 @@ typedef struct sr_backend {
      *   weights: u[xi][k][c] = (G w[k][c] G^T)[xi]
      *   input:   v[xi][c][t] = (B^T d_t B)[xi], d_t the tile with its 1-pixel border
      *   output:  y[k, i, 2ty + a, 2tx + b] = (A^T m_t A)[a][b], m[xi][k][t] */
-    void (*winograd_weights)(const float *w, int k, int c, float *u);
-    void (*winograd_input)(const float *x, int c, int n, int h, int w, int i0, int i1, float *v);
-    void (*winograd_output)(const float *m, int k, int n, int h, int w, int i0, int i1, float *y);
+    void (*winograd_weights)(const sr_backend *be, const float *w, int k, int c, float *u);
+    void (*winograd_input)(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1, float *v);
+    void (*winograd_output)(const sr_backend *be, const float *m, int k, int n, int h, int w, int i0, int i1, float *y);
 
     /* Conv unit tail, forward: u += bias; stats, [3 n]: per image mean, std + eps
      * (SR_NORM_LAYER) and a scratch value for the backward; a = relu(norm(u)).
      * a may equal u (inference). */
-    void (*unit_forward)(const sr_unit *unit, float *u, float *a, float *stats);
+    void (*unit_forward)(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats);
     /* Backward of the above. da is the gradient of a and is overwritten with
      * the gradient of u; dgamma and dbias (either may be NULL) accumulate.
      * u is the pre-norm value the forward kept; a its output. */
-    void (*unit_backward)(const sr_unit *unit, const float *u, const float *a,
+    void (*unit_backward)(const sr_backend *be, const sr_unit *unit, const float *u, const float *a,
                           float *stats, float *da, float *dgamma, float *dbias);
 
     /* ConvTranspose 2x2 stride 2 on a CNHW batch at input size h x w:
      * scatter: y[kk, i, 2y + dy, 2x + dx] = col[(kk * 4 + dy * 2 + dx), (i, y, x)] + bias[kk]
      * gather:  its adjoint, dcol = that arrangement of dy; dbias += row sums. */
-    void (*convt_scatter)(const float *col, const float *bias, int k, int n, int h, int w, float *y);
-    void (*convt_gather)(const float *dy, int k, int n, int h, int w, float *dcol, float *dbias);
+    void (*convt_scatter)(const sr_backend *be, const float *col, const float *bias, int k, int n, int h, int w,
+          float *y);
+    void (*convt_gather)(const sr_backend *be, const float *dy, int k, int n, int h, int w, float *dcol, float *dbias);
 
     /* Average pooling 2x2 stride 2, input h x w (even). Backward accumulates. */
-    void (*pool2x2)(const float *x, int c, int n, int h, int w, float *y);
-    void (*pool2x2_backward)(const float *dy, int c, int n, int h, int w, float *dx);
+    void (*pool2x2)(const sr_backend *be, const float *x, int c, int n, int h, int w, float *y);
+    void (*pool2x2_backward)(const sr_backend *be, const float *dy, int c, int n, int h, int w, float *dx);
 
     /* Spatial means of each (channel, image) plane into means[i * c + ch];
      * the backward accumulates dmeans / hw into every pixel. */
-    void (*plane_means)(const float *x, int c, int n, int hw, float *means);
-    void (*plane_means_backward)(const float *dmeans, int c, int n, int hw, float *dx);
+    void (*plane_means)(const sr_backend *be, const float *x, int c, int n, int hw, float *means);
+    void (*plane_means_backward)(const sr_backend *be, const float *dmeans, int c, int n, int hw, float *dx);
 
     /* phi's noisy copies, drawn where the engine runs: copy j = i * n + k of
      * image i of x (NCHW, b images of c x hw) is x_i + sigma z, z's element e
@@ -112,29 +124,201 @@ typedef struct sr_backend {
      * k, bits of sigma), as sr_rng_gaussian draws them (core/rng_block.h);
      * written to dst in CNHW over b * n images. keys is host memory; sigma 0
      * makes plain copies. */
-    void (*noisy_copies)(const float *x, int b, int n, int c, int hw, float sigma, uint32_t seed, uint32_t domain,
+    void (*noisy_copies)(const sr_backend *be, const float *x, int b, int n, int c, int hw, float sigma,
+          uint32_t seed, uint32_t domain,
                          const uint32_t *keys, float *dst);
 
     /* sum of a[i] * b[i], accumulated in double (for losses, which are reported) */
-    double (*dot)(size_t count, const float *a, const float *b);
+    double (*dot)(const sr_backend *be, size_t count, const float *a, const float *b);
     /* dst[i] = alpha * src[i] + beta * dst[i]; beta == 0 ignores dst's old value. */
-    void (*axpby)(size_t count, float alpha, const float *src, float beta, float *dst);
+    void (*axpby)(const sr_backend *be, size_t count, float alpha, const float *src, float beta, float *dst);
 
     /* Memory this backend can give, in bytes (RAM for the CPU): what a model
      * and its workspaces are checked against before anything is allocated. */
-    size_t (*memory_bytes)(void);
+    size_t (*memory_bytes)(const sr_backend *be);
 
     /* Adam (PyTorch's form) on count parameters; step counts from 1. */
-    void (*adam)(float *param, const float *grad, float *m, float *v, size_t count,
+    void (*adam)(const sr_backend *be, float *param, const float *grad, float *m, float *v, size_t count,
                  float lr, float beta1, float beta2, float eps, long step);
     /* Adam on n images of c x hw values in the engine's layout (CNHW: the
      * pixels a projection moves): the images whose active[i] is 0 (backend
      * memory, n bytes) keep their values and moments. The reconstruction's
      * form, the update in double: param -= lr (m / bc1) / (sqrt(v / bc2) + eps),
      * bc = 1 - beta^step; step counts from 1. */
-    void (*adam_masked)(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
+    void (*adam_masked)(const sr_backend *be, float *param, const float *grad, float *m, float *v, int c, int n, int hw,
                         const uint8_t *active, double lr, float beta1, float beta2, float eps, long step);
-} sr_backend;
+} sr_backend_ops;
+
+/* One backend: its kind's operations and its own state. */
+struct sr_backend {
+    const sr_backend_ops *ops;
+    void *ctx; /* the kind's context (backend_cpu.c, backend_cuda.cu) */
+};
+
+/* The calls everything above core/ makes, one per operation. */
+static inline const char *sr_be_name(const sr_backend *be) { return be->ops->name; }
+
+static inline bool sr_be_host_memory(const sr_backend *be) { return be->ops->host_memory; }
+
+static inline void sr_be_describe(const sr_backend *be, char *text, size_t len)
+{
+    be->ops->describe(be, text, len);
+}
+
+static inline void *sr_be_alloc(const sr_backend *be, size_t bytes)
+{
+    return be->ops->alloc(be, bytes);
+}
+
+static inline void sr_be_release(const sr_backend *be, void *p)
+{
+    be->ops->release(be, p);
+}
+
+static inline void sr_be_to_device(const sr_backend *be, void *dst, const void *host_src, size_t bytes)
+{
+    be->ops->to_device(be, dst, host_src, bytes);
+}
+
+static inline void sr_be_to_host(const sr_backend *be, void *host_dst, const void *src, size_t bytes)
+{
+    be->ops->to_host(be, host_dst, src, bytes);
+}
+
+static inline void sr_be_zero(const sr_backend *be, void *p, size_t bytes)
+{
+    be->ops->zero(be, p, bytes);
+}
+
+static inline void sr_be_sync(const sr_backend *be)
+{
+    be->ops->sync(be);
+}
+
+static inline void sr_be_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    be->ops->gemm(be, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static inline void sr_be_nchw_to_cnhw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
+{
+    be->ops->nchw_to_cnhw(be, src, n, c, hw, dst);
+}
+
+static inline void sr_be_cnhw_to_nchw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
+{
+    be->ops->cnhw_to_nchw(be, src, n, c, hw, dst);
+}
+
+static inline void sr_be_im2col3x3(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1,
+                                   float *col)
+{
+    be->ops->im2col3x3(be, x, c, n, h, w, i0, i1, col);
+}
+
+static inline void sr_be_col2im3x3(const sr_backend *be, const float *col, int c, int n, int h, int w, int i0, int i1,
+                                   float *dx)
+{
+    be->ops->col2im3x3(be, col, c, n, h, w, i0, i1, dx);
+}
+
+static inline void sr_be_winograd_weights(const sr_backend *be, const float *w, int k, int c, float *u)
+{
+    be->ops->winograd_weights(be, w, k, c, u);
+}
+
+static inline void sr_be_winograd_input(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0,
+                                        int i1, float *v)
+{
+    be->ops->winograd_input(be, x, c, n, h, w, i0, i1, v);
+}
+
+static inline void sr_be_winograd_output(const sr_backend *be, const float *m, int k, int n, int h, int w, int i0,
+                                         int i1, float *y)
+{
+    be->ops->winograd_output(be, m, k, n, h, w, i0, i1, y);
+}
+
+static inline void sr_be_unit_forward(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats)
+{
+    be->ops->unit_forward(be, unit, u, a, stats);
+}
+
+static inline void sr_be_unit_backward(const sr_backend *be, const sr_unit *unit, const float *u, const float *a,
+                                       float *stats, float *da, float *dgamma, float *dbias)
+{
+    be->ops->unit_backward(be, unit, u, a, stats, da, dgamma, dbias);
+}
+
+static inline void sr_be_convt_scatter(const sr_backend *be, const float *col, const float *bias, int k, int n, int h,
+                                       int w, float *y)
+{
+    be->ops->convt_scatter(be, col, bias, k, n, h, w, y);
+}
+
+static inline void sr_be_convt_gather(const sr_backend *be, const float *dy, int k, int n, int h, int w, float *dcol,
+                                      float *dbias)
+{
+    be->ops->convt_gather(be, dy, k, n, h, w, dcol, dbias);
+}
+
+static inline void sr_be_pool2x2(const sr_backend *be, const float *x, int c, int n, int h, int w, float *y)
+{
+    be->ops->pool2x2(be, x, c, n, h, w, y);
+}
+
+static inline void sr_be_pool2x2_backward(const sr_backend *be, const float *dy, int c, int n, int h, int w, float *dx)
+{
+    be->ops->pool2x2_backward(be, dy, c, n, h, w, dx);
+}
+
+static inline void sr_be_plane_means(const sr_backend *be, const float *x, int c, int n, int hw, float *means)
+{
+    be->ops->plane_means(be, x, c, n, hw, means);
+}
+
+static inline void sr_be_plane_means_backward(const sr_backend *be, const float *dmeans, int c, int n, int hw,
+                                              float *dx)
+{
+    be->ops->plane_means_backward(be, dmeans, c, n, hw, dx);
+}
+
+static inline void sr_be_noisy_copies(const sr_backend *be, const float *x, int b, int n, int c, int hw, float sigma,
+                                      uint32_t seed, uint32_t domain, const uint32_t *keys, float *dst)
+{
+    be->ops->noisy_copies(be, x, b, n, c, hw, sigma, seed, domain, keys, dst);
+}
+
+static inline double sr_be_dot(const sr_backend *be, size_t count, const float *a, const float *b)
+{
+    return be->ops->dot(be, count, a, b);
+}
+
+static inline void sr_be_axpby(const sr_backend *be, size_t count, float alpha, const float *src, float beta,
+                               float *dst)
+{
+    be->ops->axpby(be, count, alpha, src, beta, dst);
+}
+
+static inline size_t sr_be_memory_bytes(const sr_backend *be)
+{
+    return be->ops->memory_bytes(be);
+}
+
+static inline void sr_be_adam(const sr_backend *be, float *param, const float *grad, float *m, float *v, size_t count,
+                              float lr, float beta1, float beta2, float eps, long step)
+{
+    be->ops->adam(be, param, grad, m, v, count, lr, beta1, beta2, eps, step);
+}
+
+static inline void sr_be_adam_masked(const sr_backend *be, float *param, const float *grad, float *m, float *v, int c,
+                                     int n, int hw, const uint8_t *active, double lr, float beta1, float beta2,
+                                     float eps, long step)
+{
+    be->ops->adam_masked(be, param, grad, m, v, c, n, hw, active, lr, beta1, beta2, eps, step);
+}
+
 
 /* What a run asks for; sr_backend_select turns it into a backend. */
 typedef struct {
@@ -145,25 +329,37 @@ typedef struct {
 } sr_backend_request;
 
 /* The CPU backend: OpenBLAS sgemm and OpenMP loops over `threads` threads
- * (0: OpenMP's default, all the cores this process may use). */
-const sr_backend *sr_backend_cpu(int threads);
+ * (0: OpenMP's default when it is made, all the cores this process may use).
+ * Each instance keeps its own count: two side by side do not change each
+ * other's, nor the process's OpenMP default. Never NULL. */
+sr_backend *sr_backend_cpu_new(int threads);
 
 /* Called first in main(): when OpenBLAS picked its slowest kernels on a
  * processor it does not recognise (OPENBLAS_CORETYPE unset), sets
  * OPENBLAS_CORETYPE=Haswell and executes the program again. */
 void sr_backend_cpu_prepare(char **argv);
 
-/* The backend a run asks for; NULL with the reason in err. */
-const sr_backend *sr_backend_select(const sr_backend_request *request, char *err, size_t errlen);
+/* The process's OpenMP and OpenBLAS default number of threads, for loops
+ * outside the backend (a stage's k-means, its overlaps): what a run's
+ * `threads` sets beside its CPU backend. No backend instance depends on it. */
+void sr_backend_cpu_default_threads(int threads);
+
+/* A new instance of the backend a run asks for; NULL with the reason in err. */
+sr_backend *sr_backend_select(const sr_backend_request *request, char *err, size_t errlen);
+
+/* Releases an instance and everything it holds; NULL does nothing. Memory
+ * it allocated must be released first. */
+void sr_backend_free(sr_backend *be);
 
 /* The CUDA backend (built when the CUDA toolkit was found: SEMREP_WITH_CUDA):
  * the number of GPUs this process sees (0 with the reason in err when there
  * is no NVIDIA driver or no device; -1 with the reason when a driver is there
- * but CUDA cannot start: a broken driver never reads as "no GPU"), and the
- * backend on GPU `device` with products in `gpu_math`; NULL with the reason.
- * One device per process: a second call must name the same one. */
+ * but CUDA cannot start: a broken driver never reads as "no GPU"), and a new
+ * instance on GPU `device` with products in `gpu_math`, its own cuBLAS
+ * handle, stream and scratch; NULL with the reason. Instances on the same
+ * GPU or on different ones may live side by side. */
 int sr_backend_cuda_devices(char *err, size_t errlen);
-const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen);
+sr_backend *sr_backend_cuda_new(int device, const char *gpu_math, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -22,79 +22,92 @@
  * threads costs far more. */
 static inline bool worth_threads(size_t elements) { return elements >= 32768; }
 
-static void cpu_describe(char *text, size_t len)
+/* An instance's context: the threads its loops and products run on. */
+typedef struct {
+    int threads;
+} cpu_ctx;
+
+static inline int threads_of(const sr_backend *be) { return ((const cpu_ctx *)be->ctx)->threads; }
+
+static void cpu_describe(const sr_backend *be, char *text, size_t len)
 {
     snprintf(text, len, "%s, %s kernels, %d threads", openblas_get_config(),
-             openblas_get_corename(), omp_get_max_threads());
+             openblas_get_corename(), threads_of(be));
 }
 
-static size_t cpu_memory_bytes(void)
+static size_t cpu_memory_bytes(const sr_backend *be)
 {
     return (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-static void *cpu_alloc(size_t bytes)
+static void *cpu_alloc(const sr_backend *be, size_t bytes)
 {
     /* 64-byte alignment: one cache line, a full AVX-512 vector. */
     size_t rounded = (bytes + 63) / 64 * 64;
     return aligned_alloc(64, rounded ? rounded : 64);
 }
 
-static void cpu_release(void *p) { free(p); }
-static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
-static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
-static void cpu_sync(void) {}
+static void cpu_release(const sr_backend *be, void *p) { free(p); }
+static void cpu_copy(const sr_backend *be, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_zero(const sr_backend *be, void *p, size_t bytes) { memset(p, 0, bytes); }
+static void cpu_sync(const sr_backend *be) {}
 
 /* Products are cut into fixed tiles of GEMM_TILE rows or columns (never the
  * k sum), each computed by a single-threaded sgemm inside one OpenMP region
  * (OpenBLAS runs one thread when called in a parallel region). So a product
  * comes out bit for bit the same whatever the number of threads, which
- * OpenBLAS's own threading does not promise. */
+ * OpenBLAS's own threading does not promise. A team of one thread is not "in
+ * parallel" to OpenBLAS, which would then take the process's default count:
+ * each thread of the region sets its own default to one (OpenMP keeps that
+ * setting to the region's tasks), so every tile is one thread's. */
 #define GEMM_TILE 256
 
-static void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                     const float *a, int lda, const float *b, int ldb, float beta,
-                     float *c, int ldc)
+static void cpu_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
     const bool by_columns = n >= m;
     const int extent = by_columns ? n : m, tiles = (extent + GEMM_TILE - 1) / GEMM_TILE;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < tiles; t++) {
-        const int start = t * GEMM_TILE, len = extent - start < GEMM_TILE ? extent - start : GEMM_TILE;
-        if (by_columns) /* columns [start, start + len) of op(B) and C */
-            cblas_sgemm(CblasRowMajor, ta, tb, m, len, k, alpha, a, lda,
-                        trans_b ? b + (size_t)start * ldb : b + start, ldb, beta, c + start, ldc);
-        else /* rows [start, start + len) of op(A) and C */
-            cblas_sgemm(CblasRowMajor, ta, tb, len, n, k, alpha,
-                        trans_a ? a + start : a + (size_t)start * lda, lda, b, ldb, beta,
-                        c + (size_t)start * ldc, ldc);
+#pragma omp parallel num_threads(threads_of(be))
+    {
+        omp_set_num_threads(1);
+#pragma omp for schedule(static)
+        for (int t = 0; t < tiles; t++) {
+            const int start = t * GEMM_TILE, len = extent - start < GEMM_TILE ? extent - start : GEMM_TILE;
+            if (by_columns) /* columns [start, start + len) of op(B) and C */
+                cblas_sgemm(CblasRowMajor, ta, tb, m, len, k, alpha, a, lda,
+                            trans_b ? b + (size_t)start * ldb : b + start, ldb, beta, c + start, ldc);
+            else /* rows [start, start + len) of op(A) and C */
+                cblas_sgemm(CblasRowMajor, ta, tb, len, n, k, alpha,
+                            trans_a ? a + start : a + (size_t)start * lda, lda, b, ldb, beta,
+                            c + (size_t)start * ldc, ldc);
+        }
     }
 }
 
-static void cpu_nchw_to_cnhw(const float *src, int n, int c, int hw, float *dst)
+static void cpu_nchw_to_cnhw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
 {
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)n * c * hw))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)n * c * hw))
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             memcpy(dst + ((size_t)ch * n + i) * hw, src + ((size_t)i * c + ch) * hw,
                    sizeof(float) * (size_t)hw);
 }
 
-static void cpu_cnhw_to_nchw(const float *src, int n, int c, int hw, float *dst)
+static void cpu_cnhw_to_nchw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
 {
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)n * c * hw))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)n * c * hw))
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             memcpy(dst + ((size_t)i * c + ch) * hw, src + ((size_t)ch * n + i) * hw,
                    sizeof(float) * (size_t)hw);
 }
 
-static void cpu_im2col3x3(const float *x, int c, int n, int h, int w, int i0, int i1,
-                          float *col)
+static void cpu_im2col3x3(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1, float *col)
 {
     const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw;
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(9 * (size_t)c * cols))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) \
+    if (worth_threads(9 * (size_t)c * cols))
     for (int ch = 0; ch < c; ch++)
         for (int tap = 0; tap < 9; tap++) {
             const int ky = tap / 3 - 1, kx = tap % 3 - 1;
@@ -118,13 +131,13 @@ static void cpu_im2col3x3(const float *x, int c, int n, int h, int w, int i0, in
         }
 }
 
-static void cpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, int i1,
-                          float *dx)
+static void cpu_col2im3x3(const sr_backend *be, const float *col, int c, int n, int h, int w, int i0, int i1, float *dx)
 {
     const size_t hw = (size_t)h * w, cols = (size_t)(i1 - i0) * hw;
     const int ni = i1 - i0;
     /* Each thread owns whole (channel, image) planes of dx: no races. */
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(9 * (size_t)c * cols))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) \
+    if (worth_threads(9 * (size_t)c * cols))
     for (int ch = 0; ch < c; ch++)
         for (int ii = 0; ii < ni; ii++) {
             float *plane = dx + ((size_t)ch * n + i0 + ii) * hw;
@@ -143,18 +156,19 @@ static void cpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, 
         }
 }
 
-static void cpu_winograd_weights(const float *w, int k, int c, float *u)
+static void cpu_winograd_weights(const sr_backend *be, const float *w, int k, int c, float *u)
 {
     const size_t kc = (size_t)k * c;
-#pragma omp parallel for schedule(static) if (worth_threads(kc * 16))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads(kc * 16))
     for (size_t p = 0; p < kc; p++) sr_winograd_weight_tile(w + p * 9, u + p, kc);
 }
 
-static void cpu_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
+static void cpu_winograd_input(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1,
+                               float *v)
 {
     const int th = h / 2, tw = w / 2, wp = w + 2;
     const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)c * tiles;
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(16 * plane))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) if (worth_threads(16 * plane))
     for (int ch = 0; ch < c; ch++)
         for (int i = i0; i < i1; i++) {
             const float *src = x + ((size_t)ch * n + i) * hw;
@@ -191,11 +205,12 @@ static void cpu_winograd_input(const float *x, int c, int n, int h, int w, int i
         }
 }
 
-static void cpu_winograd_output(const float *m, int k, int n, int h, int w, int i0, int i1, float *y)
+static void cpu_winograd_output(const sr_backend *be, const float *m, int k, int n, int h, int w, int i0, int i1,
+                                float *y)
 {
     const int th = h / 2, tw = w / 2;
     const size_t tiles = (size_t)(i1 - i0) * th * tw, hw = (size_t)h * w, plane = (size_t)k * tiles;
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(16 * plane))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) if (worth_threads(16 * plane))
     for (int kk = 0; kk < k; kk++)
         for (int i = i0; i < i1; i++) {
             const float *src = m + (size_t)kk * tiles + (size_t)(i - i0) * th * tw;
@@ -245,13 +260,13 @@ static void add_moments(const float *x, size_t count, double *sum, double *sumsq
     }
 }
 
-static void cpu_unit_forward(const sr_unit *unit, float *u, float *a, float *stats)
+static void cpu_unit_forward(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats)
 {
     const int k = unit->k, n = unit->n;
     const size_t hw = (size_t)unit->hw;
     /* One image per iteration: its bias pass, its statistics (a fixed-order
      * sum in double) and its scaled ReLU, with no sharing between threads. */
-#pragma omp parallel for schedule(static) if (worth_threads((size_t)k * n * hw))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)k * n * hw))
     for (int i = 0; i < n; i++) {
         const bool layer = unit->norm == SR_NORM_LAYER;
         double sum = 0.0, sumsq = 0.0;
@@ -282,8 +297,8 @@ static void cpu_unit_forward(const sr_unit *unit, float *u, float *a, float *sta
     }
 }
 
-static void cpu_unit_backward(const sr_unit *unit, const float *u, const float *a,
-                              float *stats, float *da, float *dgamma, float *dbias)
+static void cpu_unit_backward(const sr_backend *be, const sr_unit *unit, const float *u, const float *a, float *stats,
+                              float *da, float *dgamma, float *dbias)
 {
     const int k = unit->k, n = unit->n;
     const size_t hw = (size_t)unit->hw;
@@ -291,7 +306,7 @@ static void cpu_unit_backward(const sr_unit *unit, const float *u, const float *
     /* Per image: the ReLU mask, and for the layer norm the sum
      * S_i = sum_c gamma_c sum_p dy u that the std's derivative needs, kept in
      * the scratch third of the image's stats. */
-#pragma omp parallel for schedule(static) if (worth_threads((size_t)k * n * hw))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)k * n * hw))
     for (int i = 0; i < n; i++) {
         double s = 0.0;
         for (int ch = 0; ch < k; ch++) {
@@ -309,7 +324,7 @@ static void cpu_unit_backward(const sr_unit *unit, const float *u, const float *
     }
     /* Per channel, images in order: dgamma, the gradient of u in place, dbias.
      * d(std)/du_p = (u_p - mean) / (count * std); at std = 0 it is taken as 0. */
-#pragma omp parallel for schedule(static) if (worth_threads((size_t)k * n * hw))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)k * n * hw))
     for (int ch = 0; ch < k; ch++) {
         double dg = 0.0, db = 0.0;
         for (int i = 0; i < n; i++) {
@@ -338,11 +353,12 @@ static void cpu_unit_backward(const sr_unit *unit, const float *u, const float *
     }
 }
 
-static void cpu_convt_scatter(const float *col, const float *bias, int k, int n, int h,
-                              int w, float *y)
+static void cpu_convt_scatter(const sr_backend *be, const float *col, const float *bias, int k, int n, int h, int w,
+                              float *y)
 {
     const size_t hw = (size_t)h * w, cols = (size_t)n * hw;
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(4 * (size_t)k * n * hw))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) \
+    if (worth_threads(4 * (size_t)k * n * hw))
     for (int kk = 0; kk < k; kk++)
         for (int i = 0; i < n; i++) {
             const float b = bias ? bias[kk] : 0.0f;
@@ -358,11 +374,11 @@ static void cpu_convt_scatter(const float *col, const float *bias, int k, int n,
         }
 }
 
-static void cpu_convt_gather(const float *dy, int k, int n, int h, int w, float *dcol,
+static void cpu_convt_gather(const sr_backend *be, const float *dy, int k, int n, int h, int w, float *dcol,
                              float *dbias)
 {
     const size_t hw = (size_t)h * w, cols = (size_t)n * hw;
-#pragma omp parallel for schedule(static) if (worth_threads(4 * (size_t)k * cols))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads(4 * (size_t)k * cols))
     for (int kk = 0; kk < k; kk++) {
         double db = 0.0;
         for (int i = 0; i < n; i++) {
@@ -382,10 +398,10 @@ static void cpu_convt_gather(const float *dy, int k, int n, int h, int w, float 
     }
 }
 
-static void cpu_pool2x2(const float *x, int c, int n, int h, int w, float *y)
+static void cpu_pool2x2(const sr_backend *be, const float *x, int c, int n, int h, int w, float *y)
 {
     const int oh = h / 2, ow = w / 2;
-#pragma omp parallel for schedule(static) if (worth_threads((size_t)c * n * h * w))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)c * n * h * w))
     for (size_t plane = 0; plane < (size_t)c * n; plane++) {
         const float *src = x + plane * h * w;
         float *dst = y + plane * oh * ow;
@@ -397,10 +413,10 @@ static void cpu_pool2x2(const float *x, int c, int n, int h, int w, float *y)
     }
 }
 
-static void cpu_pool2x2_backward(const float *dy, int c, int n, int h, int w, float *dx)
+static void cpu_pool2x2_backward(const sr_backend *be, const float *dy, int c, int n, int h, int w, float *dx)
 {
     const int oh = h / 2, ow = w / 2;
-#pragma omp parallel for schedule(static) if (worth_threads((size_t)c * n * h * w))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)c * n * h * w))
     for (size_t plane = 0; plane < (size_t)c * n; plane++) {
         const float *src = dy + plane * oh * ow;
         float *dst = dx + plane * h * w;
@@ -416,9 +432,9 @@ static void cpu_pool2x2_backward(const float *dy, int c, int n, int h, int w, fl
     }
 }
 
-static void cpu_plane_means(const float *x, int c, int n, int hw, float *means)
+static void cpu_plane_means(const sr_backend *be, const float *x, int c, int n, int hw, float *means)
 {
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)c * n * hw))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)c * n * hw))
     for (int ch = 0; ch < c; ch++)
         for (int i = 0; i < n; i++) {
             const float *p = x + ((size_t)ch * n + i) * hw;
@@ -428,9 +444,9 @@ static void cpu_plane_means(const float *x, int c, int n, int hw, float *means)
         }
 }
 
-static void cpu_plane_means_backward(const float *dmeans, int c, int n, int hw, float *dx)
+static void cpu_plane_means_backward(const sr_backend *be, const float *dmeans, int c, int n, int hw, float *dx)
 {
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((size_t)c * n * hw))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(be)) if (worth_threads((size_t)c * n * hw))
     for (int ch = 0; ch < c; ch++)
         for (int i = 0; i < n; i++) {
             float *p = dx + ((size_t)ch * n + i) * hw;
@@ -439,49 +455,50 @@ static void cpu_plane_means_backward(const float *dmeans, int c, int n, int hw, 
         }
 }
 
-static void cpu_noisy_copies(const float *x, int b, int n, int c, int hw, float sigma, uint32_t seed,
-                             uint32_t domain, const uint32_t *keys, float *dst)
+static void cpu_noisy_copies(const sr_backend *be, const float *x, int b, int n, int c, int hw, float sigma,
+                             uint32_t seed, uint32_t domain, const uint32_t *keys, float *dst)
 {
     const size_t per_image = (size_t)c * hw, copies = (size_t)b * n;
     const uint32_t bits = sr_rng_float_bits(sigma);
     SR_CHECK(per_image / 4 <= UINT32_MAX, "an image of %zu values is beyond the noise streams' 2^34", per_image);
-#pragma omp parallel for schedule(static) if (worth_threads(copies * per_image))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads(copies * per_image))
     for (size_t j = 0; j < copies; j++) {
         const float *src = x + (j / n) * per_image;
         for (size_t e = 0; e < per_image; e += 4) {
             float z[4] = {0};
-            if (sigma != 0.0f) sr_rng_gaussian_block(seed, domain, keys[j / n], (uint32_t)(j % n), bits, (uint32_t)(e / 4), z);
+            if (sigma != 0.0f) sr_rng_gaussian_block(seed, domain, keys[j / n], (uint32_t)(j % n), bits,
+                (uint32_t)(e / 4), z);
             for (size_t q = e; q < e + 4 && q < per_image; q++)
                 dst[((q / hw) * copies + j) * hw + q % hw] = sigma != 0.0f ? src[q] + sigma * z[q - e] : src[q];
         }
     }
 }
 
-static double cpu_dot(size_t count, const float *a, const float *b)
+static double cpu_dot(const sr_backend *be, size_t count, const float *a, const float *b)
 {
     double sum = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : sum) if (worth_threads(count))
+#pragma omp parallel for schedule(static) reduction(+ : sum) num_threads(threads_of(be)) if (worth_threads(count))
     for (size_t i = 0; i < count; i++) sum += (double)a[i] * b[i];
     return sum;
 }
 
-static void cpu_axpby(size_t count, float alpha, const float *src, float beta, float *dst)
+static void cpu_axpby(const sr_backend *be, size_t count, float alpha, const float *src, float beta, float *dst)
 {
     if (beta == 0.0f) {
-#pragma omp parallel for schedule(static) if (worth_threads(count))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads(count))
         for (size_t i = 0; i < count; i++) dst[i] = alpha * src[i];
         return;
     }
-#pragma omp parallel for schedule(static) if (worth_threads(count))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads(count))
     for (size_t i = 0; i < count; i++) dst[i] = alpha * src[i] + beta * dst[i];
 }
 
-static void cpu_adam(float *param, const float *grad, float *m, float *v, size_t count,
+static void cpu_adam(const sr_backend *be, float *param, const float *grad, float *m, float *v, size_t count,
                      float lr, float beta1, float beta2, float eps, long step)
 {
     const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
     const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-#pragma omp parallel for schedule(static) if (worth_threads(count))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads(count))
     for (size_t i = 0; i < count; i++) {
         const float g = grad[i];
         m[i] = beta1 * m[i] + (1.0f - beta1) * g;
@@ -490,12 +507,12 @@ static void cpu_adam(float *param, const float *grad, float *m, float *v, size_t
     }
 }
 
-static void cpu_adam_masked(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
-                            const uint8_t *active, double lr, float beta1, float beta2, float eps, long step)
+static void cpu_adam_masked(const sr_backend *be, float *param, const float *grad, float *m, float *v, int c, int n,
+                            int hw, const uint8_t *active, double lr, float beta1, float beta2, float eps, long step)
 {
     const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
     const size_t planes = (size_t)c * n;
-#pragma omp parallel for schedule(static) if (worth_threads(planes * hw))
+#pragma omp parallel for schedule(static) num_threads(threads_of(be)) if (worth_threads(planes * hw))
     for (size_t plane = 0; plane < planes; plane++) {
         if (!active[plane % n]) continue;
         for (size_t e = plane * hw; e < (plane + 1) * hw; e++) {
@@ -507,9 +524,16 @@ static void cpu_adam_masked(float *param, const float *grad, float *m, float *v,
     }
 }
 
-static const sr_backend cpu_backend = {
+static void cpu_destroy(sr_backend *be)
+{
+    free(be->ctx);
+    free(be);
+}
+
+static const sr_backend_ops cpu_ops = {
     .name = "cpu",
     .host_memory = true,
+    .destroy = cpu_destroy,
     .describe = cpu_describe,
     .alloc = cpu_alloc,
     .release = cpu_release,
@@ -555,11 +579,17 @@ void sr_backend_cpu_prepare(char **argv)
     unsetenv("OPENBLAS_CORETYPE"); /* could not start again: go on as we are */
 }
 
-const sr_backend *sr_backend_cpu(int threads)
+void sr_backend_cpu_default_threads(int threads)
 {
-    if (threads > 0) {
-        omp_set_num_threads(threads);
-        openblas_set_num_threads(threads);
-    }
-    return &cpu_backend;
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+}
+
+sr_backend *sr_backend_cpu_new(int threads)
+{
+    cpu_ctx *ctx = SR_MALLOC(sizeof *ctx, "a CPU backend");
+    ctx->threads = threads > 0 ? threads : omp_get_max_threads();
+    sr_backend *be = SR_MALLOC(sizeof *be, "a CPU backend");
+    *be = (sr_backend){.ops = &cpu_ops, .ctx = ctx};
+    return be;
 }

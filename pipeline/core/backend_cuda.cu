@@ -1,11 +1,13 @@
 /* The CUDA backend: cuBLAS for the products, one kernel per elementwise or
  * reduction op of backend.h, every launch and library call checked.
  *
- * Everything runs on the default stream, in order, so a to_host after a
- * kernel sees its result and nothing needs events. Reductions never use
- * atomics: each sum is one block's fixed-order tree over fixed-stride
- * partial sums (in double, like the CPU's), so a run repeats bit for bit on
- * the same GPU and launch shape. Results differ from the CPU's by rounding
+ * Each instance (sr_backend_cuda_new) holds its own context: its GPU, one
+ * stream, a cuBLAS handle on that stream and its scratch; no state lives
+ * outside the instances. Everything an instance does runs on its stream, in
+ * order, so a to_host after a kernel sees its result and nothing needs
+ * events. Reductions never use atomics: each sum is one block's fixed-order
+ * tree over fixed-stride partial sums (in double, like the CPU's), so a run
+ * repeats bit for bit on the same GPU and launch shape. Results differ from the CPU's by rounding
  * only (documented tolerance: tests/gpu/test_cuda_backend.c). */
 #include "core/backend.h"
 #include "core/check.h"
@@ -40,11 +42,11 @@
  * sync, which may be another kernel's. With SEMREP_CUDA_SYNC=1 (the op tests
  * set it; benchmarks must not) every launch is waited for, so a fault names
  * the line of the kernel that made it. */
-#define LAUNCHED()                                                                                      \
+#define LAUNCHED(g)                                                                                     \
     do {                                                                                                \
         CU(cudaGetLastError());                                                                         \
-        if (gpu.sync_launches) {                                                                        \
-            const cudaError_t k_ = cudaDeviceSynchronize();                                             \
+        if ((g)->sync_launches) {                                                                       \
+            const cudaError_t k_ = cudaStreamSynchronize((g)->stream);                                  \
             if (k_ != cudaSuccess)                                                                      \
                 sr_die(__FILE__, __LINE__, "CUDA: the kernel launched here failed: %s (SEMREP_CUDA_SYNC=1)", \
                        cudaGetErrorString(k_));                                                         \
@@ -57,16 +59,27 @@ static const int DOT_BLOCKS = 1024;
 static_assert((REDUCE & (REDUCE - 1)) == 0, "block_sum halves blockDim: REDUCE must be a power of two");
 static_assert(THREADS % 32 == 0, "k_plane_means gives each warp one plane: THREADS must be whole warps");
 
-static struct {
-    int device;                   /* -1 until chosen */
-    cublasHandle_t blas;
+/* An instance's context: everything one backend holds on its GPU. */
+typedef struct {
+    int device;
+    cudaStream_t stream;          /* every kernel, product and copy, in order */
+    cublasHandle_t blas;          /* on `stream` */
     cublasComputeType_t compute;
     char math[8];
     double *partials;             /* DOT_BLOCKS, for dot */
     uint32_t *keys;               /* noisy_copies' keys */
     size_t keys_cap;
     bool sync_launches;           /* SEMREP_CUDA_SYNC=1: wait for every kernel */
-} gpu = {-1, NULL, CUBLAS_COMPUTE_32F, "", NULL, NULL, 0, false};
+} gpu_ctx;
+
+/* The instance's context, with its GPU made the calling thread's current
+ * one (instances on different GPUs may take turns on one thread). */
+static gpu_ctx *use(const sr_backend *be)
+{
+    gpu_ctx *g = (gpu_ctx *)be->ctx;
+    CU(cudaSetDevice(g->device));
+    return g;
+}
 
 static int blocks_for(size_t count)
 {
@@ -93,49 +106,80 @@ __device__ static double block_sum(double v, double *shared)
 
 /* ---- memory ------------------------------------------------------------------ */
 
-static void *gpu_alloc(size_t bytes)
+static void *gpu_alloc(const sr_backend *be, size_t bytes)
 {
+    use(be);
     void *p = NULL;
     if (cudaMalloc(&p, bytes ? bytes : 64) == cudaSuccess) return p;
     cudaGetLastError(); /* or the next LAUNCHED() reports this failure as its own */
     return NULL;
 }
 
-static void gpu_release(void *p) { CU(cudaFree(p)); }
-static void gpu_to_device(void *dst, const void *src, size_t bytes) { CU(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice)); }
-static void gpu_to_host(void *dst, const void *src, size_t bytes) { CU(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost)); }
-static void gpu_zero(void *p, size_t bytes) { CU(cudaMemset(p, 0, bytes)); }
-static void gpu_sync(void) { CU(cudaDeviceSynchronize()); }
-
-static size_t gpu_memory_bytes(void)
+static void gpu_release(const sr_backend *be, void *p)
 {
+    use(be);
+    CU(cudaFree(p));
+}
+
+/* Copies wait for the stream: the host may reuse or read its buffer at once. */
+static void gpu_to_device(const sr_backend *be, void *dst, const void *src, size_t bytes)
+{
+    gpu_ctx *g = use(be);
+    CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream));
+    CU(cudaStreamSynchronize(g->stream));
+}
+
+static void gpu_to_host(const sr_backend *be, void *dst, const void *src, size_t bytes)
+{
+    gpu_ctx *g = use(be);
+    CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g->stream));
+    CU(cudaStreamSynchronize(g->stream));
+}
+
+static void gpu_zero(const sr_backend *be, void *p, size_t bytes)
+{
+    gpu_ctx *g = use(be);
+    CU(cudaMemsetAsync(p, 0, bytes, g->stream));
+}
+
+static void gpu_sync(const sr_backend *be)
+{
+    gpu_ctx *g = use(be);
+    CU(cudaStreamSynchronize(g->stream));
+}
+
+static size_t gpu_memory_bytes(const sr_backend *be)
+{
+    use(be);
     size_t free_bytes = 0, total = 0;
     CU(cudaMemGetInfo(&free_bytes, &total));
     return free_bytes;
 }
 
-static void gpu_describe(char *text, size_t len)
+static void gpu_describe(const sr_backend *be, char *text, size_t len)
 {
+    gpu_ctx *g = use(be);
     cudaDeviceProp prop;
-    CU(cudaGetDeviceProperties(&prop, gpu.device));
+    CU(cudaGetDeviceProperties(&prop, g->device));
     int runtime = 0, driver = 0, blas = 0;
     CU(cudaRuntimeGetVersion(&runtime));
     CU(cudaDriverGetVersion(&driver));
-    CUBLAS(cublasGetVersion(gpu.blas, &blas));
+    CUBLAS(cublasGetVersion(g->blas, &blas));
     snprintf(text, len, "%s (GPU %d, sm_%d%d, %.0f GiB), CUDA runtime %d, driver %d, cuBLAS %d, %s products",
-             prop.name, gpu.device, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0, runtime, driver,
-             blas, gpu.math);
+             prop.name, g->device, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0, runtime, driver,
+             blas, g->math);
 }
 
 /* ---- products ---------------------------------------------------------------- */
 
 /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the same
  * buffers with the operands swapped. */
-static void gpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                     const float *b, int ldb, float beta, float *c, int ldc)
+static void gpu_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    CUBLAS(cublasGemmEx(gpu.blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
-                        &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c, CUDA_R_32F, ldc, gpu.compute,
+    gpu_ctx *g = use(be);
+    CUBLAS(cublasGemmEx(g->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+                        &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c, CUDA_R_32F, ldc, g->compute,
                         CUBLAS_GEMM_DEFAULT));
 }
 
@@ -152,16 +196,18 @@ __global__ static void k_transpose_planes(const float *src, int outer, int inner
     }
 }
 
-static void gpu_nchw_to_cnhw(const float *src, int n, int c, int hw, float *dst)
+static void gpu_nchw_to_cnhw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
 {
-    k_transpose_planes<<<blocks_for((size_t)n * c * hw), THREADS>>>(src, n, c, hw, dst);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_transpose_planes<<<blocks_for((size_t)n * c * hw), THREADS, 0, g->stream>>>(src, n, c, hw, dst);
+    LAUNCHED(g);
 }
 
-static void gpu_cnhw_to_nchw(const float *src, int n, int c, int hw, float *dst)
+static void gpu_cnhw_to_nchw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
 {
-    k_transpose_planes<<<blocks_for((size_t)n * c * hw), THREADS>>>(src, c, n, hw, dst);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_transpose_planes<<<blocks_for((size_t)n * c * hw), THREADS, 0, g->stream>>>(src, c, n, hw, dst);
+    LAUNCHED(g);
 }
 
 /* ---- 3x3 convolution by unfolding ---------------------------------------------- */
@@ -196,16 +242,18 @@ __global__ static void k_col2im3x3(const float *col, int c, int n, int h, int w,
     }
 }
 
-static void gpu_im2col3x3(const float *x, int c, int n, int h, int w, int i0, int i1, float *col)
+static void gpu_im2col3x3(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1, float *col)
 {
-    k_im2col3x3<<<blocks_for(9 * (size_t)c * (i1 - i0) * h * w), THREADS>>>(x, c, n, h, w, i0, i1, col);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_im2col3x3<<<blocks_for(9 * (size_t)c * (i1 - i0) * h * w), THREADS, 0, g->stream>>>(x, c, n, h, w, i0, i1, col);
+    LAUNCHED(g);
 }
 
-static void gpu_col2im3x3(const float *col, int c, int n, int h, int w, int i0, int i1, float *dx)
+static void gpu_col2im3x3(const sr_backend *be, const float *col, int c, int n, int h, int w, int i0, int i1, float *dx)
 {
-    k_col2im3x3<<<blocks_for((size_t)c * (i1 - i0) * h * w), THREADS>>>(col, c, n, h, w, i0, i1, dx);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_col2im3x3<<<blocks_for((size_t)c * (i1 - i0) * h * w), THREADS, 0, g->stream>>>(col, c, n, h, w, i0, i1, dx);
+    LAUNCHED(g);
 }
 
 /* ---- Winograd F(2x2, 3x3): the CPU's transforms, one thread per tile ------------ */
@@ -268,22 +316,29 @@ __global__ static void k_winograd_output(const float *m, int k, int n, int h, in
     }
 }
 
-static void gpu_winograd_weights(const float *w, int k, int c, float *u)
+static void gpu_winograd_weights(const sr_backend *be, const float *w, int k, int c, float *u)
 {
-    k_winograd_weights<<<blocks_for((size_t)k * c), THREADS>>>(w, k, c, u);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_winograd_weights<<<blocks_for((size_t)k * c), THREADS, 0, g->stream>>>(w, k, c, u);
+    LAUNCHED(g);
 }
 
-static void gpu_winograd_input(const float *x, int c, int n, int h, int w, int i0, int i1, float *v)
+static void gpu_winograd_input(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1,
+                               float *v)
 {
-    k_winograd_input<<<blocks_for((size_t)c * (i1 - i0) * (h / 2) * (w / 2)), THREADS>>>(x, c, n, h, w, i0, i1, v);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_winograd_input<<<blocks_for((size_t)c * (i1 - i0) * (h / 2) * (w / 2)), THREADS, 0, g->stream>>>(x, c, n, h, w,
+                                                                                                       i0, i1, v);
+    LAUNCHED(g);
 }
 
-static void gpu_winograd_output(const float *m, int k, int n, int h, int w, int i0, int i1, float *y)
+static void gpu_winograd_output(const sr_backend *be, const float *m, int k, int n, int h, int w, int i0, int i1,
+                                float *y)
 {
-    k_winograd_output<<<blocks_for((size_t)k * (i1 - i0) * (h / 2) * (w / 2)), THREADS>>>(m, k, n, h, w, i0, i1, y);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_winograd_output<<<blocks_for((size_t)k * (i1 - i0) * (h / 2) * (w / 2)), THREADS, 0, g->stream>>>(m, k, n, h, w,
+                                                                                                        i0, i1, y);
+    LAUNCHED(g);
 }
 
 /* ---- a conv unit's tail: bias, normalisation, ReLU ------------------------------ */
@@ -340,17 +395,20 @@ __global__ static void k_unit_apply(sr_unit unit, bool add_bias, float *u, float
     }
 }
 
-static void gpu_unit_forward(const sr_unit *unit, float *u, float *a, float *stats)
+static void gpu_unit_forward(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats)
 {
+    gpu_ctx *g = use(be);
     const bool layer = unit->norm == SR_NORM_LAYER;
     if (unit->n < 1) return; /* a grid of no blocks is an error; the CPU does nothing */
     if (layer) {
-        k_unit_moments<<<unit->n, REDUCE, REDUCE * sizeof(double)>>>(*unit, u, stats);
-        LAUNCHED();
+        k_unit_moments<<<unit->n, REDUCE, REDUCE * sizeof(double), g->stream>>>(*unit, u, stats);
+        LAUNCHED(g);
     }
-    k_unit_apply<<<blocks_for((size_t)unit->k * unit->n * unit->hw), THREADS>>>(*unit, !layer && unit->bias, u, a,
+    k_unit_apply<<<blocks_for((size_t)unit->k * unit->n * unit->hw), THREADS, 0, g->stream>>>(*unit,
+                                                                                              !layer && unit->bias, u,
+                                                                                              a,
                                                                                stats);
-    LAUNCHED();
+    LAUNCHED(g);
 }
 
 /* Backward, per image (one block each): the ReLU mask on da and, for the
@@ -407,17 +465,18 @@ __global__ static void k_unit_grad(sr_unit unit, const float *u, const float *st
     }
 }
 
-static void gpu_unit_backward(const sr_unit *unit, const float *u, const float *a, float *stats, float *da,
-                              float *dgamma, float *dbias)
+static void gpu_unit_backward(const sr_backend *be, const sr_unit *unit, const float *u, const float *a, float *stats,
+                              float *da, float *dgamma, float *dbias)
 {
+    gpu_ctx *g = use(be);
     /* grids of n and k blocks: skip the empty ones (a launch error), as the CPU's loops do */
     if (unit->n > 0 && (unit->relu || unit->norm == SR_NORM_LAYER)) {
-        k_unit_mask<<<unit->n, REDUCE, REDUCE * sizeof(double)>>>(*unit, u, a, stats, da);
-        LAUNCHED();
+        k_unit_mask<<<unit->n, REDUCE, REDUCE * sizeof(double), g->stream>>>(*unit, u, a, stats, da);
+        LAUNCHED(g);
     }
     if (unit->k < 1) return;
-    k_unit_grad<<<unit->k, REDUCE, REDUCE * sizeof(double)>>>(*unit, u, stats, da, dgamma, dbias);
-    LAUNCHED();
+    k_unit_grad<<<unit->k, REDUCE, REDUCE * sizeof(double), g->stream>>>(*unit, u, stats, da, dgamma, dbias);
+    LAUNCHED(g);
 }
 
 /* ---- ConvTranspose 2x2 stride 2 -------------------------------------------------- */
@@ -455,19 +514,23 @@ __global__ static void k_channel_sums(const float *x, size_t count, float *out)
     if (threadIdx.x == 0) out[blockIdx.x] += (float)s;
 }
 
-static void gpu_convt_scatter(const float *col, const float *bias, int k, int n, int h, int w, float *y)
+static void gpu_convt_scatter(const sr_backend *be, const float *col, const float *bias, int k, int n, int h, int w,
+                              float *y)
 {
-    k_convt_scatter<<<blocks_for((size_t)k * n * 4 * h * w), THREADS>>>(col, bias, k, n, h, w, y);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_convt_scatter<<<blocks_for((size_t)k * n * 4 * h * w), THREADS, 0, g->stream>>>(col, bias, k, n, h, w, y);
+    LAUNCHED(g);
 }
 
-static void gpu_convt_gather(const float *dy, int k, int n, int h, int w, float *dcol, float *dbias)
+static void gpu_convt_gather(const sr_backend *be, const float *dy, int k, int n, int h, int w, float *dcol,
+                             float *dbias)
 {
-    k_convt_gather<<<blocks_for((size_t)k * n * 4 * h * w), THREADS>>>(dy, k, n, h, w, dcol);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_convt_gather<<<blocks_for((size_t)k * n * 4 * h * w), THREADS, 0, g->stream>>>(dy, k, n, h, w, dcol);
+    LAUNCHED(g);
     if (!dbias || k < 1) return;
-    k_channel_sums<<<k, REDUCE, REDUCE * sizeof(double)>>>(dy, (size_t)n * 4 * h * w, dbias);
-    LAUNCHED();
+    k_channel_sums<<<k, REDUCE, REDUCE * sizeof(double), g->stream>>>(dy, (size_t)n * 4 * h * w, dbias);
+    LAUNCHED(g);
 }
 
 /* ---- pooling and means ------------------------------------------------------------- */
@@ -518,30 +581,34 @@ __global__ static void k_plane_means_backward(const float *dmeans, int c, int n,
     }
 }
 
-static void gpu_pool2x2(const float *x, int c, int n, int h, int w, float *y)
+static void gpu_pool2x2(const sr_backend *be, const float *x, int c, int n, int h, int w, float *y)
 {
-    k_pool2x2<<<blocks_for((size_t)c * n * h * w / 4), THREADS>>>(x, (size_t)c * n, h, w, y);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_pool2x2<<<blocks_for((size_t)c * n * h * w / 4), THREADS, 0, g->stream>>>(x, (size_t)c * n, h, w, y);
+    LAUNCHED(g);
 }
 
-static void gpu_pool2x2_backward(const float *dy, int c, int n, int h, int w, float *dx)
+static void gpu_pool2x2_backward(const sr_backend *be, const float *dy, int c, int n, int h, int w, float *dx)
 {
-    k_pool2x2_backward<<<blocks_for((size_t)c * n * h * w), THREADS>>>(dy, (size_t)c * n, h, w, dx);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_pool2x2_backward<<<blocks_for((size_t)c * n * h * w), THREADS, 0, g->stream>>>(dy, (size_t)c * n, h, w, dx);
+    LAUNCHED(g);
 }
 
-static void gpu_plane_means(const float *x, int c, int n, int hw, float *means)
+static void gpu_plane_means(const sr_backend *be, const float *x, int c, int n, int hw, float *means)
 {
+    gpu_ctx *g = use(be);
     const size_t threads = (size_t)c * n * 32;
     if (!threads) return;
-    k_plane_means<<<(unsigned)((threads + THREADS - 1) / THREADS), THREADS>>>(x, c, n, hw, means);
-    LAUNCHED();
+    k_plane_means<<<(unsigned)((threads + THREADS - 1) / THREADS), THREADS, 0, g->stream>>>(x, c, n, hw, means);
+    LAUNCHED(g);
 }
 
-static void gpu_plane_means_backward(const float *dmeans, int c, int n, int hw, float *dx)
+static void gpu_plane_means_backward(const sr_backend *be, const float *dmeans, int c, int n, int hw, float *dx)
 {
-    k_plane_means_backward<<<blocks_for((size_t)c * n * hw), THREADS>>>(dmeans, c, n, hw, dx);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_plane_means_backward<<<blocks_for((size_t)c * n * hw), THREADS, 0, g->stream>>>(dmeans, c, n, hw, dx);
+    LAUNCHED(g);
 }
 
 /* ---- phi's noise ------------------------------------------------------------------------ */
@@ -563,21 +630,22 @@ __global__ static void k_noisy_copies(const float *x, int n, int hw, size_t copi
     }
 }
 
-static void gpu_noisy_copies(const float *x, int b, int n, int c, int hw, float sigma, uint32_t seed, uint32_t domain,
-                             const uint32_t *keys, float *dst)
+static void gpu_noisy_copies(const sr_backend *be, const float *x, int b, int n, int c, int hw, float sigma,
+                             uint32_t seed, uint32_t domain, const uint32_t *keys, float *dst)
 {
-    if ((size_t)b > gpu.keys_cap) { /* the images' keys, on the device; grows to the largest batch */
-        if (gpu.keys) CU(cudaFree(gpu.keys));
-        gpu.keys_cap = (size_t)b;
-        CU(cudaMalloc(&gpu.keys, sizeof(uint32_t) * gpu.keys_cap));
+    gpu_ctx *g = use(be);
+    if ((size_t)b > g->keys_cap) { /* the images' keys, on the device; grows to the largest batch */
+        if (g->keys) CU(cudaFree(g->keys));
+        g->keys_cap = (size_t)b;
+        CU(cudaMalloc(&g->keys, sizeof(uint32_t) * g->keys_cap));
     }
-    CU(cudaMemcpy(gpu.keys, keys, sizeof(uint32_t) * b, cudaMemcpyHostToDevice));
+    gpu_to_device(be, g->keys, keys, sizeof(uint32_t) * b);
     const size_t copies = (size_t)b * n, per_image = (size_t)c * hw;
     uint32_t bits;
     memcpy(&bits, &sigma, sizeof bits);
-    k_noisy_copies<<<blocks_for(copies * per_image), THREADS>>>(x, n, hw, copies, per_image, sigma, bits, seed, domain,
-                                                                 gpu.keys, dst);
-    LAUNCHED();
+    k_noisy_copies<<<blocks_for(copies * per_image), THREADS, 0, g->stream>>>(x, n, hw, copies, per_image, sigma, bits,
+                                                                              seed, domain, g->keys, dst);
+    LAUNCHED(g);
 }
 
 /* ---- vectors ------------------------------------------------------------------------- */
@@ -591,12 +659,13 @@ __global__ static void k_dot(size_t count, const float *a, const float *b, doubl
     if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
-static double gpu_dot(size_t count, const float *a, const float *b)
+static double gpu_dot(const sr_backend *be, size_t count, const float *a, const float *b)
 {
-    k_dot<<<DOT_BLOCKS, REDUCE, REDUCE * sizeof(double)>>>(count, a, b, gpu.partials);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_dot<<<DOT_BLOCKS, REDUCE, REDUCE * sizeof(double), g->stream>>>(count, a, b, g->partials);
+    LAUNCHED(g);
     double host[DOT_BLOCKS], sum = 0.0;
-    gpu_to_host(host, gpu.partials, sizeof host);
+    gpu_to_host(be, host, g->partials, sizeof host);
     for (int j = 0; j < DOT_BLOCKS; j++) sum += host[j];
     return sum;
 }
@@ -606,10 +675,11 @@ __global__ static void k_axpby(size_t count, float alpha, const float *src, floa
     FOR_EACH(e, count) dst[e] = beta == 0.0f ? alpha * src[e] : alpha * src[e] + beta * dst[e];
 }
 
-static void gpu_axpby(size_t count, float alpha, const float *src, float beta, float *dst)
+static void gpu_axpby(const sr_backend *be, size_t count, float alpha, const float *src, float beta, float *dst)
 {
-    k_axpby<<<blocks_for(count), THREADS>>>(count, alpha, src, beta, dst);
-    LAUNCHED();
+    gpu_ctx *g = use(be);
+    k_axpby<<<blocks_for(count), THREADS, 0, g->stream>>>(count, alpha, src, beta, dst);
+    LAUNCHED(g);
 }
 
 __global__ static void k_adam(float *param, const float *grad, float *m, float *v, size_t count, float beta1,
@@ -623,13 +693,14 @@ __global__ static void k_adam(float *param, const float *grad, float *m, float *
     }
 }
 
-static void gpu_adam(float *param, const float *grad, float *m, float *v, size_t count, float lr, float beta1,
-                     float beta2, float eps, long step)
+static void gpu_adam(const sr_backend *be, float *param, const float *grad, float *m, float *v, size_t count,
+                     float lr, float beta1, float beta2, float eps, long step)
 {
+    gpu_ctx *g = use(be);
     const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
-    k_adam<<<blocks_for(count), THREADS>>>(param, grad, m, v, count, beta1, beta2, eps, (float)(lr / bc1),
+    k_adam<<<blocks_for(count), THREADS, 0, g->stream>>>(param, grad, m, v, count, beta1, beta2, eps, (float)(lr / bc1),
                                            (float)(1.0 / sqrt(bc2)));
-    LAUNCHED();
+    LAUNCHED(g);
 }
 
 __global__ static void k_adam_masked(float *param, const float *grad, float *m, float *v, size_t count, int n,
@@ -645,21 +716,42 @@ __global__ static void k_adam_masked(float *param, const float *grad, float *m, 
     }
 }
 
-static void gpu_adam_masked(float *param, const float *grad, float *m, float *v, int c, int n, int hw,
-                            const uint8_t *active, double lr, float beta1, float beta2, float eps, long step)
+static void gpu_adam_masked(const sr_backend *be, float *param, const float *grad, float *m, float *v, int c, int n,
+                            int hw, const uint8_t *active, double lr, float beta1, float beta2, float eps, long step)
 {
+    gpu_ctx *g = use(be);
     const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
     const size_t count = (size_t)c * n * hw;
-    k_adam_masked<<<blocks_for(count), THREADS>>>(param, grad, m, v, count, n, hw, active, lr, beta1, beta2, eps, bc1,
+    k_adam_masked<<<blocks_for(count), THREADS, 0, g->stream>>>(param, grad, m, v, count, n, hw, active, lr, beta1,
+                                                                beta2, eps, bc1,
                                                   bc2);
-    LAUNCHED();
+    LAUNCHED(g);
 }
 
 /* ---- the table ------------------------------------------------------------------------ */
 
-static sr_backend cuda_backend = {
+/* Frees what the context holds; a context only partly made (a failed start)
+ * holds NULLs where it stopped. */
+static void free_ctx(gpu_ctx *g)
+{
+    cudaSetDevice(g->device);
+    if (g->keys) CU(cudaFree(g->keys));
+    if (g->partials) CU(cudaFree(g->partials));
+    if (g->blas) CUBLAS(cublasDestroy(g->blas));
+    if (g->stream) CU(cudaStreamDestroy(g->stream));
+    free(g);
+}
+
+static void gpu_destroy(sr_backend *be)
+{
+    free_ctx((gpu_ctx *)be->ctx);
+    free(be);
+}
+
+static const sr_backend_ops cuda_ops = {
     .name = "cuda",
     .host_memory = false,
+    .destroy = gpu_destroy,
     .describe = gpu_describe,
     .alloc = gpu_alloc,
     .release = gpu_release,
@@ -703,7 +795,8 @@ extern "C" int sr_backend_cuda_devices(char *err, size_t errlen)
     void *driver = e == cudaErrorInsufficientDriver ? dlopen("libcuda.so.1", RTLD_LAZY) : NULL;
     if (driver) dlclose(driver);
     if (e == cudaErrorNoDevice || (e == cudaErrorInsufficientDriver && !driver)) {
-        snprintf(err, errlen, "%s", e == cudaErrorNoDevice ? "the NVIDIA driver sees no GPU" : "no NVIDIA driver (libcuda.so.1)");
+        snprintf(err, errlen, "%s",
+                 e == cudaErrorNoDevice ? "the NVIDIA driver sees no GPU" : "no NVIDIA driver (libcuda.so.1)");
         return 0;
     }
     snprintf(err, errlen, "CUDA cannot start: %s (%s); check the driver with nvidia-smi, or use backend = \"cpu\"",
@@ -711,7 +804,7 @@ extern "C" int sr_backend_cuda_devices(char *err, size_t errlen)
     return -1;
 }
 
-extern "C" const sr_backend *sr_backend_cuda(int device, const char *gpu_math, char *err, size_t errlen)
+extern "C" sr_backend *sr_backend_cuda_new(int device, const char *gpu_math, char *err, size_t errlen)
 {
     char why[192];
     const int count = sr_backend_cuda_devices(why, sizeof why);
@@ -724,34 +817,36 @@ extern "C" const sr_backend *sr_backend_cuda(int device, const char *gpu_math, c
                               "CUDA_VISIBLE_DEVICES and the job's GPU request), or use backend = \"cpu\"", why);
         return NULL;
     }
-    device %= count;
-    if (gpu.device >= 0) {
-        if (gpu.device != device || strcmp(gpu.math, gpu_math)) {
-            snprintf(err, errlen, "the CUDA backend already runs on GPU %d with %s products; one device per process",
-                     gpu.device, gpu.math);
-            return NULL;
-        }
-        return &cuda_backend;
-    }
-    cudaError_t e = cudaSetDevice(device);
-    if (e == cudaSuccess) e = cudaMalloc(&gpu.partials, DOT_BLOCKS * sizeof(double));
+    gpu_ctx *g = (gpu_ctx *)calloc(1, sizeof *g);
+    SR_CHECK(g, "out of memory for a CUDA backend");
+    g->device = device % count;
+    cudaError_t e = cudaSetDevice(g->device);
+    if (e == cudaSuccess) e = cudaMalloc(&g->partials, DOT_BLOCKS * sizeof(double));
+    if (e == cudaSuccess) e = cudaStreamCreate(&g->stream);
     if (e != cudaSuccess) {
         snprintf(err, errlen, "GPU %d cannot be used: %s (check nvidia-smi: the GPU may be busy, in exclusive mode "
-                              "or out of memory)", device, cudaGetErrorString(e));
+                              "or out of memory)", g->device, cudaGetErrorString(e));
         cudaGetLastError();
+        if (g->partials) cudaFree(g->partials); /* what failed holds nothing; what came before goes */
+        free(g);
         return NULL;
     }
-    const cublasStatus_t s = cublasCreate(&gpu.blas);
+    cublasStatus_t s = cublasCreate(&g->blas);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(g->blas, g->stream);
     if (s != CUBLAS_STATUS_SUCCESS) {
-        snprintf(err, errlen, "cuBLAS cannot start on GPU %d: %s", device, cublasGetStatusString(s));
+        snprintf(err, errlen, "cuBLAS cannot start on GPU %d: %s", g->device, cublasGetStatusString(s));
+        free_ctx(g);
         return NULL;
     }
-    gpu.compute = !strcmp(gpu_math, "tf32")   ? CUBLAS_COMPUTE_32F_FAST_TF32
-                  : !strcmp(gpu_math, "bf16") ? CUBLAS_COMPUTE_32F_FAST_16BF
-                                              : CUBLAS_COMPUTE_32F;
-    snprintf(gpu.math, sizeof gpu.math, "%s", gpu_math);
+    g->compute = !strcmp(gpu_math, "tf32")   ? CUBLAS_COMPUTE_32F_FAST_TF32
+                 : !strcmp(gpu_math, "bf16") ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                             : CUBLAS_COMPUTE_32F;
+    snprintf(g->math, sizeof g->math, "%s", gpu_math);
     const char *sync = getenv("SEMREP_CUDA_SYNC");
-    gpu.sync_launches = sync && !strcmp(sync, "1");
-    gpu.device = device;
-    return &cuda_backend;
+    g->sync_launches = sync && !strcmp(sync, "1");
+    sr_backend *be = (sr_backend *)calloc(1, sizeof *be);
+    SR_CHECK(be, "out of memory for a CUDA backend");
+    be->ops = &cuda_ops;
+    be->ctx = g;
+    return be;
 }

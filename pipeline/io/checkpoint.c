@@ -45,7 +45,7 @@ void sr_checkpoint_checksum(const sr_unet *net, const float *host_params, char o
 static float *params_to_host(const sr_unet *net)
 {
     float *host = SR_MALLOC(net->param_floats * sizeof(float), "a host copy of the parameters");
-    net->be->to_host(host, net->param, net->param_floats * sizeof(float));
+    sr_be_to_host(net->be, host, net->param, net->param_floats * sizeof(float));
     return host;
 }
 
@@ -276,7 +276,7 @@ int sr_checkpoint_load(const char *path, sr_unet *net, char *err, size_t errlen)
     memset(host, 0, net->param_floats * sizeof(float));
     const int rc = load_open(ncid, path, net, host, err, errlen);
     nc_close(ncid);
-    if (!rc) net->be->to_device(net->param, host, net->param_floats * sizeof(float));
+    if (!rc) sr_be_to_device(net->be, net->param, host, net->param_floats * sizeof(float));
     free(host);
     return rc;
 }

@@ -88,9 +88,9 @@ void sr_train_state_save(const char *path, const sr_unet *net, const sr_adam *ad
     sr_tmp_path(path, tmp, sizeof tmp);
     const size_t n = net->param_floats;
     float *host = SR_MALLOC(3 * n * sizeof(float), "a host copy of the training state");
-    net->be->to_host(host, net->param, n * sizeof(float));
-    net->be->to_host(host + n, adam->m, n * sizeof(float));
-    net->be->to_host(host + 2 * n, adam->v, n * sizeof(float));
+    sr_be_to_host(net->be, host, net->param, n * sizeof(float));
+    sr_be_to_host(net->be, host + n, adam->m, n * sizeof(float));
+    sr_be_to_host(net->be, host + 2 * n, adam->v, n * sizeof(float));
     snprintf(sum, sizeof sum, "%016llx", state_checksum(host, 3 * n));
     int ncid, dim, var[3], version = SR_TRAIN_STATE_VERSION;
     SR_NC(nc_create(tmp, NC_NETCDF4 | NC_CLOBBER, &ncid), tmp);
@@ -240,9 +240,9 @@ int sr_train_state_load(const char *path, sr_unet *net, sr_adam *adam, sr_train_
     const int loaded = load_open(ncid, path, net, adam, p, host, err, errlen);
     nc_close(ncid);
     if (!loaded) {
-        net->be->to_device(net->param, host, n * sizeof(float));
-        net->be->to_device(adam->m, host + n, n * sizeof(float));
-        net->be->to_device(adam->v, host + 2 * n, n * sizeof(float));
+        sr_be_to_device(net->be, net->param, host, n * sizeof(float));
+        sr_be_to_device(net->be, adam->m, host + n, n * sizeof(float));
+        sr_be_to_device(net->be, adam->v, host + 2 * n, n * sizeof(float));
     }
     free(host);
     return loaded;

@@ -12,7 +12,7 @@ void sr_adam_init(sr_adam *adam, const sr_unet *net, float lr)
 void sr_adam_step(sr_adam *adam, sr_unet *net, const float *grad)
 {
     adam->step++;
-    net->be->adam(net->param, grad, adam->m, adam->v, adam->count, adam->lr, adam->beta1,
+    sr_be_adam(net->be, net->param, grad, adam->m, adam->v, adam->count, adam->lr, adam->beta1,
                   adam->beta2, adam->eps, adam->step);
 }
 

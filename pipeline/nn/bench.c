@@ -23,7 +23,7 @@ static void pass_sgemm(bench_ctx *c)
 {
     const int n = c->gemm_n;
     float *a = c->gemm, *b = a + (size_t)n * n, *out = b + (size_t)n * n;
-    c->net->be->gemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, out, n);
+    sr_be_gemm(c->net->be, false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, out, n);
 }
 
 static void pass_encoder_mid(bench_ctx *c) { sr_unet_forward(c->net, c->wk, SR_UPTO_MID); }
@@ -37,9 +37,9 @@ static void pass_train(bench_ctx *c)
     const size_t count = sr_unet_image_floats(wk);
     const float scale = 2.0f / (float)wk->n;
     sr_unet_forward(c->net, wk, SR_UPTO_OUTPUT);
-    be->axpby(count, scale, sr_unet_output(wk), 0.0f, wk->d_output);
-    be->axpby(count, -scale, c->clean, 1.0f, wk->d_output);
-    be->zero(c->grad, c->net->param_floats * sizeof(float));
+    sr_be_axpby(be, count, scale, sr_unet_output(wk), 0.0f, wk->d_output);
+    sr_be_axpby(be, count, -scale, c->clean, 1.0f, wk->d_output);
+    sr_be_zero(be, c->grad, c->net->param_floats * sizeof(float));
     sr_unet_backward(c->net, wk, SR_UPTO_OUTPUT, wk->d_output, NULL, c->grad, false);
     sr_adam_step(c->adam, c->net, c->grad);
 }
@@ -55,13 +55,13 @@ static void pass_projection(bench_ctx *c)
 static double time_pass(pass_fn pass, bench_ctx *ctx, double least)
 {
     pass(ctx);
-    ctx->net->be->sync();
+    sr_be_sync(ctx->net->be);
     int calls = 0;
     const double start = sr_seconds();
     double elapsed;
     do {
         pass(ctx);
-        ctx->net->be->sync();
+        sr_be_sync(ctx->net->be);
         calls++;
         elapsed = sr_seconds() - start;
     } while (elapsed < least || calls < 3);
@@ -74,7 +74,7 @@ static void fill_uniform(const sr_backend *be, float *dev, size_t count, unsigne
     const sr_rng_stream s = {.seed = 1, .domain = SR_RNG_TEST, .i0 = stream};
     sr_rng_uniform(&s, 0, count, host);
     for (size_t i = 0; i < count; i++) host[i] = lo + (hi - lo) * host[i];
-    be->to_device(dev, host, count * sizeof(float));
+    sr_be_to_device(be, dev, host, count * sizeof(float));
     free(host);
 }
 
@@ -98,7 +98,7 @@ void sr_bench_run(sr_unet *net, const sr_backend *be, int batch, int size, doubl
     fill_uniform(be, gemm, gemm_floats, 1, -1.0f, 1.0f);
     fill_uniform(be, clean, images, 2, 0.0f, 1.0f);
     fill_uniform(be, wk.staging, images, 3, 0.0f, 1.0f);
-    be->nchw_to_cnhw(wk.staging, batch, net->shape.in_channels, size * size, sr_unet_input(&wk));
+    sr_be_nchw_to_cnhw(be, wk.staging, batch, net->shape.in_channels, size * size, sr_unet_input(&wk));
     fill_uniform(be, wk.d_means, sr_unet_means_count(&wk), 4, -0.01f, 0.01f);
     bench_ctx ctx = {.net = net, .wk = &wk, .adam = &adam, .grad = grad, .clean = clean,
                      .gemm = gemm, .gemm_n = gemm_n};

@@ -46,23 +46,23 @@ void sr_conv3x3_forward(const sr_backend *be, const float *x, int cin, int n, in
         float *u = col, *v = col + winograd_weights(cin, cout);
         const int chunk = images_that_fit(col_floats - winograd_weights(cin, cout), per_image_winograd(cin, cout, h, w),
                                           n, "Winograd tiles");
-        be->winograd_weights(weight, cout, cin, u);
+        sr_be_winograd_weights(be, weight, cout, cin, u);
         for (int i0 = 0; i0 < n; i0 += chunk) {
             const int i1 = i0 + chunk < n ? i0 + chunk : n, tiles = (i1 - i0) * hw / 4;
             float *m = v + (size_t)16 * cin * tiles;
-            be->winograd_input(x, cin, n, h, w, i0, i1, v);
+            sr_be_winograd_input(be, x, cin, n, h, w, i0, i1, v);
             for (int xi = 0; xi < 16; xi++)
-                be->gemm(false, false, cout, tiles, cin, 1.0f, u + (size_t)xi * cout * cin, cin,
+                sr_be_gemm(be, false, false, cout, tiles, cin, 1.0f, u + (size_t)xi * cout * cin, cin,
                          v + (size_t)xi * cin * tiles, tiles, 0.0f, m + (size_t)xi * cout * tiles, tiles);
-            be->winograd_output(m, cout, n, h, w, i0, i1, y);
+            sr_be_winograd_output(be, m, cout, n, h, w, i0, i1, y);
         }
         return;
     }
     const int chunk = sr_conv3x3_chunk(cin, n, h, w, col_floats);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int i1 = i0 + chunk < n ? i0 + chunk : n, cols = (i1 - i0) * hw;
-        be->im2col3x3(x, cin, n, h, w, i0, i1, col);
-        be->gemm(false, false, cout, cols, taps, 1.0f, weight, taps, col, cols, 0.0f,
+        sr_be_im2col3x3(be, x, cin, n, h, w, i0, i1, col);
+        sr_be_gemm(be, false, false, cout, cols, taps, 1.0f, weight, taps, col, cols, 0.0f,
                  y + (size_t)i0 * hw, ld);
     }
 }
@@ -77,12 +77,12 @@ void sr_conv3x3_backward(const sr_backend *be, const float *x, int cin, int n, i
         const int i1 = i0 + chunk < n ? i0 + chunk : n, cols = (i1 - i0) * hw;
         const float *g = dy + (size_t)i0 * hw;
         if (dweight) {
-            be->im2col3x3(x, cin, n, h, w, i0, i1, col);
-            be->gemm(false, true, cout, taps, cols, 1.0f, g, ld, col, cols, 1.0f, dweight, taps);
+            sr_be_im2col3x3(be, x, cin, n, h, w, i0, i1, col);
+            sr_be_gemm(be, false, true, cout, taps, cols, 1.0f, g, ld, col, cols, 1.0f, dweight, taps);
         }
         if (dx) {
-            be->gemm(true, false, taps, cols, cout, 1.0f, weight, taps, g, ld, 0.0f, col, cols);
-            be->col2im3x3(col, cin, n, h, w, i0, i1, dx);
+            sr_be_gemm(be, true, false, taps, cols, cout, 1.0f, weight, taps, g, ld, 0.0f, col, cols);
+            sr_be_col2im3x3(be, col, cin, n, h, w, i0, i1, dx);
         }
     }
 }
@@ -92,8 +92,8 @@ void sr_convt2x2_forward(const sr_backend *be, const float *x, int cin, int n, i
 {
     const int cols = n * h * w, outs = cout * 4;
     /* col[(k, dy, dx), pixel] = sum_c weight[c, (k, dy, dx)] x[c, pixel] */
-    be->gemm(true, false, outs, cols, cin, 1.0f, weight, outs, x, cols, 0.0f, col, cols);
-    be->convt_scatter(col, bias, cout, n, h, w, y);
+    sr_be_gemm(be, true, false, outs, cols, cin, 1.0f, weight, outs, x, cols, 0.0f, col, cols);
+    sr_be_convt_scatter(be, col, bias, cout, n, h, w, y);
 }
 
 void sr_convt2x2_backward(const sr_backend *be, const float *x, int cin, int n, int h, int w,
@@ -101,8 +101,8 @@ void sr_convt2x2_backward(const sr_backend *be, const float *x, int cin, int n, 
                           float *dbias, float *dx, float *col)
 {
     const int cols = n * h * w, outs = cout * 4;
-    be->convt_gather(dy, cout, n, h, w, col, dbias);
+    sr_be_convt_gather(be, dy, cout, n, h, w, col, dbias);
     if (dweight)
-        be->gemm(false, true, cin, outs, cols, 1.0f, x, cols, col, cols, 1.0f, dweight, outs);
-    if (dx) be->gemm(false, false, cin, cols, outs, 1.0f, weight, outs, col, cols, 1.0f, dx, cols);
+        sr_be_gemm(be, false, true, cin, outs, cols, 1.0f, x, cols, col, cols, 1.0f, dweight, outs);
+    if (dx) sr_be_gemm(be, false, false, cin, cols, outs, 1.0f, weight, outs, col, cols, 1.0f, dx, cols);
 }

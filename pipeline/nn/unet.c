@@ -220,7 +220,7 @@ void sr_unet_init_weights(sr_unet *net, uint32_t seed)
             for (size_t j = 0; j < p->count; j++) v[j] = 1.0f;
         }
     }
-    net->be->to_device(net->param, host, net->param_floats * sizeof(float));
+    sr_be_to_device(net->be, net->param, host, net->param_floats * sizeof(float));
     free(host);
 }
 
@@ -382,16 +382,16 @@ void sr_unet_put_images(sr_unet_work *wk, const float *host_nchw, float *dev_cnh
 {
     const sr_backend *be = wk->net->be;
     const int c = wk->net->shape.in_channels, hw = wk->h * wk->w;
-    be->to_device(wk->staging, host_nchw, sizeof(float) * sr_unet_image_floats(wk));
-    be->nchw_to_cnhw(wk->staging, wk->n, c, hw, dev_cnhw);
+    sr_be_to_device(be, wk->staging, host_nchw, sizeof(float) * sr_unet_image_floats(wk));
+    sr_be_nchw_to_cnhw(be, wk->staging, wk->n, c, hw, dev_cnhw);
 }
 
 void sr_unet_get_images(sr_unet_work *wk, const float *dev_cnhw, float *host_nchw)
 {
     const sr_backend *be = wk->net->be;
     const int c = wk->net->shape.in_channels, hw = wk->h * wk->w;
-    be->cnhw_to_nchw(dev_cnhw, wk->n, c, hw, wk->staging);
-    be->to_host(host_nchw, wk->staging, sizeof(float) * sr_unet_image_floats(wk));
+    sr_be_cnhw_to_nchw(be, dev_cnhw, wk->n, c, hw, wk->staging);
+    sr_be_to_host(be, host_nchw, wk->staging, sizeof(float) * sr_unet_image_floats(wk));
 }
 
 float *sr_unet_input(const sr_unet_work *wk) { return wk->act[0]; }
@@ -440,12 +440,12 @@ void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto)
             float *u = wk->pre[o] ? wk->pre[o] : y;
             const sr_unit unit = op_unit(net, op, n, h * w);
             sr_conv3x3_forward(be, x, op->cin, n, h, w, weight, op->cout, u, wk->col, wk->col_floats);
-            be->unit_forward(&unit, u, y, wk->stats[o]);
+            sr_be_unit_forward(be, &unit, u, y, wk->stats[o]);
             if (op->block >= 0)
-                be->plane_means(y, op->cout, n, h * w, wk->means + (size_t)n * net->block_offset[op->block]);
+                sr_be_plane_means(be, y, op->cout, n, h * w, wk->means + (size_t)n * net->block_offset[op->block]);
             break;
         }
-        case SR_OP_POOL: be->pool2x2(x, op->cin, n, h, w, y); break;
+        case SR_OP_POOL: sr_be_pool2x2(be, x, op->cin, n, h, w, y); break;
         case SR_OP_UP:
             sr_convt2x2_forward(be, x, op->cin, n, h, w, weight,
                                 param_at(net, net->param, op->bias), op->cout, y, wk->col);
@@ -454,7 +454,7 @@ void sr_unet_forward(const sr_unet *net, sr_unet_work *wk, sr_upto upto)
     }
     /* Residual models predict the noise: x_hat = y - f(y). */
     if (upto == SR_UPTO_OUTPUT && net->shape.output == SR_OUTPUT_RESIDUAL)
-        be->axpby(sr_unet_image_floats(wk), 1.0f, sr_unet_input(wk), -1.0f, sr_unet_output(wk));
+        sr_be_axpby(be, sr_unet_image_floats(wk), 1.0f, sr_unet_input(wk), -1.0f, sr_unet_output(wk));
 }
 
 void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const float *d_output,
@@ -463,11 +463,11 @@ void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const 
     const sr_backend *be = net->be;
     const int n = wk->n;
     SR_CHECK(wk->grad, "internal: backward on a workspace made without gradients");
-    be->zero(wk->dact_base, wk->dact_floats * sizeof(float));
+    sr_be_zero(be, wk->dact_base, wk->dact_floats * sizeof(float));
     if (from == SR_UPTO_OUTPUT && d_output) {
         const bool residual = net->shape.output == SR_OUTPUT_RESIDUAL;
-        be->axpby(sr_unet_image_floats(wk), residual ? -1.0f : 1.0f, d_output, 0.0f, wk->dact[net->output_slot]);
-        if (residual) be->axpby(sr_unet_image_floats(wk), 1.0f, d_output, 1.0f, wk->dact[0]);
+        sr_be_axpby(be, sr_unet_image_floats(wk), residual ? -1.0f : 1.0f, d_output, 0.0f, wk->dact[net->output_slot]);
+        if (residual) sr_be_axpby(be, sr_unet_image_floats(wk), 1.0f, d_output, 1.0f, wk->dact[0]);
     }
     for (int o = last_op(net, from); o >= 0; o--) {
         const sr_op *op = &net->ops[o];
@@ -479,16 +479,16 @@ void sr_unet_backward(const sr_unet *net, sr_unet_work *wk, sr_upto from, const 
         case SR_OP_CONV: {
             const sr_unit unit = op_unit(net, op, n, h * w);
             if (op->block >= 0 && d_means)
-                be->plane_means_backward(d_means + (size_t)n * net->block_offset[op->block],
+                sr_be_plane_means_backward(be, d_means + (size_t)n * net->block_offset[op->block],
                                          op->cout, n, h * w, dy);
-            be->unit_backward(&unit, wk->pre[o] ? wk->pre[o] : wk->act[op->dst], wk->act[op->dst],
+            sr_be_unit_backward(be, &unit, wk->pre[o] ? wk->pre[o] : wk->act[op->dst], wk->act[op->dst],
                               wk->stats[o], dy, param_at(net, param_grad, op->gamma),
                               param_at(net, param_grad, op->bias));
             sr_conv3x3_backward(be, x, op->cin, n, h, w, weight, op->cout, dy,
                                 param_at(net, param_grad, op->weight), dx, wk->col, wk->col_floats);
             break;
         }
-        case SR_OP_POOL: be->pool2x2_backward(dy, op->cin, n, h, w, dx); break;
+        case SR_OP_POOL: sr_be_pool2x2_backward(be, dy, op->cin, n, h, w, dx); break;
         case SR_OP_UP:
             sr_convt2x2_backward(be, x, op->cin, n, h, w, weight, op->cout, dy,
                                  param_at(net, param_grad, op->weight),

@@ -21,7 +21,7 @@ int main(int argc, char **argv)
     }
     char err[256];
     const sr_backend_request request = {.name = "cuda", .gpu_math = math};
-    const sr_backend *be = sr_backend_select(&request, err, sizeof err);
+    sr_backend *be = sr_backend_select(&request, err, sizeof err);
     if (!be) {
         fprintf(stderr, "bench_gpu: %s\n", err);
         return 1;
@@ -31,18 +31,20 @@ int main(int argc, char **argv)
     sr_unet net;
     if (sr_unet_plan(&net, &shape, err, sizeof err)) {
         fprintf(stderr, "bench_gpu: %s\n", err);
+        sr_backend_free(be);
         return 1;
     }
     const size_t params = net.trainable_count;
     sr_bench_result r;
     sr_bench_run(&net, be, batch, size, seconds, &r);
     char text[256];
-    be->describe(text, sizeof text);
+    sr_be_describe(be, text, sizeof text);
     printf("semrep bench_gpu: %s shape %dx%dx%d, %zu parameters, batch %d\n  %s\n", paper ? "paper" : "default",
            shape.in_channels, size, size, params, batch, text);
     printf("  sgemm %d^3: %.1f TFLOP/s\n", r.gemm_n, r.sgemm_gflops * 1e-3);
     for (int p = 0; p < SR_BENCH_PASSES; p++)
         printf("  %-30s %12.1f images/s %8.2f TFLOP/s\n", r.pass[p].name, r.pass[p].images_per_s,
                r.pass[p].images_per_s * r.pass[p].flops_per_image * 1e-12);
+    sr_backend_free(be);
     return 0;
 }

@@ -47,9 +47,11 @@ static void test_reductions(void)
 static void test_sum_floats(void)
 {
     const size_t count = ((size_t)1 << 23) + 1000;
-    sr_backend device_like = *sr_backend_cpu(1);
-    device_like.host_memory = false;
-    const sr_backend *backends[2] = {sr_backend_cpu(1), &device_like};
+    sr_backend *cpu = sr_backend_cpu_new(1);
+    sr_backend_ops device_ops = *cpu->ops;
+    device_ops.host_memory = false;
+    const sr_backend device_like = {.ops = &device_ops, .ctx = cpu->ctx};
+    const sr_backend *backends[2] = {cpu, &device_like};
     float *v = malloc(sizeof(float) * count);
     CU_ASSERT_FATAL(v != NULL);
     for (int b = 0; b < 2; b++) {
@@ -60,6 +62,7 @@ static void test_sum_floats(void)
         CU_ASSERT_EQUAL(wrong, 0);
     }
     free(v);
+    sr_backend_free(cpu);
 }
 
 /* A ring step of blocks of unequal lengths (rank 1's is empty): each rank

@@ -418,8 +418,9 @@ static void test_sampled_neighbours(void)
 
 /* The CPU backend dressed as a device: its memory is not host memory, so
  * k-means copies to it and back as it does on a GPU. */
-static void *dev_alloc(size_t bytes) { return malloc(bytes); }
-static void dev_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void *dev_alloc(const sr_backend *be, size_t bytes) { return malloc(bytes); }
+static void dev_release(const sr_backend *be, void *p) { free(p); }
+static void dev_copy(const sr_backend *be, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 
 /* k-means through a backend whose memory is the device's gives what it
  * gives through the host's: the copies move the right rows and centres. */
@@ -431,11 +432,13 @@ static void test_device_memory(void)
     float *x = read_var(path, "phi", NC_FLOAT, N * DIM);
     long first, end;
     sr_shard(N, 1, comm.rank, comm.size, &first, &end);
-    sr_backend device = *sr_test_backend();
-    CU_ASSERT_FATAL(device.host_memory); /* the reference is the CPU */
-    device.host_memory = false, device.alloc = dev_alloc, device.release = free, device.to_device = dev_copy,
-    device.to_host = dev_copy;
-    const sr_backend *both[2] = {sr_test_backend(), &device};
+    const sr_backend *host = sr_test_backend();
+    CU_ASSERT_FATAL(sr_be_host_memory(host)); /* the reference is the CPU */
+    sr_backend_ops ops = *host->ops;
+    ops.host_memory = false, ops.alloc = dev_alloc, ops.release = dev_release, ops.to_device = dev_copy,
+    ops.to_host = dev_copy;
+    const sr_backend device = {.ops = &ops, .ctx = host->ctx};
+    const sr_backend *both[2] = {host, &device};
     sr_kmeans km[2];
     for (int b = 0; b < 2; b++) {
         sr_kmeans_data data;

@@ -186,7 +186,7 @@ static void test_bad_files(void)
 
 int main(void)
 {
-    be = sr_backend_cpu(0);
+    be = sr_backend_cpu_new(0);
     sr_test_temp_dir(dir);
     const sr_test tests[] = {
         {"write, read, use: bit-identical", test_write_read_use},

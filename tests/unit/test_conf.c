@@ -185,7 +185,9 @@ static void test_absurd_width(void)
     semrep_conf conf;
     CU_ASSERT_FATAL(load_text("", 1, sets, &conf) == 0);
     sr_unet net;
-    const int rc = sr_model_plan(&conf, sr_backend_cpu(0), 64, false, &net, err, sizeof err);
+    sr_backend *cpu = sr_backend_cpu_new(0);
+    const int rc = sr_model_plan(&conf, cpu, 64, false, &net, err, sizeof err);
+    sr_backend_free(cpu);
     printf("\n    %s", err);
     CU_ASSERT_EQUAL(rc, -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "model.kernels = [8192, 8192, 8192, 8192] needs"));

@@ -48,10 +48,10 @@ static void forward(layer *l)
         break;
     case UNIT: /* the kernel adds the bias in place: work on a copy of x */
         memcpy(l->u_work, l->x, sizeof(float) * l->x_count);
-        be->unit_forward(&l->unit, l->u_work, l->y, l->col);
+        sr_be_unit_forward(be, &l->unit, l->u_work, l->y, l->col);
         break;
-    case POOL: be->pool2x2(l->x, l->cin, l->n, l->h, l->w, l->y); break;
-    case MEANS: be->plane_means(l->x, l->cin, l->n, l->h * l->w, l->y); break;
+    case POOL: sr_be_pool2x2(be, l->x, l->cin, l->n, l->h, l->w, l->y); break;
+    case MEANS: sr_be_plane_means(be, l->x, l->cin, l->n, l->h * l->w, l->y); break;
     }
 }
 
@@ -199,7 +199,7 @@ static void check_unit(sr_norm norm, bool relu, const char *what)
     float *dg = calloc((size_t)k, sizeof(float)), *db = calloc((size_t)k, sizeof(float));
     forward(&l);
     memcpy(du, r, sizeof(float) * l.y_count);
-    be->unit_backward(&l.unit, l.u_work, l.y, l.col, du, dg, db);
+    sr_be_unit_backward(be, &l.unit, l.u_work, l.y, l.col, du, dg, db);
     char name[64];
     snprintf(name, sizeof name, "%s d input", what);
     CU_ASSERT(fd_check(&l, r, l.x, l.x_count, du, 1e-2, name) < 1e-3);
@@ -227,12 +227,12 @@ static void test_pool_and_means(void)
     l.y = malloc(sizeof(float) * l.x_count);
     float *r = uniform(14, -1, 1, l.x_count);
     float *dx = calloc(l.x_count, sizeof(float));
-    be->pool2x2_backward(r, l.cin, l.n, l.h, l.w, dx);
+    sr_be_pool2x2_backward(be, r, l.cin, l.n, l.h, l.w, dx);
     CU_ASSERT(fd_check(&l, r, l.x, l.x_count, dx, 0.25, "avgpool d input") < 1e-5);
     l.kind = MEANS;
     l.y_count = (size_t)l.cin * l.n;
     memset(dx, 0, sizeof(float) * l.x_count);
-    be->plane_means_backward(r, l.cin, l.n, l.h * l.w, dx);
+    sr_be_plane_means_backward(be, r, l.cin, l.n, l.h * l.w, dx);
     CU_ASSERT(fd_check(&l, r, l.x, l.x_count, dx, 0.25, "block means d input") < 1e-5);
     free(l.x), free(l.y), free(r), free(dx);
 }
@@ -459,9 +459,9 @@ static void test_adam_masked_closed_form(void)
     float *p = uniform(51, -1, 1, COUNT), *g = uniform(52, -1, 1, COUNT), *p0 = malloc(sizeof(float) * COUNT);
     float *mv = calloc(2 * COUNT, sizeof(float));
     memcpy(p0, p, sizeof(float) * COUNT);
-    be->adam_masked(p, g, mv, mv + COUNT, C, N, HW, active, 0.01, 0.9f, 0.999f, 1e-8f, 1);
+    sr_be_adam_masked(be, p, g, mv, mv + COUNT, C, N, HW, active, 0.01, 0.9f, 0.999f, 1e-8f, 1);
     for (size_t e = 0; e < COUNT; e++) g[e] *= -0.5f;
-    be->adam_masked(p, g, mv, mv + COUNT, C, N, HW, active, 0.01, 0.9f, 0.999f, 1e-8f, 2);
+    sr_be_adam_masked(be, p, g, mv, mv + COUNT, C, N, HW, active, 0.01, 0.9f, 0.999f, 1e-8f, 2);
     double worst = 0.0;
     int kept = 1;
     for (size_t e = 0; e < COUNT; e++) {
@@ -484,7 +484,7 @@ static void test_adam_masked_closed_form(void)
 
 int main(void)
 {
-    be = sr_backend_cpu(0);
+    be = sr_backend_cpu_new(0);
     const sr_test tests[] = {
         {"conv3x3 backward vs finite differences", test_conv3x3},
         {"conv3x3 forward (Winograd and unfolding) vs a direct sum", test_conv3x3_forward_direct},

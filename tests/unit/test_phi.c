@@ -39,7 +39,7 @@ static void test_phi_against_engine(void)
     char *sets[] = {set_out, set_ckpt, "dataset.limit=20", "phi.sigmas=[0.0, 0.2]", "phi.draws=2", "phi.batch=16"};
     semrep_conf conf;
     CU_ASSERT_FATAL(sr_conf_load(&conf, SEMREP_FIXTURES "/../../conf/tiny-test.conf", 6, sets, err, sizeof err) == 0);
-    const sr_backend *be = sr_backend_cpu(1);
+    sr_backend *be = sr_backend_cpu_new(1);
     sr_unet net;
     const sr_unet_shape shape = sr_conf_shape(&conf);
     CU_ASSERT_FATAL(sr_unet_plan(&net, &shape, err, sizeof err) == 0);
@@ -96,6 +96,7 @@ static void test_phi_against_engine(void)
     free(x), free(phi), free(blocks);
     sr_dataset_close(ds);
     sr_unet_free(&net);
+    sr_backend_free(be);
     sr_conf_free(&conf);
 }
 

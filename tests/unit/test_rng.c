@@ -87,14 +87,14 @@ static void test_gaussian_digest(void)
     }
     /* x = 0, sigma = 1: the copies are the draws (0 + 1 z = z, and no draw is -0) */
     const sr_backend *be = sr_test_backend();
-    float *dx = be->alloc(sizeof zero), *dy = be->alloc(sizeof backend);
+    float *dx = sr_be_alloc(be, sizeof zero), *dy = sr_be_alloc(be, sizeof backend);
     CU_ASSERT_FATAL(dx && dy);
-    be->to_device(dx, zero, sizeof zero);
-    be->noisy_copies(dx, KAT_IMAGES, KAT_DRAWS, 1, KAT_VALUES, 1.0f, 2024, SR_RNG_PHI_NOISE, kat_keys, dy);
-    be->to_host(backend, dy, sizeof backend);
-    be->release(dx), be->release(dy);
+    sr_be_to_device(be, dx, zero, sizeof zero);
+    sr_be_noisy_copies(be, dx, KAT_IMAGES, KAT_DRAWS, 1, KAT_VALUES, 1.0f, 2024, SR_RNG_PHI_NOISE, kat_keys, dy);
+    sr_be_to_host(be, backend, dy, sizeof backend);
+    sr_be_release(be, dx), sr_be_release(be, dy);
     printf("\n    digests: inline %016llx, sr_rng_gaussian %016llx, %s noisy copies %016llx; committed %016llx",
-           (unsigned long long)digest(inline_z, N), (unsigned long long)digest(library, N), be->name,
+           (unsigned long long)digest(inline_z, N), (unsigned long long)digest(library, N), sr_be_name(be),
            (unsigned long long)digest(backend, N), (unsigned long long)kat_digest);
     CU_ASSERT_EQUAL(digest(inline_z, N), kat_digest);
     CU_ASSERT_EQUAL(digest(library, N), kat_digest);
@@ -204,22 +204,22 @@ static void test_noisy_copies(void)
             for (int ch = 0; ch < C; ch++)
                 for (int p = 0; p < HW; p++) want[(ch * B * N + i * N + k) * HW + p] = one[ch * HW + p];
         }
-    float *dx = be->alloc(sizeof x), *dy = be->alloc(sizeof got);
+    float *dx = sr_be_alloc(be, sizeof x), *dy = sr_be_alloc(be, sizeof got);
     CU_ASSERT_FATAL(dx && dy);
-    be->to_device(dx, x, sizeof x);
-    be->noisy_copies(dx, B, N, C, HW, sigma, 9, SR_RNG_PHI_NOISE, keys, dy);
-    be->to_host(got, dy, sizeof got);
+    sr_be_to_device(be, dx, x, sizeof x);
+    sr_be_noisy_copies(be, dx, B, N, C, HW, sigma, 9, SR_RNG_PHI_NOISE, keys, dy);
+    sr_be_to_host(be, got, dy, sizeof got);
     const double d = sr_max_rel_diff(got, want, B * N * C * HW);
-    printf("\n    noisy copies on %s vs the host path: max rel diff %.2e", be->name, d);
+    printf("\n    noisy copies on %s vs the host path: max rel diff %.2e", sr_be_name(be), d);
     CU_ASSERT(d == 0.0); /* the same bits on every backend (core/rng_block.h) */
-    be->noisy_copies(dx, B, 1, C, HW, 0.0f, 9, SR_RNG_PHI_NOISE, keys, dy); /* sigma 0: plain copies */
-    be->to_host(got, dy, sizeof x);
+    sr_be_noisy_copies(be, dx, B, 1, C, HW, 0.0f, 9, SR_RNG_PHI_NOISE, keys, dy); /* sigma 0: plain copies */
+    sr_be_to_host(be, got, dy, sizeof x);
     int same = 1;
     for (int i = 0; i < B; i++)
         for (int ch = 0; ch < C; ch++)
             for (int p = 0; p < HW; p++) same &= got[(ch * B + i) * HW + p] == x[(i * C + ch) * HW + p];
     CU_ASSERT(same);
-    be->release(dx), be->release(dy);
+    sr_be_release(be, dx), sr_be_release(be, dy);
 }
 
 int main(void)

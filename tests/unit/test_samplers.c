@@ -32,7 +32,9 @@ static void setup(char *const *sets, int nsets)
                                  sizeof err) == 0);
     const sr_unet_shape shape = sr_conf_shape(&conf);
     CU_ASSERT_FATAL(sr_unet_plan(&net, &shape, err, sizeof err) == 0);
-    sr_unet_alloc(&net, sr_backend_cpu(1));
+    static sr_backend *cpu; /* one for every test, kept while the program runs */
+    if (!cpu) cpu = sr_backend_cpu_new(1);
+    sr_unet_alloc(&net, cpu);
     sr_unet_init_weights(&net, 7);
     size = conf.dataset.size;
     per_image = (size_t)size * size;

@@ -48,7 +48,7 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
         CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
         CU_ASSERT_EQUAL_FATAL(rec->ndim, p->ndim);
         for (int d = 0; d < p->ndim; d++) CU_ASSERT_EQUAL_FATAL(rec->dims[d], p->dims[d]);
-        be->to_device(net.param + p->offset, rec->data, sizeof(float) * p->count);
+        sr_be_to_device(be, net.param + p->offset, rec->data, sizeof(float) * p->count);
     }
 
     const sr_record *in = sr_fixture_get(fx, "input");
@@ -65,7 +65,7 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
     sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
     sr_unet_get_images(&wk, sr_unet_output(&wk), host);
     check("output D(y)", host, sr_fixture_get(fx, "output"));
-    be->to_host(all_means, wk.means, sizeof(float) * nmeans);
+    sr_be_to_host(be, all_means, wk.means, sizeof(float) * nmeans);
     for (int b = 0; b < net.nblocks; b++) {
         char name[32];
         snprintf(name, sizeof name, "mean.%d", b);
@@ -74,7 +74,7 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
 
     /* The encoder + middle path alone gives the same block means. */
     sr_unet_forward(&net, &wk, SR_UPTO_MID);
-    be->to_host(means, wk.means, sizeof(float) * nmeans);
+    sr_be_to_host(be, means, wk.means, sizeof(float) * nmeans);
     const size_t upto_mid = (size_t)n * net.block_offset[net.shape.levels + 1];
     CU_ASSERT(memcmp(all_means, means, sizeof(float) * upto_mid) == 0);
 
@@ -83,16 +83,16 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
     const size_t mid = (size_t)n * net.block_offset[net.shape.levels];
     memset(means, 0, sizeof(float) * nmeans);
     for (size_t i = 0; i < target->count; i++) means[mid + i] = all_means[mid + i] - target->data[i];
-    be->to_device(wk.d_means, means, sizeof(float) * nmeans);
+    sr_be_to_device(be, wk.d_means, means, sizeof(float) * nmeans);
     sr_unet_backward(&net, &wk, SR_UPTO_MID, NULL, wk.d_means, NULL, true);
     sr_unet_get_images(&wk, sr_unet_input_grad(&wk), host);
     check("input gradient of L(mid)", host, sr_fixture_get(fx, "input_grad"));
 
     /* Parameter gradients of sum (D(y) - x)^2 / n. */
     const sr_record *clean = sr_fixture_get(fx, "clean");
-    float *grad_dev = be->alloc(net.param_floats * sizeof(float)), *grad = malloc(net.param_floats * sizeof(float));
+    float *grad_dev = sr_be_alloc(be, net.param_floats * sizeof(float)), *grad = malloc(net.param_floats * sizeof(float));
     CU_ASSERT_PTR_NOT_NULL_FATAL(grad_dev);
-    be->zero(grad_dev, net.param_floats * sizeof(float));
+    sr_be_zero(be, grad_dev, net.param_floats * sizeof(float));
     sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
     sr_unet_get_images(&wk, sr_unet_output(&wk), host);
     double loss = 0.0;
@@ -106,7 +106,7 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
     CU_ASSERT(fabs(loss - ref_loss) < TOL * ref_loss);
     sr_unet_put_images(&wk, host, wk.d_output);
     sr_unet_backward(&net, &wk, SR_UPTO_OUTPUT, wk.d_output, NULL, grad_dev, false);
-    be->to_host(grad, grad_dev, net.param_floats * sizeof(float));
+    sr_be_to_host(be, grad, grad_dev, net.param_floats * sizeof(float));
     double worst = 0.0;
     for (int i = 0; i < net.nparams; i++) {
         const sr_param *p = &net.params[i];
@@ -122,7 +122,7 @@ static void run_fixture(const char *file, const sr_unet_shape *shape)
     }
     printf("\n    parameter gradients        max rel diff %.2e (worst tensor)", worst);
 
-    be->release(grad_dev);
+    sr_be_release(be, grad_dev);
     free(grad), free(means), free(all_means), free(host);
     sr_unet_work_free(&wk);
     sr_unet_free(&net);

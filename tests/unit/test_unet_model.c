@@ -161,7 +161,8 @@ static void test_thread_count_independence(void)
     const size_t total = nout + nmeans + nout + ngrad;
     int differing = 0;
     for (int threads = 1; threads <= 3; threads++) {
-        sr_backend_cpu(threads);
+        sr_backend *cpu = sr_backend_cpu_new(threads);
+        net.be = cpu; /* the same host memory: any CPU instance may run the net */
         float *got = calloc(total, sizeof(float));
         sr_unet_put_images(&wk, x, sr_unet_input(&wk));
         sr_unet_forward(&net, &wk, SR_UPTO_OUTPUT);
@@ -176,8 +177,9 @@ static void test_thread_count_independence(void)
             for (size_t i = 0; i < total; i++) differing += memcmp(&got[i], &first[i], sizeof(float)) != 0;
             free(got);
         }
+        net.be = be;
+        sr_backend_free(cpu);
     }
-    sr_backend_cpu(0);
     printf("\n    values differing between 1, 2 and 3 threads: %d of %zu", differing, total);
     CU_ASSERT_EQUAL(differing, 0);
     free(first), free(x);
@@ -231,7 +233,7 @@ static void test_workspace_resize(void)
 
 int main(void)
 {
-    be = sr_backend_cpu(0);
+    be = sr_backend_cpu_new(0);
     const sr_test tests[] = {
         {"parameter counts of SPEC.md's shapes", test_parameter_counts},
         {"state-dict names and shapes", test_state_dict_names},

@@ -128,6 +128,8 @@ void sr_test_remove_tree(const char *dir)
 
 const sr_backend *sr_test_backend(void)
 {
+    static sr_backend *be; /* one per test program, made on the first call */
+    if (be) return be;
     const char *name = getenv("SEMREP_TEST_BACKEND");
     if (!name || !*name) name = "cpu";
     char err[256];
@@ -141,13 +143,13 @@ const sr_backend *sr_test_backend(void)
         printf("SKIPPED: SEMREP_TEST_BACKEND=cuda but no GPU is visible: %s\n", err);
         exit(77);
     }
-    const sr_backend *be = sr_backend_select(&request, err, sizeof err);
+    be = sr_backend_select(&request, err, sizeof err);
     if (!be) {
         fprintf(stderr, "SEMREP_TEST_BACKEND=%s: %s\n", name, err);
         exit(1);
     }
     char text[256];
-    be->describe(text, sizeof text);
-    printf("backend %s: %s\n", be->name, text);
+    sr_be_describe(be, text, sizeof text);
+    printf("backend %s: %s\n", sr_be_name(be), text);
     return be;
 }

@@ -48,7 +48,8 @@ void sr_test_remove_tree(const char *dir);
 
 /* The backend a suite runs on: SEMREP_TEST_BACKEND ("cpu", the default, or
  * "cuda"). When "cuda" is asked for and no GPU is visible, prints why and
- * exits with 77, which CTest reports as skipped. */
+ * exits with 77, which CTest reports as skipped. The same instance on every
+ * call, made on the first and kept while the program runs. */
 const sr_backend *sr_test_backend(void);
 
 /* Uniform in [lo, hi) from a fixed test stream (index names the stream). */

@@ -1,0 +1,189 @@
+/* Backends are instances: CPU backends with different thread counts live
+ * side by side in one process, each keeps its own count (and leaves the
+ * process's OpenMP default alone), and a table of op cases gives the same
+ * bits on each: every output element is one thread's, every sum runs in a
+ * fixed order, products are cut into fixed tiles. The cases are sized past
+ * the point where the loops start their threads (32768 values) and the
+ * products past one tile (256 columns or rows). Not dot: its reduction's
+ * order follows the threads, and only losses, which are reported, use it. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/rng.h"
+#include "test_util.h"
+
+/* One case: runs ops on be from fixed inputs and writes every output it
+ * makes (count floats) to out. */
+typedef struct {
+    const char *name;
+    size_t count;
+    void (*run)(const sr_backend *be, float *out);
+} op_case;
+
+static float *uniform(unsigned stream, size_t n)
+{
+    float *p = malloc(sizeof(float) * n);
+    CU_ASSERT_FATAL(p != NULL);
+    sr_test_uniform(stream, -1, 1, n, p);
+    return p;
+}
+
+enum { GM = 300, GN = 700, GK = 64 };
+
+static void gemm_case(const sr_backend *be, float *out)
+{
+    /* by columns (n >= m: three tiles of op(B)), then by rows, transposed */
+    float *a = uniform(1, (size_t)GN * GK), *b = uniform(2, (size_t)GN * GK);
+    memset(out, 0, sizeof(float) * 2 * GM * GN);
+    sr_be_gemm(be, false, false, GM, GN, GK, 0.5f, a, GK, b, GN, 0.0f, out, GN);
+    sr_be_gemm(be, true, true, GN, GM, GK, 1.0f, a, GN, b, GK, 0.0f, out + (size_t)GM * GN, GM);
+    free(a), free(b);
+}
+
+enum { C = 4, N = 8, H = 32, W = 32, HW = H * W };
+
+static void unfold_case(const sr_backend *be, float *out)
+{
+    float *x = uniform(3, (size_t)C * N * HW), *col = out, *dx = out + 9 * (size_t)C * N * HW;
+    sr_be_im2col3x3(be, x, C, N, H, W, 0, N, col);
+    memcpy(dx, x, sizeof(float) * C * N * HW);
+    sr_be_col2im3x3(be, col, C, N, H, W, 0, N, dx);
+    free(x);
+}
+
+static void winograd_case(const sr_backend *be, float *out)
+{
+    const size_t tiles = (size_t)N * (H / 2) * (W / 2);
+    float *x = uniform(4, (size_t)C * N * HW), *v = out, *y = out + 16 * (size_t)C * tiles;
+    sr_be_winograd_input(be, x, C, N, H, W, 0, N, v);
+    memcpy(y, x, sizeof(float) * C * N * HW);
+    sr_be_winograd_output(be, v, C, N, H, W, 0, N, y); /* the input's tiles as if they were products */
+    free(x);
+}
+
+enum { K = 16 };
+
+static void unit_case(const sr_backend *be, float *out)
+{
+    const size_t count = (size_t)K * N * HW;
+    float *u = out, *a = u + count, *da = a + count, *stats = da + count, *dgamma = stats + 3 * N, *dbias = dgamma + K;
+    float *bias = uniform(5, K), *gamma = uniform(6, K), *x = uniform(7, count), *g = uniform(8, count);
+    memcpy(u, x, sizeof(float) * count);
+    memcpy(da, g, sizeof(float) * count);
+    memset(dgamma, 0, sizeof(float) * 2 * K);
+    const sr_unit unit = {.k = K, .n = N, .hw = HW, .norm = SR_NORM_LAYER, .relu = true, .bias = bias, .gamma = gamma};
+    sr_be_unit_forward(be, &unit, u, a, stats);
+    sr_be_unit_backward(be, &unit, u, a, stats, da, dgamma, dbias);
+    free(bias), free(gamma), free(x), free(g);
+}
+
+static void convt_pool_case(const sr_backend *be, float *out)
+{
+    const size_t count = (size_t)K * N * HW; /* ConvTranspose's output at H x W from H/2 x W/2 */
+    float *col = uniform(9, count), *bias = uniform(10, K), *y = out, *dcol = y + count, *dbias = dcol + count;
+    float *pooled = dbias + K, *means = pooled + count / 4;
+    sr_be_convt_scatter(be, col, bias, K, N, H / 2, W / 2, y);
+    memset(dbias, 0, sizeof(float) * K);
+    sr_be_convt_gather(be, y, K, N, H / 2, W / 2, dcol, dbias);
+    sr_be_pool2x2(be, y, K, N, H, W, pooled);
+    sr_be_plane_means(be, y, K, N, HW, means);
+    sr_be_plane_means_backward(be, means, K, N, HW, y);
+    free(col), free(bias);
+}
+
+static void noise_case(const sr_backend *be, float *out)
+{
+    const uint32_t keys[N] = {3, 1, 4, 1, 5, 9, 2, 6};
+    float *x = uniform(11, (size_t)N * HW), *dev = sr_be_alloc(be, sizeof(float) * (size_t)N * HW);
+    float *dst = sr_be_alloc(be, sizeof(float) * (size_t)N * 4 * HW);
+    CU_ASSERT_FATAL(dev && dst);
+    sr_be_to_device(be, dev, x, sizeof(float) * (size_t)N * HW);
+    sr_be_noisy_copies(be, dev, N, 4, 1, HW, 0.5f, 2024, SR_RNG_PHI_NOISE, keys, dst);
+    sr_be_to_host(be, out, dst, sizeof(float) * (size_t)N * 4 * HW);
+    sr_be_release(be, dev), sr_be_release(be, dst);
+    free(x);
+}
+
+enum { COUNT = K * N * HW };
+
+static void vector_case(const sr_backend *be, float *out)
+{
+    float *g = uniform(12, COUNT), *p = out, *m = p + COUNT, *v = m + COUNT;
+    sr_test_uniform(13, -1, 1, COUNT, p);
+    memset(m, 0, sizeof(float) * 2 * COUNT);
+    sr_be_axpby(be, COUNT, 0.5f, g, 0.25f, p);
+    for (long step = 1; step <= 2; step++) sr_be_adam(be, p, g, m, v, COUNT, 1e-3f, 0.9f, 0.999f, 1e-8f, step);
+    const uint8_t active[N] = {1, 0, 1, 1, 0, 1, 1, 1};
+    sr_be_adam_masked(be, p, g, m, v, K, N, HW, active, 1e-2, 0.9f, 0.999f, 1e-8f, 3);
+    free(g);
+}
+
+static const op_case cases[] = {
+    {"gemm, three tiles by columns and by rows", 2 * (size_t)GM * GN, gemm_case},
+    {"im2col3x3 and col2im3x3", 10 * (size_t)C * N * HW, unfold_case},
+    {"Winograd input and output", 16 * (size_t)C * N * HW / 4 + (size_t)C * N * HW, winograd_case},
+    {"layer norm + ReLU tail, forward and backward", 3 * (size_t)K * N * HW + 3 * N + 2 * K, unit_case},
+    {"ConvTranspose, pooling, plane means", 2 * (size_t)K * N * HW + K + (size_t)K * N * HW / 4 + K * N,
+     convt_pool_case},
+    {"noisy copies", (size_t)N * 4 * HW, noise_case},
+    {"axpby, Adam, masked Adam", 3 * (size_t)COUNT, vector_case},
+};
+
+/* Instances with 1, 2 and 3 threads, made together and used in turns. */
+static void test_side_by_side(void)
+{
+    sr_backend *be[3];
+    for (int t = 0; t < 3; t++) be[t] = sr_backend_cpu_new(t + 1);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        float *got[3];
+        for (int t = 0; t < 3; t++) {
+            got[t] = malloc(sizeof(float) * cases[c].count);
+            CU_ASSERT_FATAL(got[t] != NULL);
+            memset(got[t], 0xff, sizeof(float) * cases[c].count); /* NaNs where a case fails to write */
+            cases[c].run(be[t], got[t]);
+        }
+        size_t differing = 0;
+        for (int t = 1; t < 3; t++) differing += memcmp(got[t], got[0], sizeof(float) * cases[c].count) != 0;
+        printf("\n    %-48s %zu values, %s", cases[c].name, cases[c].count,
+               differing ? "DIFFERENT between thread counts" : "the same bits with 1, 2 and 3 threads");
+        CU_ASSERT_EQUAL(differing, 0);
+        for (int t = 0; t < 3; t++) free(got[t]);
+    }
+    for (int t = 0; t < 3; t++) sr_backend_free(be[t]);
+}
+
+/* Each instance says its own count; making one changes neither another's
+ * nor the process's OpenMP default. */
+static void test_own_threads(void)
+{
+    const int before = omp_get_max_threads();
+    sr_backend *one = sr_backend_cpu_new(1), *three = sr_backend_cpu_new(3), *deflt = sr_backend_cpu_new(0);
+    char a[256], b[256], c[256];
+    sr_be_describe(one, a, sizeof a);
+    sr_be_describe(three, b, sizeof b);
+    sr_be_describe(deflt, c, sizeof c);
+    printf("\n    %s\n    %s\n    %s", a, b, c);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a, ", 1 threads"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(b, ", 3 threads"));
+    char want[32];
+    snprintf(want, sizeof want, ", %d threads", before);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c, want));
+    CU_ASSERT_EQUAL(omp_get_max_threads(), before);
+    CU_ASSERT_STRING_EQUAL(sr_be_name(one), "cpu");
+    CU_ASSERT(sr_be_host_memory(one));
+    sr_backend_free(one), sr_backend_free(three), sr_backend_free(deflt);
+    sr_backend_free(NULL);
+}
+
+int main(void)
+{
+    const sr_test tests[] = {
+        {"CPU instances with 1, 2 and 3 threads give the same bits", test_side_by_side},
+        {"an instance keeps its own thread count", test_own_threads},
+        {NULL, NULL},
+    };
+    return sr_test_run("backend", tests);
+}
