@@ -604,18 +604,10 @@ static int check(cluster_run *r, char *err, size_t errlen)
     r->nmembers = c->cluster.members;
     r->sampled = r->images > c->cluster.exact_max;
     r->nq = r->sampled && c->cluster.queries < r->images ? c->cluster.queries : r->images;
-    /* distances in fp32 whatever gpu_math says; a GPU that already runs
-     * other products in this process (semrep run) leaves them to the CPU */
+    /* distances in fp32 whatever gpu_math says: a backend instance of its own */
     semrep_conf fp32 = *c;
     snprintf(fp32.gpu_math, sizeof fp32.gpu_math, "fp32");
     r->be = sr_stage_backend(&fp32, r->comm, 0, err, errlen);
-    if (!r->be && strcmp(c->gpu_math, "fp32")) {
-        snprintf(fp32.backend, sizeof fp32.backend, "cpu");
-        r->be = sr_stage_backend(&fp32, r->comm, 0, err, errlen);
-        if (r->be && r->comm->rank == 0)
-            printf("cluster: the GPU runs %s products in this process; k-means and neighbours run on the CPU in fp32\n",
-                   c->gpu_math);
-    }
     return r->be ? 0 : -1;
 }
 
