@@ -62,7 +62,7 @@ const sr_conf_key sr_conf_keys[] = {
     NUM("train.sigma_max", SR_KEY_FLOAT, train.sigma_max, 0, 10, "1.0", "highest training sigma, pixel units"),
     NUM("train.checkpoint_every", SR_KEY_INT, train.checkpoint_every, 1, BIG, "500", "steps between checkpoints"),
     NUM("train.run_steps", SR_KEY_INT, train.run_steps, 0, BIG, "0", "stop this run after this many steps, checkpointed (a time-boxed job; the next run resumes); 0: to the end"),
-    NUM("train.heldout_images", SR_KEY_INT, train.heldout_images, 0, BIG, "1000", "after every epoch and at the end of every run, the training loss on the first this many images of `dataset` (held out: training never sees them) goes into the curve; 0: none"),
+    NUM("train.heldout_images", SR_KEY_INT, train.heldout_images, 0, BIG, "1000", "after every epoch and at the end of every run, the training loss on the first this many images of `dataset` (held out: training never sees them) goes into the curve; 0: none (training then does not open `dataset`)"),
     NUM("train.patience", SR_KEY_INT, train.patience, 0, 1e6, "0", "end training (done) once the held-out loss has not improved for this many evaluations; 0: train every epoch"),
     FILE_KEY("model.checkpoint", model.checkpoint, "\"\"", "the model file (NetCDF, docs/formats.md); \"\": <output_dir>/checkpoint.nc"),
     NUM("model.in_channels", SR_KEY_INT, model.in_channels, 1, 4, "1", "image channels the model takes"),
