@@ -55,25 +55,21 @@ void sr_job_put_identity(int ncid, const sr_job_identity *id, const char *file)
 
 /* ---- an existing output ------------------------------------------------------ */
 
-/* The versions an output was made under, when they are not this semrep's:
- * the output is made again, once, with a note (the upgrade changed them,
- * not the user). */
-static bool other_versions(const sr_job *job, const char *path)
+/* The versions an output was made under (absent: 1, files from before the
+ * attribute), when they are not this semrep's: the output is made again,
+ * once, with a note (the upgrade changed them, not the user). */
+static bool other_versions(const sr_job *job, const char *path, int ncid)
 {
-    const int noise = sr_file_noise_version(path);
-    if (noise != SR_RNG_NOISE_VERSION) {
+    int noise = 1, scheme = 1;
+    sr_nc_get_ints(ncid, NC_GLOBAL, "noise_version", &noise, 1);
+    sr_nc_get_ints(ncid, NC_GLOBAL, "fingerprint_version", &scheme, 1);
+    if (noise != SR_RNG_NOISE_VERSION)
         printf("%s: %s was drawn with noise version %d, this semrep draws version %d; computing it again\n", job->stage,
                path, noise, SR_RNG_NOISE_VERSION);
-        return true;
-    }
-    int ncid, scheme = 1; /* files from before the attribute: scheme 1 */
-    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return false;
-    sr_nc_get_ints(ncid, NC_GLOBAL, "fingerprint_version", &scheme, 1);
-    nc_close(ncid);
-    if (scheme == SR_FINGERPRINT_VERSION) return false;
-    printf("%s: %s was fingerprinted under scheme %d, this semrep uses %d; computing it again (once, after an upgrade)\n",
-           job->stage, path, scheme, SR_FINGERPRINT_VERSION);
-    return true;
+    else if (scheme != SR_FINGERPRINT_VERSION)
+        printf("%s: %s was fingerprinted under scheme %d, this semrep uses %d; computing it again (once, after an upgrade)\n",
+               job->stage, path, scheme, SR_FINGERPRINT_VERSION);
+    return noise != SR_RNG_NOISE_VERSION || scheme != SR_FINGERPRINT_VERSION;
 }
 
 static sr_output_state read_state(const sr_job *job, const sr_job_identity *id, const semrep_conf *conf, char *err,
@@ -81,11 +77,15 @@ static sr_output_state read_state(const sr_job *job, const sr_job_identity *id, 
 {
     char path[SR_PATH_MAX + 64];
     output_path(job, conf, path, sizeof path);
-    if (access(path, F_OK) != 0 || other_versions(job, path)) return SR_OUTPUT_ABSENT;
+    if (access(path, F_OK) != 0) return SR_OUTPUT_ABSENT;
     int ncid;
     if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) {
         sr_report(err, errlen, "%s exists but cannot be opened; move it away to make it again", path);
         return SR_OUTPUT_REFUSED;
+    }
+    if (other_versions(job, path, ncid)) {
+        nc_close(ncid);
+        return SR_OUTPUT_ABSENT;
     }
     char fp[17] = "", prov[17] = "", sum[17] = "", source[SR_PATH_MAX + 32] = "", data[2 * SR_PATH_MAX] = "";
     sr_nc_get_text(ncid, NC_GLOBAL, "fingerprint", fp, sizeof fp);

@@ -227,15 +227,6 @@ int sr_file_text_attr(const char *path, const char *attr, char *out, size_t len)
     return rc;
 }
 
-int sr_file_noise_version(const char *path)
-{
-    int ncid, version = 1;
-    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return 1;
-    if (sr_nc_get_ints(ncid, NC_GLOBAL, "noise_version", &version, 1) != 1) version = 1;
-    nc_close(ncid);
-    return version;
-}
-
 void sr_nc_put_noise_version(int ncid, const char *file)
 {
     const int version = SR_RNG_NOISE_VERSION;

@@ -48,11 +48,6 @@ typedef struct {
 /* A text attribute of a file's (NC_GLOBAL); -1 when the file or it is absent. */
 int sr_file_text_attr(const char *path, const char *attr, char *out, size_t len);
 
-/* The noise version (core/rng.h) a phi.nc or recon.nc was drawn with: its
- * `noise_version` attribute, or 1 for a file from before there was one. A
- * file of another version is computed again, never mixed or refused: the
- * upgrade, not the user, changed it (docs/formats.md). */
-int sr_file_noise_version(const char *path);
 /* Writes the current noise version into an open file. */
 void sr_nc_put_noise_version(int ncid, const char *file);
 /* 0 when `file` (stats.nc, clusters.nc: its phi_fingerprint) was made from
