@@ -17,7 +17,8 @@
 #      against the CPU backend, the UNet against the PyTorch fixture on the
 #      GPU, a broken driver failing rather than skipping, the CPU suites;
 #   3. the engine's passes at both shapes in fp32 and bf16 beside PyTorch's;
-#   4. tf32, last: dropped first when the budget runs short.
+#   4. each kernel's time (Nsight Compute, where the runtime allows it);
+#   5. tf32, last: dropped first when the budget runs short.
 #
 # Not run here: `semrep stage phi` on the GPU against the CPU's phi.nc needs
 # the MPI/NetCDF build, whose libraries this machine lacks (docs/performance.md).
@@ -93,6 +94,17 @@ check() {
                       fail "torch $shape $math"; }
         done
     done
+
+    step "each kernel's time, from Nsight Compute (where the runtime lets it read the GPU)"
+    # the idle-SM question (docs/performance.md): which kernels take the time of
+    # a training step and a phi pass at the default shape; one metric, no replay
+    if command -v ncu >/dev/null && time_left 130 "ncu"; then
+        timeout 120 ncu --metrics gpu__time_duration.sum --clock-control none --launch-skip 40 --launch-count 4000 \
+            --print-summary per-kernel build-gpu/tests/bench_gpu default 1024 fp32 0.05 >"$out/ncu.log" 2>&1 ||
+            echo "ncu did not finish (rc $?; its output: ncu.log)"
+        wc -l "$out/ncu.log"
+        tail -5 "$out/ncu.log"
+    fi
 
     step "semrep in tf32 (dropped first)"
     for shape_batch in "default 1024" "paper 256"; do
