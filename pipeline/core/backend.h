@@ -48,6 +48,12 @@ typedef struct {
 
 typedef struct sr_backend sr_backend;
 
+/* The distances, in floats, between successive products' operands in a
+ * batched gemm. */
+typedef struct {
+    size_t a, b, c;
+} sr_gemm_strides;
+
 /* The operations of one kind of backend, each taking the instance first. */
 typedef struct sr_backend_ops {
     const char *name;         /* "cpu", "cuda" */
@@ -71,6 +77,14 @@ typedef struct sr_backend_ops {
     void (*gemm)(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta,
                  float *c, int ldc);
+
+    /* count products of one shape at fixed strides (in floats) between the
+     * operands: product j is the gemm above on a + j stride.a, b + j stride.b
+     * and c + j stride.c, with the same bits as count calls of gemm (the
+     * Winograd convolution's 16, one launch on a GPU). */
+    void (*gemm_batched)(const sr_backend *be, int count, sr_gemm_strides stride, bool trans_a, bool trans_b, int m,
+                         int n, int k, float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                         float *c, int ldc);
 
     /* Layout conversion between NCHW (files, users) and CNHW (the engine). */
     void (*nchw_to_cnhw)(const sr_backend *be, const float *src, int n, int c, int hw, float *dst);
@@ -199,6 +213,13 @@ static inline void sr_be_gemm(const sr_backend *be, bool trans_a, bool trans_b, 
                               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     be->ops->gemm(be, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static inline void sr_be_gemm_batched(const sr_backend *be, int count, sr_gemm_strides stride, bool trans_a,
+                                      bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                                      const float *b, int ldb, float beta, float *c, int ldc)
+{
+    be->ops->gemm_batched(be, count, stride, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static inline void sr_be_nchw_to_cnhw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)

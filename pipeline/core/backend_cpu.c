@@ -62,8 +62,12 @@ static void cpu_sync(const sr_backend *be) {}
  * setting to the region's tasks), so every tile is one thread's. */
 #define GEMM_TILE 256
 
-static void cpu_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+/* The tiles of all count products are dealt out together, so that small
+ * products (a deep layer's, whose columns make one tile) still keep every
+ * thread busy. */
+static void cpu_gemm_batched(const sr_backend *be, int count, sr_gemm_strides stride, bool trans_a, bool trans_b,
+                             int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                             float beta, float *c, int ldc)
 {
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
     const bool by_columns = n >= m;
@@ -72,17 +76,27 @@ static void cpu_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, in
     {
         omp_set_num_threads(1);
 #pragma omp for schedule(static)
-        for (int t = 0; t < tiles; t++) {
-            const int start = t * GEMM_TILE, len = extent - start < GEMM_TILE ? extent - start : GEMM_TILE;
+        for (long job = 0; job < (long)count * tiles; job++) {
+            const int t = (int)(job % tiles), start = t * GEMM_TILE;
+            const int len = extent - start < GEMM_TILE ? extent - start : GEMM_TILE;
+            const size_t j = (size_t)(job / tiles);
+            const float *aj = a + j * stride.a, *bj = b + j * stride.b;
+            float *cj = c + j * stride.c;
             if (by_columns) /* columns [start, start + len) of op(B) and C */
-                cblas_sgemm(CblasRowMajor, ta, tb, m, len, k, alpha, a, lda,
-                            trans_b ? b + (size_t)start * ldb : b + start, ldb, beta, c + start, ldc);
+                cblas_sgemm(CblasRowMajor, ta, tb, m, len, k, alpha, aj, lda,
+                            trans_b ? bj + (size_t)start * ldb : bj + start, ldb, beta, cj + start, ldc);
             else /* rows [start, start + len) of op(A) and C */
                 cblas_sgemm(CblasRowMajor, ta, tb, len, n, k, alpha,
-                            trans_a ? a + start : a + (size_t)start * lda, lda, b, ldb, beta,
-                            c + (size_t)start * ldc, ldc);
+                            trans_a ? aj + start : aj + (size_t)start * lda, lda, bj, ldb, beta,
+                            cj + (size_t)start * ldc, ldc);
         }
     }
+}
+
+static void cpu_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    cpu_gemm_batched(be, 1, (sr_gemm_strides){0}, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static void cpu_nchw_to_cnhw(const sr_backend *be, const float *src, int n, int c, int hw, float *dst)
@@ -542,6 +556,7 @@ static const sr_backend_ops cpu_ops = {
     .zero = cpu_zero,
     .sync = cpu_sync,
     .gemm = cpu_gemm,
+    .gemm_batched = cpu_gemm_batched,
     .nchw_to_cnhw = cpu_nchw_to_cnhw,
     .cnhw_to_nchw = cpu_cnhw_to_nchw,
     .im2col3x3 = cpu_im2col3x3,

@@ -183,6 +183,17 @@ static void gpu_gemm(const sr_backend *be, bool trans_a, bool trans_b, int m, in
                         CUBLAS_GEMM_DEFAULT));
 }
 
+static void gpu_gemm_batched(const sr_backend *be, int count, sr_gemm_strides stride, bool trans_a, bool trans_b,
+                             int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                             float beta, float *c, int ldc)
+{
+    gpu_ctx *g = use(be);
+    CUBLAS(cublasGemmStridedBatchedEx(g->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                      n, m, k, &alpha, b, CUDA_R_32F, ldb, (long long)stride.b, a, CUDA_R_32F, lda,
+                                      (long long)stride.a, &beta, c, CUDA_R_32F, ldc, (long long)stride.c, count,
+                                      g->compute, CUBLAS_GEMM_DEFAULT));
+}
+
 /* ---- layout ------------------------------------------------------------------- */
 
 __global__ static void k_transpose_planes(const float *src, int outer, int inner, int hw, float *dst)
@@ -760,6 +771,7 @@ static const sr_backend_ops cuda_ops = {
     .zero = gpu_zero,
     .sync = gpu_sync,
     .gemm = gpu_gemm,
+    .gemm_batched = gpu_gemm_batched,
     .nchw_to_cnhw = gpu_nchw_to_cnhw,
     .cnhw_to_nchw = gpu_cnhw_to_nchw,
     .im2col3x3 = gpu_im2col3x3,

@@ -51,9 +51,8 @@ void sr_conv3x3_forward(const sr_backend *be, const float *x, int cin, int n, in
             const int i1 = i0 + chunk < n ? i0 + chunk : n, tiles = (i1 - i0) * hw / 4;
             float *m = v + (size_t)16 * cin * tiles;
             sr_be_winograd_input(be, x, cin, n, h, w, i0, i1, v);
-            for (int xi = 0; xi < 16; xi++)
-                sr_be_gemm(be, false, false, cout, tiles, cin, 1.0f, u + (size_t)xi * cout * cin, cin,
-                         v + (size_t)xi * cin * tiles, tiles, 0.0f, m + (size_t)xi * cout * tiles, tiles);
+            const sr_gemm_strides planes = {(size_t)cout * cin, (size_t)cin * tiles, (size_t)cout * tiles};
+            sr_be_gemm_batched(be, 16, planes, false, false, cout, tiles, cin, 1.0f, u, cin, v, tiles, 0.0f, m, tiles);
             sr_be_winograd_output(be, m, cout, n, h, w, i0, i1, y);
         }
         return;

@@ -99,7 +99,7 @@ check() {
     # the idle-SM question (docs/performance.md): which kernels take the time of
     # a training step and a phi pass at the default shape; one metric, no replay
     if command -v ncu >/dev/null && time_left 130 "ncu"; then
-        timeout 120 ncu --metrics gpu__time_duration.sum --clock-control none --launch-skip 40 --launch-count 4000 \
+        timeout 120 ncu --metrics gpu__time_duration.sum --clock-control none --launch-skip 40 --launch-count 6000 \
             --print-summary per-kernel build-gpu/tests/bench_gpu default 1024 fp32 0.05 >"$out/ncu.log" 2>&1 ||
             echo "ncu did not finish (rc $?; its output: ncu.log)"
         wc -l "$out/ncu.log"

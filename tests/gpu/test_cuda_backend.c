@@ -71,6 +71,19 @@ static void test_gemm(void)
     }
 }
 
+static void test_gemm_batched(void)
+{
+    /* four transposed products at strides past their sizes: the gaps too */
+    const int m = 33, n = 75, k = 130, count = 4;
+    const sr_gemm_strides stride = {(size_t)k * m + 3, (size_t)n * k + 5, (size_t)m * n + 7};
+    pair a = pair_new(count * stride.a, 6, -1, 1), b = pair_new(count * stride.b, 7, -1, 1),
+         c = pair_new(count * stride.c, 8, -1, 1);
+    sr_be_gemm_batched(cpu, count, stride, true, true, m, n, k, 0.5f, a.host, m, b.host, k, 0.25f, c.host, n);
+    sr_be_gemm_batched(gpu, count, stride, true, true, m, n, k, 0.5f, a.dev, m, b.dev, k, 0.25f, c.dev, n);
+    agree("gemm_batched TT, 4 products", &c);
+    pair_free(&a), pair_free(&b), pair_free(&c);
+}
+
 static void test_layout(void)
 {
     const int n = 5, c = 3, hw = 37;
@@ -278,6 +291,7 @@ int main(void)
     printf("GPU: %s\n", text);
     const sr_test tests[] = {
         {"gemm, the four transposes", test_gemm},
+        {"gemm_batched", test_gemm_batched},
         {"NCHW <-> CNHW", test_layout},
         {"im2col / col2im", test_unfold},
         {"Winograd transforms", test_winograd},

@@ -6,6 +6,7 @@
  * the point where the loops start their threads (32768 values) and the
  * products past one tile (256 columns or rows). Not dot: its reduction's
  * order follows the threads, and only losses, which are reported, use it. */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,19 @@ static void gemm_case(const sr_backend *be, float *out)
     memset(out, 0, sizeof(float) * 2 * GM * GN);
     sr_be_gemm(be, false, false, GM, GN, GK, 0.5f, a, GK, b, GN, 0.0f, out, GN);
     sr_be_gemm(be, true, true, GN, GM, GK, 1.0f, a, GN, b, GK, 0.0f, out + (size_t)GM * GN, GM);
+    free(a), free(b);
+}
+
+/* Three products of one shape, transposed, at strides past their sizes;
+ * small enough (one tile each) that only the batch gives the threads work. */
+enum { BM = 96, BN = 200, BK = 40, BATCH = 3 };
+static const sr_gemm_strides batch_strides = {(size_t)BK * BM + 5, (size_t)BN * BK + 3, (size_t)BM * BN + 7};
+
+static void gemm_batched_case(const sr_backend *be, float *out)
+{
+    float *a = uniform(14, BATCH * batch_strides.a), *b = uniform(15, BATCH * batch_strides.b);
+    sr_test_uniform(16, -1, 1, BATCH * batch_strides.c, out);
+    sr_be_gemm_batched(be, BATCH, batch_strides, true, false, BM, BN, BK, 0.5f, a, BM, b, BN, 0.25f, out, BN);
     free(a), free(b);
 }
 
@@ -123,6 +137,7 @@ static void vector_case(const sr_backend *be, float *out)
 
 static const op_case cases[] = {
     {"gemm, three tiles by columns and by rows", 2 * (size_t)GM * GN, gemm_case},
+    {"batched gemm, three small products", BATCH * batch_strides.c, gemm_batched_case},
     {"im2col3x3 and col2im3x3", 10 * (size_t)C * N * HW, unfold_case},
     {"Winograd input and output", 16 * (size_t)C * N * HW / 4 + (size_t)C * N * HW, winograd_case},
     {"layer norm + ReLU tail, forward and backward", 3 * (size_t)K * N * HW + 3 * N + 2 * K, unit_case},
@@ -155,6 +170,41 @@ static void test_side_by_side(void)
     for (int t = 0; t < 3; t++) sr_backend_free(be[t]);
 }
 
+/* A batched gemm gives the bits of the same products made one by one, each
+ * within rounding of a plain sum in double, and leaves the gaps between its
+ * outputs alone. */
+static void test_batched_as_one_by_one(void)
+{
+    sr_backend *be = sr_backend_cpu_new(2);
+    const size_t count = BATCH * batch_strides.c;
+    float *batched = malloc(sizeof(float) * count), *single = uniform(16, count), *before = uniform(16, count);
+    float *a = uniform(14, BATCH * batch_strides.a), *b = uniform(15, BATCH * batch_strides.b);
+    CU_ASSERT_FATAL(batched != NULL);
+    gemm_batched_case(be, batched);
+    for (int j = 0; j < BATCH; j++)
+        sr_be_gemm(be, true, false, BM, BN, BK, 0.5f, a + j * batch_strides.a, BM, b + j * batch_strides.b, BN, 0.25f,
+                   single + j * batch_strides.c, BN);
+    CU_ASSERT_EQUAL(memcmp(batched, single, sizeof(float) * count), 0);
+    double worst = 0;
+    for (size_t at = 0; at < count; at++) {
+        const size_t j = at / batch_strides.c, r = at % batch_strides.c / BN, q = at % batch_strides.c % BN;
+        double want = before[at]; /* a gap keeps its value */
+        if (r < BM) {
+            double sum = 0;
+            for (int t = 0; t < BK; t++)
+                sum += (double)a[j * batch_strides.a + (size_t)t * BM + r] * b[j * batch_strides.b + (size_t)t * BN + q];
+            want = 0.5 * sum + 0.25 * before[at];
+        }
+        const double d = fabs(batched[at] - want);
+        worst = d > worst ? d : worst;
+    }
+    printf("\n    batched against one by one: %s; against double: max abs diff %.2e",
+           memcmp(batched, single, sizeof(float) * count) ? "DIFFERENT" : "the same bits", worst);
+    CU_ASSERT(worst < 1e-5);
+    free(batched), free(single), free(before), free(a), free(b);
+    sr_backend_free(be);
+}
+
 /* Each instance says its own count; making one changes neither another's
  * nor the process's OpenMP default. */
 static void test_own_threads(void)
@@ -183,6 +233,7 @@ int main(void)
     const sr_test tests[] = {
         {"CPU instances with 1, 2 and 3 threads give the same bits", test_side_by_side},
         {"an instance keeps its own thread count", test_own_threads},
+        {"a batched gemm as its products one by one", test_batched_as_one_by_one},
         {NULL, NULL},
     };
     return sr_test_run("backend", tests);
