@@ -56,6 +56,9 @@
 static const int THREADS = 256;   /* elementwise kernels */
 static const int REDUCE = 512;    /* reduction blocks: a power of two */
 static const int DOT_BLOCKS = 1024;
+static const size_t GRAD_TARGET = 1024; /* k_unit_grad's blocks when the shape allows: several per SM */
+static const size_t GRAD_BLOCKS = 2048; /* and never more: partials holds two sums for each */
+static const size_t PARTIALS = 2 * GRAD_BLOCKS > DOT_BLOCKS ? 2 * GRAD_BLOCKS : DOT_BLOCKS;
 static_assert((REDUCE & (REDUCE - 1)) == 0, "block_sum halves blockDim: REDUCE must be a power of two");
 static_assert(THREADS % 32 == 0, "k_plane_means gives each warp one plane: THREADS must be whole warps");
 
@@ -66,7 +69,7 @@ typedef struct {
     cublasHandle_t blas;          /* on `stream` */
     cublasComputeType_t compute;
     char math[8];
-    double *partials;             /* DOT_BLOCKS, for dot */
+    double *partials;             /* PARTIALS: dot's, and k_unit_grad's per slice */
     uint32_t *keys;               /* noisy_copies' keys */
     size_t keys_cap;
     bool sync_launches;           /* SEMREP_CUDA_SYNC=1: wait for every kernel */
@@ -442,18 +445,36 @@ __global__ static void k_unit_mask(sr_unit unit, const float *u, const float *a,
     if (threadIdx.x == 0) stats[3 * i + 2] = (float)s;
 }
 
-/* Per channel (one block each): the gradient of u in place, dgamma, dbias. */
+/* k_unit_grad's grid: each channel's n * hw values cut into slices, so that
+ * a layer of few channels still fills the GPU (one block per channel left
+ * most SMs idle: 32 blocks at the default shape's first level, a tenth of
+ * the training step's time on an H200). The slices follow the shape alone,
+ * never the device, so the sums' order is fixed; each slice keeps at least
+ * one block's worth of values, and the partial sums fit GRAD_BLOCKS. */
+static int grad_slices(int k, size_t count)
+{
+    size_t slices = (GRAD_TARGET + (size_t)k - 1) / (size_t)k;
+    const size_t fit = GRAD_BLOCKS / (size_t)k, full = count / REDUCE;
+    slices = slices < fit ? slices : fit;
+    slices = slices < full ? slices : full;
+    return slices < 1 ? 1 : (int)slices;
+}
+
+/* Per (channel, slice) block: the gradient of u in place over the slice and
+ * its sums for dgamma and dbias, added at once when the channel is one
+ * slice, else left in partials[2 (ch * slices + slice) + {0, 1}]. */
 __global__ static void k_unit_grad(sr_unit unit, const float *u, const float *stats, float *da, float *dgamma,
-                                   float *dbias)
+                                   float *dbias, double *partials)
 {
     extern __shared__ double shared[];
-    const int ch = blockIdx.x, n = unit.n, k = unit.k;
-    const size_t hw = (size_t)unit.hw, count = (size_t)n * hw;
+    const int ch = blockIdx.x, slice = blockIdx.y, slices = gridDim.y, n = unit.n, k = unit.k;
+    const size_t hw = (size_t)unit.hw, count = (size_t)n * hw, len = (count + slices - 1) / slices;
+    const size_t begin = slice * len, end = begin + len < count ? begin + len : count;
     const bool layer = unit.norm == SR_NORM_LAYER;
     float *dp = da + (size_t)ch * count;
     const float *up = u + (size_t)ch * count;
     double dg = 0.0, db = 0.0;
-    for (size_t e = threadIdx.x; e < count; e += blockDim.x) {
+    for (size_t e = begin + threadIdx.x; e < end; e += blockDim.x) {
         const int i = (int)(e / hw);
         const float g = unit_scale(unit, stats, ch, i), inv = 1.0f / unit_divisor(unit, stats, ch, i);
         float coef = 0.0f, mean = 0.0f;
@@ -470,7 +491,25 @@ __global__ static void k_unit_grad(sr_unit unit, const float *u, const float *st
     }
     dg = block_sum(dg, shared);
     db = block_sum(db, shared);
-    if (threadIdx.x == 0) {
+    if (threadIdx.x != 0) return;
+    if (slices > 1) {
+        partials[2 * ((size_t)ch * slices + slice)] = dg;
+        partials[2 * ((size_t)ch * slices + slice) + 1] = db;
+        return;
+    }
+    if (dgamma && unit.norm != SR_NORM_NONE) dgamma[ch] += (float)dg;
+    if (dbias) dbias[ch] += (float)db;
+}
+
+/* The slices' sums of each channel, in slice order. */
+__global__ static void k_unit_grad_sums(sr_unit unit, int slices, const double *partials, float *dgamma, float *dbias)
+{
+    FOR_EACH(ch, (size_t)unit.k) {
+        double dg = 0.0, db = 0.0;
+        for (int s = 0; s < slices; s++) {
+            dg += partials[2 * (ch * slices + s)];
+            db += partials[2 * (ch * slices + s) + 1];
+        }
         if (dgamma && unit.norm != SR_NORM_NONE) dgamma[ch] += (float)dg;
         if (dbias) dbias[ch] += (float)db;
     }
@@ -486,8 +525,14 @@ static void gpu_unit_backward(const sr_backend *be, const sr_unit *unit, const f
         LAUNCHED(g);
     }
     if (unit->k < 1) return;
-    k_unit_grad<<<unit->k, REDUCE, REDUCE * sizeof(double), g->stream>>>(*unit, u, stats, da, dgamma, dbias);
+    const int slices = grad_slices(unit->k, (size_t)unit->n * unit->hw);
+    k_unit_grad<<<dim3(unit->k, slices), REDUCE, REDUCE * sizeof(double), g->stream>>>(*unit, u, stats, da, dgamma,
+                                                                                     dbias, g->partials);
     LAUNCHED(g);
+    if (slices > 1 && (dgamma || dbias)) {
+        k_unit_grad_sums<<<blocks_for(unit->k), THREADS, 0, g->stream>>>(*unit, slices, g->partials, dgamma, dbias);
+        LAUNCHED(g);
+    }
 }
 
 /* ---- ConvTranspose 2x2 stride 2 -------------------------------------------------- */
@@ -833,7 +878,7 @@ extern "C" sr_backend *sr_backend_cuda_new(int device, const char *gpu_math, cha
     SR_CHECK(g, "out of memory for a CUDA backend");
     g->device = device % count;
     cudaError_t e = cudaSetDevice(g->device);
-    if (e == cudaSuccess) e = cudaMalloc(&g->partials, DOT_BLOCKS * sizeof(double));
+    if (e == cudaSuccess) e = cudaMalloc(&g->partials, PARTIALS * sizeof(double));
     if (e == cudaSuccess) e = cudaStreamCreate(&g->stream);
     if (e != cudaSuccess) {
         snprintf(err, errlen, "GPU %d cannot be used: %s (check nvidia-smi: the GPU may be busy, in exclusive mode "

@@ -132,11 +132,13 @@ static void test_winograd(void)
 }
 
 /* The fused tail forward and backward, for one normalisation; with `nulls`
- * no bias, dgamma or dbias (NULL). k * hw and n * hw exceed the reduction
- * block (512), so each thread of the per-image and per-channel sums loops. */
-static void unit_case(const char *name, sr_norm norm, bool relu, bool nulls)
+ * no bias, dgamma or dbias (NULL). On the small shape k * hw and n * hw
+ * exceed the reduction block (512), so each thread of the per-image and
+ * per-channel sums loops; on the large one each channel's gradient is cut
+ * into slices (9, the last one shorter) summed by a second kernel. */
+static void unit_case(const char *name, sr_norm norm, bool relu, bool nulls, bool large)
 {
-    const int k = 6, n = 3, hw = 200;
+    const int k = large ? 3 : 6, n = large ? 5 : 3, hw = large ? 1000 : 200;
     const size_t count = (size_t)k * n * hw;
     pair u = pair_new(count, 15, -1, 1), a = pair_new(count, 16, -1, 1), stats = pair_new(3 * n, 17, -1, 1);
     pair bias = pair_new(k, 18, -0.5f, 0.5f), gamma = pair_new(k, 19, 0.5f, 2), sd = pair_new(k, 20, 0.5f, 2);
@@ -177,13 +179,15 @@ static void unit_case(const char *name, sr_norm norm, bool relu, bool nulls)
 
 static void test_units(void)
 {
-    unit_case("layer norm + ReLU", SR_NORM_LAYER, true, false);
-    unit_case("batch norm + ReLU", SR_NORM_BATCH, true, false);
-    unit_case("bias + ReLU", SR_NORM_NONE, true, false);
-    unit_case("bias only", SR_NORM_NONE, false, false);
-    unit_case("layer norm, NULLs", SR_NORM_LAYER, false, true);
-    unit_case("batch norm, NULLs", SR_NORM_BATCH, false, true);
-    unit_case("ReLU, NULLs", SR_NORM_NONE, true, true);
+    unit_case("layer norm + ReLU", SR_NORM_LAYER, true, false, false);
+    unit_case("batch norm + ReLU", SR_NORM_BATCH, true, false, false);
+    unit_case("bias + ReLU", SR_NORM_NONE, true, false, false);
+    unit_case("bias only", SR_NORM_NONE, false, false, false);
+    unit_case("layer norm, NULLs", SR_NORM_LAYER, false, true, false);
+    unit_case("batch norm, NULLs", SR_NORM_BATCH, false, true, false);
+    unit_case("ReLU, NULLs", SR_NORM_NONE, true, true, false);
+    unit_case("layer norm + ReLU, sliced", SR_NORM_LAYER, true, false, true);
+    unit_case("batch norm, sliced, NULLs", SR_NORM_BATCH, false, true, true);
 }
 
 static void test_convt(void)
