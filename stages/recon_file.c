@@ -29,6 +29,8 @@ static const sr_nc_var recon_vars[SR_RECON_NVARS] = {
      "mean RMS pixel distance between two samples of the target; attribute diversity_data: the same between data-set images"},
     {"nearest_cluster", NC_INT, "target sample", NULL, "the cluster whose centre is nearest the sample's phi (-1: unknown)"},
     {"nearest_image", NC_INT64, "target sample", NULL, "the data-set image nearest the sample in phi (-1: unknown)"},
+    {"channel_mask", NC_BYTE, "feature", NULL,
+     "1: a channel the projection matched (attribute mask, at reconstruct.mask_sigma of stats.nc), 0: one it left free"},
 };
 
 static void define(int ncid, const sr_recon_content *c, int v[SR_RECON_NVARS], const char *path)
@@ -70,6 +72,10 @@ void sr_recon_write(const char *path, const sr_recon_content *c, const sr_job_id
     SR_NC(nc_put_var_float(ncid, v[SR_RECON_TARGET_PHI], c->target_phi), path);
     SR_NC(nc_put_var_float(ncid, v[SR_RECON_SAMPLE_PHI], c->sample_phi), path);
     SR_NC(nc_put_var_float(ncid, v[SR_RECON_PHI_ERROR], c->phi_error), path);
+    signed char *mask = SR_MALLOC((size_t)c->kmid, "the channel mask");
+    for (int ch = 0; ch < c->kmid; ch++) mask[ch] = c->channel_mask[ch] > 0.0f;
+    SR_NC(nc_put_var_schar(ncid, v[SR_RECON_CHANNEL_MASK], mask), path);
+    free(mask);
     SR_NC(nc_put_var_int(ncid, v[SR_RECON_STEPS], c->steps), path);
     SR_NC(nc_put_var_int(ncid, v[SR_RECON_FAILED], c->failed), path);
     SR_NC(nc_put_var_text(ncid, v[SR_RECON_REASON], &c->reason[0][0]), path);

@@ -16,7 +16,7 @@ enum {
     SR_RECON_TARGET_KIND, SR_RECON_TARGET_ID, SR_RECON_SAMPLES, SR_RECON_ASIGMA, SR_RECON_TARGET_PHI,
     SR_RECON_SAMPLE_PHI, SR_RECON_PHI_ERROR, SR_RECON_STEPS, SR_RECON_FAILED, SR_RECON_REASON,
     SR_RECON_OWN_CLUSTER, SR_RECON_NN_LABEL, SR_RECON_DIVERSITY, SR_RECON_NEAREST_CLUSTER, SR_RECON_NEAREST_IMAGE,
-    SR_RECON_NVARS
+    SR_RECON_CHANNEL_MASK, SR_RECON_NVARS
 };
 
 /* Everything recon.nc holds; T targets of S samples, A analysis sigmas. */
@@ -29,6 +29,7 @@ typedef struct {
     const float *target_phi;           /* [A][T][kmid] */
     const float *sample_phi;           /* [A][T * S][kmid] */
     const float *phi_error;            /* [A][T * S] */
+    const float *channel_mask;         /* [kmid] 1: a channel the projection matched */
     const int *steps, *failed;         /* [T * S] */
     const char (*reason)[SR_REASON_LEN];
     const sr_recon_measures *measures;

@@ -379,7 +379,8 @@ static void write_file(const recon_run *r, const gathered *g, const sr_recon_mea
         .targets = T, .samples = c->reconstruct.samples, .channels = r->channels, .size = r->size,
         .nanalysis = r->nanalysis, .kmid = r->kmid, .target_kind = kinds, .target_id = ids, .x = g->x,
         .asigma = c->reconstruct.analysis_sigmas, .target_phi = g->target_phi, .sample_phi = g->phi,
-        .phi_error = g->error, .steps = g->steps, .failed = g->failed, .reason = (const char(*)[SR_REASON_LEN])g->reason,
+        .phi_error = g->error, .channel_mask = r->mask, .steps = g->steps, .failed = g->failed,
+        .reason = (const char(*)[SR_REASON_LEN])g->reason,
         .measures = m, .measures_sigma = c->reconstruct.analysis_sigmas[am], .sampler = c->reconstruct.sampler,
         .mask = c->reconstruct.mask, .conf_text = c->text};
     sr_recon_write(tmp, &content, &r->id);
