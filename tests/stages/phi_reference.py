@@ -36,18 +36,48 @@ from denoise_reference import load_model  # noqa: E402
 TOL = 2e-5
 
 
+def test_images(index):
+    """The IDX reader's pixels of the Fashion-MNIST test images at these
+    indices: (n, 1, 32, 32) float32, padded to 32x32."""
+    raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
+    x28 = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[np.asarray(index, np.int64)]
+    x = np.zeros((len(x28), 1, 32, 32), np.float32)
+    # the IDX reader's pixels: byte * (1/255 in float32), which for 126 of
+    # the 256 byte values is 1 ulp from byte / 255; the key hashes the bits
+    x[:, 0, 2:30, 2:30] = x28.astype(np.float32) * np.float32(1.0 / 255.0)
+    return x
+
+
+def phi_means(model, x, keys, seed, sigma, draws):
+    """Every block's channel means of the images x ((n, C, H, W) float32),
+    in the model's order, each the mean over `draws` draws (one at sigma 0)
+    at x + s z, z draw k of Philox stream (seed, PHI_NOISE, key, k, bits of
+    s) for s = sigma in float32, in float64 (docs/formats.md)."""
+    n, sigma32 = len(x), np.float32(sigma)
+    pixels = int(np.prod(x.shape[1:]))
+    dom = philox.DOMAIN["phi_noise"]
+    sums = None
+    for k in range(1 if sigma32 == 0 else int(draws)):
+        if sigma32 == 0:
+            y = x.astype(np.float64)
+        else:
+            z = np.stack([philox.gaussian(seed, dom, int(keys[i]), k, philox.float_bits(sigma32), pixels)
+                          for i in range(n)])
+            y = (x + sigma32 * z.reshape(x.shape).astype(np.float32)).astype(np.float64)
+        with torch.no_grad():
+            _, means = model(torch.from_numpy(y), return_means=True)
+        means = [m.numpy() for m in means]
+        sums = means if sums is None else [a + b for a, b in zip(sums, means)]
+    return [m / (1 if sigma32 == 0 else int(draws)) for m in sums]
+
+
 def main():
     phi_path, model_path, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     model = load_model(model_path)
     ds = netCDF4.Dataset(phi_path)
     index = np.array(ds["index"][:]).astype(np.int64)
     n = len(index)
-    raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
-    x28 = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[index]
-    x = np.zeros((n, 1, 32, 32), np.float32)
-    # the IDX reader's pixels: byte * (1/255 in float32), which for 126 of
-    # the 256 byte values is 1 ulp from byte / 255; the key hashes the bits
-    x[:, 0, 2:30, 2:30] = x28.astype(np.float32) * np.float32(1.0 / 255.0)
+    x = test_images(index)
     failed = 0
 
     keys = np.array(ds["image_key"][:]).astype(np.uint64)
@@ -63,22 +93,8 @@ def main():
     blocks = None
     if "block_mean" in ds.variables:
         bm = np.array(ds["block_mean"][:]).astype(np.float64)
-    dom, pixels = philox.DOMAIN["phi_noise"], 32 * 32
     for s, sigma in enumerate(sigmas):
-        sigma32 = np.float32(sigma)
-        sums = None
-        for k in range(int(draws[s])):
-            if sigma32 == 0:
-                y = x.astype(np.float64)
-            else:
-                z = np.stack([philox.gaussian(seed, dom, int(index[i]), k, philox.float_bits(sigma32), pixels)
-                              for i in range(n)])
-                y = (x + sigma32 * z.reshape(n, 1, 32, 32).astype(np.float32)).astype(np.float64)
-            with torch.no_grad():
-                _, means = model(torch.from_numpy(y), return_means=True)
-            means = [m.numpy() for m in means]
-            sums = means if sums is None else [a + b for a, b in zip(sums, means)]
-        means = [m / int(draws[s]) for m in sums]
+        means = phi_means(model, x, index, seed, sigma, draws[s])
         mid = means[model.n]
         err = np.abs(phi[s] - mid).max() / np.abs(mid).max()
         ok = err <= TOL
