@@ -12,10 +12,15 @@ base=(--set "model.checkpoint=\"$work/model/checkpoint.nc\"" --set "reconstruct.
       --set reconstruct.steps=4 --set reconstruct.draws=2 --set reconstruct.batch=4 --set "reconstruct.analysis_sigmas=[0.2]")
 recon() { local dir=$1; shift; "$semrep" stage reconstruct "$conf" --set "output_dir=\"$dir\"" "${base[@]}" "$@" >>"$work/log" 2>&1; }
 digest() { "$semrep" info "$1/recon.nc" | sed -n "s/^ *$2(.*\[digest \([0-9a-f]*\)\].*/\1/p"; }
-error() { /usr/bin/python3 -c "import netCDF4; print(float(netCDF4.Dataset('$1/recon.nc')['phi_error'][:].mean()))"; }
 
 # One Adam step against fifty, with the shipped default model, one sampler
 # step at sigma 0.2: the projection brings the sample's phi to the target's.
+# Measured (same bits on any rank and thread count): the mean phi error
+# falls from 0.876 to 0.540 (ratio 0.616), each sample's by a ratio of 0.47
+# to 0.75. The bars, 0.66 for the mean and 0.80 for each sample, leave 7%;
+# a projection that follows only half the channels' gradient (0.697 and
+# 0.83), a tenth of the learning rate (0.98) or a fifth of the iterations
+# (0.96) fails them.
 default=$(cd "$(dirname "$0")/../../conf" && pwd)/fashion-mnist.conf
 project() { "$semrep" stage reconstruct "$default" --set "output_dir=\"$1\"" --set "reconstruct.targets=[0,5,9]" \
   --set reconstruct.samples=2 --set reconstruct.steps=1 --set reconstruct.sigma_max=0.2 --set reconstruct.sigma_min=0.2 \
@@ -23,9 +28,17 @@ project() { "$semrep" stage reconstruct "$default" --set "output_dir=\"$1\"" --s
   --set "reconstruct.max_iter=$2" >>"$work/log" 2>&1; }
 project "$work/one-step" 1
 project "$work/projected" 50
-e1=$(error "$work/one-step") e50=$(error "$work/projected")
-check "the projection lowers the phi error: $e1 with 1 iteration, $e50 with 50" \
-  "/usr/bin/python3 -c 'import sys; sys.exit(not $e50 < 0.8 * $e1)'"
+ratios=$(/usr/bin/python3 - "$work/one-step" "$work/projected" <<'PY'
+import sys, netCDF4
+e1, e50 = (netCDF4.Dataset(f"{d}/recon.nc")["phi_error"][:].astype(float).ravel() for d in sys.argv[1:])
+print(f"{e1.mean():.3f} {e50.mean():.3f} {e50.mean() / e1.mean():.3f} {(e50 / e1).max():.3f} {len(e1)}")
+PY
+)
+read -r e1 e50 mean_ratio worst_ratio pairs <<<"$ratios"
+check "the projection lowers the mean phi error from $e1 (1 iteration) to $e50 (50): ratio $mean_ratio, below 0.66" \
+  "[ \"$pairs\" = 6 ] && /usr/bin/python3 -c 'import sys; sys.exit(not $mean_ratio < 0.66)'"
+check "and each of the 6 samples' by a ratio of at most $worst_ratio, below 0.80" \
+  "/usr/bin/python3 -c 'import sys; sys.exit(not 0 < $worst_ratio < 0.80)'"
 
 recon "$work/r1" --set reconstruct.max_iter=5
 mpirun --oversubscribe --allow-run-as-root -np 2 "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/r2\"" \
