@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/shard.h"
 #include "core/check.h"
@@ -102,9 +103,13 @@ static int build_manifest(const sr_dataset_conf *dc, const char *work_dir, const
     if (comm->rank == 0) {
         rc = sr_make_dirs(work_dir, err, errlen);
         if (!rc) rc = sr_manifest_list(dc->path, dc->max_pixels, &m, err, errlen);
-        if (!rc && !sr_manifest_read(path, &old, err, errlen)) {
+        char why[SR_PATH_MAX * 2 + 128];
+        if (!rc && !sr_manifest_read(path, &old, why, sizeof why)) {
             sr_manifest_reuse(&m, &old);
             sr_manifest_free(&old);
+        } else if (!rc && access(path, F_OK) == 0) {
+            /* damaged, or of another version: never a reason to stop (docs/datasets.md) */
+            fprintf(stderr, "semrep: note: %s; building it again: every file of the folder is decoded once more\n", why);
         }
         pending = SR_MALLOC(sizeof(long) * (size_t)(m.count + 1), "the files to check");
         for (long i = 0; !rc && i < m.count; i++)

@@ -291,7 +291,7 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
                 rc = sr_report(err, errlen, "%s is not a semrep manifest of version %d", path, SR_MANIFEST_VERSION);
         } else if (!strncmp(line, "# folder\t", 9)) {
             if (get_escaped(line + 9, line + strlen(line), m->folder, sizeof m->folder))
-                rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
+                rc = sr_report(err, errlen, "%s line %ld is damaged", path, lineno);
         } else if (!strncmp(line, "# max_pixels\t", 13)) {
             m->max_pixels = atol(line + 13);
         } else if (!strncmp(line, "# classes", 9)) {
@@ -303,7 +303,7 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
                 }
                 m->class_names = grown;
                 if (get_escaped(p + 1, p + 1 + strcspn(p + 1, "\t"), m->class_names[m->nclasses++], SR_CLASS_NAME_MAX))
-                    rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
+                    rc = sr_report(err, errlen, "%s line %ld is damaged", path, lineno);
             }
         } else if (lineno > 1 && strncmp(line, "index\t", 6)) {
             if (m->count == ecap) {
@@ -319,7 +319,7 @@ int sr_manifest_read(const char *path, sr_manifest *m, char *err, size_t errlen)
             memset(e, 0, sizeof *e);
             /* a class the classes line does not name (-1 when unlabelled) would index past the names */
             if (parse_entry(line, e) || e->cls < -1 || e->cls >= m->nclasses || (m->nclasses > 0 && e->cls < 0)) {
-                rc = sr_report(err, errlen, "%s line %ld is damaged; delete the manifest to rebuild it", path, lineno);
+                rc = sr_report(err, errlen, "%s line %ld is damaged", path, lineno);
                 break;
             }
             m->count++;
