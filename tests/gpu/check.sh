@@ -12,6 +12,8 @@
 # short still brings back what it did: gpu-check.log (everything) and
 # ctest.log (the tests in full). In order of value (docs/performance.md):
 #   1. the build (core + CUDA backend for sm_90) and its libraries found;
+#      an earlier build's binaries are removed first, so a failed build
+#      fails the check instead of running stale ones;
 #   2. the tests, every kernel waited for (SEMREP_CUDA_SYNC=1): the noise
 #      bit for bit against the committed digest (rng_cuda), every backend op
 #      against the CPU backend, the UNet against the PyTorch fixture on the
@@ -67,9 +69,24 @@ check() {
           -DSEMREP_CBLAS_INCLUDE="$deps/usr/include/x86_64-linux-gnu/openblas-openmp" \
           -DSEMREP_RANDOM123_INCLUDE="$deps/usr/include" >"$out/cmake.log" 2>&1 ||
         { fail "cmake (its output: cmake.log)"; tail -20 "$out/cmake.log"; return; }
-    cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1
+    # A failed build must not leave an earlier build's binaries to be run:
+    # every executable and library under build-gpu/tests (what ctest and the
+    # benchmarks run) goes first, so that each one there afterwards was
+    # linked by this build (their objects stay: only linking is redone), and
+    # the build's own status counts.
+    local stamp=$out/build-started
+    find build-gpu/tests -type f \( -name 'test_*' -o -name 'bench_*' -o -name '*.so*' \) -perm -u+x -delete 2>/dev/null
+    touch "$stamp"
+    if ! cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1; then
+        grep -E "error|warning" "$out/build.log"
+        fail "build (its output: build.log)"; tail -20 "$out/build.log"; return
+    fi
     grep -E "error|warning" "$out/build.log"
-    [ -x build-gpu/tests/test_cuda_backend ] || { fail "build (its output: build.log)"; tail -20 "$out/build.log"; return; }
+    local stale
+    stale=$(find build-gpu/tests -type f \( -name 'test_*' -o -name 'bench_*' -o -name '*.so*' \) -perm -u+x ! -newer "$stamp")
+    [ -z "$stale" ] || { fail "binaries older than this build: $stale"; return; }
+    [ -x build-gpu/tests/test_cuda_backend ] && [ -x build-gpu/tests/bench_gpu ] ||
+        { fail "build: no test_cuda_backend or bench_gpu (its output: build.log)"; tail -20 "$out/build.log"; return; }
     readelf -d build-gpu/tests/test_cuda_backend | grep -E "RUNPATH|RPATH"
     if ldd build-gpu/tests/test_cuda_backend | grep "not found"; then fail "libraries not found"; return; fi
 
