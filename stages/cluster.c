@@ -636,8 +636,12 @@ int stage_cluster(const semrep_conf *conf, semrep_comm *comm)
     if (r.sampled) r.queries = sample_queries((uint32_t)conf->seed, n, r.nq);
     r.per_sigma = SR_CALLOC((size_t)r.nsig, sizeof(space_result), "the results per sigma");
     if (comm->rank == 0) {
-        printf("cluster: %ld images, K = %d..%d, %d restarts, %d sigma(s)%s\n", n, conf->cluster.k[0], r.kmax,
-               conf->cluster.restarts, r.nsig, conf->cluster.pixels ? ", and the pixels as the baseline" : "");
+        /* the list as given: K values need be neither contiguous nor sorted */
+        char ks[16 * 12] = "";
+        for (int q = 0, at = 0; q < r.nk && at < (int)sizeof ks; q++)
+            at += snprintf(ks + at, sizeof ks - (size_t)at, "%s%d", q ? ", " : "", conf->cluster.k[q]);
+        printf("cluster: %ld images, K = %s, %d restarts, %d sigma(s)%s\n", n, ks, conf->cluster.restarts, r.nsig,
+               conf->cluster.pixels ? ", and the pixels as the baseline" : "");
         if (r.sampled)
             printf("  more than cluster.exact_max = %ld images: neighbours of a seeded sample of %ld\n",
                    conf->cluster.exact_max, r.nq);

@@ -5,7 +5,7 @@
 # cluster.pixel_dims the random projection is recorded, keeps distances
 # (Johnson-Lindenstrauss), and is the same on 1 and 2 ranks (every rank
 # draws the same matrix); with the neighbours of a sample above
-# cluster.exact_max, the report says both.
+# cluster.exact_max, the report says both. The start line lists K as given.
 set -u
 semrep=$(realpath "$1")
 conf=$(cd "$(dirname "$0")/../../conf" && pwd)/fashion-mnist.conf
@@ -14,8 +14,12 @@ conf=$(cd "$(dirname "$0")/../../conf" && pwd)/fashion-mnist.conf
 base=(--set dataset.limit=64 --set "phi.sigmas=[0.1]" --set phi.draws=1 --set phi.block_means=false
       --set "cluster.k=[3]" --set cluster.restarts=1)
 "$semrep" stage phi "$conf" --set "output_dir=\"$work/a\"" "${base[@]}" >"$work/log" 2>&1
-cp -r "$work/a" "$work/p1" && cp -r "$work/a" "$work/p2"
+cp -r "$work/a" "$work/p1" && cp -r "$work/a" "$work/p2" && cp -r "$work/a" "$work/k"
 expect 0 "written to" -- "$semrep" stage cluster "$conf" --set "output_dir=\"$work/a\"" "${base[@]}"
+# the start line lists the K values as given, neither contiguous nor sorted
+# (it printed "K = 5..5" for these: the first and the largest)
+expect 0 "^cluster: 64 images, K = 5, 3, 1 restarts, 1 sigma\(s\), and the pixels as the baseline$" -- \
+  "$semrep" stage cluster "$conf" --set "output_dir=\"$work/k\"" "${base[@]}" --set "cluster.k=[5, 3]"
 scale=(--set cluster.pixel_dims=256 --set cluster.exact_max=20 --set cluster.queries=10)
 expect 0 "pixels: 1024 per image, randomly projected to 256 dimensions" -- \
   "$semrep" stage cluster "$conf" --set "output_dir=\"$work/p1\"" "${base[@]}" "${scale[@]}"
