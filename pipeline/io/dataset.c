@@ -83,12 +83,15 @@ static int select_images(sr_dataset *ds, char *err, size_t errlen)
     return 0;
 }
 
-/* Class names from dataset.classes, one per line, when given. */
+/* Class names from dataset.classes, one per line, when given. A file that
+ * cannot be read is refused even when the data set has no labels to name
+ * (docs/datasets.md): a wrong path is a mistake either way. */
 static int read_class_names(sr_dataset *ds, char *err, size_t errlen)
 {
-    if (!ds->conf.classes[0] || !ds->labels) return 0;
+    if (!ds->conf.classes[0]) return 0;
     FILE *f = open_text(ds->conf.classes, "dataset.classes", err, errlen);
     if (!f) return -1;
+    if (!ds->labels) return fclose(f), 0;
     int n = 0;
     char line[256];
     while (n < ds->nclasses && fgets(line, sizeof line, f)) {

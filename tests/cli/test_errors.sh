@@ -5,7 +5,7 @@
 # options) and COMMAND --help; docs/conf.md's refusals (list lengths, types,
 # ranges, the checks across keys) and --set's relative paths; and
 # docs/datasets.md's data-set errors (NetCDF labels, missing index and
-# class files, an empty class folder) and the PNG folder's rules (hidden
+# class files, labelled or not, an empty class folder) and the PNG folder's rules (hidden
 # files ignored, a mixed top level unlabelled). `semrep info` reads the
 # conf and opens the data sets, and writes nothing.
 set -u
@@ -108,6 +108,12 @@ expect 1 "cannot open $work/noindex.txt \(dataset.index_file\): No such file or 
   info --set 'dataset.index_file="noindex.txt"'
 expect 1 "cannot open $work/noclasses.txt \(dataset.classes\): No such file or directory" -- \
   info --set 'dataset.classes="noclasses.txt"'
+# also where the data set has no labels for the names (datasets.md, "Class names")
+expect 1 "analysis data: cannot open $work/noclasses.txt \(dataset.classes\): No such file or directory" -- \
+  info --set 'dataset.labels=""' --set 'dataset.classes="noclasses.txt"'
+expect 1 "analysis data: $work \(dataset.classes\) is a folder; semrep reads only regular files" -- \
+  info --set 'dataset.labels=""' --set "dataset.classes=\"$work\""
+expect 0 "2000 images used, 32x32, 1 channel\(s\), unlabelled" -- info --set 'dataset.labels=""'
 # PNG folders: class sub-folders label; hidden files and folders are not
 # images; a top level with files beside the folders is unlabelled; an
 # empty class folder is an error
@@ -118,6 +124,8 @@ png=(--set 'dataset.kind="png"' --set 'dataset.classes=""')
 expect 0 "6 images used, 32x32, 1 channel\(s\), 4 classes \(1, 2, 6, 9\)" -- info "${png[@]}" --set 'dataset.path="lab"'
 cp -r "$work/lab" "$work/mixed" && cp "$work/lab/9/img-000.png" "$work/mixed/top.png"
 expect 0 "7 images used, 32x32, 1 channel\(s\), unlabelled" -- info "${png[@]}" --set 'dataset.path="mixed"'
+expect 1 "cannot open $work/noclasses.txt \(dataset.classes\): No such file or directory" -- \
+  info "${png[@]}" --set 'dataset.path="mixed"' --set 'dataset.classes="noclasses.txt"'
 cp -r "$work/lab" "$work/emptyc" && mkdir "$work/emptyc/zzz"
 expect 1 "the class folder $work/emptyc/zzz holds no PNG file; remove it or add its images" -- \
   info "${png[@]}" --set 'dataset.path="emptyc"'
