@@ -604,6 +604,79 @@ static void test_stale_stamp(void)
     sr_dataset_close(ds);
 }
 
+/* ---- pixel scaling ---------------------------------------------------------- */
+
+/* Every byte value 0..255 as one 16x16 image, read as IDX, NetCDF uint8 and
+ * an 8-bit grey PNG: bit for bit what docs/datasets.md says. IDX and NetCDF
+ * multiply by the float nearest 1/255, which for 126 of the 256 values is
+ * one ulp from v / 255 rounded (the division PNG samples get); phi's
+ * digests depend on which. */
+static void test_pixel_scaling(void)
+{
+    unsigned char bytes[256];
+    for (int v = 0; v < 256; v++) bytes[v] = (unsigned char)v;
+    float img[256];
+    int product = 0, quotient = 0, differ = 0;
+    for (int v = 0; v < 256; v++) differ += v * (1.0f / 255.0f) != (float)v / 255.0f;
+    CU_ASSERT_EQUAL(differ, 126);
+
+    char path[1024];
+    snprintf(path, sizeof path, "%s/bytes.idx", dir);
+    unsigned char idx[16 + 256] = {0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 16, 0, 0, 0, 16};
+    memcpy(idx + 16, bytes, 256);
+    write_file(path, idx, sizeof idx);
+    sr_dataset_conf dc = base_conf();
+    snprintf(dc.images, sizeof dc.images, "%s", path);
+    dc.labels[0] = dc.classes[0] = '\0';
+    dc.size = 16;
+    sr_dataset *ds = open_ok(&dc);
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 0, 1, img, err, sizeof err) == 0);
+    for (int v = 0; v < 256; v++) product += img[v] == v * (1.0f / 255.0f);
+    CU_ASSERT_EQUAL(product, 256);
+    sr_dataset_close(ds);
+
+    snprintf(path, sizeof path, "%s/bytes.nc", dir);
+    int ncid, dims[4], var;
+    CU_ASSERT_FATAL(nc_create(path, NC_NETCDF4 | NC_CLOBBER, &ncid) == NC_NOERR);
+    nc_def_dim(ncid, "image", 1, &dims[0]);
+    nc_def_dim(ncid, "channel", 1, &dims[1]);
+    nc_def_dim(ncid, "y", 16, &dims[2]);
+    nc_def_dim(ncid, "x", 16, &dims[3]);
+    nc_def_var(ncid, "pixels", NC_UBYTE, 4, dims, &var);
+    nc_enddef(ncid);
+    nc_put_var_uchar(ncid, var, bytes);
+    nc_close(ncid);
+    dc = base_conf();
+    snprintf(dc.kind, sizeof dc.kind, "netcdf");
+    snprintf(dc.file, sizeof dc.file, "%s", path);
+    snprintf(dc.variable, sizeof dc.variable, "pixels");
+    dc.label_variable[0] = dc.classes[0] = '\0';
+    dc.size = 16;
+    ds = open_ok(&dc);
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 0, 1, img, err, sizeof err) == 0);
+    product = 0;
+    for (int v = 0; v < 256; v++) product += img[v] == v * (1.0f / 255.0f);
+    CU_ASSERT_EQUAL(product, 256);
+    sr_dataset_close(ds);
+
+    char root[512];
+    snprintf(root, sizeof root, "%s/bytes-png", dir);
+    CU_ASSERT_FATAL(mkdir(root, 0755) == 0);
+    snprintf(path, sizeof path, "%s/all.png", root);
+    float px[256];
+    for (int v = 0; v < 256; v++) px[v] = (float)v / 255.0f; /* written back as byte v */
+    CU_ASSERT_FATAL(sr_png_write(path, px, 1, 16, 16, err, sizeof err) == 0);
+    dc = png_conf(root);
+    dc.size = 16;
+    dc.channels = 1;
+    dc.classes[0] = '\0';
+    ds = open_ok(&dc);
+    CU_ASSERT_FATAL(sr_dataset_read(ds, 0, 1, img, err, sizeof err) == 0);
+    for (int v = 0; v < 256; v++) quotient += img[v] == (float)v / 255.0f;
+    CU_ASSERT_EQUAL(quotient, 256);
+    sr_dataset_close(ds);
+}
+
 /* ---- sharding -------------------------------------------------------------- */
 
 static void test_shards(void)
@@ -747,6 +820,7 @@ int main(int argc, char **argv)
         {"a NetCDF file of 2^40 images is refused", test_netcdf_huge},
         {"a class-name line over 255 characters is refused", test_long_class_name},
         {"a file changed with its size and second kept is seen", test_stale_stamp},
+        {"pixels scaled bit for bit as datasets.md says", test_pixel_scaling},
         {"shards and epoch orders", test_shards},
         {"streaming memory does not grow with the data set", test_streaming_memory},
         {NULL, NULL},
