@@ -40,6 +40,16 @@ CHECK adds, for that file:
               with pixels in [-0.2, 1.2], 1 <= steps <= max_steps, and its phi
               error below that of its starting image m + sigma0 z_0 at every
               analysis sigma.
+  projection  the fixed sampler with its projection (a real reconstruct.lr,
+              1 to 3 iterations), run here step by step: phi*_k the mean
+              over the target's images of their phi at sigma_k (float32,
+              reconstruct.draws draws, as target_phi), y = x + sigma_k z_k,
+              y = P(y, phi*_k), x = D(y), with P as docs/conf.md defines it
+              (project() below: the loss's gradient by autograd, Adam from
+              its closed form, the stop rule). The stored samples within
+              1e-5 (4.3e-7 measured); no loss ratio within 1% of
+              reconstruct.stop_ratio (rounding could then stop a sample or
+              not). Prints "RESULT NAME stops STOPPED PROJECTIONS".
   phi         the checks above only.
 
 Prints "ok"/"FAIL" lines and, per file, "RESULT NAME mean phi error per
@@ -65,6 +75,11 @@ from phi_reference import phi_means, test_images  # noqa: E402
 PHI_TOL = 2e-5
 ERROR_TOL = 1e-6
 TRAJECTORY_TOL = 1e-4
+# The projection's pixels: 4.3e-7 measured. Its pixel gradients (about
+# 1e-7) are near Adam's eps (1e-8), so the update follows the gradient's
+# float32 rounding; 1e-5 leaves room for other CPUs' sums, and every wrong
+# projection tried misses by 3e-2 or more.
+PROJECTION_TOL = 1e-5
 SAMPLE_KEY = 2 ** 31
 
 failed = 0
@@ -206,7 +221,8 @@ def check_phi(name, path, model):
     else:
         report(np.array_equal(mask, want), text)
     print("RESULT %s %s" % (name, " ".join("%.6f" % np.nanmean(error[a]) for a in range(len(asigma)))))
-    return dict(r=r, conf=conf, x=x, T=T, S=S, asigma=asigma, tphi=tphi, error=error, fails=fails, seed=seed)
+    return dict(r=r, conf=conf, x=x, T=T, S=S, asigma=asigma, tphi=tphi, error=error, fails=fails, seed=seed,
+                images=images, wanted=wanted, pixels=pixels, mask=mask)
 
 
 def mean_image(conf, shape):
@@ -231,8 +247,51 @@ def denoise(model, y):
         return model(torch.from_numpy(y.astype(np.float64))).numpy()
 
 
-def fixed_loop(conf, T, S, shape, model):
-    """SPEC.md's fixed-schedule sampler without its projection."""
+def project(model, y, want, mask, conf, ratios):
+    """docs/conf.md's projection P(y, phi*) of the images y ((n, C, H, W)
+    float32) towards want ((n, K) float32), the model fixed: Adam on the
+    pixels, started afresh, on L = sum_c mask_c (abar_mid(y)_c - want_c)^2 /
+    (masked channels), its gradient by autograd (float64); Adam's moments in
+    float32 as PyTorch keeps them, the update in double as
+    pipeline/core/backend.h's adam_masked documents: y -= lr (m / bc1) /
+    (sqrt(v / bc2) + eps), bc = 1 - beta^step, beta1 0.9, beta2 0.999, eps
+    1e-8. Before each update, from the second iteration on, a sample whose
+    L is below stop_ratio of its first stops (no more updates); at most
+    max_iter iterations. ratios collects those L / L_first."""
+    R = lambda k: conf["reconstruct." + k]  # noqa: E731
+    b1, b2, eps = np.float32(0.9), np.float32(0.999), np.float32(1e-8)
+    y, m, v = y.copy(), np.zeros_like(y), np.zeros_like(y)
+    w, target = torch.from_numpy(mask.astype(np.float64)), torch.from_numpy(want.astype(np.float64))
+    active, first = np.ones(len(y), bool), None
+    for it in range(R("max_iter")):
+        yt = torch.from_numpy(y.astype(np.float64)).requires_grad_(True)
+        _, means = model(yt, return_means=True)
+        loss = (w * (means[model.n] - target) ** 2).sum(1) / w.sum()
+        value = loss.detach().numpy()
+        if it == 0:
+            first = value
+        else:
+            ratios.extend((value / first)[active])
+            active &= ~(value < R("stop_ratio") * first)
+        if not active.any():
+            break
+        loss.sum().backward()
+        g = yt.grad.numpy().astype(np.float32)
+        m = (b1 * m + (np.float32(1) - b1) * g).astype(np.float32)
+        v = (b2 * v + (np.float32(1) - b2) * g * g).astype(np.float32)
+        bc1, bc2 = 1.0 - float(b1) ** (it + 1), 1.0 - float(b2) ** (it + 1)
+        update = R("lr") * (m.astype(np.float64) / bc1) / (np.sqrt(v.astype(np.float64) / bc2) + float(eps))
+        y[active] = (y[active] - update[active].astype(np.float32)).astype(np.float32)
+    return y
+
+
+def fixed_loop(conf, T, S, shape, model, targets=None):
+    """SPEC.md's fixed-schedule sampler, without its projection, or with it
+    when targets = (images of each target, their positions, their pixels,
+    the mask, a list for the stop rule's loss ratios): phi*_k is then the
+    mean over each target's images of their phi at sigma_k (in float32)
+    with reconstruct.draws draws, as target_phi, and y = P(y, phi*_k)
+    before the denoiser."""
     R = lambda k: conf["reconstruct." + k]  # noqa: E731
     seed, n, steps = conf["seed"], int(np.prod(shape)), R("steps")
     x = np.repeat(mean_image(conf, shape)[None], T * S, 0)
@@ -240,6 +299,11 @@ def fixed_loop(conf, T, S, shape, model):
         sigma = R("sigma_max") if steps == 1 else R("sigma_max") + (R("sigma_min") - R("sigma_max")) * k / (steps - 1)
         z = np.stack([philox.gaussian(seed, philox.DOMAIN["recon"], t, s, k, n) for t in range(T) for s in range(S)])
         y = (x + np.float32(sigma) * z.reshape(x.shape).astype(np.float32)).astype(np.float32)
+        if targets is not None:
+            images, wanted, pixels, mask, ratios = targets
+            phi = mid_phi(model, pixels, wanted, seed, np.float32(sigma), R("draws"))
+            want = np.stack([phi[[wanted.index(i) for i in imgs]].mean(0) for imgs in images]).astype(np.float32)
+            y = project(model, y, np.repeat(want, S, 0), mask, conf, ratios)
         x = denoise(model, y).astype(np.float32)
     return x, np.full(T * S, steps)
 
@@ -285,6 +349,32 @@ def check_trajectory(name, f, model):
     report(worst <= TRAJECTORY_TOL, "%s: the samples, PyTorch's D(y) at the last step: worst %.1e" % (name, worst))
 
 
+def check_projection(name, f, model):
+    """The fixed sampler with a real projection, run here step by step with
+    project(): the same pixels within PROJECTION_TOL."""
+    conf, T, S, x = f["conf"], f["T"], f["S"], f["x"]
+    R = lambda k: conf["reconstruct." + k]  # noqa: E731
+    report(R("sampler") == "fixed" and R("lr") >= 1e-3 and 1 <= R("max_iter") <= 3,
+           "%s: a projection that moves pixels (reconstruct.lr = %g, max_iter = %d, %s sampler)"
+           % (name, R("lr"), R("max_iter"), R("sampler")))
+    ratios = []
+    out, _ = fixed_loop(conf, T, S, x.shape[1:], model,
+                        targets=(f["images"], f["wanted"], f["pixels"], f["mask"].astype(np.float64), ratios))
+    ratios = np.array(ratios)
+    stops = int((ratios < R("stop_ratio")).sum())
+    # the stop rule is a threshold: a loss ratio within 1% of it could fall
+    # either way with float32 rounding, and the check would not be exact
+    near = np.abs(ratios / R("stop_ratio") - 1).min() if len(ratios) and R("stop_ratio") > 0 else np.inf
+    report(near > 0.01, "%s: the stop rule (stop_ratio %g) stopped %d of %d projections early; loss ratios %.3f .. "
+           "%.3f, the nearest %.1f%% from the threshold" % (name, R("stop_ratio"), stops, T * S * R("steps"),
+                                                            ratios.min(), ratios.max(), 100 * near))
+    worst = np.abs(x - out).max() if np.isfinite(out).all() else np.inf
+    report(worst <= PROJECTION_TOL, "%s: the samples after %d steps of %d projection iterations (mask %s, %d of %d "
+           "channels), PyTorch's: worst %.1e" % (name, R("steps"), R("max_iter"), conf["reconstruct.mask"],
+                                                 int(f["mask"].sum()), len(f["mask"]), worst))
+    print("RESULT %s stops %d %d" % (name, stops, T * S * R("steps")))
+
+
 def check_adaptive(name, f, model):
     conf, T, S, x = f["conf"], f["T"], f["S"], f["x"]
     R = lambda k: conf["reconstruct." + k]  # noqa: E731
@@ -315,6 +405,8 @@ def main():
             check_trajectory(name, f, model)
         elif check == "adaptive":
             check_adaptive(name, f, model)
+        elif check == "projection":
+            check_projection(name, f, model)
         else:
             assert check == "phi", "unknown check %s" % check
     print("%d failed" % failed)
