@@ -106,6 +106,19 @@ typedef struct sr_backend_ops {
     void (*winograd_input)(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1, float *v);
     void (*winograd_output)(const sr_backend *be, const float *m, int k, int n, int h, int w, int i0, int i1, float *y);
 
+    /* Optional whole 3x3 convolutions, zero padding 1, no bias, on n CNHW
+     * images, weight [k][c][3][3] (NULL: nn/ convolves with the ops above;
+     * the CPU's on oneDNN when built with it). Each returns false, having
+     * written nothing, when it has no kernel for the shape (nn/ then uses
+     * its own path); each uses scratch of its own and gives the same bits
+     * for any thread count, like every op.
+     *   forward:          y[k, i] = sum_c weight[k][c] (*) x[c, i]
+     *   backward_data:    dx += its input gradient given dy (k channels) */
+    bool (*conv3x3_forward)(const sr_backend *be, const float *x, int c, int n, int h, int w, const float *weight,
+                            int k, float *y);
+    bool (*conv3x3_backward_data)(const sr_backend *be, const float *dy, int c, int n, int h, int w,
+                                  const float *weight, int k, float *dx);
+
     /* Conv unit tail, forward: u += bias; stats, [3 n]: per image mean, std + eps
      * (SR_NORM_LAYER) and a scratch value for the backward; a = relu(norm(u)).
      * a may equal u (inference). */
@@ -261,6 +274,19 @@ static inline void sr_be_winograd_output(const sr_backend *be, const float *m, i
     be->ops->winograd_output(be, m, k, n, h, w, i0, i1, y);
 }
 
+/* The optional convolutions: false when the backend has none for the shape. */
+static inline bool sr_be_conv3x3_forward(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                         const float *weight, int k, float *y)
+{
+    return be->ops->conv3x3_forward && be->ops->conv3x3_forward(be, x, c, n, h, w, weight, k, y);
+}
+
+static inline bool sr_be_conv3x3_backward_data(const sr_backend *be, const float *dy, int c, int n, int h, int w,
+                                               const float *weight, int k, float *dx)
+{
+    return be->ops->conv3x3_backward_data && be->ops->conv3x3_backward_data(be, dy, c, n, h, w, weight, k, dx);
+}
+
 static inline void sr_be_unit_forward(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats)
 {
     be->ops->unit_forward(be, unit, u, a, stats);
@@ -350,9 +376,11 @@ typedef struct {
 } sr_backend_request;
 
 /* The CPU backend: OpenBLAS sgemm and OpenMP loops over `threads` threads
- * (0: OpenMP's default when it is made, all the cores this process may use).
- * Each instance keeps its own count: two side by side do not change each
- * other's, nor the process's OpenMP default. Never NULL. */
+ * (0: OpenMP's default when it is made, all the cores this process may use),
+ * and, when built with oneDNN (SEMREP_WITH_DNNL), the 3x3 convolutions on
+ * oneDNN with an engine, streams and primitives of its own. Each instance
+ * keeps its own count: two side by side do not change each other's, nor the
+ * process's OpenMP default. Never NULL. */
 sr_backend *sr_backend_cpu_new(int threads);
 
 /* Called first in main(): when OpenBLAS picked its slowest kernels on a
