@@ -38,7 +38,7 @@ void sr_job_identity_begin(sr_job_identity *id, sr_fingerprint *fp, const char *
     sr_fp_text(fp, "checkpoint_checksum", id->checksum);
     sr_fp_long(fp, "seed", conf->seed);
     sr_fp_long(fp, "noise_version", SR_RNG_NOISE_VERSION);
-    sr_fp_backend(fp, sr_be_name(net->be), sr_be_host_memory(net->be), conf->gpu_math);
+    sr_fp_backend(fp, net->be, conf->gpu_math);
 }
 
 void sr_job_put_identity(int ncid, const sr_job_identity *id, const char *file)

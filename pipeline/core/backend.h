@@ -64,6 +64,11 @@ typedef struct sr_backend_ops {
     void (*destroy)(sr_backend *be);
     /* One line on what runs the products, e.g. the BLAS, its kernels, threads. */
     void (*describe)(const sr_backend *be, char *text, size_t len);
+    /* Optional (NULL: nothing): what, beyond the inputs, fixes the results'
+     * last bits and is chosen by the processor, e.g. the CPU's "oneDNN 2.6.3
+     * avx512_core_bf16 convolutions, OpenBLAS Haswell sgemm". Outputs'
+     * fingerprints hash it, so that rows from other kernels never mix. */
+    void (*kernels)(const sr_backend *be, char *text, size_t len);
 
     /* Memory: alloc returns NULL on failure (the caller names what failed). */
     void *(*alloc)(const sr_backend *be, size_t bytes);
@@ -190,6 +195,13 @@ static inline bool sr_be_host_memory(const sr_backend *be) { return be->ops->hos
 static inline void sr_be_describe(const sr_backend *be, char *text, size_t len)
 {
     be->ops->describe(be, text, len);
+}
+
+/* "" when the backend has no processor-chosen kernels to name. */
+static inline void sr_be_kernels(const sr_backend *be, char *text, size_t len)
+{
+    if (len) text[0] = '\0';
+    if (be->ops->kernels) be->ops->kernels(be, text, len);
 }
 
 static inline void *sr_be_alloc(const sr_backend *be, size_t bytes)

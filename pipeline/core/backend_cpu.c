@@ -46,6 +46,18 @@ static void cpu_describe(const sr_backend *be, char *text, size_t len)
              threads_of(be), conv);
 }
 
+/* What the processor chose: oneDNN's ISA and OpenBLAS's kernels. */
+static void cpu_kernels(const sr_backend *be, char *text, size_t len)
+{
+    char conv[96] = "";
+#ifdef SEMREP_WITH_DNNL
+    char dnnl[64];
+    sr_dnnl_kernels(dnnl, sizeof dnnl);
+    snprintf(conv, sizeof conv, "%s convolutions, ", dnnl);
+#endif
+    snprintf(text, len, "%sOpenBLAS %s sgemm", conv, openblas_get_corename());
+}
+
 static size_t cpu_memory_bytes(const sr_backend *be)
 {
     return (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
@@ -579,6 +591,7 @@ static const sr_backend_ops cpu_ops = {
     .host_memory = true,
     .destroy = cpu_destroy,
     .describe = cpu_describe,
+    .kernels = cpu_kernels,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .to_device = cpu_copy,

@@ -218,6 +218,12 @@ static const char *isa_name(dnnl_cpu_isa_t isa)
     }
 }
 
+void sr_dnnl_kernels(char *text, size_t len)
+{
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(text, len, "oneDNN %d.%d.%d %s", v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()));
+}
+
 void sr_dnnl_describe(const sr_dnnl *d, char *text, size_t len)
 {
     const dnnl_version_t *v = dnnl_version();

@@ -36,4 +36,7 @@ bool sr_dnnl_conv3x3_backward_data(sr_dnnl *d, const float *dy, int cin, int n, 
 /* "oneDNN 2.6.3 3x3 convolutions, ISA avx512_core_bf16, last kernel
  * jit_wino_4x3:avx512_core" (what ran last, for describe). */
 void sr_dnnl_describe(const sr_dnnl *d, char *text, size_t len);
+/* "oneDNN 2.6.3 avx512_core_bf16": what fixes the convolutions' bits on
+ * this processor (for the fingerprints), without threads or the last kernel. */
+void sr_dnnl_kernels(char *text, size_t len);
 #endif

@@ -101,11 +101,11 @@ cp -r "$work/r1" "$work/scheme1"
 ncdump "$work/scheme1/phi.nc" | grep -v ":fingerprint_version = " |
   sed 's/:fingerprint = "[0-9a-f]*"/:fingerprint = "0123456789abcdef"/' >"$work/scheme1.cdl"
 ncgen -k nc4 -o "$work/scheme1/phi.nc" "$work/scheme1.cdl"
-expect 0 "phi.nc was fingerprinted under scheme 1, this semrep uses 2; computing it again" -- \
+expect 0 "phi.nc was fingerprinted under scheme 1, this semrep uses 3; computing it again" -- \
   "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/scheme1\"" --set dataset.limit=72
 ds=$(digest "$work/scheme1")
 check "phi of scheme 1 computed again: $ds vs $d1" \
-  '[ "$ds" = "$d1" ] && ncdump -h "$work/scheme1/phi.nc" | grep -q ":fingerprint_version = 2 ;"'
+  '[ "$ds" = "$d1" ] && ncdump -h "$work/scheme1/phi.nc" | grep -q ":fingerprint_version = 3 ;"'
 
 # A growing PNG folder (the nightly case): 40 images, then 24 more whose
 # names sort between them. The rerun computes only the 24; the 40 rows are
