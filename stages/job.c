@@ -2,6 +2,7 @@
 
 #include <netcdf.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -111,6 +112,16 @@ static sr_output_state read_state(const sr_job *job, const sr_job_identity *id, 
 sr_output_state sr_job_output_state(const sr_job *job, const sr_job_identity *id, const semrep_conf *conf,
                                     const semrep_comm *comm, char *err, size_t errlen)
 {
+    /* Every rank hashes the same model, settings and data: only the backend
+     * can make two ranks' fingerprints differ, and their rows must not mix */
+    if (!sr_comm_same(comm, strtoull(id->fingerprint, NULL, 16))) {
+        sr_report(err, errlen,
+                  "the ranks do not agree on %s's fingerprint: their backends differ, or their processors made "
+                  "the CPU choose other kernels (`semrep bench` names them on each kind of node); run every rank "
+                  "on one kind of node, or build with -DSEMREP_DNNL=OFF",
+                  job->output);
+        return SR_OUTPUT_REFUSED;
+    }
     int state = comm->rank == 0 ? read_state(job, id, conf, err, errlen) : SR_OUTPUT_ABSENT;
     sr_comm_bcast(comm, &state, sizeof state, 0);
     return (sr_output_state)state;

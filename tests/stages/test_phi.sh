@@ -26,6 +26,15 @@ check "phi on 1, 2, 3 ranks: $d1 $d2 $d3" '[ -n "$d1" ] && [ "$d1" = "$d2" ] && 
 b1=$(blocks "$work/r1") b3=$(blocks "$work/r3")
 check "block means on 1 and 3 ranks: $b1 $b3" '[ -n "$b1" ] && [ "$b1" = "$b3" ]'
 
+# Ranks whose CPU kernels differ (as on nodes of two processor types; here
+# OpenBLAS told to take other kernels on one rank) make other fingerprints:
+# refused before any row is computed, never mixed into one phi.nc.
+one=("$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/mixed\"" --set dataset.limit=72)
+expect 1 "the ranks do not agree on phi.nc's fingerprint" -- \
+  mpirun --oversubscribe --allow-run-as-root -np 1 -x OPENBLAS_CORETYPE=Haswell "${one[@]}" : \
+  -np 1 -x OPENBLAS_CORETYPE=Sandybridge "${one[@]}"
+check "mixed kernels leave no phi.nc and no chunk" '[ ! -e "$work/mixed/phi.nc" ] && [ ! -e "$work/mixed/phi-chunks" ]'
+
 SETS=(--set phi.run_chunks=2)
 phi "$work/resumed"
 check "a stopped run leaves chunks and no phi.nc" '[ ! -e "$work/resumed/phi.nc" ] && [ "$(ls "$work/resumed/phi-chunks" | wc -l)" = 2 ]'
