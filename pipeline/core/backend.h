@@ -118,11 +118,14 @@ typedef struct sr_backend_ops {
      * its own path); each uses scratch of its own and gives the same bits
      * for any thread count, like every op.
      *   forward:          y[k, i] = sum_c weight[k][c] (*) x[c, i]
-     *   backward_data:    dx += its input gradient given dy (k channels) */
+     *   backward_data:    dx += its input gradient given dy (k channels)
+     *   backward_weights: dweight += its weight gradient given x and dy */
     bool (*conv3x3_forward)(const sr_backend *be, const float *x, int c, int n, int h, int w, const float *weight,
                             int k, float *y);
     bool (*conv3x3_backward_data)(const sr_backend *be, const float *dy, int c, int n, int h, int w,
                                   const float *weight, int k, float *dx);
+    bool (*conv3x3_backward_weights)(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                     const float *dy, int k, float *dweight);
 
     /* Conv unit tail, forward: u += bias; stats, [3 n]: per image mean, std + eps
      * (SR_NORM_LAYER) and a scratch value for the backward; a = relu(norm(u)).
@@ -297,6 +300,13 @@ static inline bool sr_be_conv3x3_backward_data(const sr_backend *be, const float
                                                const float *weight, int k, float *dx)
 {
     return be->ops->conv3x3_backward_data && be->ops->conv3x3_backward_data(be, dy, c, n, h, w, weight, k, dx);
+}
+
+static inline bool sr_be_conv3x3_backward_weights(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                                  const float *dy, int k, float *dweight)
+{
+    return be->ops->conv3x3_backward_weights &&
+           be->ops->conv3x3_backward_weights(be, x, c, n, h, w, dy, k, dweight);
 }
 
 static inline void sr_be_unit_forward(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats)

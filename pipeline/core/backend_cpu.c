@@ -575,6 +575,12 @@ static bool cpu_conv3x3_backward_data(const sr_backend *be, const float *dy, int
 {
     return sr_dnnl_conv3x3_backward_data(dnnl_of(be), dy, c, n, h, w, weight, k, dx);
 }
+
+static bool cpu_conv3x3_backward_weights(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                         const float *dy, int k, float *dweight)
+{
+    return sr_dnnl_conv3x3_backward_weights(dnnl_of(be), x, c, n, h, w, dy, k, dweight);
+}
 #endif
 
 static void cpu_destroy(sr_backend *be)
@@ -610,6 +616,7 @@ static const sr_backend_ops cpu_ops = {
 #ifdef SEMREP_WITH_DNNL
     .conv3x3_forward = cpu_conv3x3_forward,
     .conv3x3_backward_data = cpu_conv3x3_backward_data,
+    .conv3x3_backward_weights = cpu_conv3x3_backward_weights,
 #endif
     .unit_forward = cpu_unit_forward,
     .unit_backward = cpu_unit_backward,

@@ -11,7 +11,9 @@
  * tests/bench/onednn_conv.c). So oneDNN never threads here: the images go in
  * chunks whose size depends on the shape alone, each chunk runs on one
  * thread with primitives made for one thread, and a chunk's result is the
- * same whichever thread runs it and however many there are (the tests
+ * same whichever thread runs it and however many there are. The weight
+ * gradient, a sum over all images, is summed per chunk and the chunks' sums
+ * are added to dweight in chunk order, whatever the threads (the tests
  * backend and unet_model check 1, 2 and 3 threads). */
 #include "core/backend_dnnl.h"
 
@@ -111,9 +113,10 @@ static void reorder(const sr_dnnl_tensor *t, const sr_dnnl_mems *m, int r, dnnl_
     execute(t->reorder, stream, 3, args, what);
 }
 
-static const char *const tensor_name[2][T_COUNT] = {
+static const char *const tensor_name[3][T_COUNT] = {
     [SR_DNNL_FWD] = {"input", "output", "weights"},
     [SR_DNNL_BWD_DATA] = {"output gradient", "input gradient", "weights"},
+    [SR_DNNL_BWD_WEIGHTS] = {"input", "output gradient", "weight gradient"},
 };
 
 /* Forward and input gradient: the weights in each slot's layout, on thread
@@ -138,10 +141,11 @@ static void prepare_weights(sr_dnnl *d, const sr_dnnl_plan *p, const float *weig
     }
 }
 
-/* Chunk q on the calling thread t alone: reads in, writes out (forward: y;
- * input gradient: dx +=). */
-static void run_chunk(const sr_dnnl *d, const sr_dnnl_plan *p, int t, int q, const float *in, float *out,
-                      const void *const wblk[2])
+/* Chunk q on the calling thread t alone: reads in0 (and in1, the weight
+ * gradient's dy), writes out (forward: y; input gradient: dx +=) or thread
+ * t's partial weight gradient. */
+static void run_chunk(const sr_dnnl *d, const sr_dnnl_plan *p, int t, int q, const float *in0, const float *in1,
+                      float *out, const void *const wblk[2])
 {
     const size_t hw = (size_t)p->h * p->w, i0 = (size_t)q * p->chunk;
     const int s = i0 + (size_t)p->chunk > (size_t)p->n ? 1 : 0;
@@ -149,12 +153,13 @@ static void run_chunk(const sr_dnnl *d, const sr_dnnl_plan *p, int t, int q, con
     const sr_dnnl_mems *m = &p->mems[t * 2 + s];
     char *buf = d->ws[t].buf;
     const dnnl_stream_t stream = d->ws[t].stream;
-    const void *user[T_COUNT] = {in + i0 * hw, out + i0 * hw, NULL};
+    const bool bwd_w = p->kind == SR_DNNL_BWD_WEIGHTS;
+    const void *user[T_COUNT] = {in0 + i0 * hw, (bwd_w ? in1 : out) + i0 * hw, buf + p->at_partial};
     set(m->pad, buf + p->at_pad);
     for (int r = 0; r < T_COUNT; r++) {
         const sr_dnnl_tensor *tn = &sl->t[r];
         set(m->rpad[r], buf + p->at_pad);
-        if (r == T_W) {
+        if (r == T_W && !bwd_w) {
             set(m->blk[r], wblk[s]);
             continue;
         }
@@ -186,7 +191,7 @@ static bool convolve(sr_dnnl *d, sr_dnnl_kind kind, const float *in, int cin, in
 #pragma omp single
         prepare_weights(d, p, weight, wblk);
 #pragma omp for schedule(static)
-        for (int q = 0; q < chunks; q++) run_chunk(d, p, omp_get_thread_num(), q, in, out, wblk);
+        for (int q = 0; q < chunks; q++) run_chunk(d, p, omp_get_thread_num(), q, in, NULL, out, wblk);
     }
     return true;
 }
@@ -201,6 +206,36 @@ bool sr_dnnl_conv3x3_backward_data(sr_dnnl *d, const float *dy, int cin, int n, 
                                    int cout, float *dx)
 {
     return convolve(d, SR_DNNL_BWD_DATA, dy, cin, n, h, w, weight, cout, dx);
+}
+
+bool sr_dnnl_conv3x3_backward_weights(sr_dnnl *d, const float *x, int cin, int n, int h, int w, const float *dy,
+                                      int cout, float *dweight)
+{
+    const sr_dnnl_plan *p = plan_for(d, SR_DNNL_BWD_WEIGHTS, cin, n, h, w, cout);
+    if (!p) return false;
+    snprintf(d->last_impl, sizeof d->last_impl, "%s", p->impl);
+    const int chunks = (n + p->chunk - 1) / p->chunk, threads = d->threads;
+    const size_t count = (size_t)cout * cin * 9;
+    /* Rounds of one chunk a thread, each chunk's sum in its thread's
+     * partial; then dweight += the partials in chunk order, element by
+     * element: the same sums in the same order for any thread count. */
+#pragma omp parallel num_threads(threads)
+    {
+        omp_set_num_threads(1);
+        const int t = omp_get_thread_num();
+        for (int q0 = 0; q0 < chunks; q0 += threads) {
+            if (q0 + t < chunks) run_chunk(d, p, t, q0 + t, x, dy, NULL, NULL);
+#pragma omp barrier
+            const int round = chunks - q0 < threads ? chunks - q0 : threads;
+#pragma omp for schedule(static)
+            for (size_t e = 0; e < count; e++) {
+                float sum = dweight[e];
+                for (int j = 0; j < round; j++) sum += ((const float *)(d->ws[j].buf + p->at_partial))[e];
+                dweight[e] = sum;
+            }
+        }
+    }
+    return true;
 }
 
 static const char *isa_name(dnnl_cpu_isa_t isa)

@@ -26,12 +26,15 @@ void sr_dnnl_free(sr_dnnl *d);
 
 /* The convolutions of core/backend.h's optional ops (zero padding 1, no
  * bias; CNHW images, weight [cout][cin][3][3]): y = conv(x); dx += its input
- * gradient given dy. Each returns false, having written nothing, when
- * oneDNN has no primitive for the shape. */
+ * gradient given dy; dweight += its weight gradient given x and dy, the
+ * chunks' sums added in chunk order. Each returns false, having written
+ * nothing, when oneDNN has no primitive for the shape. */
 bool sr_dnnl_conv3x3_forward(sr_dnnl *d, const float *x, int cin, int n, int h, int w, const float *weight, int cout,
                              float *y);
 bool sr_dnnl_conv3x3_backward_data(sr_dnnl *d, const float *dy, int cin, int n, int h, int w, const float *weight,
                                    int cout, float *dx);
+bool sr_dnnl_conv3x3_backward_weights(sr_dnnl *d, const float *x, int cin, int n, int h, int w, const float *dy,
+                                      int cout, float *dweight);
 
 /* "oneDNN 2.6.3 3x3 convolutions, ISA avx512_core_bf16, last kernel
  * jit_wino_4x3:avx512_core" (what ran last, for describe). */
@@ -39,4 +42,5 @@ void sr_dnnl_describe(const sr_dnnl *d, char *text, size_t len);
 /* "oneDNN 2.6.3 avx512_core_bf16": what fixes the convolutions' bits on
  * this processor (for the fingerprints), without threads or the last kernel. */
 void sr_dnnl_kernels(char *text, size_t len);
+
 #endif

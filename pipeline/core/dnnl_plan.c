@@ -4,11 +4,14 @@
  * (nChw16c), and the layout of a thread's buffer.
  *
  * The algorithm: Winograd (oneDNN's F(4x4, 3x3), "jit_wino_4x3") when 8 or
- * more channels are summed over (the forward's input channels, the input
- * gradient's output channels), as the engine's own path does with F(2x2,
- * 3x3); direct otherwise (the first layer, from 1 or 3 channels; the last
- * one's input gradient, to them). Where oneDNN has no Winograd for the
- * shape, direct; where it has neither, no plan (the caller's own path runs).
+ * more channels are summed over (the forward's and the weight gradient's
+ * input channels, the input gradient's output channels), as the engine's
+ * own path does with F(2x2, 3x3); direct otherwise (the first layer, from
+ * 1 or 3 channels; the last one's input gradient, to them). For the weight gradient Winograd took half the direct
+ * kernel's time on every layer of the default shape but the first (oneDNN's
+ * verbose timings, chunks of 16 images, one thread) and stays within the
+ * gradient tests' tolerance. Where oneDNN has no Winograd for the shape,
+ * direct; where it has neither, no plan (the caller's own path runs).
  *
  * Every primitive is made for one thread (under a team of one OpenMP
  * thread): oneDNN fixes its blocking, and with it the order of its sums,
@@ -28,17 +31,20 @@
 
 /* Per kind, by role (T_IN0, T_IN1, T_W): the primitive's argument, the
  * query for its memory descriptor, and whether the engine's copy is written. */
-static const int arg_of[2][T_COUNT] = {
+static const int arg_of[3][T_COUNT] = {
     [SR_DNNL_FWD] = {DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_WEIGHTS},
     [SR_DNNL_BWD_DATA] = {DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS},
+    [SR_DNNL_BWD_WEIGHTS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS},
 };
-static const dnnl_query_t query_of[2][T_COUNT] = {
+static const dnnl_query_t query_of[3][T_COUNT] = {
     [SR_DNNL_FWD] = {dnnl_query_src_md, dnnl_query_dst_md, dnnl_query_weights_md},
     [SR_DNNL_BWD_DATA] = {dnnl_query_diff_dst_md, dnnl_query_diff_src_md, dnnl_query_weights_md},
+    [SR_DNNL_BWD_WEIGHTS] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md},
 };
-static const bool out_of[2][T_COUNT] = {
+static const bool out_of[3][T_COUNT] = {
     [SR_DNNL_FWD] = {false, true, false},
     [SR_DNNL_BWD_DATA] = {false, true, false},
+    [SR_DNNL_BWD_WEIGHTS] = {false, false, true},
 };
 
 /* What primitives are made with: scratchpads given by the caller (one per
@@ -78,8 +84,8 @@ static void make_reorder(const makers *mk, sr_dnnl_tensor *t, bool add)
 }
 
 /* A primitive descriptor of the plan's kind for algorithm alg (the caller
- * destroys it); NULL when oneDNN has no implementation. The backward one
- * takes the forward's as a hint. */
+ * destroys it); NULL when oneDNN has no implementation. The backward ones
+ * take the forward's as a hint. */
 static dnnl_primitive_desc_t conv_pd(const makers *mk, sr_dnnl_kind kind, dnnl_alg_kind_t alg,
                                      const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wts,
                                      const dnnl_memory_desc_t *dst)
@@ -94,12 +100,15 @@ static dnnl_primitive_desc_t conv_pd(const makers *mk, sr_dnnl_kind kind, dnnl_a
     SR_CHECK(st == dnnl_success, "oneDNN: making a %s 3x3 convolution failed (%s)", dnnl_alg_kind2str(alg),
              dnnl_status2str(st));
     if (kind == SR_DNNL_FWD) return fwd;
-    SR_DNNL(dnnl_convolution_backward_data_desc_init(&cd, alg, src, wts, dst, one, pad, pad));
+    if (kind == SR_DNNL_BWD_DATA)
+        SR_DNNL(dnnl_convolution_backward_data_desc_init(&cd, alg, src, wts, dst, one, pad, pad));
+    else
+        SR_DNNL(dnnl_convolution_backward_weights_desc_init(&cd, alg, src, wts, NULL, dst, one, pad, pad));
     st = dnnl_primitive_desc_create(&pd, &cd, mk->attr, mk->engine, fwd);
     SR_DNNL(dnnl_primitive_desc_destroy(fwd));
     if (st == dnnl_unimplemented) return NULL;
-    SR_CHECK(st == dnnl_success, "oneDNN: making the backward data of a %s 3x3 convolution failed (%s)",
-             dnnl_alg_kind2str(alg), dnnl_status2str(st));
+    SR_CHECK(st == dnnl_success, "oneDNN: making the backward %s of a %s 3x3 convolution failed (%s)",
+             kind == SR_DNNL_BWD_DATA ? "data" : "weights", dnnl_alg_kind2str(alg), dnnl_status2str(st));
     return pd;
 }
 
@@ -162,7 +171,7 @@ static void lay_out(sr_dnnl_plan *p)
             const sr_dnnl_slot *sl = &p->slot[s];
             if (!sl->conv) continue;
             const size_t blk = sl->t[r].reorder ? dnnl_memory_desc_get_size(&sl->t[r].blk) : 0;
-            if (r == T_W) p->weight_bytes = max_size(p->weight_bytes, blk);
+            if (r == T_W && p->kind != SR_DNNL_BWD_WEIGHTS) p->weight_bytes = max_size(p->weight_bytes, blk);
             else bytes = max_size(bytes, blk);
             pad = max_size(pad, dnnl_memory_desc_get_size(&sl->t[r].pad));
             pad = max_size(pad, dnnl_memory_desc_get_size(&sl->pad));
@@ -170,6 +179,8 @@ static void lay_out(sr_dnnl_plan *p)
         p->at[r] = at;
         at += round64(bytes);
     }
+    p->at_partial = at;
+    if (p->kind == SR_DNNL_BWD_WEIGHTS) at += round64((size_t)p->cout * p->cin * 9 * sizeof(float));
     p->at_pad = at;
     p->bytes = at + round64(pad);
 }

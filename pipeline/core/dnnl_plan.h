@@ -19,11 +19,12 @@
         SR_CHECK(st_ == dnnl_success, "oneDNN: %s failed (%s)", #call, dnnl_status2str(st_));                          \
     } while (0)
 
-typedef enum { SR_DNNL_FWD, SR_DNNL_BWD_DATA } sr_dnnl_kind;
+typedef enum { SR_DNNL_FWD, SR_DNNL_BWD_DATA, SR_DNNL_BWD_WEIGHTS } sr_dnnl_kind;
 
 /* The tensors of one chunk, by role:
  *   FWD:          IN0 src (x, cin),      IN1 dst (y, cout, written),   W weights (read)
- *   BWD_DATA:     IN0 diff_dst (dy),     IN1 diff_src (dx, cin, +=),   W weights (read) */
+ *   BWD_DATA:     IN0 diff_dst (dy),     IN1 diff_src (dx, cin, +=),   W weights (read)
+ *   BWD_WEIGHTS:  IN0 src (x),           IN1 diff_dst (dy, read),      W diff_weights (the chunk's sum) */
 enum { T_IN0, T_IN1, T_W, T_COUNT };
 
 /* One tensor: the engine's layout (CNHW images, or oihw weights), the
@@ -55,10 +56,10 @@ typedef struct {
     int cin, cout, n, h, w, chunk, last;
     bool ok;                       /* false: oneDNN has no primitive for it */
     sr_dnnl_slot slot[2];          /* full chunks, the last shorter one */
-    /* a thread's buffer: the blocked copies of the chunk's images, then
-     * the scratchpads */
-    size_t at[T_COUNT], at_pad, bytes;
-    size_t weight_bytes;           /* the weights in the primitive's layout */
+    /* a thread's buffer: the blocked copies of the chunk's tensors, the
+     * weight gradient in oihw (BWD_WEIGHTS), then the scratchpads */
+    size_t at[T_COUNT], at_partial, at_pad, bytes;
+    size_t weight_bytes;           /* FWD, BWD_DATA: the weights in the primitive's layout */
     int threads;
     sr_dnnl_mems *mems;            /* [thread * 2 + slot] */
     char impl[64];

@@ -72,7 +72,8 @@ void sr_conv3x3_backward(const sr_backend *be, const float *x, int cin, int n, i
                          float *dx, float *col, size_t col_floats)
 {
     const int hw = h * w, ld = n * hw, taps = cin * 9;
-    /* the backend's own input gradient where it has one; the rest unfolds */
+    /* the backend's own convolutions where it has them; the rest unfolds */
+    if (dweight && sr_be_conv3x3_backward_weights(be, x, cin, n, h, w, dy, cout, dweight)) dweight = NULL;
     if (dx && sr_be_conv3x3_backward_data(be, dy, cin, n, h, w, weight, cout, dx)) dx = NULL;
     if (!dweight && !dx) return;
     const int chunk = sr_conv3x3_chunk(cin, n, h, w, col_floats);

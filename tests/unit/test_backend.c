@@ -183,6 +183,7 @@ static void test_own_convolutions(void)
     sr_backend_ops plain_ops = *cpu->ops;
     plain_ops.conv3x3_forward = NULL;
     plain_ops.conv3x3_backward_data = NULL;
+    plain_ops.conv3x3_backward_weights = NULL;
     const sr_backend plain = {.ops = &plain_ops, .ctx = cpu->ctx};
     char text[256];
     sr_be_describe(cpu, text, sizeof text);
