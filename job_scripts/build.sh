@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config
-          libopenmpi-dev openmpi-bin libopenblas-openmp-dev
+          libopenmpi-dev openmpi-bin libopenblas-openmp-dev libdnnl-dev
           libnetcdf-mpi-dev libpng-dev zlib1g-dev libconfig-dev librandom123-dev
           libxxhash-dev libcunit1-dev dataset-fashion-mnist gnuplot-nox "$@")
 missing=()

@@ -94,10 +94,13 @@ void sr_fp_data(sr_fingerprint *fp, const sr_dataset *ds)
     sr_data_hash(fp->h, ds);
 }
 
-void sr_fp_backend(sr_fingerprint *fp, const char *backend_name, bool host_memory, const char *gpu_math)
+void sr_fp_backend(sr_fingerprint *fp, const sr_backend *be, const char *gpu_math)
 {
-    if (host_memory) return;
-    sr_fp_text(fp, "backend", backend_name);
+    char kernels[256];
+    sr_be_kernels(be, kernels, sizeof kernels);
+    if (kernels[0]) sr_fp_text(fp, "kernels", kernels);
+    if (sr_be_host_memory(be)) return;
+    sr_fp_text(fp, "backend", sr_be_name(be));
     sr_fp_text(fp, "gpu_math", gpu_math);
 }
 

@@ -10,10 +10,14 @@
 #include <stddef.h>
 #include <xxhash.h>
 
+#include "core/backend.h"
 #include "io/conf.h"
 #include "io/dataset.h"
 
-#define SR_FINGERPRINT_VERSION 2 /* 1: whole structs and unnamed fields (before 2026-11-30) */
+/* 1: whole structs and unnamed fields (before 2026-11-30); 2: named fields,
+ * nothing for the CPU backend (before oneDNN's convolutions); 3: the CPU's
+ * kernels too (sr_fp_backend) */
+#define SR_FINGERPRINT_VERSION 3
 
 typedef struct {
     XXH3_state_t *h;
@@ -31,9 +35,11 @@ void sr_fp_longs(sr_fingerprint *fp, const char *name, const long *values, size_
 void sr_fp_conf(sr_fingerprint *fp, const semrep_conf *conf, const char *prefix, const char *const *skip);
 /* The data set's images: description, content stamp, every image's source index. */
 void sr_fp_data(sr_fingerprint *fp, const sr_dataset *ds);
-/* What rounds differently from the host: a GPU backend and its products.
- * Nothing for the CPU, so CPU outputs do not depend on GPUs existing. */
-void sr_fp_backend(sr_fingerprint *fp, const char *backend_name, bool host_memory, const char *gpu_math);
+/* What fixes the backend's last bits: a GPU backend and its products
+ * (gpu_math); for the CPU, the kernels the processor chose (sr_be_kernels:
+ * oneDNN's version and ISA, OpenBLAS's kernels), and nothing of gpu_math,
+ * so CPU outputs do not depend on GPUs existing. */
+void sr_fp_backend(sr_fingerprint *fp, const sr_backend *be, const char *gpu_math);
 /* The digest so far as 16 hex digits; the fingerprint may go on. */
 void sr_fp_digest(const sr_fingerprint *fp, char out[17]);
 void sr_fp_end(sr_fingerprint *fp);

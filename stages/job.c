@@ -2,6 +2,7 @@
 
 #include <netcdf.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,7 +39,7 @@ void sr_job_identity_begin(sr_job_identity *id, sr_fingerprint *fp, const char *
     sr_fp_text(fp, "checkpoint_checksum", id->checksum);
     sr_fp_long(fp, "seed", conf->seed);
     sr_fp_long(fp, "noise_version", SR_RNG_NOISE_VERSION);
-    sr_fp_backend(fp, sr_be_name(net->be), sr_be_host_memory(net->be), conf->gpu_math);
+    sr_fp_backend(fp, net->be, conf->gpu_math);
 }
 
 void sr_job_put_identity(int ncid, const sr_job_identity *id, const char *file)
@@ -111,6 +112,16 @@ static sr_output_state read_state(const sr_job *job, const sr_job_identity *id, 
 sr_output_state sr_job_output_state(const sr_job *job, const sr_job_identity *id, const semrep_conf *conf,
                                     const semrep_comm *comm, char *err, size_t errlen)
 {
+    /* Every rank hashes the same model, settings and data: only the backend
+     * can make two ranks' fingerprints differ, and their rows must not mix */
+    if (!sr_comm_same(comm, strtoull(id->fingerprint, NULL, 16))) {
+        sr_report(err, errlen,
+                  "the ranks do not agree on %s's fingerprint: their backends differ, or their processors made "
+                  "the CPU choose other kernels (`semrep bench` names them on each kind of node); run every rank "
+                  "on one kind of node, or build with -DSEMREP_DNNL=OFF",
+                  job->output);
+        return SR_OUTPUT_REFUSED;
+    }
     int state = comm->rank == 0 ? read_state(job, id, conf, err, errlen) : SR_OUTPUT_ABSENT;
     sr_comm_bcast(comm, &state, sizeof state, 0);
     return (sr_output_state)state;

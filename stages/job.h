@@ -77,7 +77,8 @@ typedef enum {
 } sr_output_state;
 
 /* Collective: rank 0 reads the output and every rank gets its answer;
- * a refusal comes back with err on rank 0. */
+ * a refusal comes back with err on rank 0. Refused too when the ranks'
+ * fingerprints differ (another backend, or other CPU kernels, on some). */
 sr_output_state sr_job_output_state(const sr_job *job, const sr_job_identity *id, const semrep_conf *conf,
                                     const semrep_comm *comm, char *err, size_t errlen);
 

@@ -64,6 +64,11 @@ typedef struct sr_backend_ops {
     void (*destroy)(sr_backend *be);
     /* One line on what runs the products, e.g. the BLAS, its kernels, threads. */
     void (*describe)(const sr_backend *be, char *text, size_t len);
+    /* Optional (NULL: nothing): what, beyond the inputs, fixes the results'
+     * last bits and is chosen by the processor, e.g. the CPU's "oneDNN 2.6.3
+     * avx512_core_bf16 convolutions, OpenBLAS Haswell sgemm". Outputs'
+     * fingerprints hash it, so that rows from other kernels never mix. */
+    void (*kernels)(const sr_backend *be, char *text, size_t len);
 
     /* Memory: alloc returns NULL on failure (the caller names what failed). */
     void *(*alloc)(const sr_backend *be, size_t bytes);
@@ -105,6 +110,22 @@ typedef struct sr_backend_ops {
     void (*winograd_weights)(const sr_backend *be, const float *w, int k, int c, float *u);
     void (*winograd_input)(const sr_backend *be, const float *x, int c, int n, int h, int w, int i0, int i1, float *v);
     void (*winograd_output)(const sr_backend *be, const float *m, int k, int n, int h, int w, int i0, int i1, float *y);
+
+    /* Optional whole 3x3 convolutions, zero padding 1, no bias, on n CNHW
+     * images, weight [k][c][3][3] (NULL: nn/ convolves with the ops above;
+     * the CPU's on oneDNN when built with it). Each returns false, having
+     * written nothing, when it has no kernel for the shape (nn/ then uses
+     * its own path); each uses scratch of its own and gives the same bits
+     * for any thread count, like every op.
+     *   forward:          y[k, i] = sum_c weight[k][c] (*) x[c, i]
+     *   backward_data:    dx += its input gradient given dy (k channels)
+     *   backward_weights: dweight += its weight gradient given x and dy */
+    bool (*conv3x3_forward)(const sr_backend *be, const float *x, int c, int n, int h, int w, const float *weight,
+                            int k, float *y);
+    bool (*conv3x3_backward_data)(const sr_backend *be, const float *dy, int c, int n, int h, int w,
+                                  const float *weight, int k, float *dx);
+    bool (*conv3x3_backward_weights)(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                     const float *dy, int k, float *dweight);
 
     /* Conv unit tail, forward: u += bias; stats, [3 n]: per image mean, std + eps
      * (SR_NORM_LAYER) and a scratch value for the backward; a = relu(norm(u)).
@@ -177,6 +198,13 @@ static inline bool sr_be_host_memory(const sr_backend *be) { return be->ops->hos
 static inline void sr_be_describe(const sr_backend *be, char *text, size_t len)
 {
     be->ops->describe(be, text, len);
+}
+
+/* "" when the backend has no processor-chosen kernels to name. */
+static inline void sr_be_kernels(const sr_backend *be, char *text, size_t len)
+{
+    if (len) text[0] = '\0';
+    if (be->ops->kernels) be->ops->kernels(be, text, len);
 }
 
 static inline void *sr_be_alloc(const sr_backend *be, size_t bytes)
@@ -259,6 +287,26 @@ static inline void sr_be_winograd_output(const sr_backend *be, const float *m, i
                                          int i1, float *y)
 {
     be->ops->winograd_output(be, m, k, n, h, w, i0, i1, y);
+}
+
+/* The optional convolutions: false when the backend has none for the shape. */
+static inline bool sr_be_conv3x3_forward(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                         const float *weight, int k, float *y)
+{
+    return be->ops->conv3x3_forward && be->ops->conv3x3_forward(be, x, c, n, h, w, weight, k, y);
+}
+
+static inline bool sr_be_conv3x3_backward_data(const sr_backend *be, const float *dy, int c, int n, int h, int w,
+                                               const float *weight, int k, float *dx)
+{
+    return be->ops->conv3x3_backward_data && be->ops->conv3x3_backward_data(be, dy, c, n, h, w, weight, k, dx);
+}
+
+static inline bool sr_be_conv3x3_backward_weights(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                                  const float *dy, int k, float *dweight)
+{
+    return be->ops->conv3x3_backward_weights &&
+           be->ops->conv3x3_backward_weights(be, x, c, n, h, w, dy, k, dweight);
 }
 
 static inline void sr_be_unit_forward(const sr_backend *be, const sr_unit *unit, float *u, float *a, float *stats)
@@ -350,9 +398,11 @@ typedef struct {
 } sr_backend_request;
 
 /* The CPU backend: OpenBLAS sgemm and OpenMP loops over `threads` threads
- * (0: OpenMP's default when it is made, all the cores this process may use).
- * Each instance keeps its own count: two side by side do not change each
- * other's, nor the process's OpenMP default. Never NULL. */
+ * (0: OpenMP's default when it is made, all the cores this process may use),
+ * and, when built with oneDNN (SEMREP_WITH_DNNL), the 3x3 convolutions on
+ * oneDNN with an engine, streams and primitives of its own. Each instance
+ * keeps its own count: two side by side do not change each other's, nor the
+ * process's OpenMP default. Never NULL. */
 sr_backend *sr_backend_cpu_new(int threads);
 
 /* Called first in main(): when OpenBLAS picked its slowest kernels on a

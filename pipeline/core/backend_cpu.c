@@ -4,6 +4,9 @@
  * thread, and every reduction runs in a fixed order whatever the number of
  * threads, so results do not depend on the thread count. */
 #include "core/backend.h"
+#ifdef SEMREP_WITH_DNNL
+#include "core/backend_dnnl.h"
+#endif
 #include "core/check.h"
 #include "core/rng.h"
 #include "core/rng_block.h"
@@ -22,17 +25,37 @@
  * threads costs far more. */
 static inline bool worth_threads(size_t elements) { return elements >= 32768; }
 
-/* An instance's context: the threads its loops and products run on. */
+/* An instance's context: the threads its loops and products run on, and
+ * oneDNN's engine, streams and primitives when built with it. */
 typedef struct {
     int threads;
+#ifdef SEMREP_WITH_DNNL
+    sr_dnnl *dnnl;
+#endif
 } cpu_ctx;
 
 static inline int threads_of(const sr_backend *be) { return ((const cpu_ctx *)be->ctx)->threads; }
 
 static void cpu_describe(const sr_backend *be, char *text, size_t len)
 {
-    snprintf(text, len, "%s, %s kernels, %d threads", openblas_get_config(),
-             openblas_get_corename(), threads_of(be));
+    char conv[192] = "convolutions: im2col and Winograd F(2x2, 3x3) over the BLAS";
+#ifdef SEMREP_WITH_DNNL
+    sr_dnnl_describe(((const cpu_ctx *)be->ctx)->dnnl, conv, sizeof conv);
+#endif
+    snprintf(text, len, "%s, %s kernels, %d threads; %s", openblas_get_config(), openblas_get_corename(),
+             threads_of(be), conv);
+}
+
+/* What the processor chose: oneDNN's ISA and OpenBLAS's kernels. */
+static void cpu_kernels(const sr_backend *be, char *text, size_t len)
+{
+    char conv[96] = "";
+#ifdef SEMREP_WITH_DNNL
+    char dnnl[64];
+    sr_dnnl_kernels(dnnl, sizeof dnnl);
+    snprintf(conv, sizeof conv, "%s convolutions, ", dnnl);
+#endif
+    snprintf(text, len, "%sOpenBLAS %s sgemm", conv, openblas_get_corename());
 }
 
 static size_t cpu_memory_bytes(const sr_backend *be)
@@ -538,8 +561,33 @@ static void cpu_adam_masked(const sr_backend *be, float *param, const float *gra
     }
 }
 
+#ifdef SEMREP_WITH_DNNL
+static sr_dnnl *dnnl_of(const sr_backend *be) { return ((cpu_ctx *)be->ctx)->dnnl; }
+
+static bool cpu_conv3x3_forward(const sr_backend *be, const float *x, int c, int n, int h, int w, const float *weight,
+                                int k, float *y)
+{
+    return sr_dnnl_conv3x3_forward(dnnl_of(be), x, c, n, h, w, weight, k, y);
+}
+
+static bool cpu_conv3x3_backward_data(const sr_backend *be, const float *dy, int c, int n, int h, int w,
+                                      const float *weight, int k, float *dx)
+{
+    return sr_dnnl_conv3x3_backward_data(dnnl_of(be), dy, c, n, h, w, weight, k, dx);
+}
+
+static bool cpu_conv3x3_backward_weights(const sr_backend *be, const float *x, int c, int n, int h, int w,
+                                         const float *dy, int k, float *dweight)
+{
+    return sr_dnnl_conv3x3_backward_weights(dnnl_of(be), x, c, n, h, w, dy, k, dweight);
+}
+#endif
+
 static void cpu_destroy(sr_backend *be)
 {
+#ifdef SEMREP_WITH_DNNL
+    sr_dnnl_free(dnnl_of(be));
+#endif
     free(be->ctx);
     free(be);
 }
@@ -549,6 +597,7 @@ static const sr_backend_ops cpu_ops = {
     .host_memory = true,
     .destroy = cpu_destroy,
     .describe = cpu_describe,
+    .kernels = cpu_kernels,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .to_device = cpu_copy,
@@ -564,6 +613,11 @@ static const sr_backend_ops cpu_ops = {
     .winograd_weights = cpu_winograd_weights,
     .winograd_input = cpu_winograd_input,
     .winograd_output = cpu_winograd_output,
+#ifdef SEMREP_WITH_DNNL
+    .conv3x3_forward = cpu_conv3x3_forward,
+    .conv3x3_backward_data = cpu_conv3x3_backward_data,
+    .conv3x3_backward_weights = cpu_conv3x3_backward_weights,
+#endif
     .unit_forward = cpu_unit_forward,
     .unit_backward = cpu_unit_backward,
     .convt_scatter = cpu_convt_scatter,
@@ -602,8 +656,11 @@ void sr_backend_cpu_default_threads(int threads)
 
 sr_backend *sr_backend_cpu_new(int threads)
 {
-    cpu_ctx *ctx = SR_MALLOC(sizeof *ctx, "a CPU backend");
+    cpu_ctx *ctx = SR_CALLOC(1, sizeof *ctx, "a CPU backend");
     ctx->threads = threads > 0 ? threads : omp_get_max_threads();
+#ifdef SEMREP_WITH_DNNL
+    ctx->dnnl = sr_dnnl_new(ctx->threads);
+#endif
     sr_backend *be = SR_MALLOC(sizeof *be, "a CPU backend");
     *be = (sr_backend){.ops = &cpu_ops, .ctx = ctx};
     return be;

@@ -42,6 +42,7 @@ void sr_conv3x3_forward(const sr_backend *be, const float *x, int cin, int n, in
                         const float *weight, int cout, float *y, float *col, size_t col_floats)
 {
     const int hw = h * w, ld = n * hw, taps = cin * 9;
+    if (sr_be_conv3x3_forward(be, x, cin, n, h, w, weight, cout, y)) return;
     if (winograd(cin, h, w)) {
         float *u = col, *v = col + winograd_weights(cin, cout);
         const int chunk = images_that_fit(col_floats - winograd_weights(cin, cout), per_image_winograd(cin, cout, h, w),
@@ -71,6 +72,10 @@ void sr_conv3x3_backward(const sr_backend *be, const float *x, int cin, int n, i
                          float *dx, float *col, size_t col_floats)
 {
     const int hw = h * w, ld = n * hw, taps = cin * 9;
+    /* the backend's own convolutions where it has them; the rest unfolds */
+    if (dweight && sr_be_conv3x3_backward_weights(be, x, cin, n, h, w, dy, cout, dweight)) dweight = NULL;
+    if (dx && sr_be_conv3x3_backward_data(be, dy, cin, n, h, w, weight, cout, dx)) dx = NULL;
+    if (!dweight && !dx) return;
     const int chunk = sr_conv3x3_chunk(cin, n, h, w, col_floats);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int i1 = i0 + chunk < n ? i0 + chunk : n, cols = (i1 - i0) * hw;

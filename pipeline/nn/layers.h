@@ -23,7 +23,10 @@ int sr_conv3x3_chunk(int cin, int n, int h, int w, size_t col_floats);
 size_t sr_conv3x3_scratch(int cin, int cout, int n, int h, int w, size_t budget);
 
 /* y[cout, n, h, w] = conv3x3(x[cin, n, h, w], weight[cout, cin, 3, 3]), no bias.
- * With 8 or more input channels and even sides, by Winograd F(2x2, 3x3). */
+ * By the backend's own convolution where it has one for the shape (the
+ * CPU's oneDNN); otherwise, with 8 or more input channels and even sides, by
+ * Winograd F(2x2, 3x3), else unfolded. The backward the same way, each of
+ * its two gradients. */
 void sr_conv3x3_forward(const sr_backend *be, const float *x, int cin, int n, int h, int w,
                         const float *weight, int cout, float *y, float *col, size_t col_floats);
 /* dweight += dy (x) x; dx += conv3x3^T(dy). */

@@ -26,6 +26,15 @@ check "phi on 1, 2, 3 ranks: $d1 $d2 $d3" '[ -n "$d1" ] && [ "$d1" = "$d2" ] && 
 b1=$(blocks "$work/r1") b3=$(blocks "$work/r3")
 check "block means on 1 and 3 ranks: $b1 $b3" '[ -n "$b1" ] && [ "$b1" = "$b3" ]'
 
+# Ranks whose CPU kernels differ (as on nodes of two processor types; here
+# OpenBLAS told to take other kernels on one rank) make other fingerprints:
+# refused before any row is computed, never mixed into one phi.nc.
+one=("$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/mixed\"" --set dataset.limit=72)
+expect 1 "the ranks do not agree on phi.nc's fingerprint" -- \
+  mpirun --oversubscribe --allow-run-as-root -np 1 -x OPENBLAS_CORETYPE=Haswell "${one[@]}" : \
+  -np 1 -x OPENBLAS_CORETYPE=Sandybridge "${one[@]}"
+check "mixed kernels leave no phi.nc and no chunk" '[ ! -e "$work/mixed/phi.nc" ] && [ ! -e "$work/mixed/phi-chunks" ]'
+
 SETS=(--set phi.run_chunks=2)
 phi "$work/resumed"
 check "a stopped run leaves chunks and no phi.nc" '[ ! -e "$work/resumed/phi.nc" ] && [ "$(ls "$work/resumed/phi-chunks" | wc -l)" = 2 ]'
@@ -101,11 +110,11 @@ cp -r "$work/r1" "$work/scheme1"
 ncdump "$work/scheme1/phi.nc" | grep -v ":fingerprint_version = " |
   sed 's/:fingerprint = "[0-9a-f]*"/:fingerprint = "0123456789abcdef"/' >"$work/scheme1.cdl"
 ncgen -k nc4 -o "$work/scheme1/phi.nc" "$work/scheme1.cdl"
-expect 0 "phi.nc was fingerprinted under scheme 1, this semrep uses 2; computing it again" -- \
+expect 0 "phi.nc was fingerprinted under scheme 1, this semrep uses 3; computing it again" -- \
   "$semrep" stage phi "$conf" --set "$model" --set "output_dir=\"$work/scheme1\"" --set dataset.limit=72
 ds=$(digest "$work/scheme1")
 check "phi of scheme 1 computed again: $ds vs $d1" \
-  '[ "$ds" = "$d1" ] && ncdump -h "$work/scheme1/phi.nc" | grep -q ":fingerprint_version = 2 ;"'
+  '[ "$ds" = "$d1" ] && ncdump -h "$work/scheme1/phi.nc" | grep -q ":fingerprint_version = 3 ;"'
 
 # A growing PNG folder (the nightly case): 40 images, then 24 more whose
 # names sort between them. The rerun computes only the 24; the 40 rows are

@@ -71,7 +71,7 @@ cp -r "$work/tasks" "$work/scheme1"
 ncdump "$work/scheme1/recon.nc" | grep -v ":fingerprint_version = " |
   sed 's/:fingerprint = "[0-9a-f]*"/:fingerprint = "0123456789abcdef"/; s/:provenance = "[0-9a-f]*"/:provenance = "0123456789abcdef"/' >"$work/scheme1.cdl"
 ncgen -k nc4 -o "$work/scheme1/recon.nc" "$work/scheme1.cdl"
-expect 0 "recon.nc was fingerprinted under scheme 1, this semrep uses 2; computing it again" -- \
+expect 0 "recon.nc was fingerprinted under scheme 1, this semrep uses 3; computing it again" -- \
   "$semrep" stage reconstruct "$conf" --set "output_dir=\"$work/scheme1\"" "${base[@]}" --set reconstruct.max_iter=5
 ds=$(digest "$work/scheme1" samples)
 check "recon.nc of scheme 1 made again, to the same samples: $ds vs $dt" '[ -n "$ds" ] && [ "$ds" = "$dt" ]'

@@ -4,7 +4,8 @@
  * bits on each: every output element is one thread's, every sum runs in a
  * fixed order, products are cut into fixed tiles. The cases are sized past
  * the point where the loops start their threads (32768 values) and the
- * products past one tile (256 columns or rows). Not dot: its reduction's
+ * products past one tile (256 columns or rows), the convolutions past one
+ * chunk of oneDNN's (16 images). Not dot: its reduction's
  * order follows the threads, and only losses, which are reported, use it. */
 #include <math.h>
 #include <omp.h>
@@ -14,6 +15,7 @@
 
 #include "core/backend.h"
 #include "core/rng.h"
+#include "nn/layers.h"
 #include "test_util.h"
 
 /* One case: runs ops on be from fixed inputs and writes every output it
@@ -135,6 +137,29 @@ static void vector_case(const sr_backend *be, float *out)
     free(g);
 }
 
+/* The 3x3 convolution through nn/ (the backend's own where it has one: the
+ * CPU's oneDNN), forward, input and weight gradient, on n images that make
+ * several chunks of oneDNN's (at most 16 images), the last one shorter. */
+static void conv_run(const sr_backend *be, int cin, int cout, int n, int h, float *out)
+{
+    const size_t xs = (size_t)cin * n * h * h, ys = (size_t)cout * n * h * h, ws = (size_t)cout * cin * 9;
+    float *x = uniform(20, xs), *wt = uniform(21, ws), *dy = uniform(22, ys);
+    float *y = out, *dx = y + ys, *dw = dx + xs;
+    const size_t colf = sr_conv3x3_scratch(cin, cout, n, h, h, (size_t)1 << 20);
+    float *col = malloc(sizeof(float) * colf);
+    CU_ASSERT_FATAL(col != NULL);
+    sr_conv3x3_forward(be, x, cin, n, h, h, wt, cout, y, col, colf);
+    memcpy(dx, x, sizeof(float) * xs); /* both gradients accumulate */
+    sr_test_uniform(23, -1, 1, ws, dw);
+    sr_conv3x3_backward(be, x, cin, n, h, h, wt, cout, dy, dw, dx, col, colf);
+    free(x), free(wt), free(dy), free(col);
+}
+
+#define CONV_COUNT(cin, cout, n, h) ((size_t)((cin) + (cout)) * (n) * (h) * (h) + (size_t)(cout) * (cin) * 9)
+
+static void conv_case(const sr_backend *be, float *out) { conv_run(be, 16, 24, 40, 16, out); }
+static void conv_first_case(const sr_backend *be, float *out) { conv_run(be, 1, 16, 20, 32, out); }
+
 static const op_case cases[] = {
     {"gemm, three tiles by columns and by rows", 2 * (size_t)GM * GN, gemm_case},
     {"batched gemm, three small products", BATCH * batch_strides.c, gemm_batched_case},
@@ -145,7 +170,44 @@ static const op_case cases[] = {
      convt_pool_case},
     {"noisy copies", (size_t)N * 4 * HW, noise_case},
     {"axpby, Adam, masked Adam", 3 * (size_t)COUNT, vector_case},
+    {"conv3x3 16->24, 40 images, forward and backward", CONV_COUNT(16, 24, 40, 16), conv_case},
+    {"conv3x3 1->16, 20 images, forward and backward", CONV_COUNT(1, 16, 20, 32), conv_first_case},
 };
+
+/* The backend's own convolutions (the CPU's oneDNN, when built with it)
+ * against nn/'s unfolding and Winograd over the same instance's other ops:
+ * the same numbers to float rounding (another algorithm, another order). */
+static void test_own_convolutions(void)
+{
+    sr_backend *cpu = sr_backend_cpu_new(2);
+    sr_backend_ops plain_ops = *cpu->ops;
+    plain_ops.conv3x3_forward = NULL;
+    plain_ops.conv3x3_backward_data = NULL;
+    plain_ops.conv3x3_backward_weights = NULL;
+    const sr_backend plain = {.ops = &plain_ops, .ctx = cpu->ctx};
+    char text[256];
+    sr_be_describe(cpu, text, sizeof text);
+    printf("\n    %s", text);
+    const struct {
+        int cin, cout, n, h;
+    } shapes[] = {{16, 24, 40, 16}, {1, 16, 20, 32}, {64, 32, 18, 8}};
+    for (size_t q = 0; q < sizeof shapes / sizeof *shapes; q++) {
+        const int cin = shapes[q].cin, cout = shapes[q].cout, n = shapes[q].n, h = shapes[q].h;
+        const size_t ys = (size_t)cout * n * h * h, xs = (size_t)cin * n * h * h, ws = (size_t)cout * cin * 9;
+        float *a = malloc(sizeof(float) * CONV_COUNT(cin, cout, n, h));
+        float *b = malloc(sizeof(float) * CONV_COUNT(cin, cout, n, h));
+        CU_ASSERT_FATAL(a && b);
+        conv_run(cpu, cin, cout, n, h, a);
+        conv_run(&plain, cin, cout, n, h, b);
+        const double dy = sr_max_rel_diff(a, b, ys), dx = sr_max_rel_diff(a + ys, b + ys, xs),
+                     dw = sr_max_rel_diff(a + ys + xs, b + ys + xs, ws);
+        printf("\n    conv3x3 %d->%d at %dx%d, %d images, own against nn/'s: y %.1e, dx %.1e, dweight %.1e", cin,
+               cout, h, h, n, dy, dx, dw);
+        CU_ASSERT(dy < 1e-5 && dx < 1e-5 && dw < 1e-5);
+        free(a), free(b);
+    }
+    sr_backend_free(cpu);
+}
 
 /* Instances with 1, 2 and 3 threads, made together and used in turns. */
 static void test_side_by_side(void)
@@ -234,6 +296,7 @@ int main(void)
         {"CPU instances with 1, 2 and 3 threads give the same bits", test_side_by_side},
         {"an instance keeps its own thread count", test_own_threads},
         {"a batched gemm as its products one by one", test_batched_as_one_by_one},
+        {"the backend's own convolutions agree with nn/'s", test_own_convolutions},
         {NULL, NULL},
     };
     return sr_test_run("backend", tests);
