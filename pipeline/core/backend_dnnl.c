@@ -31,12 +31,28 @@ typedef struct {
     size_t bytes;
 } thread_ws;
 
+/* One layer's weights in a primitive's layout, kept across calls. phi,
+ * the projection and the samplers run every layer with the same weights
+ * thousands of times, and oneDNN's Winograd weight transform runs on one
+ * thread: made at every call it took 37% of oneDNN's time in `semrep
+ * bench` at the paper's shape (verbose timings). An entry is found by the
+ * caller's pointer and the layout, and used only while the oihw weights it
+ * was made from (kept, compared byte for byte) equal those given, so that
+ * training, which changes them every step, gets them made again. */
+typedef struct {
+    const float *source;      /* the caller's weights */
+    dnnl_memory_desc_t layout;
+    size_t plain_bytes;
+    float *plain;             /* a copy of *source when blk was made */
+    char *blk;                /* *source in layout */
+} kept_weights;
+
 struct sr_dnnl {
     dnnl_engine_t engine;
     int threads;
     thread_ws *ws;            /* [threads] */
-    char *wts[2];             /* the weights in each slot's layout (forward, input gradient) */
-    size_t wts_bytes[2];
+    kept_weights *kept;       /* every layer's weights met so far, per layout */
+    int nkept;
     sr_dnnl_plan *plans;      /* every shape met so far, kept */
     int nplans;
     char last_impl[64];
@@ -72,8 +88,11 @@ void sr_dnnl_free(sr_dnnl *d)
         free(d->ws[t].buf);
     }
     free(d->ws);
-    free(d->wts[0]);
-    free(d->wts[1]);
+    for (int i = 0; i < d->nkept; i++) {
+        free(d->kept[i].plain);
+        free(d->kept[i].blk);
+    }
+    free(d->kept);
     SR_DNNL(dnnl_engine_destroy(d->engine));
     free(d);
 }
@@ -92,7 +111,6 @@ static sr_dnnl_plan *plan_for(sr_dnnl *d, sr_dnnl_kind kind, int cin, int n, int
     sr_dnnl_plan_make(p, d->engine, d->threads);
     if (!p->ok) return NULL;
     for (int t = 0; t < d->threads; t++) grow(&d->ws[t].buf, &d->ws[t].bytes, p->bytes, "convolution buffers");
-    for (int s = 0; s < 2; s++) grow(&d->wts[s], &d->wts_bytes[s], p->weight_bytes, "convolution weights");
     return p;
 }
 
@@ -119,25 +137,43 @@ static const char *const tensor_name[3][T_COUNT] = {
     [SR_DNNL_BWD_WEIGHTS] = {"input", "output gradient", "weight gradient"},
 };
 
-/* Forward and input gradient: the weights in each slot's layout, on thread
- * 0's stream, before the chunks; wblk[s] is where slot s's lie. */
+/* The kept entry for weight in layout, made empty when new. */
+static kept_weights *kept_for(sr_dnnl *d, const float *weight, const dnnl_memory_desc_t *layout, size_t plain_bytes)
+{
+    for (int i = 0; i < d->nkept; i++) {
+        kept_weights *k = &d->kept[i];
+        if (k->source == weight && k->plain_bytes == plain_bytes && dnnl_memory_desc_equal(&k->layout, layout))
+            return k;
+    }
+    d->kept = SR_REALLOC(d->kept, (size_t)d->nkept + 1, sizeof *d->kept, "oneDNN's kept weights");
+    kept_weights *k = &d->kept[d->nkept++];
+    *k = (kept_weights){.source = weight, .layout = *layout, .plain_bytes = plain_bytes};
+    size_t have = 0;
+    grow(&k->blk, &have, dnnl_memory_desc_get_size(layout), "convolution weights");
+    return k;
+}
+
+/* Forward and input gradient: the weights in each slot's layout, made on
+ * thread 0's stream before the chunks unless kept from an earlier call with
+ * the same weights; wblk[s] is where slot s's lie. */
 static void prepare_weights(sr_dnnl *d, const sr_dnnl_plan *p, const float *weight, const void *wblk[2])
 {
+    const size_t plain_bytes = (size_t)p->cout * p->cin * 9 * sizeof(float);
     for (int s = 0; s < 2; s++) {
         const sr_dnnl_slot *sl = &p->slot[s];
         wblk[s] = weight;
         if (!sl->conv || !sl->t[T_W].reorder) continue;
-        if (s == 1 && p->slot[0].t[T_W].reorder && dnnl_memory_desc_equal(&sl->t[T_W].blk, &p->slot[0].t[T_W].blk)) {
-            wblk[1] = wblk[0];
-            continue;
-        }
+        kept_weights *k = kept_for(d, weight, &sl->t[T_W].blk, plain_bytes);
+        wblk[s] = k->blk;
+        if (k->plain && !memcmp(k->plain, weight, plain_bytes)) continue;
+        if (!k->plain) k->plain = SR_MALLOC(plain_bytes, "a copy of a layer's weights");
+        memcpy(k->plain, weight, plain_bytes);
         const sr_dnnl_mems *m = &p->mems[s];
         set(m->user[T_W], weight);
-        set(m->blk[T_W], d->wts[s]);
+        set(m->blk[T_W], k->blk);
         set(m->rpad[T_W], d->ws[0].buf + p->at_pad);
         reorder(&sl->t[T_W], m, T_W, d->ws[0].stream, "weight reorder (oihw to the primitive's)");
         SR_DNNL(dnnl_stream_wait(d->ws[0].stream));
-        wblk[s] = d->wts[s];
     }
 }
 

@@ -56,10 +56,10 @@ typedef struct {
     int cin, cout, n, h, w, chunk, last;
     bool ok;                       /* false: oneDNN has no primitive for it */
     sr_dnnl_slot slot[2];          /* full chunks, the last shorter one */
-    /* a thread's buffer: the blocked copies of the chunk's tensors, the
-     * weight gradient in oihw (BWD_WEIGHTS), then the scratchpads */
+    /* a thread's buffer: the blocked copies of the chunk's tensors (not the
+     * forward's and input gradient's weights: core/backend_dnnl.c keeps
+     * those), the weight gradient in oihw (BWD_WEIGHTS), then the scratchpads */
     size_t at[T_COUNT], at_partial, at_pad, bytes;
-    size_t weight_bytes;           /* FWD, BWD_DATA: the weights in the primitive's layout */
     int threads;
     sr_dnnl_mems *mems;            /* [thread * 2 + slot] */
     char impl[64];

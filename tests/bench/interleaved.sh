@@ -5,13 +5,18 @@
 # median images/s of each pass and the ratios to PyTorch. Asserts nothing.
 #   tests/bench/interleaved.sh [SEMREP]...      (default: build/semrep)
 # Environment: ROUNDS (3), BENCH_SECONDS (2, least time per pass), THREADS (2),
-# SHAPE (default | paper: conf/paper-imagenet64.conf's model, BATCH 16),
-# BATCH (64). Prints the protocol, lscpu's model and flags line, each raw
-# output, and the table.
+# SHAPE (both: default then paper | default | paper: conf/paper-imagenet64.conf's
+# model, BATCH 16), BATCH (64). Prints the protocol, lscpu's model and flags
+# line, each raw output, and a table per shape.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ "${SHAPE:-both}" = both ]; then
+  SHAPE=default "$0" "$@"
+  echo
+  SHAPE=paper exec "$0" "$@"
+fi
 . job_scripts/env.sh
-rounds=${ROUNDS:-3} secs=${BENCH_SECONDS:-2} threads=${THREADS:-2} shape=${SHAPE:-default}
+rounds=${ROUNDS:-3} secs=${BENCH_SECONDS:-2} threads=${THREADS:-2} shape=$SHAPE
 batch=${BATCH:-$([ "$shape" = paper ] && echo 16 || echo 64)}
 bins=("$@"); ((${#bins[@]})) || bins=(build/semrep)
 conf=(); [ "$shape" = paper ] && conf=(conf/paper-imagenet64.conf)

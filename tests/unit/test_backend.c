@@ -209,6 +209,47 @@ static void test_own_convolutions(void)
     sr_backend_free(cpu);
 }
 
+/* The forward and input gradient of a convolution on be, into y and dx
+ * (dx zeroed first; the weight gradient is made and dropped). */
+static void conv_pass(const sr_backend *be, const float *x, const float *wt, const float *dy, int cin, int cout,
+                      int n, int h, float *y, float *dx)
+{
+    const size_t colf = sr_conv3x3_scratch(cin, cout, n, h, h, (size_t)1 << 20);
+    float *col = malloc(sizeof(float) * colf), *dw = calloc((size_t)cout * cin * 9, sizeof(float));
+    CU_ASSERT_FATAL(col && dw);
+    sr_conv3x3_forward(be, x, cin, n, h, h, wt, cout, y, col, colf);
+    memset(dx, 0, sizeof(float) * (size_t)cin * n * h * h);
+    sr_conv3x3_backward(be, x, cin, n, h, h, wt, cout, dy, dw, dx, col, colf);
+    free(col), free(dw);
+}
+
+/* A backend may keep a layer's weights in its convolutions' layout across
+ * calls (the CPU's oneDNN does, found by their address): weights changed in
+ * place, as training changes them, must give the convolution of the new
+ * weights, the same bits as an instance that never saw the old ones. */
+static void test_weights_changed_in_place(void)
+{
+    const int cin = 16, cout = 24, n = 20, h = 8;
+    const size_t xs = (size_t)cin * n * h * h, ys = (size_t)cout * n * h * h, ws = (size_t)cout * cin * 9;
+    float *x = uniform(30, xs), *wt = uniform(31, ws), *dy = uniform(32, ys);
+    float *y[3], *dx[3]; /* the old weights, the new ones kept, the new ones fresh */
+    for (int i = 0; i < 3; i++) {
+        y[i] = malloc(sizeof(float) * ys), dx[i] = malloc(sizeof(float) * xs);
+        CU_ASSERT_FATAL(y[i] && dx[i]);
+    }
+    sr_backend *kept = sr_backend_cpu_new(2), *fresh = sr_backend_cpu_new(2);
+    conv_pass(kept, x, wt, dy, cin, cout, n, h, y[0], dx[0]);
+    for (size_t i = 0; i < ws; i++) wt[i] = 0.5f - wt[i];
+    conv_pass(kept, x, wt, dy, cin, cout, n, h, y[1], dx[1]);
+    conv_pass(fresh, x, wt, dy, cin, cout, n, h, y[2], dx[2]);
+    CU_ASSERT(memcmp(y[0], y[2], sizeof(float) * ys) != 0);
+    CU_ASSERT(memcmp(y[1], y[2], sizeof(float) * ys) == 0);
+    CU_ASSERT(memcmp(dx[1], dx[2], sizeof(float) * xs) == 0);
+    sr_backend_free(kept), sr_backend_free(fresh);
+    for (int i = 0; i < 3; i++) free(y[i]), free(dx[i]);
+    free(x), free(wt), free(dy);
+}
+
 /* Instances with 1, 2 and 3 threads, made together and used in turns. */
 static void test_side_by_side(void)
 {
@@ -297,6 +338,7 @@ int main(void)
         {"an instance keeps its own thread count", test_own_threads},
         {"a batched gemm as its products one by one", test_batched_as_one_by_one},
         {"the backend's own convolutions agree with nn/'s", test_own_convolutions},
+        {"weights changed in place give the new weights' convolution", test_weights_changed_in_place},
         {NULL, NULL},
     };
     return sr_test_run("backend", tests);
