@@ -154,11 +154,14 @@ static kept_weights *kept_for(sr_dnnl *d, const float *weight, const dnnl_memory
 }
 
 /* Forward and input gradient: the weights in each slot's layout, made on
- * thread 0's stream before the chunks unless kept from an earlier call with
- * the same weights; wblk[s] is where slot s's lie. */
+ * thread 0's stream by all the instance's threads before the chunks, unless
+ * kept from an earlier call with the same weights; wblk[s] is where slot s's
+ * lie. Called outside any parallel region. */
 static void prepare_weights(sr_dnnl *d, const sr_dnnl_plan *p, const float *weight, const void *wblk[2])
 {
     const size_t plain_bytes = (size_t)p->cout * p->cin * 9 * sizeof(float);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(d->threads); /* what the reorders were made for */
     for (int s = 0; s < 2; s++) {
         const sr_dnnl_slot *sl = &p->slot[s];
         wblk[s] = weight;
@@ -175,6 +178,7 @@ static void prepare_weights(sr_dnnl *d, const sr_dnnl_plan *p, const float *weig
         reorder(&sl->t[T_W], m, T_W, d->ws[0].stream, "weight reorder (oihw to the primitive's)");
         SR_DNNL(dnnl_stream_wait(d->ws[0].stream));
     }
+    omp_set_num_threads(before);
 }
 
 /* Chunk q on the calling thread t alone: reads in0 (and in1, the weight
@@ -221,11 +225,10 @@ static bool convolve(sr_dnnl *d, sr_dnnl_kind kind, const float *in, int cin, in
     snprintf(d->last_impl, sizeof d->last_impl, "%s", p->impl);
     const int chunks = (n + p->chunk - 1) / p->chunk;
     const void *wblk[2];
+    prepare_weights(d, p, weight, wblk);
 #pragma omp parallel num_threads(d->threads)
     {
         omp_set_num_threads(1); /* oneDNN's loops inside a chunk: this thread alone */
-#pragma omp single
-        prepare_weights(d, p, weight, wblk);
 #pragma omp for schedule(static)
         for (int q = 0; q < chunks; q++) run_chunk(d, p, omp_get_thread_num(), q, in, NULL, out, wblk);
     }

@@ -13,9 +13,11 @@
  * gradient tests' tolerance. Where oneDNN has no Winograd for the shape,
  * direct; where it has neither, no plan (the caller's own path runs).
  *
- * Every primitive is made for one thread (under a team of one OpenMP
- * thread): oneDNN fixes its blocking, and with it the order of its sums,
- * when the primitive is made, from the threads it may use. */
+ * Every convolution and image reorder is made for one thread (under a team
+ * of one OpenMP thread): oneDNN fixes its blocking, and with it the order of
+ * its sums, when the primitive is made, from the threads it may use. The
+ * weights' reorders alone are made for the instance's threads
+ * (make_weight_reorders). */
 #include "core/dnnl_plan.h"
 
 #include <omp.h>
@@ -112,6 +114,11 @@ static dnnl_primitive_desc_t conv_pd(const makers *mk, sr_dnnl_kind kind, dnnl_a
     return pd;
 }
 
+/* The forward's and input gradient's weights are reordered apart, once for
+ * all chunks (core/backend_dnnl.c keeps them): by a primitive made for every
+ * thread (make_weight_reorders). */
+static bool weights_apart(const sr_dnnl_plan *p, int r) { return r == T_W && p->kind != SR_DNNL_BWD_WEIGHTS; }
+
 /* Slot s of the plan for chunks of `images` images; false when oneDNN has
  * no primitive for it. */
 static bool make_slot(sr_dnnl_plan *p, const makers *mk, int s, int images)
@@ -146,7 +153,7 @@ static bool make_slot(sr_dnnl_plan *p, const makers *mk, int s, int images)
             SR_DNNL(dnnl_memory_desc_init_by_tag(&t->user, 4, wd, dnnl_f32, dnnl_oihw));
         else
             cnhw_md(&t->user, images, channels[r], p->n, p->h, p->w);
-        make_reorder(mk, t, p->kind == SR_DNNL_BWD_DATA && r == T_IN1);
+        if (!weights_apart(p, r)) make_reorder(mk, t, p->kind == SR_DNNL_BWD_DATA && r == T_IN1);
     }
     SR_DNNL(dnnl_primitive_create(&sl->conv, pd));
     SR_DNNL(dnnl_primitive_desc_destroy(pd));
@@ -209,18 +216,30 @@ static void make_mems(sr_dnnl_plan *p, dnnl_engine_t engine, int threads)
         }
 }
 
-static void make(sr_dnnl_plan *p, dnnl_engine_t engine)
+static void makers_init(makers *mk, dnnl_engine_t engine)
 {
-    makers mk = {.engine = engine};
-    SR_DNNL(dnnl_primitive_attr_create(&mk.attr));
-    SR_DNNL(dnnl_primitive_attr_set_scratchpad_mode(mk.attr, dnnl_scratchpad_mode_user));
-    SR_DNNL(dnnl_primitive_attr_create(&mk.attr_sum));
-    SR_DNNL(dnnl_primitive_attr_set_scratchpad_mode(mk.attr_sum, dnnl_scratchpad_mode_user));
+    mk->engine = engine;
+    SR_DNNL(dnnl_primitive_attr_create(&mk->attr));
+    SR_DNNL(dnnl_primitive_attr_set_scratchpad_mode(mk->attr, dnnl_scratchpad_mode_user));
+    SR_DNNL(dnnl_primitive_attr_create(&mk->attr_sum));
+    SR_DNNL(dnnl_primitive_attr_set_scratchpad_mode(mk->attr_sum, dnnl_scratchpad_mode_user));
     dnnl_post_ops_t ops;
     SR_DNNL(dnnl_post_ops_create(&ops));
     SR_DNNL(dnnl_post_ops_append_sum(ops, 1.0f));
-    SR_DNNL(dnnl_primitive_attr_set_post_ops(mk.attr_sum, ops));
+    SR_DNNL(dnnl_primitive_attr_set_post_ops(mk->attr_sum, ops));
     SR_DNNL(dnnl_post_ops_destroy(ops));
+}
+
+static void makers_destroy(makers *mk)
+{
+    SR_DNNL(dnnl_primitive_attr_destroy(mk->attr));
+    SR_DNNL(dnnl_primitive_attr_destroy(mk->attr_sum));
+}
+
+static void make(sr_dnnl_plan *p, dnnl_engine_t engine)
+{
+    makers mk;
+    makers_init(&mk, engine);
     /* input and output of one image, channels padded to oneDNN's blocks of 16 */
     const size_t per_image = (size_t)((p->cin + 15) / 16 * 16 + (p->cout + 15) / 16 * 16) * p->h * p->w;
     size_t fit = CHUNK_FLOATS / per_image;
@@ -230,8 +249,23 @@ static void make(sr_dnnl_plan *p, dnnl_engine_t engine)
     p->ok = make_slot(p, &mk, 0, p->chunk) && (!p->last || make_slot(p, &mk, 1, p->last));
     if (!p->ok)
         for (int s = 0; s < 2; s++) destroy_slot(&p->slot[s]);
-    SR_DNNL(dnnl_primitive_attr_destroy(mk.attr));
-    SR_DNNL(dnnl_primitive_attr_destroy(mk.attr_sum));
+    makers_destroy(&mk);
+}
+
+/* The weights' reorders, made for `threads` threads. oneDNN's Winograd
+ * weight transform (wino_reorder) shares its input channels and output
+ * blocks among the threads, each value made alone, so its bits do not
+ * depend on them; on one thread it took a third of a training step. */
+static void make_weight_reorders(sr_dnnl_plan *p, dnnl_engine_t engine, int threads)
+{
+    makers mk;
+    makers_init(&mk, engine);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    for (int s = 0; s < 2; s++)
+        if (p->slot[s].conv && weights_apart(p, T_W)) make_reorder(&mk, &p->slot[s].t[T_W], false);
+    omp_set_num_threads(before);
+    makers_destroy(&mk);
 }
 
 void sr_dnnl_plan_make(sr_dnnl_plan *p, dnnl_engine_t engine, int threads)
@@ -243,6 +277,7 @@ void sr_dnnl_plan_make(sr_dnnl_plan *p, dnnl_engine_t engine, int threads)
         make(p, engine);
     }
     if (!p->ok) return;
+    make_weight_reorders(p, engine, threads);
     lay_out(p);
     make_mems(p, engine, threads);
 }
