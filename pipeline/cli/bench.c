@@ -78,8 +78,8 @@ int sr_cmd_bench(int argc, char **argv, semrep_comm *comm)
             printf("  %-30s %12.1f %10.1f %9.0f%% %12.1f/s\n", result.pass[p].name, sum[1 + p], gflops,
                    100.0 * gflops / sum[0], slowest[1 + p]);
         }
-        printf("  (images/s and GFLOP/s summed over ranks; GFLOP counts the convolutions, two per multiply-add;\n"
-               "   a backward as two forwards)\n");
+        printf("  (images/s and GFLOP/s summed over ranks; GFLOP counts the convolutions as direct ones, two per\n"
+               "   multiply-add, a backward as two forwards: Winograd's fewer products can pass 100%% of sgemm)\n");
     }
     return SR_EXIT_OK;
 }

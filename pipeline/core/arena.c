@@ -37,7 +37,10 @@ float *sr_arena_floats(sr_arena *arena, size_t count)
 
 void sr_arena_release(sr_arena *arena)
 {
-    if (arena->base) sr_be_release(arena->be, arena->base);
+    if (arena->base) {
+        sr_be_forget(arena->be, arena->base, arena->size);
+        sr_be_release(arena->be, arena->base);
+    }
     arena->base = NULL;
     arena->size = arena->used = 0;
 }

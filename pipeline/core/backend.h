@@ -73,6 +73,11 @@ typedef struct sr_backend_ops {
     /* Memory: alloc returns NULL on failure (the caller names what failed). */
     void *(*alloc)(const sr_backend *be, size_t bytes);
     void (*release)(const sr_backend *be, void *p);
+    /* Optional (NULL: the backend keeps nothing made from memory):
+     * [p, p + bytes) is about to be released; drops what the backend keeps
+     * that was made from it (the CPU's convolution weights in oneDNN's
+     * layouts, core/backend_dnnl.h), so that it does not outlive them. */
+    void (*forget)(const sr_backend *be, const void *p, size_t bytes);
     void (*to_device)(const sr_backend *be, void *dst, const void *host_src, size_t bytes);
     void (*to_host)(const sr_backend *be, void *host_dst, const void *src, size_t bytes);
     void (*zero)(const sr_backend *be, void *p, size_t bytes);
@@ -215,6 +220,11 @@ static inline void *sr_be_alloc(const sr_backend *be, size_t bytes)
 static inline void sr_be_release(const sr_backend *be, void *p)
 {
     be->ops->release(be, p);
+}
+
+static inline void sr_be_forget(const sr_backend *be, const void *p, size_t bytes)
+{
+    if (be->ops->forget) be->ops->forget(be, p, bytes);
 }
 
 static inline void sr_be_to_device(const sr_backend *be, void *dst, const void *host_src, size_t bytes)

@@ -581,6 +581,8 @@ static bool cpu_conv3x3_backward_weights(const sr_backend *be, const float *x, i
 {
     return sr_dnnl_conv3x3_backward_weights(dnnl_of(be), x, c, n, h, w, dy, k, dweight);
 }
+
+static void cpu_forget(const sr_backend *be, const void *p, size_t bytes) { sr_dnnl_forget(dnnl_of(be), p, bytes); }
 #endif
 
 static void cpu_destroy(sr_backend *be)
@@ -617,6 +619,7 @@ static const sr_backend_ops cpu_ops = {
     .conv3x3_forward = cpu_conv3x3_forward,
     .conv3x3_backward_data = cpu_conv3x3_backward_data,
     .conv3x3_backward_weights = cpu_conv3x3_backward_weights,
+    .forget = cpu_forget,
 #endif
     .unit_forward = cpu_unit_forward,
     .unit_backward = cpu_unit_backward,

@@ -812,6 +812,7 @@ static const sr_backend_ops cuda_ops = {
     .kernels = NULL, /* no processor-chosen kernels for a fingerprint to hash */
     .alloc = gpu_alloc,
     .release = gpu_release,
+    .forget = NULL, /* keeps nothing made from memory */
     .to_device = gpu_to_device,
     .to_host = gpu_to_host,
     .zero = gpu_zero,

@@ -20,6 +20,7 @@
 #include "core/dnnl_plan.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,8 @@ typedef struct {
  * bench` at the paper's shape (verbose timings). An entry is found by the
  * caller's pointer and the layout, and used only while the oihw weights it
  * was made from (kept, compared byte for byte) equal those given, so that
- * training, which changes them every step, gets them made again. */
+ * training, which changes them every step, gets them made again. Dropped
+ * when the memory they came from is released (sr_dnnl_forget). */
 typedef struct {
     const float *source;      /* the caller's weights */
     dnnl_memory_desc_t layout;
@@ -151,6 +153,22 @@ static kept_weights *kept_for(sr_dnnl *d, const float *weight, const dnnl_memory
     size_t have = 0;
     grow(&k->blk, &have, dnnl_memory_desc_get_size(layout), "convolution weights");
     return k;
+}
+
+void sr_dnnl_forget(sr_dnnl *d, const void *p, size_t bytes)
+{
+    const uintptr_t lo = (uintptr_t)p;
+    int kept = 0;
+    for (int i = 0; i < d->nkept; i++) {
+        kept_weights *k = &d->kept[i];
+        if ((uintptr_t)k->source - lo < bytes) {
+            free(k->plain);
+            free(k->blk);
+        } else {
+            d->kept[kept++] = *k;
+        }
+    }
+    d->nkept = kept;
 }
 
 /* Forward and input gradient: the weights in each slot's layout, made on

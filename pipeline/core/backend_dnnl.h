@@ -36,6 +36,9 @@ bool sr_dnnl_conv3x3_backward_data(sr_dnnl *d, const float *dy, int cin, int n, 
 bool sr_dnnl_conv3x3_backward_weights(sr_dnnl *d, const float *x, int cin, int n, int h, int w, const float *dy,
                                       int cout, float *dweight);
 
+/* Drops the weights kept from [p, p + bytes), memory about to be released. */
+void sr_dnnl_forget(sr_dnnl *d, const void *p, size_t bytes);
+
 /* "oneDNN 2.6.3 3x3 convolutions, ISA avx512_core_bf16, last kernel
  * jit_wino_4x3:avx512_core" (what ran last, for describe). */
 void sr_dnnl_describe(const sr_dnnl *d, char *text, size_t len);

@@ -226,7 +226,8 @@ static void conv_pass(const sr_backend *be, const float *x, const float *wt, con
 /* A backend may keep a layer's weights in its convolutions' layout across
  * calls (the CPU's oneDNN does, found by their address): weights changed in
  * place, as training changes them, must give the convolution of the new
- * weights, the same bits as an instance that never saw the old ones. */
+ * weights, the same bits as an instance that never saw the old ones; and so
+ * must new weights after the old ones' memory was forgotten and released. */
 static void test_weights_changed_in_place(void)
 {
     const int cin = 16, cout = 24, n = 20, h = 8;
@@ -243,6 +244,14 @@ static void test_weights_changed_in_place(void)
     conv_pass(kept, x, wt, dy, cin, cout, n, h, y[1], dx[1]);
     conv_pass(fresh, x, wt, dy, cin, cout, n, h, y[2], dx[2]);
     CU_ASSERT(memcmp(y[0], y[2], sizeof(float) * ys) != 0);
+    CU_ASSERT(memcmp(y[1], y[2], sizeof(float) * ys) == 0);
+    CU_ASSERT(memcmp(dx[1], dx[2], sizeof(float) * xs) == 0);
+    /* released weights are forgotten: new ones, wherever they lie, are convolved as new */
+    sr_be_forget(kept, wt, sizeof(float) * ws);
+    free(wt);
+    wt = uniform(33, ws);
+    conv_pass(kept, x, wt, dy, cin, cout, n, h, y[1], dx[1]);
+    conv_pass(fresh, x, wt, dy, cin, cout, n, h, y[2], dx[2]);
     CU_ASSERT(memcmp(y[1], y[2], sizeof(float) * ys) == 0);
     CU_ASSERT(memcmp(dx[1], dx[2], sizeof(float) * xs) == 0);
     sr_backend_free(kept), sr_backend_free(fresh);
