@@ -37,8 +37,9 @@ for change in "phi.draws=3" "phi.sigmas=[0.0, 0.1]" "phi.sigmas=[0.0, 0.2, 0.4]"
   unchanged "$change"
 done
 # another model: the shipped default (another shape, another checksum)
-sum=$("$semrep" info "$work/model/checkpoint.nc" | sed -n 's/^ *checksum \([0-9a-f]*\) .*/\1/p')
-expect 1 "phi.nc was made from the checkpoint with checksum $sum, not this run's 012f1148b5b8e574; move it away" -- \
+checksum() { "$semrep" info "$1" | sed -n 's/^ *checksum \([0-9a-f]*\) .*/\1/p'; }
+sum=$(checksum "$work/model/checkpoint.nc") shipped=$(checksum "$top/conf/models/fashion-mnist.nc")
+expect 1 "phi.nc was made from the checkpoint with checksum $sum, not this run's $shipped; move it away" -- \
   "$semrep" stage phi "$top/conf/fashion-mnist.conf" --set "output_dir=\"$work/run\"" --set dataset.limit=32
 unchanged "the default model"
 # the same checkpoint under another model shape, or with 3 channels, is refused before phi.nc is read
