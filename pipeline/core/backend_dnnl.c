@@ -8,10 +8,12 @@
  *
  * Determinism: oneDNN's own threading is not bit-stable (its Winograd kernel
  * sums in another order with 1, 2 or 3 threads for some shapes:
- * tests/bench/onednn_conv.c). So oneDNN never threads here: the images go in
- * chunks whose size depends on the shape alone, each chunk runs on one
- * thread with primitives made for one thread, and a chunk's result is the
- * same whichever thread runs it and however many there are. The weight
+ * tests/bench/onednn_conv.c). So no convolution threads inside oneDNN here:
+ * the images go in chunks whose size depends on the shape alone, each chunk
+ * runs on one thread with primitives made for one thread, and a chunk's
+ * result is the same whichever thread runs it and however many there are.
+ * Only the weights' reorder uses oneDNN's threads: it makes each value
+ * alone (kept_weights, below). The weight
  * gradient, a sum over all images, is summed per chunk and the chunks' sums
  * are added to dweight in chunk order, whatever the threads (the tests
  * backend and unet_model check 1, 2 and 3 threads). */
@@ -34,8 +36,8 @@ typedef struct {
 
 /* One layer's weights in a primitive's layout, kept across calls. phi,
  * the projection and the samplers run every layer with the same weights
- * thousands of times, and oneDNN's Winograd weight transform runs on one
- * thread: made at every call it took 37% of oneDNN's time in `semrep
+ * thousands of times, and oneDNN's Winograd weight transform is slow: made
+ * at every call, on one thread, it took 37% of oneDNN's time in `semrep
  * bench` at the paper's shape (verbose timings). An entry is found by the
  * caller's pointer and the layout, and used only while the oihw weights it
  * was made from (kept, compared byte for byte) equal those given, so that

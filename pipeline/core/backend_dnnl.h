@@ -5,10 +5,12 @@
  *
  * An sr_dnnl holds everything oneDNN needs, nothing of it file-static: the
  * engine, one stream and one buffer per thread, the primitives made so far
- * (one plan per convolution shape, kept), the weights in the primitives'
- * layout. Every convolution cuts its images into fixed chunks (at most 16
- * images, a number that depends on the shape alone), and runs each chunk on
- * one thread with primitives made for one thread, so that results do not
+ * (one plan per convolution shape, kept), each layer's weights in the
+ * primitives' layouts (kept across calls while the weights stay the same,
+ * reordered by all threads: each value is made alone). Every convolution
+ * cuts its images into fixed chunks (at most 16 images, a number that
+ * depends on the shape alone), and runs each chunk on one thread with
+ * primitives made for one thread, so that results do not
  * depend on the thread count (oneDNN's own threading changes its Winograd
  * sums with it). Every failing oneDNN call ends the run naming the call. */
 #ifndef SEMREP_CORE_BACKEND_DNNL_H

@@ -1,6 +1,7 @@
 /* One oneDNN convolution shape made ready to run (core/backend_dnnl.c runs
- * it): the primitives for its chunks of images, each made for one thread,
- * and where each tensor of a chunk lies in a thread's buffer. Private to
+ * it): the primitives for its chunks of images, each made for one thread
+ * (but the weights' reorders, made for all), and where each tensor of a
+ * chunk lies in a thread's buffer. Private to
  * the two oneDNN files of core/. */
 #ifndef SEMREP_CORE_DNNL_PLAN_H
 #define SEMREP_CORE_DNNL_PLAN_H
@@ -66,7 +67,8 @@ typedef struct {
 } sr_dnnl_plan;
 
 /* Makes the plan for its shape (kind, cin, cout, n, h, w set), on engine,
- * for `threads` threads: primitives made under one OpenMP thread. plan->ok
+ * for `threads` threads: primitives made under one OpenMP thread, the
+ * forward's and input gradient's weight reorders for `threads`. plan->ok
  * false when oneDNN has none; the plan then holds nothing to destroy. */
 void sr_dnnl_plan_make(sr_dnnl_plan *plan, dnnl_engine_t engine, int threads);
 void sr_dnnl_plan_destroy(sr_dnnl_plan *plan);

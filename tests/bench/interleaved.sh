@@ -9,11 +9,12 @@
 # model, BATCH 16), BATCH (64). Prints the protocol, lscpu's model and flags
 # line, each raw output, and a table per shape.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/../.."
 if [ "${SHAPE:-both}" = both ]; then
-  SHAPE=default "$0" "$@"
+  SHAPE=default "$self" "$@"
   echo
-  SHAPE=paper exec "$0" "$@"
+  SHAPE=paper exec "$self" "$@"
 fi
 . job_scripts/env.sh
 rounds=${ROUNDS:-3} secs=${BENCH_SECONDS:-2} threads=${THREADS:-2} shape=$SHAPE

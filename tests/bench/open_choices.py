@@ -12,7 +12,8 @@ For every file, sigma and block (phi's middle block, and each block of
 block_mean when the file has it), raw and standardised, one line:
   draws, sigma, block, scaling, 1-NN, 10-NN (leave-one-out, majority of the
   10 nearest others, ties to the nearest), NMI at K = 10 (k-means, 10
-  restarts) as mean and standard deviation over seeds 0, 1 and 2, and the
+  restarts) as mean and standard deviation (numpy's, ddof 0) over seeds 0,
+  1 and 2, and the
   linear probe's test accuracy (the cluster stage's probe: a stratified 80%
   to train, features standardised on it, multinomial logistic regression
   with L2 lambda 0.01, C = 1 / (lambda n_train)) as mean and standard
