@@ -296,6 +296,39 @@ static void provenance(report *r, const char *model, double seconds)
     html(r, "</pre></details>\n");
 }
 
+/* Columns x and y of n points as plots/NAME.dat; its name in dat. */
+static void xy_file(report *r, const char *name, const double *x, const double *y, size_t n, char *dat, size_t len)
+{
+    FILE *f = data_file(r, name, dat, len);
+    for (size_t i = 0; i < n; i++) fprintf(f, "%g %g\n", x[i], y[i]);
+    SR_CHECK_WRITE(fclose(f) == 0, dat);
+}
+
+/* The training curve, this run's or the one shipped beside the model, with
+ * its held-out losses where it has them. */
+static void training_curve(report *r, const char *model)
+{
+    char path[SR_PATH_MAX + 64], shipped[SR_PATH_MAX + 64], dat[2 * SR_PATH_MAX], held[2 * SR_PATH_MAX],
+        script[5 * SR_PATH_MAX];
+    int ncid;
+    snprintf(shipped, sizeof shipped, "%.*s.curve.nc", (int)(strlen(model) > 3 ? strlen(model) - 3 : strlen(model)),
+             model);
+    if (!file_exists(r->conf->output_dir, "train-curve.nc", path, sizeof path)) snprintf(path, sizeof path, "%s", shipped);
+    if (nc_open(path, NC_NOWRITE, &ncid) != NC_NOERR) return;
+    const size_t n = dim_len(ncid, "point"), m = dim_len(ncid, "evaluation");
+    double *step = var_doubles(ncid, "step", n), *loss = var_doubles(ncid, "loss", n);
+    double *hstep = var_doubles(ncid, "heldout_step", m), *hloss = var_doubles(ncid, "heldout_loss", m);
+    nc_close(ncid);
+    xy_file(r, "curve", step, loss, n, dat, sizeof dat);
+    if (m) xy_file(r, "heldout", hstep, hloss, m, held, sizeof held);
+    const int at = snprintf(script, sizeof script,
+                            "set xlabel 'step'\nset ylabel 'loss (sum over pixels, mean over images)'\n"
+                            "set logscale y\nplot '%s' using 1:2 with lines title 'training loss'", dat);
+    if (m) snprintf(script + at, sizeof script - (size_t)at, ", '%s' using 1:2 with linespoints title 'held-out loss'", held);
+    plot(r, "curve", m ? "training curve, with the held-out loss" : "training curve", script);
+    free(step), free(loss), free(hstep), free(hloss);
+}
+
 static void denoiser(report *r, const char *model)
 {
     char path[SR_PATH_MAX + 64], dat[2 * SR_PATH_MAX], script[3 * SR_PATH_MAX];
@@ -325,23 +358,7 @@ static void denoiser(report *r, const char *model)
         plot(r, "psnr", "output against input PSNR", script);
         free(cells), free(sig), free(in), free(out);
     }
-    /* the training curve: this run's, or the one shipped beside the model */
-    char curve[SR_PATH_MAX + 64];
-    snprintf(curve, sizeof curve, "%.*s.curve.nc", (int)(strlen(model) > 3 ? strlen(model) - 3 : strlen(model)), model);
-    if (!file_exists(r->conf->output_dir, "train-curve.nc", path, sizeof path)) snprintf(path, sizeof path, "%s", curve);
-    if (nc_open(path, NC_NOWRITE, &ncid) == NC_NOERR) {
-        const size_t n = dim_len(ncid, "point");
-        double *step = var_doubles(ncid, "step", n), *loss = var_doubles(ncid, "loss", n);
-        nc_close(ncid);
-        FILE *f = data_file(r, "curve", dat, sizeof dat);
-        for (size_t i = 0; i < n; i++) fprintf(f, "%g %g\n", step[i], loss[i]);
-        SR_CHECK_WRITE(fclose(f) == 0, dat);
-        snprintf(script, sizeof script,
-                 "set xlabel 'step'\nset ylabel 'loss (sum over pixels, mean over images)'\nset logscale y\n"
-                 "plot '%s' using 1:2 with lines title 'training loss'", dat);
-        plot(r, "curve", "training curve", script);
-        free(step), free(loss);
-    }
+    training_curve(r, model);
 }
 
 /* stats.nc at sigma index s: PR histograms, channel activity, set sizes. */

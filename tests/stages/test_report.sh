@@ -27,6 +27,16 @@ mv "$work/png/0" "$work/png/$hostile_class"
 mv "$work/png/1/$(ls "$work/png/1" | head -1)" "$work/png/1/$hostile_file"
 mpirun --oversubscribe --allow-run-as-root -np 2 "$semrep" run "$conf" "${args[@]}" >"$work/log" 2>&1
 check "a run over hostile names with 15 sigmas x 5 K values makes the report" '[ -f "$page" ]' || cat "$work/log"
+held=$(/usr/bin/python3 -c "
+import netCDF4, sys
+c = netCDF4.Dataset(sys.argv[1])
+want = list(zip(c['heldout_step'][:], c['heldout_loss'][:]))
+rows = [[float(v) for v in line.split()] for line in open(sys.argv[2])]
+print(len(want), len(rows) == len(want) > 0 and all(abs(a - s) <= 1e-5 * abs(s) and abs(b - l) <= 1e-5 * abs(l)
+                                                   for (a, b), (s, l) in zip(rows, want)))" \
+  "$out/train-curve.nc" "$out/report/plots/heldout.dat" 2>&1)
+check "the training curve's plot has the curve's held-out losses (evaluations, match): $held" \
+  '[ "${held#* }" = True ] && grep -qF "title '"'"'held-out loss'"'"'" "$out/report/plots/curve.gp"'
 
 # The page parsed as a browser would: no event handler and no script came
 # from the data, and the hostile names came through as text, exactly.
