@@ -178,7 +178,7 @@ static void lay_out(sr_dnnl_plan *p)
             const sr_dnnl_slot *sl = &p->slot[s];
             if (!sl->conv) continue;
             const size_t blk = sl->t[r].reorder ? dnnl_memory_desc_get_size(&sl->t[r].blk) : 0;
-            if (r != T_W || p->kind == SR_DNNL_BWD_WEIGHTS) bytes = max_size(bytes, blk); /* else kept apart */
+            if (!weights_apart(p, r)) bytes = max_size(bytes, blk);
             pad = max_size(pad, dnnl_memory_desc_get_size(&sl->t[r].pad));
             pad = max_size(pad, dnnl_memory_desc_get_size(&sl->pad));
         }
